@@ -1,0 +1,1 @@
+"""The Lark grammar of the loss language, shipped inside the package (`loss.lark`)."""

@@ -1,0 +1,26 @@
+"""lossdsl: a small declarative language for loss functions, checked before it runs and
+compiled to PyTorch, TensorFlow and JAX.
+
+    import lossdsl
+    f = lossdsl.compile("examples/weighted_mse.loss", backend="torch")
+    value = f(yhat=pred, y=target, x={"feature": feat})
+
+The front end (`parse`, `check`) imports no ML framework; a backend's framework is
+imported when `compile` is asked for it.
+"""
+
+from __future__ import annotations
+
+from .checked import CheckedModule
+from .diagnostics import Diagnostic, LossError
+from .frontend import check, parse
+
+__version__ = "0.1.0"
+__all__ = ["compile", "check", "parse", "LossError", "Diagnostic", "CheckedModule", "__version__"]
+
+
+def compile(spec, backend: str = "torch", *, context=None, params=None):  # noqa: A001 - the API's name
+    """Compile a spec (a path or source text) for a backend; see `lossdsl.api.compile`."""
+    from .api import compile as _compile
+
+    return _compile(spec, backend=backend, context=context, params=params)

@@ -1,0 +1,49 @@
+"""The front end as one call: text -> syntax tree -> checked IR, with every finding.
+
+    parse(spec) -> syntax.Module
+    check(spec) -> CheckedModule          (raises LossError; warnings on .warnings)
+
+Imports no ML framework and no NumPy, so `lossdsl check` starts fast.
+"""
+
+from __future__ import annotations
+
+from .analysis import domain_findings, gradient_findings
+from .checked import CheckedModule
+from .checker import check_module
+from .diagnostics import Diagnostic, LossError
+from .parser import parse, parse_source
+from .source import Source, load_source
+
+__all__ = ["parse", "check", "check_source", "findings_for"]
+
+
+def check(spec, *, allow_quick: bool = False) -> CheckedModule:
+    """Parse and check a spec (a path or source text). Raises `LossError` on any error."""
+    source = load_source(spec)
+    return check_source(source, allow_quick=allow_quick)
+
+
+def check_source(source: Source, *, allow_quick: bool = False, quick_types=None) -> CheckedModule:
+    result = parse_source(source, allow_quick=allow_quick)
+    findings: list[Diagnostic] = list(result.findings)
+    try:
+        checked = check_module(result.module, broken=result.broken, quick_types=quick_types)
+    except LossError as err:
+        raise LossError(findings + err.findings) from None
+    if any(d.severity == "error" for d in findings):
+        raise LossError(findings)
+    errors = gradient_findings(checked)
+    if errors:
+        raise LossError(errors)
+    checked.warnings = domain_findings(checked)
+    return checked
+
+
+def findings_for(spec) -> list[Diagnostic]:
+    """Every finding (errors and warnings) for one spec, without raising: what `lossdsl check` prints."""
+    try:
+        checked = check(spec)
+    except LossError as err:
+        return err.findings
+    return list(checked.warnings)

@@ -1,0 +1,367 @@
+"""Lowering passes on the checked IR, decided once for every backend.
+
+    lower(checked) -> Node      the root the backends print
+
+In order:
+  stable forms   log(softmax) -> log_softmax, log(sigmoid(z)) -> log_sigmoid(z),
+                 log(1 - sigmoid(z)) -> log_sigmoid(-z), log(sum(exp(z))) -> logsumexp(z),
+                 log(1 + x) -> log1p(x)                                     (LANGUAGE.md §4)
+  x ^ 0          -> ones, with no gradient, also at x = 0
+  where guards   inside a branch of `where`, the operand of every op with a restricted
+                 domain (log, sqrt, /, pow, exp, pick and gather indices...) is replaced by
+                 `where(cond, operand, safe)`, so the lanes the branch does not take see
+                 a safe value and their gradient is exactly 0 rather than 0 * inf = NaN
+  constants      scalar expressions of literals folded to one literal
+  casts          int and bool operands of float arithmetic converted explicitly, so no
+                 backend's own promotion rules (TensorFlow's int/int -> float64) leak
+  sharing        identical subexpressions (from inlined `def`s) computed once
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from .checked import CheckedModule
+from .functions import FUNCTIONS
+from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem, topological
+from .types import BOOL, FLOAT, INT, ONE, DType, TensorType
+
+# ---- helpers ------------------------------------------------------------------------
+
+
+def _apply(fn: str, args: tuple[Node, ...], type_: TensorType, span, attrs=()) -> Apply:
+    return Apply(type_, span, fn, tuple(args), tuple(attrs))
+
+
+def _is_const(node: Node, value) -> bool:
+    return isinstance(node, Const) and not isinstance(node.value, bool) and node.value == value
+
+
+def _rebuild(node: Node, args: tuple[Node, ...]) -> Node:
+    """The same node over new operands (the node itself if nothing changed)."""
+    if all(a is b for a, b in zip(args, node.inputs)):
+        return node
+    if isinstance(node, Apply):
+        return Apply(node.type, node.span, node.fn, args, node.attrs)
+    if isinstance(node, Index):
+        return Index(node.type, node.span, args[0], node.items)
+    if isinstance(node, Gather):
+        return Gather(node.type, node.span, args[0], args[1:])
+    raise AssertionError(type(node))
+
+
+def rewrite_bottom_up(root: Node, fn: Callable[[Node], Node]) -> Node:
+    """Rebuild the DAG bottom-up, applying `fn` to each rebuilt node; sharing is kept."""
+    done: dict[int, Node] = {}
+    for node in topological(root):
+        new = _rebuild(node, tuple(done[id(a)] for a in node.inputs)) if node.inputs else node
+        done[id(node)] = fn(new)
+    return done[id(root)]
+
+
+# ---- stable forms ----------------------------------------------------------------------
+
+
+def stable_log(node: Node) -> Node | None:
+    """The stable form of `log(u)` when u is one of the patterns of LANGUAGE.md §4, else None."""
+    if not (isinstance(node, Apply) and node.fn == "log"):
+        return None
+    (u,) = node.args
+    if not isinstance(u, Apply):
+        return None
+    t = node.type
+    if u.fn == "softmax":
+        return _apply("log_softmax", u.args, t, node.span, u.attrs)
+    if u.fn == "sigmoid":
+        return _apply("log_sigmoid", u.args, t, node.span)
+    if u.fn == "sub" and _is_const(u.args[0], 1) and isinstance(u.args[1], Apply) and u.args[1].fn == "sigmoid":
+        z = u.args[1].args[0]
+        return _apply("log_sigmoid", (_apply("neg", (z,), z.type, z.span),), t, node.span)
+    if u.fn == "sum" and isinstance(u.args[0], Apply) and u.args[0].fn == "exp":
+        return _apply("logsumexp", u.args[0].args, t, node.span, u.attrs)
+    if u.fn == "add":
+        a, b = u.args
+        if _is_const(a, 1) and b.type.shape == u.type.shape:
+            return _apply("log1p", (b,), t, node.span)
+        if _is_const(b, 1) and a.type.shape == u.type.shape:
+            return _apply("log1p", (a,), t, node.span)
+    return None
+
+
+def stable_forms(root: Node) -> Node:
+    return rewrite_bottom_up(root, lambda n: stable_log(n) or n)
+
+
+def pow_zero(root: Node) -> Node:
+    def fix(n: Node) -> Node:
+        if isinstance(n, Apply) and n.fn == "pow" and _is_const(n.args[1], 0):
+            base = n.args[0]
+            if base.type.shape == n.type.shape:
+                return _apply("ones_like", (base,), n.type, n.span)
+        return n
+
+    return rewrite_bottom_up(root, fix)
+
+
+# ---- where guards ------------------------------------------------------------------------
+
+# operand index -> safe value, for ops whose derivative is infinite or undefined somewhere
+_DOMAIN = {"log": {0: 1}, "log1p": {0: 0}, "sqrt": {0: 1}, "div": {1: 1}, "exp": {0: 0}, "expm1": {0: 0},
+           "pick": {1: 0}}
+_LANE_WISE = {"elementwise", "operator"}
+_REDUCTIONS = {"sum", "mean", "prod", "max", "min", "logsumexp", "var", "std", "norm"}
+
+
+def _safe_const(operand: Node, value) -> Const:
+    dt = operand.type.dtype
+    v = float(value) if dt is FLOAT else int(value)
+    return Const(TensorType(dt), operand.span, v)
+
+
+def _fits(cond: Node, shape) -> bool:
+    """cond broadcasts into `shape` without making it larger."""
+    cs = cond.type.shape
+    if len(cs) > len(shape):
+        return False
+    for c, s in zip(reversed(cs), reversed(shape)):
+        if c != s and c != ONE:
+            return False
+    return True
+
+
+def guard_wheres(root: Node) -> Node:
+    memo: dict[tuple[int, int], Node] = {}
+    conds: dict[tuple[int, int], Node] = {}  # (id cond, id other) -> and(cond, other), shared
+
+    def both(a: Node | None, b: Node) -> Node:
+        if a is None:
+            return b
+        key = (id(a), id(b))
+        if key not in conds:
+            shape = a.type.shape if len(a.type.shape) >= len(b.type.shape) else b.type.shape
+            if not (_fits(a, shape) and _fits(b, shape)):
+                return b
+            conds[key] = _apply("and", (a, b), TensorType(BOOL, shape), b.span)
+        return conds[key]
+
+    def negate(c: Node) -> Node:
+        key = (id(c), -1)
+        if key not in conds:
+            conds[key] = _apply("not", (c,), c.type, c.span)
+        return conds[key]
+
+    def guard(node: Node, cond: Node | None, safe) -> Node:
+        if cond is None or not _fits(cond, node.type.shape):
+            return node
+        return _apply("where", (cond, node, _safe_const(node, safe)), node.type, node.span)
+
+    def visit(node: Node, cond: Node | None) -> Node:
+        if not node.inputs:
+            return node
+        key = (id(node), id(cond) if cond is not None else 0)
+        if key in memo:
+            return memo[key]
+        out = _visit(node, cond)
+        memo[key] = out
+        return out
+
+    def fitted(cond: Node | None, shape) -> Node | None:
+        return cond if cond is not None and _fits(cond, shape) else None
+
+    def _visit(node: Node, cond: Node | None) -> Node:
+        if isinstance(node, Apply) and node.fn == "where":
+            c, a, b = node.args
+            c2 = visit(c, fitted(cond, c.type.shape))
+            taken = both(fitted(cond, node.type.shape), c2)
+            not_taken = both(fitted(cond, node.type.shape), negate(c2))
+            return _rebuild(node, (c2, visit(a, fitted(taken, a.type.shape)),
+                                   visit(b, fitted(not_taken, b.type.shape))))
+        if isinstance(node, Apply):
+            group = FUNCTIONS[node.fn].group
+            domain = _DOMAIN.get(node.fn, {})
+            if node.fn == "pow" and not (isinstance(node.args[1], Const) and isinstance(node.args[1].value, int)
+                                         and node.args[1].value >= 0):
+                domain = {0: 1}
+            if group in _LANE_WISE and node.fn != "matmul":
+                new_args = []
+                for i, a in enumerate(node.args):
+                    ca = fitted(cond, a.type.shape)
+                    a2 = visit(a, ca)
+                    if i in domain:
+                        a2 = guard(a2, ca, domain[i])
+                    new_args.append(a2)
+                return _rebuild(node, tuple(new_args))
+            if node.fn in _REDUCTIONS and cond is not None:
+                x = node.args[0]
+                cx = _expand_for_reduction(cond, node, x)
+                x2 = visit(x, cx)
+                if node.fn in domain:
+                    x2 = guard(x2, cx, domain[0])
+                return _rebuild(node, (x2,))
+            if node.fn == "pick" and cond is not None:
+                x, idx = node.args
+                cidx = fitted(cond, idx.type.shape)
+                crow = _append_axis(cidx) if cidx is not None else None
+                x2 = visit(x, fitted(crow, x.type.shape) if crow is not None else None)
+                idx2 = guard(visit(idx, cidx), cidx, 0)
+                return _rebuild(node, (x2, idx2))
+        if isinstance(node, Gather) and cond is not None:
+            idx_shape = node.type.shape[: len(node.type.shape) - (node.x.type.rank - len(node.indices))]
+            new_idx = []
+            for ix in node.indices:
+                cix = fitted(cond, ix.type.shape) if _fits(cond, idx_shape) else None
+                new_idx.append(guard(visit(ix, cix), cix, 0))
+            return _rebuild(node, (visit(node.x, None),) + tuple(new_idx))
+        # Ops that mix lanes (softmax, cumsum, @, indexing...): a lane's guard says nothing
+        # about the lanes it reads, so only nested `where`s below are guarded.
+        return _rebuild(node, tuple(visit(a, None) for a in node.inputs))
+
+    return visit(root, None)
+
+
+def _append_axis(cond: Node) -> Node:
+    items = tuple([SliceItem(None, None, None)] * cond.type.rank + [None])
+    return Index(TensorType(BOOL, cond.type.shape + (ONE,)), cond.span, cond, items)
+
+
+def _expand_for_reduction(cond: Node, red: Apply, x: Node) -> Node | None:
+    """The guard of a reduction's output as a guard of its input: reduced axes get size 1."""
+    if not _fits(cond, red.type.shape):
+        return None
+    if red.attr("keepdims"):
+        return cond if _fits(cond, x.type.shape) else None
+    axes = set(red.attr("axis"))
+    missing = red.type.rank - cond.type.rank  # leading output axes the condition broadcasts over
+    items: list = []
+    shape: list = []
+    p = 0  # position among the output's axes
+    for k in range(x.type.rank):
+        if k in axes or p < missing:
+            items.append(None)
+            shape.append(ONE)
+        else:
+            items.append(SliceItem(None, None, None))
+            shape.append(cond.type.shape[p - missing])
+        if k not in axes:
+            p += 1
+    expanded = Index(TensorType(BOOL, tuple(shape)), cond.span, cond, tuple(items))
+    return expanded if _fits(expanded, x.type.shape) else None
+
+
+# ---- constant folding ----------------------------------------------------------------------
+
+_FOLD = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b, "pow": lambda a, b: a ** b, "neg": lambda a: -a,
+    "minimum": min, "maximum": max, "abs": abs,
+    "exp": math.exp, "log": math.log, "sqrt": math.sqrt, "log1p": math.log1p, "expm1": math.expm1,
+    "sin": math.sin, "cos": math.cos, "tanh": math.tanh, "square": lambda a: a * a,
+    "lt": lambda a, b: a < b, "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
+    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "and": lambda a, b: a and b,
+    "or": lambda a, b: a or b, "not": lambda a: not a,
+    "float": float, "cast_float": float,
+}
+
+
+def fold_constants(root: Node) -> Node:
+    def fold(n: Node) -> Node:
+        if not (isinstance(n, Apply) and n.fn in _FOLD and n.type.rank == 0 and n.args
+                and all(isinstance(a, Const) for a in n.args)):
+            return n
+        try:
+            v = _FOLD[n.fn](*(a.value for a in n.args))
+        except (ValueError, OverflowError, ZeroDivisionError):
+            return n
+        if isinstance(v, complex) or (isinstance(v, float) and not math.isfinite(v)):
+            return n
+        dt = n.type.dtype
+        v = bool(v) if dt is BOOL else int(v) if dt is INT else float(v)
+        return Const(n.type, n.span, v)
+
+    return rewrite_bottom_up(root, fold)
+
+
+# ---- casts ---------------------------------------------------------------------------------
+
+# Operands that keep their own dtype: conditions, indices, ids.
+_KEEP = {"where": {0}, "pick": {1}, "one_hot": {0}, "segment_sum": {1}, "segment_mean": {1},
+         "cast_float": {0}, "cast_int": {0}, "ones_like": {0}, "int": {0}, "float": {0}, "stop_gradient": {0},
+         "argmax": {0}, "argmin": {0}, "not": {0}, "and": {0, 1}, "or": {0, 1}}
+_COMPARISONS = {"lt", "le", "gt", "ge", "eq", "ne"}
+
+
+def _cast(node: Node, dtype: DType) -> Node:
+    if node.type.dtype is dtype:
+        return node
+    if isinstance(node, Const):
+        v = node.value
+        return Const(TensorType(dtype), node.span, float(v) if dtype is FLOAT else int(v))
+    fn = "cast_float" if dtype is FLOAT else "cast_int"
+    return _apply(fn, (node,), TensorType(dtype, node.type.shape), node.span)
+
+
+def insert_casts(root: Node) -> Node:
+    def fix(n: Node) -> Node:
+        if not isinstance(n, Apply):
+            return n
+        if n.fn == "float":
+            return _cast(n.args[0], FLOAT)
+        if n.fn == "int":
+            return _cast(n.args[0], INT)
+        keep = _KEEP.get(n.fn, set())
+        if n.fn in _COMPARISONS:
+            dts = [a.type.dtype for a in n.args]
+            target = FLOAT if FLOAT in dts else dts[0]
+        elif n.fn == "pow":
+            base, exp = n.args
+            target = n.type.dtype
+            new_base = _cast(base, target)
+            new_exp = exp if (isinstance(exp, Const) and not isinstance(exp.value, bool)) else _cast(exp, target)
+            return _rebuild(n, (new_base, new_exp))
+        elif n.type.dtype in (FLOAT, INT):
+            target = n.type.dtype
+        else:
+            return n
+        args = tuple(a if i in keep or a.type.dtype is BOOL and target is BOOL else _cast(a, target)
+                     for i, a in enumerate(n.args))
+        return _rebuild(n, args)
+
+    return rewrite_bottom_up(root, fix)
+
+
+# ---- common subexpressions -------------------------------------------------------------------
+
+
+def share_common(root: Node) -> Node:
+    table: dict[tuple, Node] = {}
+
+    def key(n: Node):
+        if isinstance(n, Const):
+            return ("const", n.type, type(n.value), n.value)
+        if isinstance(n, DimSize):
+            return ("dim", n.dim)
+        if isinstance(n, Arg):
+            return ("arg", n.name, n.path)
+        ins = tuple(id(a) for a in n.inputs)
+        if isinstance(n, Apply):
+            return ("apply", n.fn, ins, n.attrs, n.type)
+        if isinstance(n, Index):
+            return ("index", ins, n.items)
+        return ("gather", ins)
+
+    def merge(n: Node) -> Node:
+        k = key(n)
+        if k in table:
+            return table[k]
+        table[k] = n
+        return n
+
+    return rewrite_bottom_up(root, merge)
+
+
+def lower(checked: CheckedModule) -> Node:
+    root = checked.loss
+    for p in (stable_forms, pow_zero, share_common, guard_wheres, fold_constants, insert_casts, share_common):
+        root = p(root)
+    return root

@@ -1,0 +1,85 @@
+"""Source text and positions in it.
+
+A `Source` is the text of one spec and the name it is shown under; a `Span` is a
+range in it, 1-based like every compiler's messages. Every later stage keeps the
+spans of what it builds, so an error found anywhere can point back at the text.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """The text of one spec. Compared by identity: two reads of a file are two sources."""
+
+    text: str
+    name: str = "<string>"
+    path: pathlib.Path | None = None
+    _lines: list[str] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def line(self, number: int) -> str:
+        """Line `number` (1-based) without its newline; '' past the end."""
+        lines = self._lines
+        if lines is None:
+            lines = self.text.split("\n")
+            object.__setattr__(self, "_lines", lines)
+        if 1 <= number <= len(lines):
+            return lines[number - 1].rstrip("\r")
+        return ""
+
+
+@dataclass(frozen=True)
+class Span:
+    """A range of a source: from (line, col) to (end_line, end_col), end exclusive, 1-based."""
+
+    source: Source = field(compare=False, repr=False)
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    @property
+    def path(self) -> str:
+        return self.source.name
+
+    def to(self, other: "Span") -> "Span":
+        """The span from the start of self to the end of other."""
+        return Span(self.source, self.line, self.col, other.end_line, other.end_col)
+
+    def __str__(self) -> str:
+        return f"{self.source.name}:{self.line}:{self.col}"
+
+
+def is_path_like(spec: object) -> bool:
+    """LANGUAGE.md §5: a Path, or a string ending in `.loss`, is a file; other strings are source."""
+    if isinstance(spec, os.PathLike):
+        return True
+    return isinstance(spec, str) and spec.rstrip().endswith(".loss") and "\n" not in spec.strip()
+
+
+def load_source(spec: "str | os.PathLike[str] | Source") -> Source:
+    """Read `spec` as a file if it names one, else take it as source text."""
+    from .diagnostics import LossError  # local: diagnostics imports this module
+
+    if isinstance(spec, Source):
+        return spec
+    if is_path_like(spec):
+        path = pathlib.Path(os.fspath(spec))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise LossError.plain(f"no such file: {path}", path=str(path), code="E001") from None
+        except IsADirectoryError:
+            raise LossError.plain(f"is a directory, not a .loss file: {path}", path=str(path), code="E001") from None
+        except UnicodeDecodeError as e:
+            raise LossError.plain(f"cannot read {path} as UTF-8: {e.reason}", path=str(path), code="E001") from None
+        except OSError as e:
+            raise LossError.plain(f"cannot read {path}: {e.strerror}", path=str(path), code="E001") from None
+        return Source(text, str(path), path)
+    if isinstance(spec, str):
+        return Source(spec, "<string>")
+    raise TypeError(f"expected a path or source text, got {type(spec).__name__}")

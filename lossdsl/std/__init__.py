@@ -1,0 +1,1 @@
+"""The standard library: common losses written in the language (`lossdsl.std`)."""

@@ -1,0 +1,184 @@
+"""Types of values: a dtype and a shape of symbolic dimensions.
+
+A `Dim` is an integer literal (`5`), a symbol (`B`), or a symbol with an offset
+(`H - 1`, what `x[1:]` leaves of an axis `H`). Symbols are nominal: `B` and `C`
+never unify or broadcast against each other, whatever their sizes at run time.
+Types print the way they are written: `float[B, C]`, `int`, `{w: float[B]}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Union
+
+
+class DType(Enum):
+    FLOAT = "float"
+    INT = "int"
+    BOOL = "bool"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_numeric(self) -> bool:
+        return self is not DType.BOOL
+
+
+FLOAT, INT, BOOL = DType.FLOAT, DType.INT, DType.BOOL
+
+
+def promote(a: DType, b: DType) -> DType:
+    """The dtype of arithmetic on a and b: float wins over int (LANGUAGE.md §2)."""
+    if DType.FLOAT in (a, b):
+        return DType.FLOAT
+    return DType.INT
+
+
+@dataclass(frozen=True)
+class Dim:
+    """`sym + offset` when `sym` is set, else the literal `offset`.
+
+    `sym` may also be a derived size (`⌈(H - 1)/2⌉` from a stepped slice): any string
+    that is not an identifier, equal only to itself."""
+
+    sym: str | None
+    offset: int = 0
+
+    @staticmethod
+    def lit(n: int) -> "Dim":
+        return Dim(None, n)
+
+    @property
+    def is_literal(self) -> bool:
+        return self.sym is None
+
+    @property
+    def is_symbol(self) -> bool:
+        """A plain symbol, `B` (not `B - 1`, not derived)."""
+        return self.sym is not None and self.offset == 0 and self.sym.isidentifier()
+
+    @property
+    def value(self) -> int:
+        assert self.sym is None
+        return self.offset
+
+    def plus(self, k: int) -> "Dim":
+        return Dim(self.sym, self.offset + k)
+
+    def __str__(self) -> str:
+        if self.sym is None:
+            return str(self.offset)
+        if self.offset == 0:
+            return self.sym
+        return f"{self.sym} {'+' if self.offset > 0 else '-'} {abs(self.offset)}"
+
+
+ONE = Dim.lit(1)
+Shape = tuple[Dim, ...]
+
+
+def shape_str(shape: Shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+@dataclass(frozen=True)
+class TensorType:
+    dtype: DType
+    shape: Shape = ()
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_scalar(self) -> bool:
+        return not self.shape
+
+    def with_dtype(self, dtype: DType) -> "TensorType":
+        return TensorType(dtype, self.shape)
+
+    def __str__(self) -> str:
+        if not self.shape:
+            return str(self.dtype)
+        return f"{self.dtype}{shape_str(self.shape)}"
+
+
+@dataclass(frozen=True)
+class RecordType:
+    fields: tuple[tuple[str, "ValueType"], ...]
+
+    def field(self, name: str) -> "ValueType | None":
+        for n, t in self.fields:
+            if n == name:
+                return t
+        return None
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _ in self.fields]
+
+    def __str__(self) -> str:
+        return "{" + ", ".join(f"{n}: {t}" for n, t in self.fields) + "}"
+
+
+ValueType = Union[TensorType, RecordType]
+
+
+def leaves(t: ValueType, path: tuple[str, ...] = ()):
+    """(path, TensorType) for every tensor inside a (possibly nested) record type."""
+    if isinstance(t, TensorType):
+        yield path, t
+    else:
+        for name, sub in t.fields:
+            yield from leaves(sub, path + (name,))
+
+
+# ---- broadcasting --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BroadcastClash:
+    """Why two shapes did not broadcast: the axis (from the right) and the two dims there."""
+
+    axis_from_right: int
+    left: Dim
+    right: Dim
+
+
+def broadcast_dims(a: Dim, b: Dim) -> Dim | None:
+    """The broadcast of two dims, or None if they clash. A literal meeting a symbol is
+    not decided here: the checker binds the symbol (see `Dims.unify`)."""
+    if a == b:
+        return a
+    if a == ONE:
+        return b
+    if b == ONE:
+        return a
+    return None
+
+
+def broadcast_suggestion(small: Shape, big: Shape, expr_text: str) -> str | None:
+    """`x[:, None]` when the lower-rank shape lines up with the leading axes of the other.
+
+    Matches the dims of `small` in order against `big` and inserts `None` for the axes of
+    `big` it lacks; returns None when no such alignment exists."""
+    if len(small) >= len(big) or not small:
+        return None
+    items: list[str] = []
+    j = 0
+    for d in big:
+        if j < len(small) and (small[j] == d or small[j] == ONE):
+            items.append(":")
+            j += 1
+        else:
+            items.append("None")
+    if j != len(small):
+        return None
+    # Trailing `:` are implied; keep the index as short as NumPy allows.
+    while items and items[-1] == ":":
+        items.pop()
+    if not items or "None" not in items:
+        return None
+    return f"{expr_text}[{', '.join(items)}]"

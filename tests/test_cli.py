@@ -1,0 +1,116 @@
+"""The `lossdsl` command: exit codes, output formats, and what it imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, EXAMPLES
+from test_diagnostics_ui import run_check
+
+GOOD = "pred yhat: float[B]\ntarget y: float[B]\nloss = mean((yhat - y)^2)\n"
+BAD = "pred yhat: float[B]\ntarget y: float[B]\nloss = mean((yhat - y) ** 2)\n"
+WARN = "pred p: float[B]\ntarget y: float[B]\nloss = -mean(y * log(p))\n"
+
+
+def cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lossdsl", *args], cwd=cwd, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120)
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_examples_check_clean():
+    code, out = run_check("examples")
+    assert code == 0, out
+    assert out.strip() == f"all good: {len(list(EXAMPLES.glob('*.loss')))} files checked"
+
+
+def test_exit_codes(tmp_path):
+    good, bad, warn = write(tmp_path, "g.loss", GOOD), write(tmp_path, "b.loss", BAD), write(tmp_path, "w.loss", WARN)
+    assert cli("check", str(good)).returncode == 0
+    assert cli("check", str(bad)).returncode == 1
+    assert cli("check", str(warn)).returncode == 0
+    assert cli("check", "--strict", str(warn)).returncode == 1
+    assert cli("check", str(tmp_path / "missing.loss")).returncode == 2
+    assert cli("check").returncode == 2
+    assert cli("check", "--format", "yaml", str(good)).returncode == 2
+    assert cli().returncode == 2
+
+
+def test_a_folder_is_searched_recursively(tmp_path):
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub", "b.loss", BAD)
+    write(tmp_path, "g.loss", GOOD)
+    r = cli("check", str(tmp_path))
+    assert r.returncode == 1
+    assert "b.loss:3:24: error: `**` is not an operator" in r.stdout
+    assert "found 1 error in 2 files checked" in r.stdout
+
+
+def test_empty_folder_is_a_usage_error(tmp_path):
+    r = cli("check", str(tmp_path))
+    assert r.returncode == 2 and "no .loss files" in r.stderr
+
+
+def test_text_format_shows_line_caret_and_help(tmp_path):
+    bad = write(tmp_path, "b.loss", BAD)
+    out = cli("check", str(bad)).stdout
+    assert f"{bad}:3:24: error: `**` is not an operator  [E104]" in out
+    assert "  3 | loss = mean((yhat - y) ** 2)" in out
+    assert "    |                        ^~" in out
+    assert "  help: use `^` for powers: `x ^ 2`" in out
+
+
+def test_json_format(tmp_path):
+    bad = write(tmp_path, "b.loss", BAD)
+    r = cli("check", "--format", "json", str(bad))
+    data = json.loads(r.stdout)
+    assert r.returncode == 1
+    assert data["errors"] == 1 and data["files"] == 1
+    (f,) = data["findings"]
+    assert (f["line"], f["column"], f["code"], f["severity"]) == (3, 24, "E104", "error")
+    assert f["path"] == str(bad) and f["help"].startswith("use `^`")
+
+
+def test_github_format(tmp_path):
+    bad = write(tmp_path, "b.loss", BAD)
+    out = cli("check", "--format", "github", str(bad)).stdout
+    first = out.splitlines()[0]
+    assert first.startswith(f"::error file={bad},line=3,col=24,endLine=3,endColumn=26,title=E104")
+    assert first.endswith("::`**` is not an operator%0Ahelp: use `^` for powers: `x ^ 2`")
+
+
+def test_quiet_prints_errors_only(tmp_path):
+    good, warn = write(tmp_path, "g.loss", GOOD), write(tmp_path, "w.loss", WARN)
+    assert cli("check", "-q", str(good), str(warn)).stdout == ""
+
+
+def test_check_imports_no_framework_and_no_numpy():
+    code = ("import sys; from lossdsl.cli import main; rc = main(['check', 'examples', '-q']); "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'numpy', 'keras') if m in sys.modules)); "
+            "sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_version_and_help():
+    assert cli("--version").stdout.startswith("lossdsl ")
+    assert "check" in cli("--help").stdout
+
+
+def test_no_traceback_on_unreadable_input(tmp_path):
+    p = tmp_path / "bin.loss"
+    p.write_bytes(b"\xff\xfe\x00bad")
+    r = cli("check", str(p))
+    assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout
+    assert "cannot read" in r.stdout
