@@ -29,6 +29,7 @@ class Leaf:
     path: tuple[str, ...]
     type: TensorType
     span: Span  # of the type that declared it
+    dim_spans: tuple[Span, ...] = ()  # of each dimension in that type
 
     @property
     def label(self) -> str:

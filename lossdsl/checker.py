@@ -336,15 +336,16 @@ class Checker:
                     decl.default, decl.has_default = d.default.value, True
                 else:
                     ok = False
-        for path, t, span in self._leaves(d.type):
-            decl.leaves.append(Leaf(decl, path, t, span))
-            decl.leaf_spans[path] = span
+        for path, texpr in self._leaves(d.type):
+            t = self._tensor_type(texpr)
+            decl.leaves.append(Leaf(decl, path, t, texpr.span, tuple(dim.span for dim in texpr.dims)))
+            decl.leaf_spans[path] = texpr.span
         del ok  # a declaration with an error is still declared, so its uses do not cascade
         return decl
 
     def _leaves(self, texpr: S.TypeExpr, path=()):
         if isinstance(texpr, S.TensorTypeExpr):
-            yield path, self._tensor_type(texpr), texpr.span
+            yield path, texpr
         else:
             for f in texpr.fields:
                 yield from self._leaves(f.type, path + (f.name,))

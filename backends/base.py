@@ -1,0 +1,299 @@
+"""What every backend provides, and the printer they share.
+
+A backend is two things (einops' backends are the model):
+
+- a `Printer` that turns lowered IR into Python source for its framework. One-to-one
+  spellings are a table (`FUNCTIONS`, `"exp": "torch.exp({x})"`); special cases are
+  `_fn_<name>` methods. `tests/test_function_table.py` checks that every function of
+  lossdsl/functions.py has a spelling on every backend.
+- a `Backend` with the run-time support the generated code calls: recognising and
+  converting the framework's tensors, dtypes, and the few helpers a formula needs.
+
+The framework is imported in `Backend.load()`, only when that backend is asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from lossdsl.ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem
+from lossdsl.types import BOOL, FLOAT, INT, Dim
+
+# Python precedences of the operators we print (higher binds tighter).
+PREC_ATOM = 100
+PREC_POW = 8
+PREC_UNARY = 7
+PREC_MUL = 6
+PREC_ADD = 5
+PREC_CMP = 3
+
+_BINARY = {"add": ("+", PREC_ADD), "sub": ("-", PREC_ADD), "mul": ("*", PREC_MUL), "div": ("/", PREC_MUL),
+           "matmul": ("@", PREC_MUL), "pow": ("**", PREC_POW), "lt": ("<", PREC_CMP), "le": ("<=", PREC_CMP),
+           "gt": (">", PREC_CMP), "ge": (">=", PREC_CMP), "eq": ("==", PREC_CMP), "ne": ("!=", PREC_CMP)}
+
+
+class Unsupported(Exception):
+    """A node this backend cannot express (say which and why; never fail silently)."""
+
+
+class Printer:
+    """Prints one node as a Python expression; `names` maps nodes that already have a variable."""
+
+    #: name of the backend, for comments in the generated code
+    backend = "?"
+    #: import lines the generated module starts with
+    imports: tuple[str, ...] = ()
+    #: fn -> template with {x}, {a}, {b}... (parameter names of the function table) and attrs
+    FUNCTIONS: dict[str, str] = {}
+    #: operators printed as Python operators (the framework's tensors overload them)
+    OPERATORS = _BINARY
+
+    def __init__(self, names: dict[int, str]):
+        self.names = names
+
+    # ---- entry points ----
+    def expr(self, node: Node) -> str:
+        return self._p(node)[0]
+
+    def _p(self, node: Node) -> tuple[str, int]:
+        """(source, precedence)."""
+        name = self.names.get(id(node))
+        if name is not None:
+            return name, PREC_ATOM
+        method = getattr(self, "_print_" + type(node).__name__)
+        return method(node)
+
+    # ---- leaves ----
+    def _print_Const(self, node: Const) -> tuple[str, int]:
+        v = node.value
+        if isinstance(v, bool):
+            return self.bool_literal(v), PREC_ATOM
+        if isinstance(v, float):
+            text = repr(v) if v == v and v not in (float("inf"), float("-inf")) else f"float({str(v)!r})"
+        else:
+            text = repr(int(v))
+        return text, (PREC_UNARY if text.startswith("-") else PREC_ATOM)
+
+    def bool_literal(self, v: bool) -> str:
+        return "True" if v else "False"
+
+    def _print_DimSize(self, node: DimSize) -> tuple[str, int]:
+        return self.dim(node.dim), PREC_ATOM
+
+    def dim(self, d: Dim) -> str:
+        if d.sym is None:
+            return str(d.offset)
+        if not d.sym.isidentifier():
+            raise Unsupported(f"the size `{d}` is only known to the framework")
+        base = f"d_{d.sym}"
+        if d.offset:
+            return f"({base} {'+' if d.offset > 0 else '-'} {abs(d.offset)})"
+        return base
+
+    def _print_Arg(self, node: Arg) -> tuple[str, int]:  # args always have names
+        raise AssertionError(f"unnamed argument {node.label}")
+
+    # ---- operators and functions ----
+    def _print_Apply(self, node: Apply) -> tuple[str, int]:
+        special = getattr(self, "_fn_" + node.fn, None) or getattr(self, "_op_" + node.fn, None)
+        if special is not None:
+            out = special(node)
+            return out if isinstance(out, tuple) else (out, PREC_ATOM)
+        if node.fn in self.OPERATORS:
+            return self.binary(node)
+        template = self.FUNCTIONS.get(node.fn)
+        if template is None:
+            raise Unsupported(f"`{node.fn}` has no lowering for {self.backend}")
+        return template.format(**self.fields(node)), PREC_ATOM
+
+    #: keyword names of the framework's reductions
+    AXIS_KW = "axis"
+    KEEPDIMS_KW = "keepdims"
+    #: functions whose literal arguments may stay Python numbers (others get `const_arg`)
+    SCALAR_OK: frozenset[str] = frozenset()
+
+    def fields(self, node: Apply) -> dict[str, Any]:
+        """Printed operands by parameter name (`{x}`, `{a}`...), the same parenthesised where
+        they are not atoms (`{x_p}`), and the static attributes (`{axes}`, `{axis0}`, `{keepdims}`)."""
+        from lossdsl.functions import FUNCTIONS
+
+        spec = FUNCTIONS[node.fn]
+        out: dict[str, Any] = {}
+        for p, a in zip(spec.tensor_params, node.args):
+            if isinstance(a, Const) and node.fn not in self.SCALAR_OK and id(a) not in self.names:
+                text, prec = self.const_arg(a, node), PREC_ATOM
+            else:
+                text, prec = self._p(a)
+            out[p.name] = text
+            out[p.name + "_p"] = text if prec >= PREC_ATOM else f"({text})"
+            out[p.name + "_rank"] = a.type.rank
+        for k, v in node.attrs:
+            out[k] = self.dim(v) if isinstance(v, Dim) else v
+        if "axis" in out:
+            axis = out["axis"]
+            out["axes"] = self.axes(axis)
+            full = isinstance(axis, tuple) and len(axis) == node.args[0].type.rank
+            if full and not out.get("keepdims"):
+                out["reduce_kw"] = ""  # a full reduction reads best without arguments
+            else:
+                out["reduce_kw"] = f", {self.AXIS_KW}={out['axes']}, {self.KEEPDIMS_KW}={out.get('keepdims', False)}"
+            out["axis0"] = axis[0] if isinstance(axis, tuple) and len(axis) == 1 else axis
+            out["axes_list"] = "[" + ", ".join(map(str, axis)) + "]" if isinstance(axis, tuple) else str(axis)
+        out["dtype"] = self.dtype_name(node.type.dtype)
+        return out
+
+    def dtype_name(self, dtype) -> str:
+        """The generated code's name for a dtype: `_cdt` (the compute dtype), `_INT` or `_BOOL`."""
+        return {FLOAT: "_cdt", INT: "_INT", BOOL: "_BOOL"}[dtype]
+
+    def const_arg(self, const: Const, node: Apply) -> str:
+        """A literal passed to a framework function that wants a tensor."""
+        return self._print_Const(const)[0]
+
+    def axes(self, axis) -> str:
+        if isinstance(axis, int):
+            return str(axis)
+        if len(axis) == 1:
+            return str(axis[0])
+        return "(" + ", ".join(map(str, axis)) + ")"
+
+    def binary(self, node: Apply) -> tuple[str, int]:
+        op, prec = self.OPERATORS[node.fn]
+        a, b = node.args
+        sa, pa = self._p(a)
+        sb, pb = self._p(b)
+        if node.fn == "pow":
+            left_needs, right_needs = pa <= prec, pb < PREC_UNARY
+        elif prec == PREC_CMP:
+            left_needs, right_needs = pa <= prec, pb <= prec
+        else:
+            left_needs, right_needs = pa < prec, pb <= prec
+        if left_needs:
+            sa = f"({sa})"
+        if right_needs:
+            sb = f"({sb})"
+        return f"{sa} {op} {sb}", prec
+
+    def _op_neg(self, node: Apply) -> tuple[str, int]:
+        s, p = self._p(node.args[0])
+        if p < PREC_UNARY or s.startswith("-"):
+            s = f"({s})"
+        return f"-{s}", PREC_UNARY
+
+    # Rounding an int is the identity on every backend (the frameworks' floor/ceil reject ints).
+    def _round_like(self, node: Apply, template: str) -> str:
+        if node.args[0].type.dtype is INT:
+            return self.expr(node.args[0])
+        return template.format(x=self.expr(node.args[0]))
+
+    # ---- indexing ----
+    def index_items(self, node: Index) -> str:
+        parts = []
+        for it in node.items:
+            if it is None:
+                parts.append("None")
+            elif isinstance(it, SliceItem):
+                parts.append(str(it))
+            else:
+                parts.append(str(it))
+        # Trailing full slices are implied.
+        while parts and parts[-1] == ":" and len(parts) > 1:
+            parts.pop()
+        return ", ".join(parts) if len(parts) != 1 or parts[0] != ":" else ":"
+
+    def _print_Index(self, node: Index) -> tuple[str, int]:
+        s, p = self._p(node.x)
+        if p < PREC_ATOM:
+            s = f"({s})"
+        return f"{s}[{self.index_items(node)}]", PREC_ATOM
+
+    def _print_Gather(self, node: Gather) -> tuple[str, int]:
+        s, p = self._p(node.x)
+        if p < PREC_ATOM:
+            s = f"({s})"
+        return f"{s}[{', '.join(self.expr(i) for i in node.indices)}]", PREC_ATOM
+
+
+class Backend:
+    """Run-time support for one framework. Subclasses set the class attributes and
+    implement the methods; `load()` imports the framework."""
+
+    name = "?"
+    aliases: tuple[str, ...] = ()
+    framework: str | None = None  # the module to import; None for numpy
+    printer: type[Printer] = Printer
+    differentiable = True
+
+    def __init__(self) -> None:
+        self.loaded = False
+
+    def load(self) -> None:
+        """Import the framework (raises ImportError with a hint when it is missing)."""
+        self.loaded = True
+
+    # ---- tensors ----
+    def is_tensor(self, x: Any) -> bool:
+        raise NotImplementedError
+
+    def asarray(self, x: Any) -> Any:
+        """A value the user passed (numpy array, list, Python number) as this backend's tensor."""
+        raise NotImplementedError
+
+    def shape(self, x: Any) -> tuple:
+        return tuple(x.shape)
+
+    def dtype_kind(self, x: Any) -> str:
+        """'float', 'int', 'bool' or 'other'."""
+        raise NotImplementedError
+
+    def dtype_name(self, x: Any) -> str:
+        return str(x.dtype).replace("torch.", "").replace("<dtype: '", "").replace("'>", "")
+
+    def compute_dtype(self, *preds: Any) -> Any:
+        """float64 when any pred is float64, else float32 (float16/bfloat16 compute in float32)."""
+        raise NotImplementedError
+
+    def to_float(self, x: Any, dtype: Any) -> Any:
+        raise NotImplementedError
+
+    def to_int(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def place_like(self, x: Any, like: Any) -> Any:
+        """`x` (a context tensor) on the device of `like`; identity where devices do not matter."""
+        return x
+
+    def device_key(self, x: Any) -> Any:
+        return None
+
+    # ---- reductions the API applies to a per-sample loss ----
+    def mean(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def sum(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def weighted_mean(self, x: Any, w: Any) -> Any:
+        raise NotImplementedError
+
+    # ---- code generation ----
+    def namespace(self) -> dict[str, Any]:
+        """Globals for the generated module: the framework and the run-time helpers."""
+        return {}
+
+    def wrap_compute(self, fn: Callable, static_args: list[str]) -> Callable:
+        """A hook to compile the pure compute function (JAX jits it); `static_args` are its
+        non-tensor parameters (the compute dtype, the device, dimension sizes)."""
+        return fn
+
+    #: how a generated argument check reads the size of an axis (TensorFlow may not know it)
+    dynamic_sizes = False
+
+
+def axis_tuple(node: Apply) -> tuple[int, ...]:
+    axis = node.attr("axis")
+    return tuple(axis) if isinstance(axis, tuple) else (axis,)
+
+
+__all__ = ["Printer", "Backend", "Unsupported", "PREC_ATOM", "PREC_UNARY", "PREC_MUL", "PREC_ADD", "PREC_POW",
+           "PREC_CMP", "axis_tuple", "FLOAT", "INT", "BOOL"]

@@ -1,0 +1,141 @@
+"""JAX: the NumPy printer with `jnp` (einops' JAX backend is its NumPy one with another
+module), plus the conventions of LANGUAGE.md §4 where JAX differs:
+
+- `abs` at 0 has gradient 0 (jnp.abs gives 1): printed as `x * sign(x)`;
+- `clip` at its bounds gives x a gradient of 1 (jnp.clip gives 0.5);
+- `norm` at 0 has gradient 0 (jnp.linalg.norm gives NaN).
+
+The pure `compute` function is jitted (dimension sizes and the dtype are static),
+so an eager call costs one dispatch; inside a user's `jax.jit` it simply inlines.
+Importing this module does not import jax; `JaxBackend.load()` does."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+from lossdsl.ir import Apply, DimSize
+
+from .numpy_backend import NumpyPrinter, numpy_like_table
+from .base import Backend
+
+
+class JaxPrinter(NumpyPrinter):
+    backend = "jax"
+    xp = "jnp"
+    imports = ("import jax", "import jax.numpy as jnp")
+    FUNCTIONS = {
+        **numpy_like_table("jnp"),
+        "abs": "rt.abs({x})",
+        "clip": "rt.clip({x}, {lo}, {hi})",
+        "relu": "jax.nn.relu({x})",
+        "sigmoid": "jax.nn.sigmoid({x})", "log_sigmoid": "jax.nn.log_sigmoid({x})",
+        "softplus": "jax.nn.softplus({x})",
+        "logsumexp": "jax.nn.logsumexp({x}, axis={axes}, keepdims={keepdims})",
+        "softmax": "jax.nn.softmax({x}, axis={axis})", "log_softmax": "jax.nn.log_softmax({x}, axis={axis})",
+        "one_hot": "jax.nn.one_hot({idx}, {depth}, dtype=_cdt)",
+        "stop_gradient": "jax.lax.stop_gradient({x})",
+    }
+
+    def _fn_cast_float(self, node: Apply) -> str:
+        (x,) = node.args
+        if isinstance(x, DimSize):
+            return f"jnp.asarray({self.expr(x)}, dtype=_cdt)"
+        return f"jnp.asarray({self.expr(x)}, dtype=_cdt)"
+
+    def _fn_cast_int(self, node: Apply) -> str:
+        return f"jnp.asarray({self.expr(node.args[0])}).astype(_INT)"
+
+
+def _runtime(jax, jnp) -> types.SimpleNamespace:
+    def abs_(x):
+        # d|x|/dx = sign(x): 0 at x = 0, where jnp.abs gives 1 (LANGUAGE.md §4).
+        return x * jnp.sign(x)
+
+    def clip(x, lo, hi):
+        # The value of minimum(maximum(x, lo), hi), with gradient 1 to x at either bound.
+        inside = (x >= lo) & (x <= hi)
+        return jnp.where(inside, x, jnp.minimum(jnp.maximum(x, lo), hi))
+
+    def norm(x, p, axis, keepdims):
+        if p == 1:
+            return jnp.sum(abs_(x), axis=axis, keepdims=keepdims)
+        s = jnp.sum(jnp.abs(x) ** p, axis=axis, keepdims=keepdims)
+        nonzero = s > 0
+        # The root's gradient is infinite at 0: feed it a safe 1 there and select 0.
+        return jnp.where(nonzero, jnp.where(nonzero, s, 1.0) ** (1.0 / p), 0.0)
+
+    def segment_sum(v, ids, groups):
+        flat_ids = ids.reshape(-1)
+        flat_v = v.reshape((-1,) + v.shape[ids.ndim:])
+        return jax.ops.segment_sum(flat_v, flat_ids, num_segments=groups)  # out-of-range ids dropped
+
+    def segment_mean(v, ids, groups, dtype):
+        total = segment_sum(jnp.asarray(v, dtype), ids, groups)
+        count = segment_sum(jnp.ones(ids.shape, dtype), ids, groups)
+        count = count.reshape(count.shape + (1,) * (total.ndim - 1))
+        return total / jnp.maximum(count, 1.0)
+
+    return types.SimpleNamespace(abs=abs_, clip=clip, norm=norm, segment_sum=segment_sum,
+                                 segment_mean=segment_mean)
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    framework = "jax"
+    printer = JaxPrinter
+
+    def load(self) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+        self.rt = _runtime(jax, jnp)
+        self._int = jnp.asarray(0).dtype  # int32, or int64 with jax_enable_x64
+        self.loaded = True
+
+    def is_tensor(self, x: Any) -> bool:
+        return isinstance(x, self.jax.Array)
+
+    def asarray(self, x: Any) -> Any:
+        return self.jnp.asarray(x)
+
+    def dtype_kind(self, x: Any) -> str:
+        k = self.jnp.dtype(x.dtype).kind
+        return {"f": "float", "V": "float", "i": "int", "u": "int", "b": "bool"}.get(k, "other")
+
+    def dtype_name(self, x: Any) -> str:
+        return str(x.dtype)
+
+    def dtype_of(self, x: Any) -> Any:
+        return x.dtype
+
+    def compute_dtype(self, *preds: Any) -> Any:
+        jnp = self.jnp
+        for p in preds:
+            if p.dtype == jnp.float64:
+                return jnp.float64
+        return jnp.float32
+
+    def to_float(self, x: Any, dtype: Any) -> Any:
+        return x if x.dtype == dtype else x.astype(dtype)
+
+    def to_int(self, x: Any) -> Any:
+        return x if x.dtype == self._int else x.astype(self._int)
+
+    def mean(self, x):
+        return self.jnp.mean(x)
+
+    def sum(self, x):
+        return self.jnp.sum(x)
+
+    def weighted_mean(self, weighted, w):
+        total = self.jnp.sum(w)
+        return self.jnp.sum(weighted) / self.jnp.where(total == 0, 1.0, total)
+
+    def wrap_compute(self, fn, static_args):
+        # One XLA dispatch per eager call; under a user's jit this inlines into their trace.
+        return self.jax.jit(fn, static_argnames=tuple(static_args))
+
+    def namespace(self) -> dict[str, Any]:
+        return {"jax": self.jax, "jnp": self.jnp, "rt": self.rt, "_INT": self._int, "_BOOL": self.jnp.bool_}

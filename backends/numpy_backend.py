@@ -1,0 +1,189 @@
+"""NumPy: the reference backend (values only, no gradients). JAX's printer is this
+one with `jnp` for `np` and a few conventions of its own (see jax_backend.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lossdsl.ir import Apply, DimSize
+
+from .base import Backend, Printer
+
+
+def numpy_like_table(xp: str) -> dict[str, str]:
+    """Spellings shared by NumPy and jax.numpy."""
+    return {
+        "abs": f"{xp}.abs({{x}})", "sign": f"{xp}.sign({{x}})", "square": f"{xp}.square({{x}})",
+        "relu": f"{xp}.maximum({{x}}, 0)",
+        "exp": f"{xp}.exp({{x}})", "expm1": f"{xp}.expm1({{x}})", "log": f"{xp}.log({{x}})",
+        "log1p": f"{xp}.log1p({{x}})", "sqrt": f"{xp}.sqrt({{x}})", "sin": f"{xp}.sin({{x}})",
+        "cos": f"{xp}.cos({{x}})", "tanh": f"{xp}.tanh({{x}})",
+        "sigmoid": "rt.sigmoid({x})", "log_sigmoid": "rt.log_sigmoid({x})",
+        "softplus": f"{xp}.logaddexp({{x}}, 0.0)",
+        "minimum": f"{xp}.minimum({{a}}, {{b}})", "maximum": f"{xp}.maximum({{a}}, {{b}})",
+        "clip": f"{xp}.minimum({xp}.maximum({{x}}, {{lo}}), {{hi}})",
+        "where": f"{xp}.where({{cond}}, {{a}}, {{b}})",
+        "sum": f"{xp}.sum({{x}}{{reduce_kw}})",
+        "mean": f"{xp}.mean({{x}}{{reduce_kw}})",
+        "prod": f"{xp}.prod({{x}}{{reduce_kw}})",
+        "max": f"{xp}.max({{x}}{{reduce_kw}})",
+        "min": f"{xp}.min({{x}}{{reduce_kw}})",
+        "logsumexp": "rt.logsumexp({x}, {axes}, {keepdims})",
+        "var": f"{xp}.var({{x}}, axis={{axes}}, ddof={{ddof}}, keepdims={{keepdims}})",
+        "std": f"{xp}.std({{x}}, axis={{axes}}, ddof={{ddof}}, keepdims={{keepdims}})",
+        "norm": "rt.norm({x}, {p}, {axes}, {keepdims})",
+        "argmax": f"{xp}.argmax({{x}}, axis={{axis0}}, keepdims={{keepdims}})",
+        "argmin": f"{xp}.argmin({{x}}, axis={{axis0}}, keepdims={{keepdims}})",
+        "softmax": "rt.softmax({x}, {axis})", "log_softmax": "rt.log_softmax({x}, {axis})",
+        "cumsum": f"{xp}.cumsum({{x}}, axis={{axis}})",
+        "pick": f"{xp}.take_along_axis({{x}}, {xp}.expand_dims({{idx}}, -1), axis=-1)[..., 0]",
+        "one_hot": "rt.one_hot({idx}, {depth}, _cdt)",
+        "dot": f"{xp}.sum({xp}.multiply({{a}}, {{b}}), axis={{axis}})",
+        "transpose": f"{xp}.swapaxes({{x}}, -1, -2)",
+        "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
+        "segment_mean": "rt.segment_mean({v}, {ids}, {groups}, _cdt)",
+        "ones_like": f"{xp}.ones({xp}.shape({{x}}), dtype={{dtype}})",
+        "stop_gradient": "{x}",
+        "and": f"{xp}.logical_and({{a}}, {{b}})", "or": f"{xp}.logical_or({{a}}, {{b}})",
+        "not": f"{xp}.logical_not({{x}})",
+    }
+
+
+class NumpyPrinter(Printer):
+    backend = "numpy"
+    xp = "np"
+    imports = ("import numpy as np",)
+    FUNCTIONS = numpy_like_table("np")
+
+    def _fn_floor(self, node: Apply) -> str:
+        return self._round_like(node, self.xp + ".floor({x})")
+
+    def _fn_ceil(self, node: Apply) -> str:
+        return self._round_like(node, self.xp + ".ceil({x})")
+
+    def _fn_round(self, node: Apply) -> str:
+        return self._round_like(node, self.xp + ".round({x})")
+
+    def _fn_cast_float(self, node: Apply) -> str:
+        (x,) = node.args
+        if isinstance(x, DimSize):
+            return f"{self.xp}.asarray({self.expr(x)}, dtype=_cdt)"
+        return f"{self.xp}.asarray({self.expr(x)}).astype(_cdt)"
+
+    def _fn_cast_int(self, node: Apply) -> str:
+        return f"{self.xp}.asarray({self.expr(node.args[0])}).astype(_INT)"
+
+
+# ---- run-time helpers the generated code calls as rt.<name> ------------------------------------
+
+
+class numpy_rt:
+    """Stable float64-quality formulas (NumPy has no sigmoid or logsumexp of its own)."""
+
+    @staticmethod
+    def sigmoid(x):
+        return np.exp(-np.logaddexp(0.0, -x))
+
+    @staticmethod
+    def log_sigmoid(x):
+        return -np.logaddexp(0.0, -x)
+
+    @staticmethod
+    def logsumexp(x, axis, keepdims):
+        m = np.max(x, axis=axis, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0.0)
+        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+        return out if keepdims else np.squeeze(out, axis=axis)
+
+    @staticmethod
+    def softmax(x, axis):
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+    @staticmethod
+    def log_softmax(x, axis):
+        return x - numpy_rt.logsumexp(x, (axis,), True)
+
+    @staticmethod
+    def norm(x, p, axis, keepdims):
+        a = np.abs(x)
+        if p == 1:
+            return np.sum(a, axis=axis, keepdims=keepdims)
+        if p == 2:
+            return np.sqrt(np.sum(a * a, axis=axis, keepdims=keepdims))
+        return np.sum(a ** p, axis=axis, keepdims=keepdims) ** (1.0 / p)
+
+    @staticmethod
+    def one_hot(idx, depth, dtype):
+        return (np.expand_dims(idx, -1) == np.arange(depth)).astype(dtype)
+
+    @staticmethod
+    def segment_sum(v, ids, groups):
+        ids = np.asarray(ids)
+        v = np.asarray(v)
+        flat_ids = ids.reshape(-1)
+        flat_v = v.reshape((-1,) + v.shape[ids.ndim:])
+        keep = (flat_ids >= 0) & (flat_ids < groups)
+        out = np.zeros((groups,) + v.shape[ids.ndim:], dtype=v.dtype)
+        np.add.at(out, flat_ids[keep], flat_v[keep])
+        return out
+
+    @staticmethod
+    def segment_mean(v, ids, groups, dtype):
+        total = numpy_rt.segment_sum(np.asarray(v, dtype=dtype), ids, groups)
+        count = numpy_rt.segment_sum(np.ones(np.shape(ids), dtype=dtype), ids, groups)
+        count = count.reshape(count.shape + (1,) * (total.ndim - 1))
+        return total / np.maximum(count, 1.0)
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    aliases = ("np",)
+    framework = None
+    printer = NumpyPrinter
+    differentiable = False
+
+    def is_tensor(self, x: Any) -> bool:
+        return isinstance(x, np.ndarray)
+
+    def asarray(self, x: Any) -> Any:
+        if hasattr(x, "numpy") and not isinstance(x, np.ndarray):  # a framework tensor
+            x = x.detach().cpu().numpy() if hasattr(x, "detach") else x.numpy()
+        out = np.asarray(x)
+        if out.dtype == object:
+            raise TypeError("not a numeric array")
+        return out
+
+    def dtype_kind(self, x: Any) -> str:
+        k = x.dtype.kind
+        return {"f": "float", "i": "int", "u": "int", "b": "bool"}.get(k, "other")
+
+    def dtype_name(self, x: Any) -> str:
+        return str(x.dtype)
+
+    def dtype_of(self, x: Any) -> Any:
+        return x.dtype
+
+    def compute_dtype(self, *preds: Any) -> Any:
+        return np.float64 if any(p.dtype == np.float64 for p in preds) else np.float32
+
+    def to_float(self, x: Any, dtype: Any) -> Any:
+        return x if x.dtype == dtype else x.astype(dtype)
+
+    def to_int(self, x: Any) -> Any:
+        return x if x.dtype == np.int64 else x.astype(np.int64)
+
+    def mean(self, x):
+        return np.mean(x)
+
+    def sum(self, x):
+        return np.sum(x)
+
+    def weighted_mean(self, weighted, w):
+        total = np.sum(w)
+        return np.sum(weighted) / np.where(total == 0, 1.0, total)
+
+    def namespace(self) -> dict[str, Any]:
+        return {"np": np, "rt": numpy_rt, "_INT": np.int64, "_BOOL": np.bool_}

@@ -1,0 +1,247 @@
+"""TensorFlow. Where its ops differ from LANGUAGE.md §4 the printer calls a helper:
+
+- `maximum`/`minimum` split the gradient 0.5/0.5 at ties (tf.maximum gives 1 to one side);
+- `clip` is `minimum(maximum(x, lo), hi)`, whose TF gradient gives x 1 at both bounds,
+  and whose value is `hi` when lo > hi, as in NumPy and torch (tf.clip_by_value gives lo);
+- `norm` has gradient 0 at 0 (tf.norm gives NaN);
+- `argmax`/`argmin` return the first index on ties (tf.argmax does not promise which);
+- literals become tensors of the compute dtype, so float64 losses stay float64, and
+  int / int is computed in the compute dtype, never TensorFlow's float64.
+
+Sizes may be unknown while tracing a `tf.function`; the argument checks then check
+what is known, and the loss reads the rest with `tf.shape`. Importing this module
+does not import tensorflow; `TensorflowBackend.load()` does."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+from lossdsl.ir import Apply, Const, Gather
+
+from .base import Backend, Printer
+
+
+class TensorflowPrinter(Printer):
+    backend = "tensorflow"
+    imports = ("import tensorflow as tf",)
+    FUNCTIONS = {
+        "abs": "tf.abs({x})", "sign": "tf.sign({x})", "square": "tf.square({x})", "relu": "tf.nn.relu({x})",
+        "exp": "tf.exp({x})", "expm1": "tf.math.expm1({x})", "log": "tf.math.log({x})",
+        "log1p": "tf.math.log1p({x})", "sqrt": "tf.sqrt({x})", "sin": "tf.sin({x})", "cos": "tf.cos({x})",
+        "tanh": "tf.tanh({x})", "sigmoid": "tf.sigmoid({x})", "log_sigmoid": "tf.math.log_sigmoid({x})",
+        "softplus": "tf.math.softplus({x})",
+        "minimum": "rt.minimum({a}, {b})", "maximum": "rt.maximum({a}, {b})",
+        "clip": "tf.minimum(tf.maximum({x}, {lo}), {hi})",
+        "where": "tf.where({cond}, {a}, {b})",
+        "sum": "tf.reduce_sum({x}{reduce_kw})", "mean": "tf.reduce_mean({x}{reduce_kw})",
+        "prod": "tf.reduce_prod({x}{reduce_kw})", "max": "tf.reduce_max({x}{reduce_kw})",
+        "min": "tf.reduce_min({x}{reduce_kw})", "logsumexp": "tf.reduce_logsumexp({x}{reduce_kw})",
+        "var": "rt.var({x}, {axes}, {ddof}, {keepdims})", "std": "rt.std({x}, {axes}, {ddof}, {keepdims})",
+        "norm": "rt.norm({x}, {p}, {axes}, {keepdims})",
+        "argmax": "rt.argmax({x}, {axis0}, {keepdims})", "argmin": "rt.argmin({x}, {axis0}, {keepdims})",
+        "softmax": "tf.nn.softmax({x}, axis={axis})", "log_softmax": "tf.nn.log_softmax({x}, axis={axis})",
+        "cumsum": "tf.math.cumsum({x}, axis={axis})",
+        "pick": "tf.gather({x}, {idx}, batch_dims={idx_rank})",
+        "one_hot": "tf.one_hot({idx}, {depth}, dtype=_cdt)",
+        "dot": "tf.reduce_sum(tf.multiply({a}, {b}), axis={axis})",
+        "transpose": "tf.linalg.matrix_transpose({x})",
+        "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
+        "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
+        "ones_like": "tf.ones_like({x}, dtype={dtype})",
+        "stop_gradient": "tf.stop_gradient({x})",
+        "and": "tf.logical_and({a}, {b})", "or": "tf.logical_or({a}, {b})", "not": "tf.logical_not({x})",
+        "eq": "tf.equal({a}, {b})", "ne": "tf.not_equal({a}, {b})",
+        "matmul": "rt.matmul({a}, {b})",
+        "cast_float": "tf.cast({x}, _cdt)", "cast_int": "tf.cast({x}, tf.int64)",
+    }
+
+    def const_arg(self, const: Const, node: Apply) -> str:
+        return f"_k({self._print_Const(const)[0]}, {self.dtype_name(const.type.dtype)})"
+
+    # Spelled as functions (not operators) on TensorFlow.
+    def _op_eq(self, node: Apply) -> str:
+        return self.FUNCTIONS["eq"].format(**self.fields(node))
+
+    def _op_ne(self, node: Apply) -> str:
+        return self.FUNCTIONS["ne"].format(**self.fields(node))
+
+    def _op_matmul(self, node: Apply) -> str:
+        return self.FUNCTIONS["matmul"].format(**self.fields(node))
+
+    def _fn_floor(self, node: Apply) -> str:
+        return self._round_like(node, "tf.floor({x})")
+
+    def _fn_ceil(self, node: Apply) -> str:
+        return self._round_like(node, "tf.math.ceil({x})")
+
+    def _fn_round(self, node: Apply) -> str:
+        return self._round_like(node, "tf.round({x})")
+
+    def _print_Gather(self, node: Gather) -> tuple[str, int]:
+        return f"rt.gather({self.expr(node.x)}, ({''.join(self.expr(i) + ', ' for i in node.indices)}))", 100
+
+
+def _runtime(tf) -> types.SimpleNamespace:
+    def maximum(a, b):
+        # Value of tf.maximum; at a tie each side gets half the gradient (LANGUAGE.md §4).
+        return tf.where(tf.equal(a, b), a * 0.5 + b * 0.5, tf.maximum(a, b))
+
+    def minimum(a, b):
+        return tf.where(tf.equal(a, b), a * 0.5 + b * 0.5, tf.minimum(a, b))
+
+    def _first_index(x, axis, keepdims, pick):
+        rank = x.shape.rank
+        target = pick(x, axis=axis, keepdims=True)
+        n = tf.shape(x, out_type=tf.int64)[axis]
+        positions = tf.reshape(tf.range(n), [-1 if i == axis else 1 for i in range(rank)])
+        hit = tf.logical_or(tf.equal(x, target), tf.math.is_nan(x)) if x.dtype.is_floating else tf.equal(x, target)
+        return tf.reduce_min(tf.where(hit, positions, n), axis=axis, keepdims=keepdims)
+
+    def argmax(x, axis, keepdims):
+        return _first_index(x, axis, keepdims, tf.reduce_max)
+
+    def argmin(x, axis, keepdims):
+        return _first_index(x, axis, keepdims, tf.reduce_min)
+
+    def var(x, axes, ddof, keepdims):
+        if ddof == 0:
+            return tf.math.reduce_variance(x, axis=axes, keepdims=keepdims)
+        axes_t = [axes] if isinstance(axes, int) else list(axes)
+        mean = tf.reduce_mean(x, axis=axes_t, keepdims=True)
+        n = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes_t)), x.dtype)
+        return tf.reduce_sum(tf.square(x - mean), axis=axes_t, keepdims=keepdims) / (n - ddof)
+
+    def std(x, axes, ddof, keepdims):
+        return tf.sqrt(var(x, axes, ddof, keepdims))
+
+    def norm(x, p, axes, keepdims):
+        if p == 1:
+            return tf.reduce_sum(tf.abs(x), axis=axes, keepdims=keepdims)
+        s = tf.reduce_sum(tf.abs(x) ** p if p != 2 else tf.square(x), axis=axes, keepdims=keepdims)
+        nonzero = s > 0
+        # The root's gradient is infinite at 0: feed it a safe 1 there and select 0.
+        root = tf.where(nonzero, s, tf.ones_like(s)) ** (1.0 / p) if p != 2 else tf.sqrt(
+            tf.where(nonzero, s, tf.ones_like(s)))
+        return tf.where(nonzero, root, tf.zeros_like(s))
+
+    def matmul(a, b):
+        ra, rb = a.shape.rank, b.shape.rank
+        if ra == 1 and rb == 1:
+            return tf.reduce_sum(a * b, axis=-1)
+        if rb == 1:
+            return tf.linalg.matvec(a, b)
+        if ra == 1:
+            return tf.linalg.matvec(b, a, transpose_a=True)
+        return tf.linalg.matmul(a, b)
+
+    def gather(x, indices):
+        parts = [tf.cast(i, tf.int64) for i in indices]
+        shape = tf.shape(parts[0], out_type=tf.int64)
+        for p in parts[1:]:
+            shape = tf.broadcast_dynamic_shape(shape, tf.shape(p, out_type=tf.int64))
+        sizes = tf.shape(x, out_type=tf.int64)
+        parts = [tf.broadcast_to(p, shape) for p in parts]
+        parts = [tf.where(p < 0, p + sizes[k], p) for k, p in enumerate(parts)]  # negative from the end
+        return tf.gather_nd(x, tf.stack(parts, axis=-1))
+
+    def segment_sum(v, ids, groups):
+        g = tf.cast(groups, ids.dtype)
+        keep = tf.logical_and(ids >= 0, ids < g)
+        safe = tf.where(keep, ids, -tf.ones_like(ids))  # TensorFlow drops negative ids
+        return tf.math.unsorted_segment_sum(v, safe, groups)
+
+    def segment_mean(v, ids, groups):
+        total = segment_sum(v, ids, groups)
+        count = segment_sum(tf.ones(tf.shape(ids), dtype=v.dtype), ids, groups)
+        count = tf.reshape(count, tf.concat([tf.shape(count), tf.ones([total.shape.rank - 1], tf.int32)], 0))
+        return total / tf.maximum(count, 1.0)
+
+    return types.SimpleNamespace(maximum=maximum, minimum=minimum, argmax=argmax, argmin=argmin, var=var,
+                                 std=std, norm=norm, matmul=matmul, gather=gather, segment_sum=segment_sum,
+                                 segment_mean=segment_mean)
+
+
+class TensorflowBackend(Backend):
+    name = "tensorflow"
+    aliases = ("tf",)
+    framework = "tensorflow"
+    printer = TensorflowPrinter
+    dynamic_sizes = True
+
+    def load(self) -> None:
+        import os
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        self.tf = tf
+        self.rt = _runtime(tf)
+        self._consts: dict[tuple, Any] = {}
+        self.loaded = True
+
+    def is_tensor(self, x: Any) -> bool:
+        return self.tf.is_tensor(x)
+
+    def asarray(self, x: Any) -> Any:
+        return self.tf.convert_to_tensor(x)
+
+    def shape(self, x: Any) -> tuple:
+        return tuple(x.shape)
+
+    def dtype_kind(self, x: Any) -> str:
+        dt = x.dtype
+        if dt.is_floating:
+            return "float"
+        if dt.is_integer:
+            return "int"
+        if dt.is_bool:
+            return "bool"
+        return "other"
+
+    def dtype_name(self, x: Any) -> str:
+        return x.dtype.name
+
+    def dtype_of(self, x: Any) -> Any:
+        return x.dtype
+
+    def compute_dtype(self, *preds: Any) -> Any:
+        tf = self.tf
+        for p in preds:
+            if p.dtype == tf.float64:
+                return tf.float64
+        return tf.float32
+
+    def to_float(self, x: Any, dtype: Any) -> Any:
+        return x if x.dtype == dtype else self.tf.cast(x, dtype)
+
+    def to_int(self, x: Any) -> Any:
+        return x if x.dtype == self.tf.int64 else self.tf.cast(x, self.tf.int64)
+
+    def dynamic_size(self, x: Any, axis: int) -> Any:
+        return self.tf.shape(x)[axis]
+
+    def const(self, value, dtype):
+        """A cached constant, made eagerly even when first asked for inside a tf.function."""
+        key = (value, dtype)
+        t = self._consts.get(key)
+        if t is None:
+            with self.tf.init_scope():
+                t = self.tf.constant(value, dtype=dtype)
+            self._consts[key] = t
+        return t
+
+    def mean(self, x):
+        return self.tf.reduce_mean(x)
+
+    def sum(self, x):
+        return self.tf.reduce_sum(x)
+
+    def weighted_mean(self, weighted, w):
+        tf = self.tf
+        total = tf.reduce_sum(w)
+        return tf.reduce_sum(weighted) / tf.where(tf.equal(total, 0), tf.ones_like(total), total)
+
+    def namespace(self) -> dict[str, Any]:
+        tf = self.tf
+        return {"tf": tf, "rt": self.rt, "_k": self.const, "_INT": tf.int64, "_BOOL": tf.bool}

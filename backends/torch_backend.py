@@ -1,0 +1,190 @@
+"""PyTorch. Its own ops already follow most of LANGUAGE.md §4 (abs, relu, clamp at the
+bounds, maximum ties, amax ties, vector_norm at 0); the printer only has to keep
+literals as tensors where torch wants tensors, and group ops it lacks (segment
+sums). Importing this module does not import torch; `TorchBackend.load()` does."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+from lossdsl.ir import Apply, Const, DimSize
+
+from .base import Backend, Printer
+
+
+class TorchPrinter(Printer):
+    backend = "torch"
+    imports = ("import torch", "import torch.nn.functional as F")
+    AXIS_KW = "dim"
+    KEEPDIMS_KW = "keepdim"
+    # torch.where and torch.clamp take Python numbers; the rest want tensors.
+    SCALAR_OK = frozenset({"where"})
+    FUNCTIONS = {
+        "abs": "torch.abs({x})", "sign": "torch.sign({x})", "square": "torch.square({x})",
+        "relu": "torch.relu({x})",
+        "exp": "torch.exp({x})", "expm1": "torch.expm1({x})", "log": "torch.log({x})", "log1p": "torch.log1p({x})",
+        "sqrt": "torch.sqrt({x})", "sin": "torch.sin({x})", "cos": "torch.cos({x})", "tanh": "torch.tanh({x})",
+        "sigmoid": "torch.sigmoid({x})", "log_sigmoid": "F.logsigmoid({x})", "softplus": "F.softplus({x})",
+        "minimum": "torch.minimum({a}, {b})", "maximum": "torch.maximum({a}, {b})",
+        "where": "torch.where({cond}, {a}, {b})",
+        "sum": "torch.sum({x}{reduce_kw})", "mean": "torch.mean({x}{reduce_kw})",
+        "max": "torch.amax({x}, dim={axes}, keepdim={keepdims})",
+        "min": "torch.amin({x}, dim={axes}, keepdim={keepdims})",
+        "prod": "rt.prod({x}, {axes}, {keepdims})",
+        "logsumexp": "torch.logsumexp({x}, dim={axes}, keepdim={keepdims})",
+        "var": "torch.var({x}, dim={axes}, correction={ddof}, keepdim={keepdims})",
+        "std": "torch.std({x}, dim={axes}, correction={ddof}, keepdim={keepdims})",
+        "norm": "torch.linalg.vector_norm({x}, ord={p}, dim={axes}, keepdim={keepdims})",
+        "argmax": "torch.argmax({x}, dim={axis0}, keepdim={keepdims})",
+        "argmin": "torch.argmin({x}, dim={axis0}, keepdim={keepdims})",
+        "softmax": "torch.softmax({x}, dim={axis})", "log_softmax": "torch.log_softmax({x}, dim={axis})",
+        "cumsum": "torch.cumsum({x}, dim={axis})",
+        "pick": "torch.gather({x}, -1, torch.unsqueeze({idx}, -1)).squeeze(-1)",
+        "one_hot": "(torch.unsqueeze({idx}, -1) == torch.arange({depth}, device=_dev)).to(_cdt)",
+        "dot": "torch.sum(torch.mul({a}, {b}), dim={axis})",
+        "transpose": "torch.transpose({x}, -1, -2)",
+        "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
+        "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
+        "ones_like": "torch.ones_like({x}, dtype={dtype})",
+        "stop_gradient": "{x_p}.detach()",
+        "and": "torch.logical_and({a}, {b})", "or": "torch.logical_or({a}, {b})", "not": "torch.logical_not({x})",
+    }
+
+    def const_arg(self, const: Const, node: Apply) -> str:
+        # A cached 0-d tensor on the loss's device: torch.maximum(x, 0.0) is not allowed.
+        return f"_k({self._print_Const(const)[0]}, {self.dtype_name(const.type.dtype)}, _dev)"
+
+    def _fn_clip(self, node: Apply) -> str:
+        x, lo, hi = node.args
+        if isinstance(lo, Const) and isinstance(hi, Const):
+            return f"torch.clamp({self.expr(x)}, {self.expr(lo)}, {self.expr(hi)})"
+        f = self.fields(node)
+        return f"torch.clamp({f['x']}, {f['lo']}, {f['hi']})"
+
+    def _fn_floor(self, node: Apply) -> str:
+        return self._round_like(node, "torch.floor({x})")
+
+    def _fn_ceil(self, node: Apply) -> str:
+        return self._round_like(node, "torch.ceil({x})")
+
+    def _fn_round(self, node: Apply) -> str:
+        return self._round_like(node, "torch.round({x})")
+
+    def _fn_cast_float(self, node: Apply) -> str:
+        (x,) = node.args
+        if isinstance(x, DimSize):
+            return f"float({self.expr(x)})"
+        return f"{self.fields(node)['x_p']}.to(_cdt)"
+
+    def _fn_cast_int(self, node: Apply) -> str:
+        (x,) = node.args
+        if isinstance(x, DimSize):
+            return f"int({self.expr(x)})"
+        return f"{self.fields(node)['x_p']}.to(torch.int64)"
+
+
+def _runtime(torch) -> types.SimpleNamespace:
+    def prod(x, axes, keepdims):
+        # torch.prod reduces one dim at a time; go from the last so indices stay valid.
+        for a in sorted((axes,) if isinstance(axes, int) else axes, reverse=True):
+            x = torch.prod(x, dim=a, keepdim=keepdims)
+        return x
+
+    def segment_sum(v, ids, groups):
+        flat_ids = ids.reshape(-1)
+        tail = tuple(v.shape[ids.dim():])
+        flat_v = v.reshape((-1,) + tail)
+        keep = (flat_ids >= 0) & (flat_ids < groups)  # ids outside [0, G) are dropped
+        safe_ids = torch.where(keep, flat_ids, torch.zeros_like(flat_ids))
+        kept = torch.where(keep.reshape((-1,) + (1,) * len(tail)), flat_v, torch.zeros_like(flat_v))
+        return flat_v.new_zeros((groups,) + tail).index_add(0, safe_ids, kept)
+
+    def segment_mean(v, ids, groups):
+        total = segment_sum(v, ids, groups)
+        count = segment_sum(torch.ones(ids.shape, dtype=v.dtype, device=v.device), ids, groups)
+        count = count.reshape(count.shape + (1,) * (total.dim() - 1))
+        return total / torch.clamp(count, min=1.0)
+
+    return types.SimpleNamespace(prod=prod, segment_sum=segment_sum, segment_mean=segment_mean)
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    aliases = ("pytorch",)
+    framework = "torch"
+    printer = TorchPrinter
+
+    def load(self) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        self.torch = torch
+        self.F = F
+        self.rt = _runtime(torch)
+        self._float_kinds = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
+        self._int_kinds = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}
+        self._consts: dict[tuple, Any] = {}
+        self.loaded = True
+
+    def is_tensor(self, x: Any) -> bool:
+        return isinstance(x, self.torch.Tensor)
+
+    def asarray(self, x: Any) -> Any:
+        t = self.torch.as_tensor(x)
+        return t
+
+    def dtype_kind(self, x: Any) -> str:
+        dt = x.dtype
+        if dt in self._float_kinds:
+            return "float"
+        if dt in self._int_kinds:
+            return "int"
+        if dt == self.torch.bool:
+            return "bool"
+        return "other"
+
+    def dtype_of(self, x: Any) -> Any:
+        return x.dtype
+
+    def compute_dtype(self, *preds: Any) -> Any:
+        f64 = self.torch.float64
+        for p in preds:
+            if p.dtype == f64:
+                return f64
+        return self.torch.float32
+
+    def to_float(self, x: Any, dtype: Any) -> Any:
+        return x if x.dtype == dtype else x.to(dtype)
+
+    def to_int(self, x: Any) -> Any:
+        return x if x.dtype == self.torch.int64 else x.to(self.torch.int64)
+
+    def device_key(self, x: Any) -> Any:
+        return x.device if x is not None else None
+
+    def place_like(self, x: Any, like: Any) -> Any:
+        return x if x.device == like.device else x.to(like.device)
+
+    def const(self, value, dtype, device):
+        """A cached 0-d tensor (no allocation per call)."""
+        key = (value, dtype, device)
+        t = self._consts.get(key)
+        if t is None:
+            t = self.torch.tensor(value, dtype=dtype, device=device)
+            self._consts[key] = t
+        return t
+
+    def mean(self, x):
+        return self.torch.mean(x)
+
+    def sum(self, x):
+        return self.torch.sum(x)
+
+    def weighted_mean(self, weighted, w):
+        total = self.torch.sum(w)
+        return self.torch.sum(weighted) / self.torch.where(total == 0, self.torch.ones_like(total), total)
+
+    def namespace(self) -> dict[str, Any]:
+        t = self.torch
+        return {"torch": t, "F": self.F, "rt": self.rt, "_k": self.const, "_INT": t.int64, "_BOOL": t.bool}

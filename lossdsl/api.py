@@ -1,0 +1,193 @@
+"""`lossdsl.compile`: a spec -> a callable of one backend's tensors.
+
+    f = lossdsl.compile("examples/weighted_mse.loss", backend="torch")
+    f = lossdsl.compile(src, backend="jax", context={"mask": mask}, params={"alpha": 0.3})
+
+Context tensors are checked and their sizes bound here, once; params get their
+compile-time values (or defaults) here and may be overridden at each call. The
+backend's framework is imported here, and only that one.
+"""
+
+from __future__ import annotations
+
+import builtins
+import difflib
+import linecache
+from typing import Any, Mapping
+
+from .checked import CheckedModule, Declaration
+from .codegen import generate
+from .diagnostics import Diagnostic, LossError
+from .frontend import check_source
+from .passes import lower
+from .runtime import CompiledLoss, Runtime
+from .source import Source, load_source
+from .types import BOOL, FLOAT, INT, TensorType
+
+_counter = 0
+
+
+def resolve_backend(name: str):
+    from lossdsl.backends import NAMES, canonical_name, get_backend
+
+    if not isinstance(name, str) or canonical_name(name) is None:
+        close = difflib.get_close_matches(str(name), list(NAMES) + ["tf"], n=1)
+        raise LossError([Diagnostic(f"unknown backend {name!r}", None, "E810", path="<compile>",
+                                    help=(f"did you mean {close[0]!r}? " if close else "")
+                                    + "backends: 'torch', 'tensorflow' (or 'tf'), 'jax', 'numpy'")])
+    try:
+        return get_backend(name)
+    except ImportError as e:
+        extra = {"tensorflow": "tensorflow"}.get(canonical_name(name), canonical_name(name))
+        raise ImportError(f"the {canonical_name(name)} backend needs its framework: "
+                          f"pip install 'lossdsl[{extra}]' ({e})") from e
+
+
+def compile(spec, backend: str = "torch", *, context: Mapping[str, Any] | None = None,
+            params: Mapping[str, Any] | None = None):
+    """Compile a spec (a path, or source text) for `backend`. Raises `LossError` for any
+    mistake in the spec or in the context and params given here."""
+    be = resolve_backend(backend)
+    source = load_source(spec)
+    from .parser import parse_source
+
+    if parse_source(source, allow_quick=True).module.quick:
+        from .quick import QuickLoss
+
+        return QuickLoss(source, be, context=context or {}, params=params or {})
+    checked = check_source(source)
+    return build(checked, be, context=context or {}, params=params or {})
+
+
+def build(checked: CheckedModule, be, *, context: Mapping[str, Any], params: Mapping[str, Any]) -> CompiledLoss:
+    static = dict(checked.bindings)
+    ctx_values = _bind_context(checked, be, context, static)
+    param_values = _bind_params(checked, be, params, static)
+    root = lower(checked)
+    gen = generate(checked, root, be.printer, static_dims=static, dynamic_sizes=be.dynamic_sizes)
+    runtime = Runtime(checked, be, gen.leaves, ctx_values, param_values)
+    namespace = runtime.namespace()
+    global _counter
+    _counter += 1
+    filename = f"<lossdsl:{checked.source.name}:{be.name}:{_counter}>"
+    linecache.cache[filename] = (len(gen.source), None, gen.source.splitlines(True), filename)
+    exec(builtins.compile(gen.source, filename, "exec"), namespace)
+    compute = be.wrap_compute(namespace["compute"], gen.static_args)
+    namespace["compute"] = compute
+    return CompiledLoss(checked, be, gen.source, namespace["entry"], compute, runtime, gen.entry_args)
+
+
+def generate_source(spec, backend: str = "torch", *, context=None, params=None) -> str:
+    """The code `compile` would run (what `lossdsl emit` prints)."""
+    be_name = backend
+    from lossdsl.backends import canonical_name
+
+    if canonical_name(be_name) is None:
+        resolve_backend(be_name)
+    source = load_source(spec)
+    checked = check_source(source)
+    from .printing import printer_for
+
+    printer = printer_for(canonical_name(be_name))
+    static = dict(checked.bindings)
+    if context:
+        _bind_context(checked, None, context, static)
+    root = lower(checked)
+    gen = generate(checked, root, printer, static_dims=static, dynamic_sizes=canonical_name(be_name) == "tensorflow")
+    return gen.source
+
+
+# ---- context and params -----------------------------------------------------------------------
+
+
+def _np_kind(x: Any) -> tuple[str, tuple]:
+    """(dtype kind, shape) of a value given at compile time, whatever its framework."""
+    shape = tuple(getattr(x, "shape", ()))
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        import numpy as np
+
+        arr = np.asarray(x)
+        return {"f": "float", "i": "int", "u": "int", "b": "bool"}.get(arr.dtype.kind, "other"), arr.shape
+    name = str(dt).lower()
+    if "bool" in name:
+        return "bool", tuple(int(s) for s in shape)
+    if "int" in name:
+        return "int", tuple(int(s) for s in shape)
+    if "float" in name or "half" in name or "double" in name:
+        return "float", tuple(int(s) for s in shape)
+    return "other", tuple(int(s) for s in shape)
+
+
+def _check_static_value(decl: Declaration, path: tuple[str, ...], t: TensorType, value: Any,
+                        static: dict[str, tuple[int, str]], what: str) -> None:
+    kind, shape = _np_kind(value)
+    label = ".".join((decl.name,) + path)
+    span = decl.leaf_spans.get(path, decl.type_span)
+    want = t.dtype
+    ok = (want is FLOAT and kind in ("float", "int", "bool")) or (want is INT and kind == "int") or (
+        want is BOOL and kind == "bool")
+    if not ok:
+        raise LossError([Diagnostic(f"{decl.kind} `{label}` must be {want} (`{t}`), found {kind} values", span,
+                                    "E803")])
+    if len(shape) != t.rank:
+        raise LossError([Diagnostic(f"{decl.kind} `{label}` must have rank {t.rank} (`{t}`), found shape "
+                                    f"{tuple(shape)}", span, "E804")])
+    leaf = next(l for l in decl.leaves if l.path == path)
+    for k, (d, n) in enumerate(zip(t.shape, shape)):
+        dspan = leaf.dim_spans[k] if k < len(leaf.dim_spans) else span
+        if d.is_literal:
+            if d.value != n:
+                raise LossError([Diagnostic(f"axis {k} of {decl.kind} `{label}` must have size {d.value}, found {n}",
+                                            dspan, "E805")])
+            continue
+        if d.sym in static and static[d.sym][0] != n:
+            raise LossError([Diagnostic(f"`{d.sym}` is {static[d.sym][0]} {static[d.sym][1]} but {n} {what}",
+                                        dspan, "E805")])
+        static.setdefault(d.sym, (n, what))
+
+
+def _bind_context(checked: CheckedModule, be, context: Mapping[str, Any], static) -> dict[str, Any]:
+    decls = checked.of_kind("context")
+    names = {d.name for d in decls}
+    for key in context:
+        if key not in names:
+            close = difflib.get_close_matches(key, list(names), n=1)
+            raise LossError([Diagnostic(f"`{key}` is not a context of this spec", None, "E806",
+                                        path=checked.source.name,
+                                        help=f"did you mean `{close[0]}`?" if close else
+                                        (f"its context tensors: {', '.join(sorted(names))}" if names else
+                                         "it declares no context"))])
+    values: dict[str, Any] = {}
+    for d in decls:
+        if d.name not in context:
+            raise LossError([Diagnostic(f"context `{d.name}: {d.type}` is not bound", d.name_span, "E806",
+                                        help=f"pass it once: `lossdsl.compile(..., context={{'{d.name}': ...}})`")])
+        value = context[d.name]
+        for leaf in d.leaves:
+            v = value
+            for p in leaf.path:
+                if not isinstance(v, Mapping) or p not in v:
+                    raise LossError([Diagnostic(f"context `{leaf.label}` is missing", d.name_span, "E807")])
+                v = v[p]
+            _check_static_value(d, leaf.path, leaf.type, v, static, f"from context `{leaf.label}`")
+            values[leaf.label] = v
+    return values
+
+
+def _bind_params(checked: CheckedModule, be, params: Mapping[str, Any], static) -> dict[str, Any]:
+    decls = {d.name: d for d in checked.of_kind("param")}
+    for key in params:
+        if key not in decls:
+            close = difflib.get_close_matches(key, list(decls), n=1)
+            raise LossError([Diagnostic(f"`{key}` is not a param of this spec", None, "E806",
+                                        path=checked.source.name,
+                                        help=f"did you mean `{close[0]}`?" if close else None)])
+    values: dict[str, Any] = {}
+    for name, d in decls.items():
+        if name in params:
+            _check_static_value(d, (), d.type, params[name], static, f"from param `{name}`")
+            values[name] = params[name]
+        elif d.has_default:
+            values[name] = d.default
+    return values

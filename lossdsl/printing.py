@@ -1,0 +1,58 @@
+"""Text forms of a checked module: `lossdsl ir` and the printer lookup for `lossdsl emit`."""
+
+from __future__ import annotations
+
+import importlib
+
+from .checked import CheckedModule
+from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, describe, topological
+
+
+def printer_for(backend: str):
+    """The printer class of a backend, without importing its framework."""
+    from lossdsl.backends import _MODULES
+
+    module_name, cls_name = _MODULES[backend]
+    module = importlib.import_module(module_name)
+    return getattr(module, cls_name).printer
+
+
+def format_ir(checked: CheckedModule, *, lowered: bool = False) -> str:
+    """One line per node: `%n = op(args) : type   # line:col`, lets named where they are bound."""
+    root = checked.loss
+    if lowered:
+        from .passes import lower
+
+        root = lower(checked)
+    names: dict[int, str] = {}
+    let_of = {id(node): name for name, node in checked.lets.items()}
+    lines = [f"# {checked.source.name}: {checked.signature()}"]
+    for d in checked.declarations:
+        extra = f" = {d.default}" if d.has_default else ""
+        lines.append(f"{d.kind:8s} {d.name}: {d.type}{extra}")
+    if checked.bindings:
+        lines.append("sizes    " + ", ".join(f"{k} = {v} ({w})" for k, v in checked.bindings.items()))
+    lines.append("")
+    k = 0
+    for node in topological(root):
+        if isinstance(node, Arg):
+            names[id(node)] = node.label
+            continue
+        if isinstance(node, Const):
+            names[id(node)] = describe(node)
+            continue
+        k += 1
+        name = f"%{k}"
+        names[id(node)] = name
+        args = ", ".join(names[id(a)] for a in node.inputs)
+        op = describe(node)
+        if isinstance(node, (Apply, Index, Gather)):
+            op = f"{op}({args})" if not isinstance(node, Index) else f"{names[id(node.x)]}{op[5:]}"
+        where = f"{node.span.line}:{node.span.col}" if node.span is not None else ""
+        let = f"   let {let_of[id(node)]}" if id(node) in let_of else ""
+        lines.append(f"{name:>5} = {op} : {node.type}   # {where}{let}")
+    lines.append(f"loss = {names[id(root)]} : {root.type}")
+    return "\n".join(lines)
+
+
+__all__ = ["format_ir", "printer_for", "Node", "DimSize"]

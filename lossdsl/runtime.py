@@ -1,0 +1,374 @@
+"""What runs at each call: the helpers the generated `entry` calls, and `CompiledLoss`.
+
+Every mistake in the arguments of a call (a missing one, a wrong dtype, rank or
+size, a record without a field) raises `LossError` naming the argument, the
+dimension and both sources of its size, with a caret under the declaration, never
+a framework's broadcasting error. The checks read static shapes only, so they run
+at trace time under `jax.jit`, `tf.function` and `torch.compile`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any, Sequence
+
+from .checked import CheckedModule, Declaration, Leaf
+from .diagnostics import Diagnostic, LossError
+from .types import FLOAT, INT, TensorType
+
+REDUCTIONS = ("mean", "sum", "weighted_mean", "none")
+
+
+class _Default:
+    """Marks a param not given at the call (its compile-time value or default is used)."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+DEFAULT = _Default()
+
+
+def _shape_text(shape: Sequence) -> str:
+    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+class Runtime:
+    """The helpers of one compiled spec on one backend (bound into the generated module)."""
+
+    def __init__(self, checked: CheckedModule, backend, leaves: list[Leaf], context: dict[str, Any],
+                 params: dict[str, Any]):
+        self.checked = checked
+        self.backend = backend
+        self.leaves = leaves
+        self.context = context  # leaf label -> value as given (numpy or a backend tensor)
+        self.params = params  # name -> value bound at compile time (or its default)
+        self._cache: dict[tuple, Any] = {}
+
+    def namespace(self) -> dict[str, Any]:
+        be = self.backend
+        return {
+            "_arg_float": self.arg_float, "_arg_int": self.arg_int, "_arg_bool": self.arg_bool,
+            "_shape": be.shape, "_fail_rank": self.fail_rank, "_fail_size": self.fail_size,
+            "_merge_size": self.merge_size, "_fail_min": self.fail_min, "_record": self.record,
+            "_compute_dtype": be.compute_dtype, "_to_float": be.to_float, "_to_int": be.to_int,
+            "_param": self.param, "_context": self.context_value, "_dynamic_size": getattr(be, "dynamic_size", None),
+            "_device": be.device_key,
+            **be.namespace(),
+        }
+
+    # ---- errors ----
+    def _error(self, message: str, leaf: Leaf | None, code: str, *, help: str | None = None, span=None,
+               notes: Sequence[str] = ()) -> LossError:
+        if span is None and leaf is not None:
+            span = leaf.span
+        return LossError([Diagnostic(message, span, code, help=help, notes=tuple(notes),
+                                     path=self.checked.source.name)])
+
+    def _what(self, leaf: Leaf) -> str:
+        return f"{leaf.kind} `{leaf.label}`"
+
+    def fail_rank(self, i: int, shape) -> None:
+        leaf = self.leaves[i]
+        raise self._error(f"{self._what(leaf)} must have rank {leaf.type.rank} (`{leaf.type}`), found shape "
+                          f"{_shape_text(shape)}", leaf, "E804") from None
+
+    def fail_size(self, i: int, k: int, shape, expected, where: str) -> None:
+        leaf = self.leaves[i]
+        dim = leaf.type.shape[k]
+        span = leaf.dim_spans[k] if k < len(leaf.dim_spans) else leaf.span
+        found = shape[k]
+        if dim.is_literal:
+            msg = f"axis {k} of {self._what(leaf)} must have size {dim.value} (`{leaf.type}`), found {found}"
+        else:
+            msg = f"`{dim.sym}` is {expected} {where} but {found} from `{leaf.label}` (axis {k})"
+        raise self._error(msg, leaf, "E805", span=span, notes=[f"`{leaf.label}` has shape {_shape_text(shape)}"]
+                          ) from None
+
+    def merge_size(self, i: int, k: int, shape, current, where: str):
+        found = shape[k]
+        if found is None:
+            return current
+        if current is None:
+            return found
+        if found != current:
+            self.fail_size(i, k, shape, current, where)
+        return current
+
+    def fail_min(self, ci: int, size) -> None:
+        c = self.checked.constraints[ci]
+        raise self._error(f"this index needs `{c.dim}` to be at least {c.minimum}, found {size}", None, "E805",
+                          span=c.span) from None
+
+    def record(self, i: int, value: Any, paths: list[list[str]]) -> None:
+        leaf = self.leaves[i]
+        decl = leaf.decl
+        if not isinstance(value, Mapping):
+            raise self._error(f"{decl.kind} `{decl.name}` is a record `{decl.type}`: pass a dict, found "
+                              f"{type(value).__name__}", leaf, "E807", span=decl.type_span,
+                              help=f"e.g. {decl.name}={{{', '.join(repr(n) + ': ...' for n in decl.type.names)}}}"
+                              ) from None
+        self._fields(decl, value, decl.type, ())
+
+    def _fields(self, decl: Declaration, value: Mapping, rtype, prefix: tuple[str, ...]) -> None:
+        from .types import RecordType
+
+        names = rtype.names
+        label = ".".join((decl.name,) + prefix)
+        for name in names:
+            if name not in value:
+                raise self._error(f"{decl.kind} `{label}` is missing field `{name}`", None, "E807",
+                                  span=decl.leaf_spans.get(prefix + (name,), decl.type_span),
+                                  help=f"it has {', '.join(repr(k) for k in value) or 'no fields'}") from None
+            sub = rtype.field(name)
+            if isinstance(sub, RecordType):
+                if not isinstance(value[name], Mapping):
+                    raise self._error(f"field `{label}.{name}` is a record: pass a dict", None, "E807",
+                                      span=decl.type_span) from None
+                self._fields(decl, value[name], sub, prefix + (name,))
+        extra = [k for k in value if k not in names]
+        if extra:
+            close = difflib.get_close_matches(str(extra[0]), names, n=1)
+            raise self._error(f"{decl.kind} `{label}` has no field `{extra[0]}`", None, "E807",
+                              span=decl.type_span,
+                              help=f"did you mean `{close[0]}`?" if close else
+                              f"its fields are {', '.join(f'`{n}`' for n in names)}") from None
+
+    # ---- conversion ----
+    def _tensor(self, i: int, x: Any) -> Any:
+        be = self.backend
+        if be.is_tensor(x):
+            return x
+        try:
+            return be.asarray(x)
+        except Exception as e:  # any framework's conversion error becomes ours
+            leaf = self.leaves[i]
+            raise self._error(f"{self._what(leaf)} must be a tensor, found {type(x).__name__} ({e})", leaf,
+                              "E803") from None
+
+    def _dtype_error(self, i: int, x: Any, want: str, help: str | None = None) -> LossError:
+        leaf = self.leaves[i]
+        return self._error(f"{self._what(leaf)} must be {want} (`{leaf.type}`), found "
+                           f"{self.backend.dtype_name(x)}", leaf, "E803", help=help)
+
+    def arg_float(self, i: int, x: Any) -> Any:
+        x = self._tensor(i, x)
+        kind = self.backend.dtype_kind(x)
+        if kind == "float":
+            return x
+        if kind in ("int", "bool") and self.leaves[i].kind != "pred":
+            return x  # widened to the compute dtype
+        raise self._dtype_error(i, x, "a float tensor" if self.leaves[i].kind == "pred" else "a number tensor")
+
+    def arg_int(self, i: int, x: Any) -> Any:
+        x = self._tensor(i, x)
+        if self.backend.dtype_kind(x) == "int":
+            return x
+        raise self._dtype_error(i, x, "an int tensor", help="indices and ids must be integers; convert them "
+                                "(`.long()` in torch, `.astype(int)` in NumPy/JAX, `tf.cast` in TensorFlow)")
+
+    def arg_bool(self, i: int, x: Any) -> Any:
+        x = self._tensor(i, x)
+        if self.backend.dtype_kind(x) == "bool":
+            return x
+        raise self._dtype_error(i, x, "a bool tensor", help="compare to get a bool, e.g. `x > 0`")
+
+    def context_value(self, i: int, cdt: Any, like: Any) -> Any:
+        """A context tensor in the compute dtype on `like`'s device, converted once and cached."""
+        be = self.backend
+        key = (i, str(cdt), be.device_key(like))
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        leaf = self.leaves[i]
+        value = self.context[leaf.label]
+        value = self._convert_static(leaf, value, cdt, like)
+        self._cache[key] = value
+        return value
+
+    def _convert_static(self, leaf: Leaf, value: Any, cdt: Any, like: Any) -> Any:
+        be = self.backend
+        x = value if be.is_tensor(value) else be.asarray(value)
+        if leaf.type.dtype is FLOAT:
+            x = be.to_float(x, cdt)
+        elif leaf.type.dtype is INT:
+            x = be.to_int(x)
+        return be.place_like(x, like) if like is not None else x
+
+    def param(self, i: int, value: Any, cdt: Any, like: Any) -> Any:
+        leaf = self.leaves[i]
+        if value is DEFAULT:
+            key = (i, str(cdt), self.backend.device_key(like))
+            hit = self._cache.get(key)
+            if hit is not None:
+                return hit
+            if leaf.label not in self.params:
+                raise self._error(f"param `{leaf.label}` has no value: it has no default and was not bound",
+                                  None, "E801", span=leaf.decl.name_span,
+                                  help=f"pass it at the call (`{leaf.label}=...`) or bind it once with "
+                                       f"`lossdsl.compile(..., params={{'{leaf.label}': ...}})`") from None
+            out = self._convert_static(leaf, self.params[leaf.label], cdt, like)
+            self._cache[key] = out
+            return out
+        x = self._tensor(i, value)
+        kind = self.backend.dtype_kind(x)
+        want = leaf.type.dtype.value
+        if want == "float" and kind not in ("float", "int") or want == "int" and kind != "int" or \
+                want == "bool" and kind != "bool":
+            raise self._dtype_error(i, x, f"a {want} value")
+        if leaf.type.rank == 0 and len(self.backend.shape(x)) != 0:
+            self.fail_rank(i, self.backend.shape(x))
+        if leaf.type.dtype is FLOAT:
+            x = self.backend.to_float(x, cdt)
+        elif leaf.type.dtype is INT:
+            x = self.backend.to_int(x)
+        return self.backend.place_like(x, like) if like is not None else x
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+
+class CompiledLoss:
+    """A spec compiled for one backend. Call it with the backend's own tensors:
+
+        f(yhat, y, x={"feature": feat})             positional, in declaration order
+        f(yhat=yhat, y=y, x=..., alpha=0.3)         by name; params by keyword only
+        f(..., reduction="sum", sample_weight=w)    for a per-sample loss
+    """
+
+    def __init__(self, checked: CheckedModule, backend, source: str, entry, compute, runtime: Runtime,
+                 entry_args: list[str]):
+        self.spec = checked
+        self.backend = backend.name
+        self._backend = backend
+        self.source = source
+        self._entry = entry
+        self.compute = compute
+        self._runtime = runtime
+        self._call_decls = checked.call_args
+        self._param_decls = checked.of_kind("param")
+        self._n_call = len(self._call_decls)
+        self._slots = {d.name: i for i, d in enumerate(self._call_decls)}
+        self._slots.update({d.name: self._n_call + j for j, d in enumerate(self._param_decls)})
+        self._defaults = (DEFAULT,) * len(self._param_decls)
+        self._per_sample = checked.loss.type.rank == 1
+        self._context_names = {d.name for d in checked.of_kind("context")}
+
+    # ---- what a caller may ask ----
+    @property
+    def signature(self) -> str:
+        return self.spec.signature()
+
+    @property
+    def arguments(self) -> list[dict]:
+        """Names, kinds, dtypes and symbolic shapes of everything the loss takes."""
+        out = []
+        for d in self.spec.declarations:
+            out.append({"name": d.name, "kind": d.kind, "type": str(d.type),
+                        "default": d.default if d.has_default else None})
+        return out
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self._runtime.params)
+
+    def set_params(self, **values: Any) -> None:
+        """Change the compile-time value of params (no recompilation)."""
+        for name, value in values.items():
+            if name not in {d.name for d in self._param_decls}:
+                raise LossError([Diagnostic(f"`{name}` is not a param of this spec", None, "E806",
+                                            path=self.spec.source.name)])
+            self._runtime.params[name] = value
+        self._runtime.clear_cache()
+
+    def __repr__(self) -> str:
+        return f"<lossdsl.CompiledLoss {self.spec.source.name} on {self.backend}: {self.signature}>"
+
+    # ---- calling ----
+    def __call__(self, *args: Any, reduction: str = "mean", sample_weight: Any = None, **kwargs: Any) -> Any:
+        if not kwargs and len(args) == self._n_call:
+            values = args + self._defaults
+        else:
+            values = self._bind(args, kwargs)
+        out = self._entry(*values)
+        if self._per_sample:
+            return self._reduce(out, reduction, sample_weight)
+        if sample_weight is not None:
+            raise LossError([Diagnostic("`sample_weight` needs a per-sample loss, but this `loss` is a scalar",
+                                        self.spec.loss.span, "E808",
+                                        help="make `loss` per-sample (shape [B]) and let the API reduce it",
+                                        path=self.spec.source.name)])
+        if reduction not in REDUCTIONS:
+            self._bad_reduction(reduction)
+        return out
+
+    def _bind(self, args: tuple, kwargs: dict) -> list:
+        n = self._n_call
+        decls = self._call_decls
+        src = self.spec.source.name
+        if len(args) > n:
+            names = ", ".join(d.name for d in decls)
+            raise LossError([Diagnostic(f"too many positional arguments: {n} expected ({names}), found {len(args)}",
+                                        None, "E802", path=src,
+                                        help="params are passed by keyword" if self._param_decls else None)])
+        values: list = list(args) + [None] * (n - len(args)) + list(self._defaults)
+        given = [True] * len(args) + [False] * (n - len(args))
+        for name, value in kwargs.items():
+            slot = self._slots.get(name)
+            if slot is None:
+                if name in self._context_names:
+                    raise LossError([Diagnostic(
+                        f"context `{name}` is bound once, at compile time, not at each call", None, "E806",
+                        path=src, help=f"pass it to `lossdsl.compile(..., context={{'{name}': ...}})`")])
+                close = difflib.get_close_matches(name, list(self._slots), n=1)
+                raise LossError([Diagnostic(f"unexpected argument `{name}`", None, "E802", path=src,
+                                            help=f"did you mean `{close[0]}`?" if close else
+                                            f"the loss takes {self.signature}")])
+            if slot < n:
+                if given[slot]:
+                    raise LossError([Diagnostic(f"argument `{name}` is given twice", None, "E802", path=src)])
+                given[slot] = True
+            values[slot] = value
+        for i, ok in enumerate(given):
+            if not ok:
+                d = decls[i]
+                raise LossError([Diagnostic(f"missing {d.kind} `{d.name}: {d.type}`", d.name_span, "E801",
+                                            path=src, help=f"pass it positionally or as `{d.name}=...`")])
+        return values
+
+    def _bad_reduction(self, reduction: Any) -> None:
+        raise LossError([Diagnostic(f"unknown reduction {reduction!r}", None, "E808", path=self.spec.source.name,
+                                    help="use " + ", ".join(repr(r) for r in REDUCTIONS))])
+
+    def _reduce(self, loss: Any, reduction: str, sample_weight: Any) -> Any:
+        be = self._backend
+        if reduction not in REDUCTIONS:
+            self._bad_reduction(reduction)
+        if sample_weight is not None:
+            w = sample_weight if be.is_tensor(sample_weight) else be.asarray(sample_weight)
+            ws, ls = be.shape(w), be.shape(loss)
+            if len(ws) != 1 or (ws[0] is not None and ls[0] is not None and ws[0] != ls[0]):
+                raise LossError([Diagnostic(
+                    f"`sample_weight` must have shape ({ls[0]},), one weight per sample, found {_shape_text(ws)}",
+                    self.spec.loss.span, "E808", path=self.spec.source.name)])
+            if be.dtype_kind(w) not in ("float", "int", "bool"):
+                raise LossError([Diagnostic("`sample_weight` must be numeric", None, "E808",
+                                            path=self.spec.source.name)])
+            w = be.place_like(be.to_float(w, be.dtype_of(loss)), loss)
+            weighted = loss * w
+        else:
+            w = None
+            weighted = loss
+        if reduction == "mean":
+            return be.mean(weighted)
+        if reduction == "sum":
+            return be.sum(weighted)
+        if reduction == "none":
+            return weighted
+        if w is None:
+            return be.mean(loss)
+        return be.weighted_mean(weighted, w)
+
+
+__all__ = ["CompiledLoss", "Runtime", "DEFAULT", "REDUCTIONS", "TensorType"]
