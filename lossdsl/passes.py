@@ -6,6 +6,7 @@ In order:
   stable forms   log(softmax) -> log_softmax, log(sigmoid(z)) -> log_sigmoid(z),
                  log(1 - sigmoid(z)) -> log_sigmoid(-z), log(sum(exp(z))) -> logsumexp(z),
                  log(1 + x) -> log1p(x)                                     (LANGUAGE.md §4)
+                 and log(1 + exp(z)) -> softplus(z), which overflows otherwise
   x ^ 0          -> ones, with no gradient, also at x = 0
   where guards   inside a branch of `where`, the operand of every op with a restricted
                  domain (log, sqrt, /, pow, exp, pick and gather indices...) is replaced by
@@ -82,10 +83,11 @@ def stable_log(node: Node) -> Node | None:
         return _apply("logsumexp", u.args[0].args, t, node.span, u.attrs)
     if u.fn == "add":
         a, b = u.args
-        if _is_const(a, 1) and b.type.shape == u.type.shape:
-            return _apply("log1p", (b,), t, node.span)
-        if _is_const(b, 1) and a.type.shape == u.type.shape:
-            return _apply("log1p", (a,), t, node.span)
+        x = b if _is_const(a, 1) else a if _is_const(b, 1) else None
+        if x is not None and x.type.shape == u.type.shape:
+            if isinstance(x, Apply) and x.fn == "exp":
+                return _apply("softplus", x.args, t, node.span)  # log(1 + exp(z)) overflows for large z
+            return _apply("log1p", (x,), t, node.span)
     return None
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import textwrap
 from pathlib import Path
 
@@ -11,6 +12,15 @@ import pytest
 
 import lossdsl
 from lossdsl import LossError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("JAX_PLATFORMS", os.environ.get("LOSSDSL_JAX_PLATFORMS", "cpu"))
+
+if importlib.util.find_spec("jax") is not None:
+    # The float64 half of the parity suite needs JAX's float64; float32 inputs stay float32.
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -46,7 +56,27 @@ def codes(err: LossError) -> list[str]:
     return [d.code for d in err.errors]
 
 
+# Parity inputs are drawn afresh each run; the seed is printed so a failure can be replayed
+# with LOSSDSL_SEED=<seed>.
+SEED = int(os.environ.get("LOSSDSL_SEED") or int.from_bytes(os.urandom(4), "little"))
+
+
+def pytest_report_header(config):
+    return f"lossdsl parity seed: {SEED} (replay with LOSSDSL_SEED={SEED})"
+
+
+@pytest.fixture
+def rng(request):
+    import numpy as np
+
+    # One stream per test, derived from the session seed and the test's id.
+    import zlib
+
+    return np.random.default_rng([SEED, zlib.crc32(request.node.nodeid.encode())])
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    terminalreporter.write_line(f"lossdsl parity seed: {SEED}")
     skipped = terminalreporter.stats.get("skipped", [])
     missing = [r for r in skipped if "MISSING FRAMEWORK" in str(getattr(r, "longrepr", ""))]
     if missing:
