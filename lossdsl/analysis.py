@@ -105,6 +105,10 @@ def _add(a, b):
 
 
 def _mul(a, b):
+    if (a[0] > 0 and b[0] > 0) or (a[1] < 0 and b[1] < 0):
+        # Two positive (or two negative) factors: positive, even where the bound underflows.
+        lo = max(min(abs(a[0] * b[0]), abs(a[1] * b[1])), 5e-324)
+        return (lo, INF)
     vals = []
     for x in a:
         for y in b:
@@ -168,6 +172,17 @@ def _ranges_of(fn: str, args: list[tuple[float, float]], node: Apply) -> tuple[f
     if fn in ("var", "std"):
         return (0.0, INF)
     return full
+
+
+def _straight_through(node: Apply) -> Node | None:
+    if node.fn != "add":
+        return None
+    for x, other in (node.args, node.args[::-1]):
+        if isinstance(other, Apply) and other.fn == "stop_gradient":
+            inner = other.args[0]
+            if isinstance(inner, Apply) and inner.fn == "sub" and inner.args[1] is x:
+                return inner.args[0]
+    return None
 
 
 def _refine(cond: Node, taken: bool) -> dict[int, tuple[float, float]]:
@@ -242,6 +257,9 @@ class _Domains:
             return (min(ra[0], rb[0]), max(ra[1], rb[1]))
         args = [self.rng(a, env) for a in node.args]
         self._check(node, args)
+        passthrough = _straight_through(node)
+        if passthrough is not None:  # x + stop_gradient(f - x) has the value of f
+            return self.rng(passthrough, env)
         return _ranges_of(node.fn, args, node)
 
     def _check(self, node: Apply, args) -> None:
