@@ -109,8 +109,8 @@ class Printer:
     #: keyword names of the framework's reductions
     AXIS_KW = "axis"
     KEEPDIMS_KW = "keepdims"
-    #: functions whose literal arguments may stay Python numbers (others get `const_arg`)
-    SCALAR_OK: frozenset[str] = frozenset()
+    #: fn -> parameters whose literal arguments may stay Python numbers (others get `const_arg`)
+    SCALAR_OK: dict[str, frozenset[str]] = {}
 
     def fields(self, node: Apply) -> dict[str, Any]:
         """Printed operands by parameter name (`{x}`, `{a}`...), the same parenthesised where
@@ -120,7 +120,8 @@ class Printer:
         spec = FUNCTIONS[node.fn]
         out: dict[str, Any] = {}
         for p, a in zip(spec.tensor_params, node.args):
-            if isinstance(a, Const) and node.fn not in self.SCALAR_OK and id(a) not in self.names:
+            if isinstance(a, (Const, DimSize)) and p.name not in self.SCALAR_OK.get(node.fn, ()) \
+                    and id(a) not in self.names:
                 text, prec = self.const_arg(a, node), PREC_ATOM
             else:
                 text, prec = self._p(a)
@@ -146,9 +147,9 @@ class Printer:
         """The generated code's name for a dtype: `_cdt` (the compute dtype), `_INT` or `_BOOL`."""
         return {FLOAT: "_cdt", INT: "_INT", BOOL: "_BOOL"}[dtype]
 
-    def const_arg(self, const: Const, node: Apply) -> str:
-        """A literal passed to a framework function that wants a tensor."""
-        return self._print_Const(const)[0]
+    def const_arg(self, const: Const | DimSize, node: Apply) -> str:
+        """A literal (or a dimension size) passed to a framework function that wants a tensor."""
+        return self._p(const)[0]
 
     def axes(self, axis) -> str:
         if isinstance(axis, int):
@@ -284,6 +285,10 @@ class Backend:
     def wrap_compute(self, fn: Callable, static_args: list[str]) -> Callable:
         """A hook to compile the pure compute function (JAX jits it); `static_args` are its
         non-tensor parameters (the compute dtype, the device, dimension sizes)."""
+        return fn
+
+    def wrap_entry(self, fn: Callable) -> Callable:
+        """A hook for the generated argument checks (TensorFlow keeps autograph out of them)."""
         return fn
 
     #: how a generated argument check reads the size of an axis (TensorFlow may not know it)

@@ -56,7 +56,9 @@ class TensorflowPrinter(Printer):
         "cast_float": "tf.cast({x}, _cdt)", "cast_int": "tf.cast({x}, tf.int64)",
     }
 
-    def const_arg(self, const: Const, node: Apply) -> str:
+    def const_arg(self, const, node: Apply) -> str:
+        if not isinstance(const, Const):  # a size, maybe only known while the graph runs
+            return f"tf.cast({self._p(const)[0]}, {self.dtype_name(const.type.dtype)})"
         return f"_k({self._print_Const(const)[0]}, {self.dtype_name(const.type.dtype)})"
 
     # Spelled as functions (not operators) on TensorFlow.
@@ -241,6 +243,13 @@ class TensorflowBackend(Backend):
         tf = self.tf
         total = tf.reduce_sum(w)
         return tf.reduce_sum(weighted) / tf.where(tf.equal(total, 0), tf.ones_like(total), total)
+
+    def wrap_entry(self, fn):
+        # Plain Python checks on static shapes: autograph has nothing to convert there.
+        return self.tf.autograph.experimental.do_not_convert(fn)
+
+    def wrap_compute(self, fn, static_args):
+        return self.tf.autograph.experimental.do_not_convert(fn)
 
     def namespace(self) -> dict[str, Any]:
         tf = self.tf

@@ -19,7 +19,7 @@ class TorchPrinter(Printer):
     AXIS_KW = "dim"
     KEEPDIMS_KW = "keepdim"
     # torch.where and torch.clamp take Python numbers; the rest want tensors.
-    SCALAR_OK = frozenset({"where"})
+    SCALAR_OK = {"where": frozenset({"a", "b"})}
     FUNCTIONS = {
         "abs": "torch.abs({x})", "sign": "torch.sign({x})", "square": "torch.square({x})",
         "relu": "torch.relu({x})",
@@ -51,14 +51,14 @@ class TorchPrinter(Printer):
         "and": "torch.logical_and({a}, {b})", "or": "torch.logical_or({a}, {b})", "not": "torch.logical_not({x})",
     }
 
-    def const_arg(self, const: Const, node: Apply) -> str:
+    def const_arg(self, const, node: Apply) -> str:
         # A cached 0-d tensor on the loss's device: torch.maximum(x, 0.0) is not allowed.
-        return f"_k({self._print_Const(const)[0]}, {self.dtype_name(const.type.dtype)}, _dev)"
+        return f"_k({self._p(const)[0]}, {self.dtype_name(const.type.dtype)}, _dev)"
 
     def _fn_clip(self, node: Apply) -> str:
         x, lo, hi = node.args
-        if isinstance(lo, Const) and isinstance(hi, Const):
-            return f"torch.clamp({self.expr(x)}, {self.expr(lo)}, {self.expr(hi)})"
+        if isinstance(lo, Const) and isinstance(hi, Const) and not isinstance(x, (Const, DimSize)):
+            return f"torch.clamp({self.expr(x)}, {self.expr(lo)}, {self.expr(hi)})"  # bounds as numbers
         f = self.fields(node)
         return f"torch.clamp({f['x']}, {f['lo']}, {f['hi']})"
 
@@ -74,7 +74,7 @@ class TorchPrinter(Printer):
     def _fn_cast_float(self, node: Apply) -> str:
         (x,) = node.args
         if isinstance(x, DimSize):
-            return f"float({self.expr(x)})"
+            return f"_k(float({self.expr(x)}), _cdt, _dev)"
         return f"{self.fields(node)['x_p']}.to(_cdt)"
 
     def _fn_cast_int(self, node: Apply) -> str:

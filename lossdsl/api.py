@@ -74,7 +74,8 @@ def build(checked: CheckedModule, be, *, context: Mapping[str, Any], params: Map
     exec(builtins.compile(gen.source, filename, "exec"), namespace)
     compute = be.wrap_compute(namespace["compute"], gen.static_args)
     namespace["compute"] = compute
-    return CompiledLoss(checked, be, gen.source, namespace["entry"], compute, runtime, gen.entry_args)
+    entry = be.wrap_entry(namespace["entry"])
+    return CompiledLoss(checked, be, gen.source, entry, compute, runtime, gen.entry_args)
 
 
 def generate_source(spec, backend: str = "torch", *, context=None, params=None) -> str:

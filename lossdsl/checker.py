@@ -211,7 +211,8 @@ class Checker:
                     self.fail(f"axis {value} is out of range for `{t}` (rank {t.rank})", span, "E405")
                 k = value % t.rank
             else:
-                hits = [i for i, d in enumerate(t.shape) if d.sym == value and d.offset == 0]
+                # The axis named `C` is also the one a slice left as `C - 1`.
+                hits = [i for i, d in enumerate(t.shape) if d.sym == value]
                 if not hits:
                     axes_txt = ", ".join(f"`{d}`" for d in t.shape) or "none"
                     self.fail(f"`{value}` is not an axis of `{t}`", span, "E405", help=f"its axes are {axes_txt}")

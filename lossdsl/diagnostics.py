@@ -175,6 +175,10 @@ class LossError(ValueError):
     way); `str(err)` shows them all in the full form.
     """
 
+    # TensorFlow's autograph re-raises exceptions from traced code as its own StagingError
+    # unless they carry this mark; a LossError must reach the user as itself.
+    ag_pass_through = True
+
     def __init__(self, findings: Sequence[Diagnostic]):
         findings = sorted(findings, key=Diagnostic.sort_key)
         self.findings: list[Diagnostic] = list(findings)

@@ -262,12 +262,25 @@ _FOLD = {
     "lt": lambda a, b: a < b, "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
     "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "and": lambda a, b: a and b,
     "or": lambda a, b: a or b, "not": lambda a: not a,
-    "float": float, "cast_float": float,
+    "float": float, "cast_float": float, "int": int, "cast_int": int,
+    "clip": lambda x, lo, hi: min(max(x, lo), hi), "where": lambda c, a, b: a if c else b,
+    "relu": lambda a: max(a, 0), "sign": lambda a: (a > 0) - (a < 0), "floor": math.floor, "ceil": math.ceil,
+    "round": round, "sigmoid": lambda a: 1 / (1 + math.exp(-a)) if a >= 0 else math.exp(a) / (1 + math.exp(a)),
+    "softplus": lambda a: max(a, 0) + math.log1p(math.exp(-abs(a))),
+    "log_sigmoid": lambda a: min(a, 0) - math.log1p(math.exp(-abs(a))),
+    # reductions of a scalar
+    "sum": lambda a: a, "mean": lambda a: a, "max": lambda a: a, "min": lambda a: a, "prod": lambda a: a,
+    "logsumexp": lambda a: a, "var": lambda a: 0.0, "std": lambda a: 0.0, "norm": abs, "cumsum": lambda a: a,
+    "stop_gradient": lambda a: a, "ones_like": lambda a: 1,
 }
 
 
 def fold_constants(root: Node) -> Node:
     def fold(n: Node) -> Node:
+        if isinstance(n, Apply) and n.fn == "where" and isinstance(n.args[0], Const):
+            chosen = n.args[1] if n.args[0].value else n.args[2]
+            if chosen.type == n.type:  # a literal condition picks a branch of the full shape
+                return chosen
         if not (isinstance(n, Apply) and n.fn in _FOLD and n.type.rank == 0 and n.args
                 and all(isinstance(a, Const) for a in n.args)):
             return n
