@@ -1,5 +1,5 @@
-"""Running a compiled loss on any backend with NumPy inputs, and reading back its value
-and its gradient with respect to every pred, as float64 NumPy arrays."""
+"""Running a compiled loss on any backend with NumPy inputs (lossdsl.runner does the
+plumbing), the tolerances of the parity contract, and closeness checks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 import lossdsl
+from lossdsl.runner import to_backend, to_numpy  # noqa: F401  (re-exported for the tests)
+from lossdsl.runner import value_and_grads as _value_and_grads
 
 BACKENDS = ("numpy", "torch", "jax", "tensorflow")
 GRAD_BACKENDS = ("torch", "jax", "tensorflow")
@@ -24,86 +26,13 @@ def device() -> str:
     return _DEVICE
 
 
-def _np_dtype(name: str):
-    return {"float64": np.float64, "float32": np.float32, "float16": np.float16}[name]
-
-
 def convert(backend: str, value: Any, dtype: str) -> Any:
-    """A NumPy value (or a dict of them) as the backend's tensor; floats in `dtype`."""
-    if isinstance(value, dict):
-        return {k: convert(backend, v, dtype) for k, v in value.items()}
-    arr = np.asarray(value)
-    if arr.dtype.kind == "f":
-        arr = arr.astype(_np_dtype(dtype))
-    if backend == "numpy":
-        return arr
-    if backend == "torch":
-        import torch
-
-        t = torch.as_tensor(arr)
-        return t.to(_DEVICE) if _DEVICE != "cpu" else t
-    if backend == "jax":
-        import jax.numpy as jnp
-
-        return jnp.asarray(arr)
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.convert_to_tensor(arr)
-    raise ValueError(backend)
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    if x is None:
-        return None
-    if hasattr(x, "detach"):
-        return x.detach().cpu().double().numpy() if x.dtype.is_floating_point else x.detach().cpu().numpy()
-    if hasattr(x, "numpy") and not isinstance(x, np.ndarray):
-        x = x.numpy()
-    arr = np.asarray(x)
-    return arr.astype(np.float64) if arr.dtype.kind == "f" else arr
+    return to_backend(backend, value, dtype, _DEVICE)
 
 
 def value_and_grads(f, backend: str, args: dict[str, Any], preds: list[str], dtype: str = "float64",
                     call_kwargs: dict | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Call `f` (compiled for `backend`) on NumPy `args`; return the value and d value / d pred."""
-    call_kwargs = dict(call_kwargs or {})
-    conv = {k: convert(backend, v, dtype) for k, v in args.items()}
-    if backend == "numpy":
-        return to_numpy(f(**conv, **call_kwargs)), {}
-    if backend == "torch":
-        import torch
-
-        for p in preds:
-            conv[p] = conv[p].clone().requires_grad_(True)
-        out = f(**conv, **call_kwargs)
-        total = out.sum() if out.dim() else out
-        grads = torch.autograd.grad(total, [conv[p] for p in preds], allow_unused=True)
-        return to_numpy(out), {p: _zeros_if_none(to_numpy(g), args[p]) for p, g in zip(preds, grads)}
-    if backend == "jax":
-        import jax
-
-        def fn(pvals):
-            out = f(**{**conv, **pvals}, **call_kwargs)
-            return out.sum(), out
-
-        (_, out), grads = jax.value_and_grad(fn, has_aux=True)({p: conv[p] for p in preds})
-        return to_numpy(out), {p: to_numpy(grads[p]) for p in preds}
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            for p in preds:
-                tape.watch(conv[p])
-            out = f(**conv, **call_kwargs)
-            total = tf.reduce_sum(out)
-        grads = tape.gradient(total, [conv[p] for p in preds])
-        return to_numpy(out), {p: _zeros_if_none(to_numpy(g), args[p]) for p, g in zip(preds, grads)}
-    raise ValueError(backend)
-
-
-def _zeros_if_none(g, like):
-    return np.zeros(np.shape(like)) if g is None else g
+    return _value_and_grads(f, backend, args, preds, dtype, _DEVICE, **(call_kwargs or {}))
 
 
 def assert_close(actual, expected, dtype: str, what: str, *, scale: float | None = None) -> None:

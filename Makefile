@@ -1,0 +1,32 @@
+# Two commands for a fresh machine (each creates .venv itself):
+#   make demo   check the examples, then run every example on every backend
+#   make test   the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# torch is pinned: this machine's pip has the CPU build of 2.13.0 on disk, and an
+# unpinned torch pulls a multi-GB CUDA build. tensorflow-cpu and jax come from PyPI.
+FRAMEWORKS := torch==2.13.0 tensorflow-cpu jax optax
+
+.PHONY: demo test bench venv clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check $(FRAMEWORKS) -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(VENV)/bin/lossdsl check examples
+	$(PY) scripts/examples_table.py
+
+test: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: venv
+	$(PY) benches/run.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,191 @@
+"""Evaluating a compiled loss from NumPy arrays on any backend, with its gradients:
+`lossdsl run`, the examples table of the main job, and the test harness use it.
+
+    value, grads = value_and_grads(f, "jax", {"yhat": ..., "y": ...}, preds=["yhat"])
+
+Values come back as float64 NumPy arrays; `grads` maps each pred to d(sum of the
+value)/d pred (empty for the NumPy backend, which has no gradients).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from .diagnostics import Diagnostic, LossError
+
+
+def to_backend(backend: str, value: Any, dtype: str = "float32", device: str | None = None) -> Any:
+    """A NumPy value (or a dict of them) as the backend's tensor; floats in `dtype`."""
+    if isinstance(value, dict):
+        return {k: to_backend(backend, v, dtype, device) for k, v in value.items()}
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f":
+        arr = arr.astype({"float64": np.float64, "float32": np.float32, "float16": np.float16}[dtype])
+    if backend == "numpy":
+        return arr
+    if backend == "torch":
+        import torch
+
+        t = torch.as_tensor(arr)
+        return t.to(device) if device and device != "cpu" else t
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(arr)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(arr)
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+def to_numpy(x: Any) -> np.ndarray | None:
+    if x is None:
+        return None
+    if hasattr(x, "detach"):  # torch
+        x = x.detach().cpu()
+        return x.double().numpy() if x.dtype.is_floating_point else x.numpy()
+    if hasattr(x, "numpy") and not isinstance(x, np.ndarray):
+        x = x.numpy()
+    arr = np.asarray(x)
+    return arr.astype(np.float64) if arr.dtype.kind == "f" else arr
+
+
+def value_and_grads(f, backend: str, args: dict[str, Any], preds: list[str], dtype: str = "float64",
+                    device: str | None = None, **call_kwargs: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    conv = {k: to_backend(backend, v, dtype, device) for k, v in args.items()}
+    if backend == "numpy":
+        return to_numpy(f(**conv, **call_kwargs)), {}
+    if backend == "torch":
+        import torch
+
+        for p in preds:
+            conv[p] = conv[p].clone().requires_grad_(True)
+        out = f(**conv, **call_kwargs)
+        total = out.sum() if out.dim() else out
+        grads = torch.autograd.grad(total, [conv[p] for p in preds], allow_unused=True)
+        return to_numpy(out), {p: _zeros_if_none(to_numpy(g), args[p]) for p, g in zip(preds, grads)}
+    if backend == "jax":
+        import jax
+
+        def fn(pvals):
+            out = f(**{**conv, **pvals}, **call_kwargs)
+            return out.sum(), out
+
+        (_, out), grads = jax.value_and_grad(fn, has_aux=True)({p: conv[p] for p in preds})
+        return to_numpy(out), {p: to_numpy(grads[p]) for p in preds}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            for p in preds:
+                tape.watch(conv[p])
+            out = f(**conv, **call_kwargs)
+            total = tf.reduce_sum(out)
+        grads = tape.gradient(total, [conv[p] for p in preds])
+        return to_numpy(out), {p: _zeros_if_none(to_numpy(g), args[p]) for p, g in zip(preds, grads)}
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+def _zeros_if_none(g, like):
+    return np.zeros(np.shape(like)) if g is None else g
+
+
+# ---- lossdsl run ---------------------------------------------------------------------------------
+
+
+def _parse_assignments(items: list[str], what: str, cast) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise LossError([Diagnostic(f"--{what} takes NAME=VALUE, found {item!r}", None, "E808",
+                                        path="<command line>")])
+        try:
+            out[name.strip()] = cast(value)
+        except ValueError:
+            raise LossError([Diagnostic(f"--{what} {name}: {value!r} is not a number", None, "E808",
+                                        path="<command line>")]) from None
+    return out
+
+
+def load_npz(path: str, checked) -> tuple[dict, dict, dict]:
+    """Arguments, context and params from a .npz: one array per name, record fields as `x.field`."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise LossError([Diagnostic(f"cannot read {path}: {e}", None, "E001", path=path)]) from None
+    keys = set(data.files)
+    args: dict[str, Any] = {}
+    context: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    missing: list[str] = []
+    for d in checked.declarations:
+        target = {"context": context, "param": params}.get(d.kind, args)
+        if d.is_record:
+            rec: dict = {}
+            for leaf in d.leaves:
+                key = leaf.label
+                if key not in keys:
+                    missing.append(f"{key} ({d.kind}, {leaf.type})")
+                    continue
+                cur = rec
+                for p in leaf.path[:-1]:
+                    cur = cur.setdefault(p, {})
+                cur[leaf.path[-1]] = data[key]
+            target[d.name] = rec
+        elif d.name in keys:
+            target[d.name] = data[d.name]
+        elif not (d.kind == "param" and d.has_default):
+            missing.append(f"{d.name} ({d.kind}, {d.type})")
+    if missing:
+        raise LossError([Diagnostic(f"{path} lacks {len(missing)} array{'s' if len(missing) > 1 else ''}: "
+                                    + ", ".join(missing), None, "E801", path=path,
+                                    help=f"save them with np.savez({path!r}, name=array, ...); a record field "
+                                         "is saved as 'name.field'")])
+    return args, context, params
+
+
+def run_spec(ns) -> int:
+    """`lossdsl run SPEC --backend B (--data F.npz | --random) [--dim B=32]`."""
+    from .api import compile as compile_spec
+    from .frontend import check
+    from .sampling import random_inputs
+
+    checked = check(ns.spec)
+    dims = _parse_assignments(ns.dim, "dim", int)
+    overrides = _parse_assignments(ns.param, "param", float)
+    if ns.random:
+        args, context, params = random_inputs(checked, np.random.default_rng(ns.seed), dims, dtype=np.float32)
+    else:
+        args, context, params = load_npz(ns.data, checked)
+    params.update(overrides)
+    from lossdsl.backends import canonical_name
+
+    backend = canonical_name(ns.backend) or ns.backend
+    f = compile_spec(ns.spec, backend=backend, context={k: to_backend(backend, v) for k, v in context.items()},
+                     params=params or None)
+    preds = [d.name for d in checked.preds]
+    value, grads = value_and_grads(f, backend, args, preds, "float32", reduction=ns.reduction)
+    out = sys.stdout
+    out.write(f"spec      {checked.source.name}\nbackend   {backend}\n")
+    for d in checked.call_args:
+        shapes = _shapes(args[d.name])
+        out.write(f"{d.kind:9s} {d.name}: {d.type}  {shapes}\n")
+    v = np.asarray(value)
+    out.write(f"loss      {v.item() if v.ndim == 0 else v.tolist()}\n")
+    if not grads:
+        out.write("gradients (the numpy backend computes values only)\n")
+    for p, g in grads.items():
+        finite = bool(np.all(np.isfinite(g)))
+        out.write(f"|d/d{p}|  {float(np.linalg.norm(g)):.6g}{'' if finite else '  (not finite!)'}\n")
+    return 0
+
+
+def _shapes(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_shapes(v)}" for k, v in value.items()) + "}"
+    return str(tuple(np.shape(value)))
