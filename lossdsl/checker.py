@@ -896,8 +896,15 @@ class Checker:
         return Index(TensorType(x.type.dtype, tuple(shape)), e.span, x, tuple(out_items))
 
     def _need_size(self, dim: Dim, minimum: int, span: Span) -> None:
-        if minimum > 0 and not dim.is_literal:
-            self.constraints.append(SizeConstraint(dim, minimum, span))
+        """Record that `dim` must be at least `minimum` (checked at each call); one per dim, the largest."""
+        if minimum <= 0 or dim.is_literal:
+            return
+        for i, c in enumerate(self.constraints):
+            if c.dim == dim:
+                if minimum > c.minimum:
+                    self.constraints[i] = SizeConstraint(dim, minimum, span)
+                return
+        self.constraints.append(SizeConstraint(dim, minimum, span))
 
     def _slice_size(self, dim: Dim, start: int | None, stop: int | None, step: int, span: Span) -> Dim | None:
         rd = self.dims.resolve(dim)
@@ -911,7 +918,7 @@ class Checker:
         if stop is None:
             if a >= 0:
                 length = dim.plus(-a)
-                self._need_size(dim, a + 1, span)
+                self._need_size(dim, a, span)
             else:
                 length = Dim.lit(-a)
                 self._need_size(dim, -a, span)
@@ -923,7 +930,7 @@ class Checker:
             self._need_size(dim, stop, span)
         elif a >= 0 and stop < 0:
             length = dim.plus(stop - a)
-            self._need_size(dim, a - stop + 1, span)
+            self._need_size(dim, a - stop, span)
         elif a < 0 and stop < 0:
             if stop <= a:
                 self.error("this slice is empty", span, "E406")

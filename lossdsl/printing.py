@@ -31,7 +31,7 @@ def format_ir(checked: CheckedModule, *, lowered: bool = False) -> str:
         extra = f" = {d.default}" if d.has_default else ""
         lines.append(f"{d.kind:8s} {d.name}: {d.type}{extra}")
     if checked.bindings:
-        lines.append("sizes    " + ", ".join(f"{k} = {v} ({w})" for k, v in checked.bindings.items()))
+        lines.append("sizes    " + ", ".join(f"{k} = {v} ({w})" for k, (v, w) in checked.bindings.items()))
     lines.append("")
     k = 0
     for node in topological(root):
