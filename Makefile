@@ -21,6 +21,7 @@ venv: $(VENV)/.installed
 demo: venv
 	$(VENV)/bin/lossdsl check examples
 	$(PY) scripts/examples_table.py
+	$(PY) scripts/train_demo.py
 
 test: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests

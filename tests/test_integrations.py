@@ -1,0 +1,184 @@
+"""Where people train: Keras 3 on its three backends, a torch nn.Module, JAX with optax, and
+the command line's emit / ir / run. Each trains a few steps and checks that the loss falls and
+equals the plain compiled function."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from contextlib import redirect_stdout
+
+import numpy as np
+import pytest
+
+import lossdsl
+from lossdsl.cli import main as cli_main
+
+from conftest import EXAMPLES, ROOT, available, needs
+
+GROUP = EXAMPLES / "group_weighted_cce.loss"
+GRAPH = EXAMPLES / "graph_distance.loss"
+
+
+# ---- Keras 3 -------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keras_backend", ["tensorflow", "jax", "torch"])
+def test_keras_loss_trains_reads_metadata_updates_params_and_reloads(keras_backend):
+    if not available("tensorflow") or not available(keras_backend):
+        pytest.skip(f"MISSING FRAMEWORK: keras on {keras_backend} is not installed")
+    env = {**os.environ, "KERAS_BACKEND": keras_backend}
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "keras_worker.py")], env=env, capture_output=True,
+                       text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
+    assert f"keras on {keras_backend}: OK" in r.stdout
+
+
+# ---- PyTorch ----------------------------------------------------------------------------------------
+
+def _graph(rng, n=12, d=4):
+    adj = (rng.random((n, n)) < 0.3).astype(np.float32)
+    return adj, rng.normal(size=(n, d)).astype(np.float32)
+
+
+@needs("torch")
+def test_torch_module_keeps_context_as_buffers(rng):
+    import torch
+
+    import lossdsl.torch
+
+    adj, emb = _graph(rng)
+    m = lossdsl.torch.LossModule(GRAPH, context={"adj": adj})
+    assert "ctx_adj" in m.state_dict()
+    e = torch.tensor(emb)
+    plain = lossdsl.compile(GRAPH, backend="torch", context={"adj": adj})
+    torch.testing.assert_close(m(e), plain(e))
+    # .double() converts the buffer; a float64 pred computes in float64.
+    m.double()
+    assert m.ctx_adj.dtype == torch.float64
+    torch.testing.assert_close(m(e.double()), plain(e.double()))
+    # load_state_dict replaces the adjacency in place; the loss sees the new one.
+    new_adj = np.ones_like(adj)
+    m.load_state_dict({"ctx_adj": torch.tensor(new_adj, dtype=torch.float64)})
+    expected = lossdsl.compile(GRAPH, backend="torch", context={"adj": new_adj})(e.double())
+    torch.testing.assert_close(m(e.double()), expected)
+
+
+@needs("torch")
+def test_torch_module_trains_and_matches_the_compiled_function(rng):
+    import torch
+
+    import lossdsl.torch
+
+    torch.manual_seed(0)
+    x = torch.tensor(rng.normal(size=(64, 6)), dtype=torch.float32)
+    labels = torch.tensor((rng.normal(size=64) > 0).astype(int) + (rng.normal(size=64) > 1).astype(int))
+    y = torch.nn.functional.one_hot(labels, 3).float()
+    group = torch.tensor(rng.integers(0, 2, 64))
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    criterion = lossdsl.torch.LossModule(GROUP)
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+
+    @torch.compile(backend="aot_eager")
+    def step(x, y, g, w):
+        opt.zero_grad()
+        loss = criterion(net(x), y, g, group_w=w)
+        loss.backward()
+        return loss
+
+    fixed = torch.tensor([1.0, 1.0])
+    before = float(criterion(net(x), y, group, group_w=fixed))
+    for epoch in range(15):
+        w = torch.tensor([1.0, 0.5 + 0.1 * epoch])  # a new value each step: no recompilation
+        step(x, y, group, w)
+        opt.step()
+    assert float(criterion(net(x), y, group, group_w=fixed)) < before
+    final = criterion(net(x), y, group, group_w=w)
+    plain = lossdsl.compile(GROUP, backend="torch")(net(x), y, group, group_w=w)
+    torch.testing.assert_close(final, plain)
+
+
+# ---- JAX + optax --------------------------------------------------------------------------------------
+
+@needs("jax")
+def test_jax_with_optax_trains(rng):
+    import jax
+    import jax.numpy as jnp
+    optax = pytest.importorskip("optax", reason="MISSING FRAMEWORK: optax is not installed")
+
+    adj, emb = _graph(rng)
+    f = lossdsl.compile(GRAPH, backend="jax", context={"adj": jnp.asarray(adj)})
+    params = jnp.asarray(emb)
+    opt = optax.adam(0.05)
+    state = opt.init(params)
+
+    @jax.jit
+    def step(p, s):
+        value, grad = jax.value_and_grad(f)(p)
+        updates, s = opt.update(grad, s)
+        return optax.apply_updates(p, updates), s, value
+
+    values = []
+    for _ in range(20):
+        params, state, v = step(params, state)
+        values.append(float(v))
+    assert values[-1] < values[0]
+    np.testing.assert_allclose(float(f(params)),
+                               float(lossdsl.compile(GRAPH, backend="numpy", context={"adj": adj})(np.asarray(params))),
+                               rtol=1e-5)
+
+
+# ---- the command line ------------------------------------------------------------------------------------
+
+def run_cli(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        with redirect_stdout(out):
+            code = cli_main(list(args))
+    finally:
+        os.chdir(cwd)
+    return code, out.getvalue()
+
+
+def test_cli_emit_prints_the_generated_code():
+    code, out = run_cli("emit", "examples/smoothness.loss", "--backend", "jax")
+    assert code == 0
+    assert "def compute(v_p, _cdt, _dev):" in out and "jnp.mean(rt.abs(l_dx))" in out
+    compile(out, "<emit>", "exec")
+
+
+def test_cli_ir_prints_types_and_shapes():
+    code, out = run_cli("ir", "examples/smoothness.loss")
+    assert code == 0
+    assert "float[B, H - 1, W]" in out and "let dx" in out
+
+
+def test_cli_run_random_and_npz(tmp_path):
+    code, out = run_cli("run", "examples/smoothness.loss", "-b", "numpy", "--random", "--dim", "B=2", "--dim", "H=5",
+                        "--dim", "W=5")
+    assert code == 0 and "loss" in out and "(2, 5, 5)" in out
+    data = tmp_path / "batch.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, yhat=rng.normal(size=4), y=rng.normal(size=4), **{"x.feature": rng.normal(size=4)})
+    code, out = run_cli("run", "examples/weighted_mse.loss", "-b", "torch" if available("torch") else "numpy",
+                        "--data", str(data))
+    assert code == 0 and "|d/dyhat|" in out or "numpy" in out
+
+
+def test_cli_run_reports_missing_arrays(tmp_path, capsys):
+    data = tmp_path / "partial.npz"
+    np.savez(data, yhat=np.ones(4))
+    code = cli_main(["run", str(EXAMPLES / "weighted_mse.loss"), "--data", str(data)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "lacks 2 arrays: y (target, float[B]), x.feature (input, float[B])" in err
+    assert "Traceback" not in err
+
+
+def test_pre_commit_hook_definition():
+    text = (ROOT / ".pre-commit-hooks.yaml").read_text()
+    assert "id: lossdsl-check" in text and "entry: lossdsl check" in text
