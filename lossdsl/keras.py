@@ -63,13 +63,24 @@ class Loss(keras.losses.Loss):
         self._pred = preds[0].name
         self._fields = [d for d in checked.call_args if d.kind != "pred"]
         self._layout = list(y_true) if y_true is not None else None
+        self._packed = []  # (leaf, label) in packing order: a record contributes each field
         if self._layout is not None:
-            names = {d.name for d in self._fields}
+            leaves = {l.label: l for d in self._fields for l in d.leaves}
             for n in self._layout:
-                if n not in names:
+                decl = next((d for d in self._fields if d.name == n), None)
+                if decl is not None:
+                    self._packed += [(l, l.label) for l in decl.leaves]
+                elif n in leaves:
+                    self._packed.append((leaves[n], n))
+                else:
                     raise LossError([Diagnostic(f"`{n}` is not a target or input of this spec", None, "E806",
                                                 path=source.name,
-                                                help=f"y_true can carry: {', '.join(sorted(names))}")])
+                                                help=f"y_true can carry: {', '.join(sorted(leaves))}")])
+            packed = {label for _, label in self._packed}
+            unpacked = [d.name for d in self._fields if any(l.label not in packed for l in d.leaves)]
+            if unpacked:
+                raise LossError([Diagnostic(f"y_true=[...] leaves out {', '.join(unpacked)}", None, "E807",
+                                            path=source.name, help="every target and input must travel in y_true")])
         # Params live in Keras variables: a callback may assign them without a retrace.
         initial = {d.name: d.default for d in checked.of_kind("param") if d.has_default}
         initial.update(params or {})
@@ -142,15 +153,15 @@ class Loss(keras.losses.Loss):
         widths = self._widths(tuple(y_pred.shape))  # static sizes; the batch may be unknown
         out: dict[str, Any] = {}
         start = 0
-        for name in self._layout:
-            decl = next(d for d in self._fields if d.name == name)
-            leaf = decl.leaves[0]
-            w = widths[name]
-            part = y_true[..., start:start + w]
+        for leaf, label in self._packed:
+            w = widths[label]
+            part = ops.reshape(y_true[..., start:start + w], (-1, *widths[label + ":trailing"]))
             start += w
-            trailing = [widths[f"{name}:{k}"] for k in range(1, leaf.type.rank)]
-            part = ops.reshape(part, (-1, *trailing))
-            out[name] = self._cast(leaf.type.dtype, part)
+            target = out
+            for p in (leaf.decl.name,) + leaf.path[:-1]:
+                if leaf.path:
+                    target = target.setdefault(p, {})
+            target[leaf.path[-1] if leaf.path else leaf.decl.name] = self._cast(leaf.type.dtype, part)
         return out
 
     def _widths(self, pred_shape) -> dict[str, int]:
@@ -165,24 +176,22 @@ class Loss(keras.losses.Loss):
                                                               _dig(self._context[d.name], leaf.path))):
                     if dim.is_symbol:
                         sizes.setdefault(dim.sym, int(n))
-        out: dict[str, int] = {}
-        for name in self._layout or []:
-            decl = next(d for d in self._fields if d.name == name)
-            if decl.is_record or not decl.leaves[0].type.rank:
-                raise LossError([Diagnostic(f"`{name}` cannot be packed: only tensors with a leading batch axis "
-                                            "can", decl.name_span, "E807")])
-            dims = decl.leaves[0].type.shape[1:]
+        out: dict[str, Any] = {}
+        for leaf, label in self._packed:
+            if not leaf.type.rank:
+                raise LossError([Diagnostic(f"`{label}` cannot be packed: only tensors with a leading batch axis "
+                                            "can", leaf.span, "E807")])
             values = []
-            for k, dim in enumerate(dims, start=1):
+            for dim in leaf.type.shape[1:]:
                 size = dim.value if dim.is_literal else sizes.get(dim.sym)
                 if size is None:
-                    raise LossError([Diagnostic(f"the size `{dim}` of `{name}` is not known when y_true is unpacked",
-                                                decl.type_span, "E809",
+                    raise LossError([Diagnostic(f"the size `{dim}` of `{label}` is not known when y_true is "
+                                                "unpacked", leaf.span, "E809",
                                                 help="give it through the prediction's shape, a context tensor or "
                                                      "a param, or pass y_true as a dict")])
-                out[f"{name}:{k}"] = size
                 values.append(size)
-            out[name] = math.prod(values) if values else 1
+            out[label] = math.prod(values) if values else 1
+            out[label + ":trailing"] = tuple(values)
         return out
 
     def _cast_fields(self, decl, value):
@@ -241,16 +250,27 @@ def pack(loss: Loss, **arrays: Any) -> np.ndarray:
     if loss._layout is None:
         raise LossError([Diagnostic("this loss has no y_true layout", None, "E807", path=loss._source.name,
                                     help="create it with `Loss(spec, y_true=[names...])`")])
-    missing = [n for n in loss._layout if n not in arrays]
-    extra = [n for n in arrays if n not in loss._layout]
+    labels = [label for _, label in loss._packed]
+
+    def lookup(label: str):
+        if label in arrays:
+            return arrays[label]
+        head, *path = label.split(".")
+        value = arrays.get(head)
+        for p in path:
+            value = value.get(p) if isinstance(value, Mapping) else None
+        return value
+
+    missing = [n for n in labels if lookup(n) is None]
+    extra = [n for n in arrays if n not in loss._layout and n not in labels]
     if missing or extra:
-        raise LossError([Diagnostic(f"pack needs {', '.join(loss._layout)}" + (f"; missing {', '.join(missing)}"
+        raise LossError([Diagnostic(f"pack needs {', '.join(labels)}" + (f"; missing {', '.join(missing)}"
                                     if missing else "") + (f"; unexpected {', '.join(extra)}" if extra else ""),
                                     None, "E807", path=loss._source.name)])
     cols = []
     batch = None
-    for n in loss._layout:
-        a = np.asarray(arrays[n])
+    for n in labels:
+        a = np.asarray(lookup(n))
         batch = a.shape[0] if batch is None else batch
         if a.shape[0] != batch:
             raise LossError([Diagnostic(f"`{n}` has {a.shape[0]} rows, the others {batch}", None, "E805",

@@ -90,6 +90,20 @@ def main() -> int:
     except lossdsl.LossError as e:
         assert "`group`" in str(e), str(e)
 
+    # A record input packed into y_true: the feature weight of examples/weighted_mse.loss.
+    mse = lossdsl.keras.Loss(ROOT / "examples" / "weighted_mse.loss", y_true=["y", "x"])
+    feat = rng.normal(size=96).astype("float32")
+    reg = keras.Sequential([keras.Input((6,)), keras.layers.Dense(1), keras.layers.Reshape(())])
+    reg.compile(optimizer=keras.optimizers.Adam(0.05), loss=mse)
+    target = x[:, 0]
+    yt = lossdsl.keras.pack(mse, y=target, x={"feature": feat})
+    first = float(reg.evaluate(x, yt, verbose=0, batch_size=96))
+    reg.fit(x, yt, epochs=5, batch_size=32, verbose=0)
+    pred = reg.predict(x, verbose=0)
+    last = float(reg.evaluate(x, yt, verbose=0, batch_size=96))
+    assert last < first
+    np.testing.assert_allclose(last, np.mean(np.abs(feat) * (target - pred) ** 2), rtol=1e-4)
+
     # Saved and reloaded with its loss, params and spec.
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "m.keras")
