@@ -106,6 +106,8 @@ class Printer:
             raise Unsupported(f"`{node.fn}` has no lowering for {self.backend}")
         return template.format(**self.fields(node)), PREC_ATOM
 
+    #: fused losses this backend prints as one framework call: kernel -> reductions (kernels.py)
+    KERNELS: dict[str, set[str]] = {}
     #: keyword names of the framework's reductions
     AXIS_KW = "axis"
     KEEPDIMS_KW = "keepdims"
@@ -180,6 +182,15 @@ class Printer:
         if p < PREC_UNARY or s.startswith("-"):
             s = f"({s})"
         return f"-{s}", PREC_UNARY
+
+    def _fn_kernel(self, node: Apply) -> tuple[str, int]:
+        """A fused loss: this backend's call for it (`_kernel_<name>`), else the IR it replaces."""
+        method = getattr(self, "_kernel_" + node.attr("kernel"), None)
+        if method is not None:
+            text = method(node, *[self.expr(a) for a in node.args])
+            if text is not None:
+                return text, PREC_ATOM
+        return self._p(node.attr("decomposed"))
 
     # Rounding an int is the identity on every backend (the frameworks' floor/ceil reject ints).
     def _round_like(self, node: Apply, template: str) -> str:

@@ -1,7 +1,7 @@
 """JAX: the NumPy printer with `jnp` (einops' JAX backend is its NumPy one with another
 module), plus the conventions of LANGUAGE.md §4 where JAX differs:
 
-- `abs` at 0 has gradient 0 (jnp.abs gives 1): printed as `x * sign(x)`;
+- `abs` at 0 has gradient 0 (jnp.abs gives 1): `jnp.abs` with a custom JVP, sign(x);
 - `clip` at its bounds gives x a gradient of 1 (jnp.clip gives 0.5);
 - `norm` at 0 has gradient 0 (jnp.linalg.norm gives NaN).
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import types
 from typing import Any
 
-from lossdsl.ir import Apply, DimSize
+from lossdsl.ir import Apply
 
 from .numpy_backend import NumpyPrinter, numpy_like_table
 from .base import Backend
@@ -37,20 +37,38 @@ class JaxPrinter(NumpyPrinter):
         "stop_gradient": "jax.lax.stop_gradient({x})",
     }
 
+    # -pick(log_softmax(z), y) as logsumexp(z) - z[y]: the same value, and a gradient
+    # (softmax - one_hot) that needs no log_softmax of the whole [B, C] (as optax computes it)
+    KERNELS = {"nll": {"none", "mean", "weighted_mean"}}
+
+    def _kernel_nll(self, node, z, y, w=None):
+        per = (f"jax.nn.logsumexp({z}, axis=-1) - "
+               f"jnp.take_along_axis({z}, jnp.expand_dims({y}, -1), axis=-1)[..., 0]")
+        reduction = node.attr("reduction")
+        if reduction == "none":
+            return per
+        if reduction == "mean":
+            return f"jnp.mean({per})"
+        return f"rt.weighted_mean_of({per}, {w}[{y}])"
+
     def _fn_cast_float(self, node: Apply) -> str:
-        (x,) = node.args
-        if isinstance(x, DimSize):
-            return f"jnp.asarray({self.expr(x)}, dtype=_cdt)"
-        return f"jnp.asarray({self.expr(x)}, dtype=_cdt)"
+        return f"jnp.asarray({self.expr(node.args[0])}, dtype=_cdt)"
 
     def _fn_cast_int(self, node: Apply) -> str:
         return f"jnp.asarray({self.expr(node.args[0])}).astype(_INT)"
 
 
 def _runtime(jax, jnp) -> types.SimpleNamespace:
+    @jax.custom_jvp
     def abs_(x):
-        # d|x|/dx = sign(x): 0 at x = 0, where jnp.abs gives 1 (LANGUAGE.md §4).
-        return x * jnp.sign(x)
+        return jnp.abs(x)
+
+    @abs_.defjvp
+    def _abs_jvp(primals, tangents):
+        # d|x|/dx = sign(x): 0 at x = 0, where jnp.abs gives 1 (LANGUAGE.md §4). A custom rule
+        # (rather than x * sign(x)) keeps the compiled graph as small as jnp.abs's own.
+        (x,), (t,) = primals, tangents
+        return jnp.abs(x), jnp.sign(x) * t
 
     def clip(x, lo, hi):
         # The value of minimum(maximum(x, lo), hi), with gradient 1 to x at either bound.
@@ -76,8 +94,11 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         count = count.reshape(count.shape + (1,) * (total.ndim - 1))
         return total / jnp.maximum(count, 1.0)
 
+    def weighted_mean_of(loss, w):
+        return jnp.sum(w * loss) / jnp.sum(w)
+
     return types.SimpleNamespace(abs=abs_, clip=clip, norm=norm, segment_sum=segment_sum,
-                                 segment_mean=segment_mean)
+                                 segment_mean=segment_mean, weighted_mean_of=weighted_mean_of)
 
 
 class JaxBackend(Backend):

@@ -69,7 +69,30 @@ class TensorflowPrinter(Printer):
         return self.FUNCTIONS["ne"].format(**self.fields(node))
 
     def _op_matmul(self, node: Apply) -> str:
+        a, b = node.args
+        if a.type.rank >= 2 and isinstance(b, Apply) and b.fn == "transpose" and id(b) not in self.names:
+            # a @ transpose(b) without materialising the transpose
+            return f"tf.linalg.matmul({self.expr(a)}, {self.expr(b.args[0])}, transpose_b=True)"
         return self.FUNCTIONS["matmul"].format(**self.fields(node))
+
+    # ---- fused losses (lossdsl/kernels.py); their gradients meet LANGUAGE.md §4 at the kinks ----
+    KERNELS = {"mse": {"mean", "none"}, "bce_logits": {"mean", "none"}, "nll": {"mean", "none", "weighted_mean"}}
+
+    def _kernel_mse(self, node, a, b):
+        d = f"tf.math.squared_difference({a}, {b})"
+        return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
+
+    def _kernel_bce_logits(self, node, z, y, pos_weight=None):
+        if pos_weight is not None:
+            return None  # tf.nn.weighted_cross_entropy_with_logits weighs differently at 0: decompose
+        d = f"tf.nn.sigmoid_cross_entropy_with_logits(labels={y}, logits={z})"
+        return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
+
+    def _kernel_nll(self, node, z, y, w=None):
+        d = f"tf.nn.sparse_softmax_cross_entropy_with_logits(labels={y}, logits={z})"
+        if node.attr("reduction") == "weighted_mean":
+            return f"rt.weighted_mean_of({d}, tf.gather({w}, {y}))"
+        return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
 
     def _fn_floor(self, node: Apply) -> str:
         return self._round_like(node, "tf.floor({x})")
@@ -159,7 +182,11 @@ def _runtime(tf) -> types.SimpleNamespace:
         count = tf.reshape(count, tf.concat([tf.shape(count), tf.ones([total.shape.rank - 1], tf.int32)], 0))
         return total / tf.maximum(count, 1.0)
 
-    return types.SimpleNamespace(maximum=maximum, minimum=minimum, argmax=argmax, argmin=argmin, var=var,
+    def weighted_mean_of(loss, w):
+        return tf.reduce_sum(w * loss) / tf.reduce_sum(w)
+
+    return types.SimpleNamespace(weighted_mean_of=weighted_mean_of, maximum=maximum, minimum=minimum,
+                                 argmax=argmax, argmin=argmin, var=var,
                                  std=std, norm=norm, matmul=matmul, gather=gather, segment_sum=segment_sum,
                                  segment_mean=segment_mean)
 

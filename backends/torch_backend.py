@@ -62,6 +62,36 @@ class TorchPrinter(Printer):
         f = self.fields(node)
         return f"torch.clamp({f['x']}, {f['lo']}, {f['hi']})"
 
+    # ---- fused losses (lossdsl/kernels.py); their gradients meet LANGUAGE.md §4 at the kinks ----
+    KERNELS = {"mse": {"mean", "none"}, "l1": {"mean", "none"}, "huber": {"mean", "none"},
+               "smooth_l1": {"mean", "none"}, "bce_logits": {"mean", "none"},
+               "nll": {"mean", "none", "weighted_mean"}}
+
+    @staticmethod
+    def _reduction(node: Apply) -> str:
+        return "" if node.attr("reduction") == "mean" else ", reduction='none'"
+
+    def _kernel_mse(self, node, a, b):
+        return f"F.mse_loss({a}, {b}{self._reduction(node)})"
+
+    def _kernel_l1(self, node, a, b):
+        return f"F.l1_loss({a}, {b}{self._reduction(node)})"
+
+    def _kernel_huber(self, node, a, b):
+        return f"F.huber_loss({a}, {b}{self._reduction(node)}, delta={node.attr('delta')!r})"
+
+    def _kernel_smooth_l1(self, node, a, b):
+        return f"F.smooth_l1_loss({a}, {b}{self._reduction(node)}, beta={node.attr('beta')!r})"
+
+    def _kernel_bce_logits(self, node, z, y, pos_weight=None):
+        pw = f", pos_weight={pos_weight}" if pos_weight is not None else ""
+        return f"F.binary_cross_entropy_with_logits({z}, {y}{self._reduction(node)}{pw})"
+
+    def _kernel_nll(self, node, z, y, w=None):
+        if node.attr("reduction") == "weighted_mean":
+            return f"F.cross_entropy({z}, {y}, weight={w})"
+        return f"F.cross_entropy({z}, {y}{self._reduction(node)})"
+
     def _fn_floor(self, node: Apply) -> str:
         return self._round_like(node, "torch.floor({x})")
 

@@ -63,7 +63,7 @@ def build(checked: CheckedModule, be, *, context: Mapping[str, Any], params: Map
     static = dict(checked.bindings)
     ctx_values = _bind_context(checked, be, context, static)
     param_values = _bind_params(checked, be, params, static)
-    root = lower(checked)
+    root = lower(checked, kernels=be.printer.KERNELS)
     gen = generate(checked, root, be.printer, static_dims=static, dynamic_sizes=be.dynamic_sizes)
     runtime = Runtime(checked, be, gen.leaves, ctx_values, param_values)
     namespace = runtime.namespace()
@@ -93,7 +93,7 @@ def generate_source(spec, backend: str = "torch", *, context=None, params=None) 
     static = dict(checked.bindings)
     if context:
         _bind_context(checked, None, context, static)
-    root = lower(checked)
+    root = lower(checked, kernels=printer.KERNELS)
     gen = generate(checked, root, printer, static_dims=static, dynamic_sizes=canonical_name(be_name) == "tensorflow")
     return gen.source
 

@@ -420,6 +420,8 @@ _add("stop_gradient", X, "gradient", _identity, "x, with no gradient", grad_args
 _add("cast_float", X, "internal", _cast(FLOAT), "conversion to the compute dtype", user=False)
 _add("cast_int", X, "internal", _cast(INT), "conversion to int", user=False, grad_args=())
 _add("ones_like", X, "internal", _cast(FLOAT), "ones of x's shape in the compute dtype", user=False, grad_args=())
+_add("kernel", (), "internal", _identity, "a loss a framework ships fused (lossdsl/kernels.py); attrs name it",
+     user=False, grad_args=(0, 1, 2))
 
 FUNCTIONS: dict[str, Function] = {f.name: f for f in _ENTRIES}
 USER_FUNCTIONS: dict[str, Function] = {f.name: f for f in _ENTRIES if f.user}

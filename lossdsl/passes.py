@@ -7,7 +7,7 @@ In order:
                  log(1 - sigmoid(z)) -> log_sigmoid(-z), log(sum(exp(z))) -> logsumexp(z),
                  log(1 + x) -> log1p(x)                                     (LANGUAGE.md §4)
                  and log(1 + exp(z)) -> softplus(z), which overflows otherwise
-  x ^ 0          -> ones, with no gradient, also at x = 0
+  x ^ 0          -> ones, with no gradient, also at x = 0 (and x ^ 1 -> x, x ^ 2 -> square(x))
   where guards   inside a branch of `where`, the operand of every op with a restricted
                  domain (log, sqrt, /, pow, exp, pick and gather indices...) is replaced by
                  `where(cond, operand, safe)`, so the lanes the branch does not take see
@@ -16,6 +16,7 @@ In order:
   casts          int and bool operands of float arithmetic converted explicitly, so no
                  backend's own promotion rules (TensorFlow's int/int -> float64) leak
   sharing        identical subexpressions (from inlined `def`s) computed once
+  kernels        losses a framework ships fused, marked for its printer (lossdsl/kernels.py)
 """
 
 from __future__ import annotations
@@ -95,12 +96,21 @@ def stable_forms(root: Node) -> Node:
     return rewrite_bottom_up(root, lambda n: stable_log(n) or n)
 
 
-def pow_zero(root: Node) -> Node:
+def small_powers(root: Node) -> Node:
+    """`x ^ 0` is ones with no gradient (LANGUAGE.md §4), also at x = 0; `x ^ 1` is x; `x ^ 2`
+    is `square(x)`, which every framework differentiates without the log of x that a general
+    power's gradient computes (TensorFlow computes it even for a constant exponent)."""
     def fix(n: Node) -> Node:
-        if isinstance(n, Apply) and n.fn == "pow" and _is_const(n.args[1], 0):
+        if isinstance(n, Apply) and n.fn == "pow" and isinstance(n.args[1], Const):
             base = n.args[0]
-            if base.type.shape == n.type.shape:
+            if base.type.shape != n.type.shape or isinstance(n.args[1].value, bool):
+                return n
+            if _is_const(n.args[1], 0):
                 return _apply("ones_like", (base,), n.type, n.span)
+            if _is_const(n.args[1], 1) and base.type == n.type:
+                return base
+            if _is_const(n.args[1], 2):
+                return _apply("square", (base,), n.type, n.span)
         return n
 
     return rewrite_bottom_up(root, fix)
@@ -375,8 +385,13 @@ def share_common(root: Node) -> Node:
     return rewrite_bottom_up(root, merge)
 
 
-def lower(checked: CheckedModule) -> Node:
+def lower(checked: CheckedModule, *, kernels: dict[str, set[str]] | None = None) -> Node:
+    """The IR a backend prints; `kernels` are the fused losses that backend has (see kernels.py)."""
     root = checked.loss
-    for p in (stable_forms, pow_zero, share_common, guard_wheres, fold_constants, insert_casts, share_common):
+    for p in (stable_forms, small_powers, share_common, guard_wheres, fold_constants, insert_casts, share_common):
         root = p(root)
+    if kernels:
+        from .kernels import select_kernels
+
+        root = select_kernels(root, kernels)
     return root

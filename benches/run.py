@@ -1,0 +1,571 @@
+"""lossdsl against what a user would otherwise write, in the same process.
+
+    python benches/run.py                 # everything; writes docs/benchmarks.md
+    python benches/run.py --quick         # fewer repeats (a smoke run; tests use it)
+    python benches/run.py --only eager    # one section: eager, compiled, compile, check, seeds, memory
+
+Each timing alternates the baseline and lossdsl, repeats, and reports the median ratio
+lossdsl / baseline with its spread (min-max over repeats). Values (and gradients) are
+compared before anything is timed. Baselines are the framework's own loss where one
+exists (F.cross_entropy, F.huber_loss, F.mse_loss, optax, tf.nn) and the formula written by
+hand in the framework otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "benches" / "specs"
+sys.path.insert(0, str(ROOT))
+
+import lossdsl  # noqa: E402
+
+QUICK = False
+
+
+# ---- timing -----------------------------------------------------------------------------------
+
+def _time_block(fn: Callable, number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def compare(base: Callable, dsl: Callable, *, target_s: float = 0.05, repeats: int = 9) -> dict:
+    """Per-call times of both, interleaved; the ratio dsl/base per repeat, its median and range."""
+    if QUICK:
+        target_s, repeats = 0.005, 3
+    for fn in (base, dsl, base, dsl):  # warm-up (and first-call compilation)
+        fn()
+    one = max(_time_block(base, 1), 1e-7)
+    number = max(1, int(target_s / one))
+    base_t, dsl_t, ratios = [], [], []
+    for _ in range(repeats):
+        b = _time_block(base, number)
+        d = _time_block(dsl, number)
+        base_t.append(b)
+        dsl_t.append(d)
+        ratios.append(d / b)
+    return {"base": statistics.median(base_t), "dsl": statistics.median(dsl_t), "ratio": statistics.median(ratios),
+            "lo": min(ratios), "hi": max(ratios)}
+
+
+def fmt_time(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} µs"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def fmt_ratio(r: dict) -> str:
+    return f"{r['ratio']:.2f}× ({r['lo']:.2f}–{r['hi']:.2f})"
+
+
+# ---- the cases ----------------------------------------------------------------------------------
+
+@dataclass
+class Case:
+    name: str
+    spec: Path
+    sizes: str
+
+
+def make_inputs(rng, quick: bool):
+    s = 0.25 if quick else 1.0
+    b, c = int(4096 * s), int(1000 * s)
+    n_h = int(1_000_000 * s)
+    tv = (16, int(256 * s), int(256 * s))
+    n_g = int(2000 * s)
+    return {
+        "weighted_ce": dict(logits=rng.normal(size=(b, c)).astype(np.float32),
+                            y=rng.integers(0, c, b), class_w=rng.uniform(0.5, 2, c).astype(np.float32)),
+        "huber": dict(yhat=rng.normal(size=n_h).astype(np.float32), y=rng.normal(size=n_h).astype(np.float32)),
+        "total_variation": dict(p=rng.normal(size=tv).astype(np.float32)),
+        "graph_distance": dict(emb=rng.normal(size=(n_g, 32)).astype(np.float32),
+                               adj=(rng.random((n_g, n_g)) < 0.01).astype(np.float32)),
+        "mse_tiny": dict(yhat=rng.normal(size=(8, 4)).astype(np.float32), y=rng.normal(size=(8, 4)).astype(np.float32)),
+    }
+
+
+CASES = [
+    Case("weighted_ce", SPECS / "weighted_ce.loss", "4096×1000"),
+    Case("huber", SPECS / "huber.loss", "1M"),
+    Case("total_variation", SPECS / "total_variation.loss", "16×256×256"),
+    Case("graph_distance", ROOT / "examples" / "graph_distance.loss", "2000×2000 adjacency"),
+    Case("mse_tiny", SPECS / "mse.loss", "8×4"),
+]
+PRED = {"weighted_ce": "logits", "huber": "yhat", "total_variation": "p", "graph_distance": "emb", "mse_tiny": "yhat"}
+CONTEXT = {"weighted_ce": ["class_w"], "graph_distance": ["adj"]}
+
+
+# Hand-written baselines, per framework. Each takes the arrays of its framework.
+def torch_baselines():
+    import torch
+    import torch.nn.functional as F
+
+    def graph(emb, adj):
+        unit = emb / torch.clamp_min(torch.linalg.vector_norm(emb, dim=1, keepdim=True), 1e-8)
+        return -torch.sum(torch.where(adj > 0, unit @ unit.T, torch.zeros((), dtype=emb.dtype)))
+
+    return {
+        "weighted_ce": lambda logits, y, class_w: F.cross_entropy(logits, y, weight=class_w),
+        "huber": lambda yhat, y: F.huber_loss(yhat, y),
+        "total_variation": lambda p: torch.mean(torch.abs(p[:, 1:] - p[:, :-1])) + torch.mean(
+            torch.abs(p[:, :, 1:] - p[:, :, :-1])),
+        "graph_distance": graph,
+        "mse_tiny": lambda yhat, y: F.mse_loss(yhat, y),
+    }
+
+
+def jax_baselines():
+    import jax.numpy as jnp
+    import optax
+
+    def ce(logits, y, class_w):
+        w = class_w[y]
+        return jnp.sum(w * optax.softmax_cross_entropy_with_integer_labels(logits, y)) / jnp.sum(w)
+
+    def graph(emb, adj):
+        unit = emb / jnp.maximum(jnp.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
+        return -jnp.sum(jnp.where(adj > 0, unit @ unit.T, 0.0))
+
+    return {
+        "weighted_ce": ce,
+        "huber": lambda yhat, y: jnp.mean(optax.huber_loss(yhat, y)),
+        "total_variation": lambda p: jnp.mean(jnp.abs(p[:, 1:] - p[:, :-1])) + jnp.mean(
+            jnp.abs(p[:, :, 1:] - p[:, :, :-1])),
+        "graph_distance": graph,
+        "mse_tiny": lambda yhat, y: jnp.mean((yhat - y) ** 2),
+    }
+
+
+def tf_baselines():
+    import tensorflow as tf
+
+    def ce(logits, y, class_w):
+        w = tf.gather(class_w, y)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        return tf.reduce_sum(w * nll) / tf.reduce_sum(w)
+
+    def huber(yhat, y):
+        r = tf.abs(yhat - y)
+        return tf.reduce_mean(tf.where(r <= 1.0, 0.5 * tf.square(r), r - 0.5))
+
+    def graph(emb, adj):
+        unit = emb / tf.maximum(tf.norm(emb, axis=1, keepdims=True), 1e-8)
+        return -tf.reduce_sum(tf.where(adj > 0, tf.matmul(unit, unit, transpose_b=True), 0.0))
+
+    return {
+        "weighted_ce": ce,
+        "huber": huber,
+        "total_variation": lambda p: tf.reduce_mean(tf.abs(p[:, 1:] - p[:, :-1])) + tf.reduce_mean(
+            tf.abs(p[:, :, 1:] - p[:, :, :-1])),
+        "graph_distance": graph,
+        "mse_tiny": lambda yhat, y: tf.reduce_mean(tf.square(yhat - y)),
+    }
+
+
+def convert(framework: str, arrays: dict) -> dict:
+    from lossdsl.runner import to_backend
+
+    return {k: to_backend(framework, v, "float32") for k, v in arrays.items()}
+
+
+def split(case: Case, arrays: dict) -> tuple[dict, dict]:
+    ctx_names = CONTEXT.get(case.name, [])
+    return ({k: v for k, v in arrays.items() if k not in ctx_names}, {k: v for k, v in arrays.items() if k in ctx_names})
+
+
+def value_grad_fns(framework: str, case: Case, arrays: dict, baseline: Callable, *, compiled: bool):
+    """Two closures computing (value, d value / d pred): the baseline's and lossdsl's."""
+    call_args, ctx = split(case, arrays)
+    pred = PRED[case.name]
+    f = lossdsl.compile(case.spec, backend=framework, context=ctx)
+    if framework == "torch":
+        import torch
+
+        x = call_args[pred].clone().requires_grad_(True)
+        rest = {k: v for k, v in call_args.items() if k != pred}
+        base_fn = (lambda p: baseline(p, **rest, **ctx))
+        dsl_fn = (lambda p: f(**{pred: p}, **rest))
+        if compiled:
+            base_fn, dsl_fn = torch.compile(base_fn), torch.compile(dsl_fn)
+
+        def run(fn):
+            def go():
+                v = fn(x)
+                (g,) = torch.autograd.grad(v, [x])
+                return v, g
+            return go
+        return run(base_fn), run(dsl_fn)
+    if framework == "jax":
+        import jax
+
+        rest = {k: v for k, v in call_args.items() if k != pred}
+        x = call_args[pred]
+        base_vg = jax.value_and_grad(lambda p: baseline(p, **rest, **ctx))
+        dsl_vg = jax.value_and_grad(lambda p: f(**{pred: p}, **rest))
+        if compiled:
+            base_vg, dsl_vg = jax.jit(base_vg), jax.jit(dsl_vg)
+
+        def run(vg):
+            def go():
+                v, g = vg(x)
+                g.block_until_ready()
+                return v, g
+            return go
+        return run(base_vg), run(dsl_vg)
+    if framework == "tensorflow":
+        import tensorflow as tf
+
+        rest = {k: v for k, v in call_args.items() if k != pred}
+        x = call_args[pred]
+
+        def vg(fn):
+            def step(p):
+                with tf.GradientTape() as tape:
+                    tape.watch(p)
+                    v = fn(p)
+                return v, tape.gradient(v, p)
+            return tf.function(step, jit_compile=True) if compiled else step
+
+        base_vg = vg(lambda p: baseline(p, **rest, **ctx))
+        dsl_vg = vg(lambda p: f(**{pred: p}, **rest))
+
+        def run(fn):
+            def go():
+                v, g = fn(x)
+                _ = g.numpy()  # wait for the result
+                return v, g
+            return go
+        return run(base_vg), run(dsl_vg)
+    raise ValueError(framework)
+
+
+def agree(base: Callable, dsl: Callable, what: str) -> None:
+    from lossdsl.runner import to_numpy
+
+    bv, bg = base()
+    dv, dg = dsl()
+    np.testing.assert_allclose(to_numpy(dv), to_numpy(bv), rtol=2e-4, atol=1e-5, err_msg=f"value of {what}")
+    bg, dg = to_numpy(bg), to_numpy(dg)
+    np.testing.assert_allclose(dg, bg, rtol=2e-3, atol=1e-5 * max(1.0, float(np.abs(bg).max())),
+                               err_msg=f"gradient of {what}")
+
+
+FRAMEWORKS = {"torch": torch_baselines, "jax": jax_baselines, "tensorflow": tf_baselines}
+
+
+def section_value_grad(compiled: bool) -> list[str]:
+    rng = np.random.default_rng(0)
+    inputs = make_inputs(rng, QUICK)
+    label = "compiled" if compiled else "eager"
+    rows = [f"| case | size | framework | baseline | lossdsl | lossdsl / baseline |", "|---|---|---|---|---|---|"]
+    for fw, make in FRAMEWORKS.items():
+        baselines = make()
+        for case in CASES:
+            arrays = convert(fw, inputs[case.name])
+            base, dsl = value_grad_fns(fw, case, arrays, baselines[case.name], compiled=compiled)
+            agree(base, dsl, f"{case.name} on {fw} ({label})")
+            r = compare(base, dsl)
+            rows.append(f"| {case.name} | {case.sizes} | {fw} | {fmt_time(r['base'])} | {fmt_time(r['dsl'])} | "
+                        f"{fmt_ratio(r)} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def jaxpr_counts() -> list[str]:
+    """Primitive counts of value_and_grad, lossdsl vs hand-written, after inlining nested jits."""
+    import jax
+
+    def count(jaxpr) -> int:
+        n = 0
+        for eqn in jaxpr.eqns:
+            inner = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr")
+            if inner is not None:
+                n += count(getattr(inner, "jaxpr", inner))
+            else:
+                n += 1
+        return n
+
+    rng = np.random.default_rng(0)
+    inputs = make_inputs(rng, True)
+    baselines = jax_baselines()
+    rows = ["| case | hand-written | lossdsl |", "|---|---|---|"]
+    for case in CASES:
+        call_args, ctx = split(case, convert("jax", inputs[case.name]))
+        pred = PRED[case.name]
+        rest = {k: v for k, v in call_args.items() if k != pred}
+        f = lossdsl.compile(case.spec, backend="jax", context=ctx)
+        hand = count(jax.make_jaxpr(jax.value_and_grad(lambda p: baselines[case.name](p, **rest, **ctx)))(
+            call_args[pred]).jaxpr)
+        ours = count(jax.make_jaxpr(jax.value_and_grad(lambda p: f(**{pred: p}, **rest)))(call_args[pred]).jaxpr)
+        rows.append(f"| {case.name} | {hand} | {ours} |")
+    return rows
+
+
+def section_compile_time() -> list[str]:
+    from lossdsl.codegen import generate
+    from lossdsl.frontend import check_source
+    from lossdsl.passes import lower
+    from lossdsl.printing import printer_for
+    from lossdsl.source import load_source
+
+    specs = sorted((ROOT / "examples").glob("*.loss")) + sorted((ROOT / "lossdsl" / "std").glob("*.loss"))
+    printer = printer_for("torch")
+    per_spec = []
+    for path in specs:
+        text = path.read_text()
+        times = []
+        for _ in range(5 if QUICK else 30):
+            start = time.perf_counter()
+            checked = check_source(load_source(lossdsl.source.Source(text, str(path))))
+            generate(checked, lower(checked, kernels=printer.KERNELS), printer, static_dims=dict(checked.bindings))
+            times.append(time.perf_counter() - start)
+        per_spec.append((path.name, statistics.median(times)))
+    full = []
+    for path in specs[:13]:
+        ctx = {}
+        checked = lossdsl.check(path)
+        from lossdsl.sampling import random_inputs
+
+        _, ctx, _ = random_inputs(checked, np.random.default_rng(0))
+        times = []
+        for _ in range(5 if QUICK else 20):
+            start = time.perf_counter()
+            lossdsl.compile(path, backend="torch", context=ctx)
+            times.append(time.perf_counter() - start)
+        full.append(statistics.median(times))
+    ms = [t * 1e3 for _, t in per_spec]
+    rows = [f"- parse + check + lowering + code generation, per spec ({len(specs)} specs: examples and std): "
+            f"median {statistics.median(ms):.2f} ms, max {max(ms):.2f} ms ({max(per_spec, key=lambda x: x[1])[0]})",
+            f"- `lossdsl.compile(..., backend=\"torch\")` including `exec` of the generated module, per example: "
+            f"median {statistics.median(full) * 1e3:.2f} ms, max {max(full) * 1e3:.2f} ms"]
+    return rows
+
+
+def section_check_process() -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    files = [str(p) for p in sorted((ROOT / "examples").glob("*.loss")) + sorted((ROOT / "lossdsl" / "std").glob(
+        "*.loss"))][:30]
+    extra = 30 - len(files)
+    files += [str(ROOT / "tests" / "diagnostics" / "warning_unclipped_log.loss")] * max(0, extra)
+    cmd = [sys.executable, "-m", "lossdsl", "check", "-q", *files]
+    base_cmd = [sys.executable, "-c", "pass"]
+    subprocess.run(cmd, env=env, capture_output=True)  # writes the bytecode caches
+    n = 5 if QUICK else 21
+
+    def t(c, e):
+        xs = []
+        for _ in range(n):
+            s = time.perf_counter()
+            subprocess.run(c, env=e, capture_output=True)
+            xs.append(time.perf_counter() - s)
+        return statistics.median(xs)
+
+    base = t(base_cmd, env)
+    chk = t(cmd, env)
+    mods = subprocess.run(cmd[:-len(files)] and [sys.executable, "-c",
+                          "import sys; from lossdsl.cli import main; main(['check', '-q', *sys.argv[1:]]); "
+                          "print(sorted(m for m in ('torch','tensorflow','jax','numpy') if m in sys.modules))", *files],
+                          env=env, capture_output=True, text=True).stdout.strip()
+    return [f"- `lossdsl check` on {len(files)} files as a whole process: {chk * 1e3:.0f} ms, "
+            f"`python -c pass` {base * 1e3:.0f} ms: **{(chk - base) * 1e3:.0f} ms beyond start-up** "
+            f"(median of {n}; bytecode caches written, as after any first run)",
+            f"- frameworks imported by `lossdsl check`: {mods or '[]'}"]
+
+
+def section_seeds() -> list[str]:
+    import torch
+
+    rows = []
+    # Seed 002, example 2: GraphDistanceLoss with its double Python loop.
+    rng = np.random.default_rng(1)
+    n = 60 if QUICK else 150
+    emb = torch.tensor(rng.normal(size=(n, 16)), dtype=torch.float32)
+    adj = torch.tensor((rng.random((n, n)) < 0.3).astype(np.float32))
+
+    def seed_graph(embeddings):
+        loss = torch.tensor(0.0, requires_grad=True)
+        for i in range(embeddings.shape[0]):
+            for j in range(embeddings.shape[0]):
+                if adj[i, j] > 0:
+                    similarity = torch.dot(embeddings[i], embeddings[j]) / (
+                        torch.norm(embeddings[i]) * torch.norm(embeddings[j]))
+                    loss = loss - similarity
+        return loss
+
+    f = lossdsl.compile(ROOT / "examples" / "graph_distance.loss", backend="torch", context={"adj": adj})
+    e1 = emb.clone().requires_grad_(True)
+    e2 = emb.clone().requires_grad_(True)
+    v1, v2 = seed_graph(e1), f(e2)
+    v1.backward()
+    v2.backward()
+    np.testing.assert_allclose(float(v2), float(v1), rtol=1e-4)
+    np.testing.assert_allclose(e2.grad.numpy(), e1.grad.numpy(), rtol=1e-3, atol=1e-5)
+    t_seed = _time_block(lambda: seed_graph(e1).backward(), 1 if not QUICK else 1)
+    t_dsl = _time_block(lambda: f(e2).backward(), 20)
+    rows.append(f"| graph distance, seed 002 loop vs spec (torch, {n} nodes, value + gradient) | {fmt_time(t_seed)} | "
+                f"{fmt_time(t_dsl)} | {t_seed / t_dsl:,.0f}× faster |")
+
+    # Seed 003, scenario 1: confusion-weight look-up. The article's gather_nd reads transposed
+    # indices (wrong for B != 2); the baseline is its intent, written correctly.
+    import tensorflow as tf
+
+    b, c = (256, 10) if QUICK else (4096, 10)
+    W = rng.uniform(0.1, 5.0, (c, c)).astype(np.float32)
+    y = np.eye(c, dtype=np.float32)[rng.integers(0, c, b)]
+    logits = rng.normal(size=(b, c)).astype(np.float32)
+    tW, ty, tl = tf.constant(W), tf.constant(y), tf.constant(logits)
+
+    def seed_confusion(y_true, y_pred):
+        idx = tf.stack([tf.argmax(y_true, axis=-1), tf.argmax(y_pred, axis=-1)], axis=-1)
+        w = tf.gather_nd(tW, idx)
+        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y_true, logits=y_pred) * w)
+
+    g = lossdsl.compile(ROOT / "examples" / "confusion_weighted_ce.loss", backend="tensorflow", context={"W": tW})
+    np.testing.assert_allclose(float(g(tl, ty)), float(seed_confusion(ty, tl)), rtol=1e-5)
+
+    def tape(fn):
+        def go():
+            with tf.GradientTape() as t:
+                t.watch(tl)
+                v = fn()
+            return t.gradient(v, tl).numpy()
+        return go
+
+    r = compare(tape(lambda: seed_confusion(ty, tl)), tape(lambda: g(tl, ty)))
+    rows.append(f"| confusion-weight look-up, seed 003 (corrected) vs spec (tensorflow eager, {b}×{c}) | "
+                f"{fmt_time(r['base'])} | {fmt_time(r['dsl'])} | {fmt_ratio(r)} |")
+
+    # Seed 002, example 3: per-sample weighted loss (DynamicWeightedLoss).
+    bb, d = (512, 16)
+    pred = torch.tensor(rng.normal(size=(bb, d)), dtype=torch.float32, requires_grad=True)
+    lab = torch.tensor(rng.normal(size=(bb, d)), dtype=torch.float32)
+    wts = torch.tensor(rng.uniform(size=bb), dtype=torch.float32)
+
+    def seed_dynamic():
+        error = (pred - lab) ** 2
+        return torch.mean(error * wts.view(-1, 1))
+
+    h = lossdsl.compile(ROOT / "examples" / "dynamic_weights.loss", backend="torch")
+    np.testing.assert_allclose(float(h(pred, lab, wts)), float(seed_dynamic()), rtol=1e-6)
+    r = compare(lambda: torch.autograd.grad(seed_dynamic(), [pred]), lambda: torch.autograd.grad(h(pred, lab, wts), [pred]))
+    rows.append(f"| per-sample weights, seed 002 vs spec (torch eager, {bb}×{d}) | {fmt_time(r['base'])} | "
+                f"{fmt_time(r['dsl'])} | {fmt_ratio(r)} |")
+    return ["| scenario | seed's code | lossdsl | ratio |", "|---|---|---|---|"] + rows
+
+
+MEMORY_WORKER = r'''
+import resource, sys, os
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+sys.path.insert(0, sys.argv[1])
+import numpy as np, torch
+import benches.run as B
+case = next(c for c in B.CASES if c.name == sys.argv[2])
+arrays = B.convert("torch", B.make_inputs(np.random.default_rng(0), sys.argv[4] == "quick")[case.name])
+base, dsl = B.value_grad_fns("torch", case, arrays, B.torch_baselines()[case.name], compiled=False)
+fn = base if sys.argv[3] == "base" else dsl
+fn()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range(3):
+    fn()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+'''
+
+
+def section_memory() -> list[str]:
+    rows = ["| case | baseline peak RSS | lossdsl peak RSS | difference |", "|---|---|---|---|"]
+    for case in CASES[:4]:
+        peaks = {}
+        for impl in ("base", "dsl"):
+            out = subprocess.run([sys.executable, "-c", MEMORY_WORKER, str(ROOT), case.name, impl,
+                                  "quick" if QUICK else "full"], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(out.stderr[-2000:])
+            peaks[impl] = int(out.stdout.split()[-1]) / 1024  # KiB -> MiB
+        rows.append(f"| {case.name} ({case.sizes}) | {peaks['base']:.0f} MiB | {peaks['dsl']:.0f} MiB | "
+                    f"{peaks['dsl'] - peaks['base']:+.0f} MiB |")
+    return rows
+
+
+def machine() -> list[str]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = []
+    for mod in ("torch", "tensorflow", "jax", "optax", "numpy"):
+        try:
+            versions.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            versions.append(f"{mod} missing")
+    return [f"- machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}",
+            f"- Python {platform.python_version()}; {', '.join(versions)}",
+            "- device: CPU. No GPU was available to the session that measured this; GPU numbers are missing."]
+
+
+def main() -> int:
+    global QUICK
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
+    ap.add_argument("--only", choices=["eager", "compiled", "compile", "check", "seeds", "memory"])
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="'-' for stdout only")
+    args = ap.parse_args()
+    QUICK = args.quick
+    sections: list[tuple[str, list[str]]] = []
+    want = (lambda s: args.only in (None, s))
+    if want("eager"):
+        sections.append(("Eager: value and gradient", section_value_grad(compiled=False)))
+    if want("compiled"):
+        sections.append(("Compiled: `torch.compile`, `jax.jit(jax.value_and_grad)`, "
+                         "`tf.function(jit_compile=True)`", section_value_grad(compiled=True)))
+        sections.append(("JAX primitives in `value_and_grad` (nested jits inlined)", jaxpr_counts()))
+    if want("compile"):
+        sections.append(("Compile time", section_compile_time()))
+    if want("check"):
+        sections.append(("`lossdsl check`", section_check_process()))
+    if want("seeds"):
+        sections.append(("The seeds' own code", section_seeds()))
+    if want("memory"):
+        sections.append(("Peak memory of value + gradient (torch, CPU, resident set size of a fresh process)",
+                         section_memory()))
+    cmd = "python benches/run.py" + (" --quick" if QUICK else "") + (f" --only {args.only}" if args.only else "")
+    lines = ["# Benchmarks", "",
+             f"Measured {datetime.date.today().isoformat()} with `{cmd}` (`make bench`). Times are per call "
+             "(value and gradient with respect to the pred); ratios are lossdsl / baseline, median over repeats "
+             "with the min–max range, the two interleaved. Values and gradients are compared before timing.", ""]
+    lines += machine() + [""]
+    for title, rows in sections:
+        lines += [f"## {title}", ""] + rows + [""]
+    text = "\n".join(lines)
+    if args.out != "-" and not QUICK:
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
