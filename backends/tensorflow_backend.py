@@ -76,6 +76,9 @@ class TensorflowPrinter(Printer):
         return self.FUNCTIONS["matmul"].format(**self.fields(node))
 
     # ---- fused losses (lossdsl/kernels.py); their gradients meet LANGUAGE.md §4 at the kinks ----
+    # Not soft_ce: tf.nn.softmax_cross_entropy_with_logits's gradient is softmax - labels, which is
+    # the gradient of -sum(y * log_softmax(z)) only when the labels sum to 1 (the parity suite,
+    # whose labels are arbitrary, caught it).
     KERNELS = {"mse": {"mean", "none"}, "bce_logits": {"mean", "none"}, "nll": {"mean", "none", "weighted_mean"}}
 
     def _kernel_mse(self, node, a, b):
@@ -104,7 +107,22 @@ class TensorflowPrinter(Printer):
         return self._round_like(node, "tf.round({x})")
 
     def _print_Gather(self, node: Gather) -> tuple[str, int]:
-        return f"rt.gather({self.expr(node.x)}, ({''.join(self.expr(i) + ', ' for i in node.indices)}))", 100
+        x = self.expr(node.x)
+        shapes = {i.type.shape for i in node.indices}
+        if len(shapes) == 1 and all(_non_negative(i) for i in node.indices):
+            # The common case (W[argmax(y), argmax(yhat)]): no broadcasting, no index from the end.
+            if len(node.indices) == 1:
+                return f"tf.gather({x}, {self.expr(node.indices[0])})", 100
+            stacked = ", ".join(self.expr(i) for i in node.indices)
+            return f"tf.gather_nd({x}, tf.stack([{stacked}], axis=-1))", 100
+        return f"rt.gather({x}, ({''.join(self.expr(i) + ', ' for i in node.indices)}))", 100
+
+
+def _non_negative(index) -> bool:
+    """An index that cannot count from the end: a position from argmax/argmin, or a literal >= 0."""
+    if isinstance(index, Const):
+        return index.value >= 0
+    return isinstance(index, Apply) and index.fn in ("argmax", "argmin")
 
 
 def _runtime(tf) -> types.SimpleNamespace:

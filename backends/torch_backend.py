@@ -65,7 +65,7 @@ class TorchPrinter(Printer):
     # ---- fused losses (lossdsl/kernels.py); their gradients meet LANGUAGE.md §4 at the kinks ----
     KERNELS = {"mse": {"mean", "none"}, "l1": {"mean", "none"}, "huber": {"mean", "none"},
                "smooth_l1": {"mean", "none"}, "bce_logits": {"mean", "none"},
-               "nll": {"mean", "none", "weighted_mean"}}
+               "nll": {"mean", "none", "weighted_mean"}, "soft_ce": {"none"}}
 
     @staticmethod
     def _reduction(node: Apply) -> str:
@@ -86,6 +86,9 @@ class TorchPrinter(Printer):
     def _kernel_bce_logits(self, node, z, y, pos_weight=None):
         pw = f", pos_weight={pos_weight}" if pos_weight is not None else ""
         return f"F.binary_cross_entropy_with_logits({z}, {y}{self._reduction(node)}{pw})"
+
+    def _kernel_soft_ce(self, node, z, y):
+        return f"F.cross_entropy({z}, {y}, reduction='none')"  # y: probabilities per class
 
     def _kernel_nll(self, node, z, y, w=None):
         if node.attr("reduction") == "weighted_mean":

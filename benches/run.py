@@ -368,7 +368,9 @@ def section_check_process() -> list[str]:
         "*.loss"))][:30]
     extra = 30 - len(files)
     files += [str(ROOT / "tests" / "diagnostics" / "warning_unclipped_log.loss")] * max(0, extra)
-    cmd = [sys.executable, "-m", "lossdsl", "check", "-q", *files]
+    script = Path(sys.executable).with_name("lossdsl")  # the console script, as users run it
+    cmd = [str(script), "check", "-q", *files] if script.exists() else [sys.executable, "-m", "lossdsl",
+                                                                         "check", "-q", *files]
     base_cmd = [sys.executable, "-c", "pass"]
     subprocess.run(cmd, env=env, capture_output=True)  # writes the bytecode caches
     n = 5 if QUICK else 21
@@ -383,7 +385,7 @@ def section_check_process() -> list[str]:
 
     base = t(base_cmd, env)
     chk = t(cmd, env)
-    mods = subprocess.run(cmd[:-len(files)] and [sys.executable, "-c",
+    mods = subprocess.run([sys.executable, "-c",
                           "import sys; from lossdsl.cli import main; main(['check', '-q', *sys.argv[1:]]); "
                           "print(sorted(m for m in ('torch','tensorflow','jax','numpy') if m in sys.modules))", *files],
                           env=env, capture_output=True, text=True).stdout.strip()
@@ -475,35 +477,50 @@ def section_seeds() -> list[str]:
 
 
 MEMORY_WORKER = r'''
-import resource, sys, os
+import sys, os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 sys.path.insert(0, sys.argv[1])
 import numpy as np, torch
 import benches.run as B
+
+def rss(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1])  # KiB
+
 case = next(c for c in B.CASES if c.name == sys.argv[2])
 arrays = B.convert("torch", B.make_inputs(np.random.default_rng(0), sys.argv[4] == "quick")[case.name])
 base, dsl = B.value_grad_fns("torch", case, arrays, B.torch_baselines()[case.name], compiled=False)
 fn = base if sys.argv[3] == "base" else dsl
 fn()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import gc; gc.collect()
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak resident set size (VmHWM) to the current one
+before = rss("VmRSS:")
 for _ in range(3):
     fn()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(rss("VmHWM:") - before)
 '''
 
 
 def section_memory() -> list[str]:
-    rows = ["| case | baseline peak RSS | lossdsl peak RSS | difference |", "|---|---|---|---|"]
+    """Peak growth of the resident set during three value + gradient calls, after one warm-up
+    call, in a fresh process per measurement (Linux: /proc/self/clear_refs resets the peak).
+    PyTorch has no peak-memory counter on the CPU; on a GPU, torch.cuda.max_memory_allocated is
+    the measure to use."""
+    rows = ["| case | baseline peak growth | lossdsl peak growth |", "|---|---|---|"]
     for case in CASES[:4]:
         peaks = {}
         for impl in ("base", "dsl"):
+            # A fixed mmap threshold makes glibc return each large block as it is freed, so the
+            # peak resident set follows the live tensors (the dynamic threshold makes it noisy).
+            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
             out = subprocess.run([sys.executable, "-c", MEMORY_WORKER, str(ROOT), case.name, impl,
-                                  "quick" if QUICK else "full"], capture_output=True, text=True)
+                                  "quick" if QUICK else "full"], capture_output=True, text=True, env=env)
             if out.returncode != 0:
                 raise RuntimeError(out.stderr[-2000:])
             peaks[impl] = int(out.stdout.split()[-1]) / 1024  # KiB -> MiB
-        rows.append(f"| {case.name} ({case.sizes}) | {peaks['base']:.0f} MiB | {peaks['dsl']:.0f} MiB | "
-                    f"{peaks['dsl'] - peaks['base']:+.0f} MiB |")
+        rows.append(f"| {case.name} ({case.sizes}) | {peaks['base']:.1f} MiB | {peaks['dsl']:.1f} MiB |")
     return rows
 
 
@@ -550,8 +567,7 @@ def main() -> int:
     if want("seeds"):
         sections.append(("The seeds' own code", section_seeds()))
     if want("memory"):
-        sections.append(("Peak memory of value + gradient (torch, CPU, resident set size of a fresh process)",
-                         section_memory()))
+        sections.append(("Peak memory of value + gradient (torch, CPU)", section_memory()))
     cmd = "python benches/run.py" + (" --quick" if QUICK else "") + (f" --only {args.only}" if args.only else "")
     lines = ["# Benchmarks", "",
              f"Measured {datetime.date.today().isoformat()} with `{cmd}` (`make bench`). Times are per call "

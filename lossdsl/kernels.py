@@ -2,7 +2,7 @@
 
     select_kernels(root) -> root with `kernel` nodes
 
-A `kernel` node names the loss (`mse`, `l1`, `huber`, `smooth_l1`, `nll`, `bce_logits`), its
+A `kernel` node names the loss (`mse`, `l1`, `huber`, `smooth_l1`, `nll`, `soft_ce`, `bce_logits`), its
 reduction over the whole tensor (`none`, `mean`, or `weighted_mean` for class-weighted
 cross-entropy), its hyperparameters (literals only: the frameworks take them as Python
 numbers) and the decomposed IR it replaces. A printer with a fused call for it prints that
@@ -164,6 +164,19 @@ def _nll(node: Node):
     return None
 
 
+def _soft_ce(node: Node):
+    """`-sum(y * log_softmax(z, axis=last), axis=last)` for z of rank 2 (soft or one-hot labels): (z, y)."""
+    if not (_is(node, "neg", 1) and _is(node.args[0], "sum", 1)):
+        return None
+    total = node.args[0]
+    if total.attr("keepdims") or total.attr("axis") != (1,) or not _is(total.args[0], "mul", 2):
+        return None
+    y, logp = total.args[0].args if _is(total.args[0].args[1], "log_softmax") else total.args[0].args[::-1]
+    if _is(logp, "log_softmax", 1) and logp.type.rank == 2 and logp.attr("axis") == 1 and y.type == logp.type:
+        return logp.args[0], y
+    return None
+
+
 def _full_mean(node: Node) -> Node | None:
     if _is(node, "mean", 1) and not node.attr("keepdims") and len(node.attr("axis")) == node.args[0].type.rank:
         return node.args[0]
@@ -206,6 +219,9 @@ def select(node: Node) -> Node:
     nll = _nll(node)
     if nll is not None:
         return _kernel("nll", nll, node.type, node.span, node, reduction="none")
+    soft = _soft_ce(node)
+    if soft is not None:
+        return _kernel("soft_ce", soft, node.type, node.span, node, reduction="none")
     return node
 
 

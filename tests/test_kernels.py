@@ -31,6 +31,8 @@ SPECS = {
     "bce_pos_weight": ("pred z: float[B, D]\ntarget y: float[B, D]\nparam pw: float = 3.0\n"
                        "loss = -mean(pw * y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z), axis=D)\n",
                        "pos_weight=p_pw"),
+    "soft_ce": ("pred z: float[B, C]\ntarget y: float[B, C]\nloss = -sum(y * log_softmax(z), axis=C)\n",
+                "F.cross_entropy(v_z, v_y, reduction='none')"),
     "nll": ("pred z: float[B, C]\ntarget k: int[B]\nloss = mean(-pick(log_softmax(z), k))\n", "F.cross_entropy"),
     "nll_per_sample": ("pred z: float[B, C]\ntarget k: int[B]\nloss = -pick(log_softmax(z), k)\n",
                        "F.cross_entropy(v_z, v_k, reduction='none')"),
@@ -48,6 +50,11 @@ NOT_KERNELS = {  # spec, the kernel it must not be taken for
 
 def inputs(name, rng):
     b, d = 5, 4
+    if name == "soft_ce":
+        z = rng.normal(size=(b, d))
+        z[0, :2] = 1.0
+        y = rng.uniform(size=(b, d))
+        return {"z": z, "y": y / y.sum(1, keepdims=True)}, {}
     if name.startswith("nll"):
         z = rng.normal(size=(b, d))
         z[0, :2] = 1.0  # a tie
