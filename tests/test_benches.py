@@ -1,0 +1,28 @@
+"""A smoke run of the benchmark script (timings are never asserted: speed is measured in
+benches/, not in tests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, needs
+
+
+@pytest.mark.slow
+@needs("torch")
+@needs("tensorflow")
+def test_bench_script_runs_quickly_and_checks_agreement():
+    r = subprocess.run([sys.executable, str(ROOT / "benches" / "run.py"), "--quick", "--only", "seeds", "--out", "-"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "graph distance, seed 002 loop vs spec" in r.stdout
+
+
+def test_bench_compile_section():
+    r = subprocess.run([sys.executable, str(ROOT / "benches" / "run.py"), "--quick", "--only", "compile", "--out", "-"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "per spec" in r.stdout
