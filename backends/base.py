@@ -183,6 +183,17 @@ class Printer:
             s = f"({s})"
         return f"-{s}", PREC_UNARY
 
+    # Collectives over the replicas of a sharded dimension (lossdsl/sharding.py); `_dist` is the
+    # backend's collectives object, bound to the process group / axis name / strategy.
+    def _fn_all_sum(self, node: Apply) -> str:
+        return f"_dist.sum({self.expr(node.args[0])}, _dev)"
+
+    def _fn_all_max(self, node: Apply) -> str:
+        return f"_dist.max({self.expr(node.args[0])}, _dev)"
+
+    def _fn_all_min(self, node: Apply) -> str:
+        return f"_dist.min({self.expr(node.args[0])}, _dev)"
+
     def _fn_kernel(self, node: Apply) -> tuple[str, int]:
         """A fused loss: this backend's call for it (`_kernel_<name>`), else the IR it replaces."""
         method = getattr(self, "_kernel_" + node.attr("kernel"), None)
@@ -288,15 +299,37 @@ class Backend:
     def weighted_mean(self, x: Any, w: Any) -> Any:
         raise NotImplementedError
 
+    def constant(self, value: Any, kind: str, cdt: Any, like: Any) -> Any:
+        """A value known before the call (context, param default) as a tensor of `kind`
+        ("float": the compute dtype, "int", "bool") on `like`'s device, safe to cache."""
+        x = value if self.is_tensor(value) else self.asarray(value)
+        if kind == "float":
+            x = self.to_float(x, cdt)
+        elif kind == "int":
+            x = self.to_int(x)
+        return self.place_like(x, like) if like is not None else x
+
+    def count(self, x: Any) -> Any:
+        """The length of x's first axis, as a scalar tensor of x's dtype on x's device."""
+        raise NotImplementedError
+
+    def safe_divide(self, a: Any, b: Any) -> Any:
+        """a / b, and 0 where b is 0 (a weighted mean whose weights sum to 0)."""
+        raise NotImplementedError
+
     # ---- code generation ----
     def namespace(self) -> dict[str, Any]:
         """Globals for the generated module: the framework and the run-time helpers."""
         return {}
 
-    def wrap_compute(self, fn: Callable, static_args: list[str]) -> Callable:
+    def wrap_compute(self, fn: Callable, static_args: list[str], *, sharded: bool = False) -> Callable:
         """A hook to compile the pure compute function (JAX jits it); `static_args` are its
         non-tensor parameters (the compute dtype, the device, dimension sizes)."""
         return fn
+
+    def collectives(self, group: Any = None, *, source_name: str = "") -> Any:
+        """The `_dist` object for a sharded compile: `sum`, `max`, `min` over replicas, `check()`."""
+        return LocalCollectives()
 
     def wrap_entry(self, fn: Callable) -> Callable:
         """A hook for the generated argument checks (TensorFlow keeps autograph out of them)."""
@@ -304,6 +337,18 @@ class Backend:
 
     #: how a generated argument check reads the size of an axis (TensorFlow may not know it)
     dynamic_sizes = False
+
+
+class LocalCollectives:
+    """One replica: every collective is the identity (the NumPy backend, and no distribution)."""
+
+    def check(self) -> None:
+        pass
+
+    def sum(self, x, dev=None):
+        return x
+
+    max = min = sum
 
 
 def axis_tuple(node: Apply) -> tuple[int, ...]:

@@ -101,6 +101,49 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
                                  segment_mean=segment_mean, weighted_mean_of=weighted_mean_of)
 
 
+class JaxCollectives:
+    """`psum`/`pmax`/`pmin` over a named axis (shard_map, pmap). Outside such a context the
+    arrays are the global ones (plain calls, or `jax.jit` over sharded global arrays), and the
+    local reduction already is the global one."""
+
+    def __init__(self, jax, axis_name):
+        self.jax, self.axis_name = jax, axis_name
+
+    def check(self) -> None:
+        pass
+
+    def _manual(self) -> bool | None:
+        """Whether the axis is a manual (shard_map) axis of the current mesh; None if no mesh
+        names it (then pmap may bind it, or nothing does)."""
+        try:
+            mesh = self.jax.sharding.get_abstract_mesh()
+            names = tuple(getattr(mesh, "axis_names", ()) or ())
+            if self.axis_name in names:
+                kind = mesh.axis_types[names.index(self.axis_name)]
+                return "Manual" in str(kind)
+        except Exception:  # an older JAX without abstract meshes
+            return None
+        return None
+
+    def _collective(self, fn, x):
+        manual = self._manual()
+        if manual is False:  # jit over global (sharded) arrays: the program sees the whole batch
+            return x
+        try:
+            return fn(x, self.axis_name)
+        except NameError:  # the axis is not bound: this program sees the whole batch
+            return x
+
+    def sum(self, x, dev=None):
+        return self._collective(self.jax.lax.psum, x)
+
+    def max(self, x, dev=None):
+        return self._collective(self.jax.lax.pmax, x)
+
+    def min(self, x, dev=None):
+        return self._collective(self.jax.lax.pmin, x)
+
+
 class JaxBackend(Backend):
     name = "jax"
     framework = "jax"
@@ -144,6 +187,24 @@ class JaxBackend(Backend):
     def to_int(self, x: Any) -> Any:
         return x if x.dtype == self._int else x.astype(self._int)
 
+    def constant(self, value, kind, cdt, like):
+        # NumPy, not jnp: made inside a jit or shard_map trace, a jnp array would be a tracer
+        # (or carry that trace's mesh), and this value is cached across traces.
+        import numpy as np
+
+        if self.is_tensor(value) and not isinstance(value, self.jax.core.Tracer):
+            value = np.asarray(value)
+        elif self.is_tensor(value):
+            return value
+        dtype = {"float": cdt, "int": self._int, "bool": np.bool_}[kind]
+        return np.asarray(value).astype(np.dtype(dtype))
+
+    def count(self, x):
+        return self.jnp.asarray(x.shape[0], dtype=x.dtype)
+
+    def safe_divide(self, a, b):
+        return a / self.jnp.where(b == 0, 1.0, b)
+
     def mean(self, x):
         return self.jnp.mean(x)
 
@@ -154,9 +215,16 @@ class JaxBackend(Backend):
         total = self.jnp.sum(w)
         return self.jnp.sum(weighted) / self.jnp.where(total == 0, 1.0, total)
 
-    def wrap_compute(self, fn, static_args):
-        # One XLA dispatch per eager call; under a user's jit this inlines into their trace.
+    def wrap_compute(self, fn, static_args, *, sharded: bool = False):
+        # One XLA dispatch per eager call; under a user's jit this inlines into their trace. A
+        # sharded loss is left to the caller's shard_map / jit: whether its axis is bound is part
+        # of the context it is traced in.
+        if sharded:
+            return fn
         return self.jax.jit(fn, static_argnames=tuple(static_args))
+
+    def collectives(self, group=None, *, source_name: str = ""):
+        return JaxCollectives(self.jax, group if group is not None else "batch")
 
     def namespace(self) -> dict[str, Any]:
         return {"jax": self.jax, "jnp": self.jnp, "rt": self.rt, "_INT": self._int, "_BOOL": self.jnp.bool_}

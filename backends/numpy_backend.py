@@ -175,6 +175,12 @@ class NumpyBackend(Backend):
     def to_int(self, x: Any) -> Any:
         return x if x.dtype == np.int64 else x.astype(np.int64)
 
+    def count(self, x):
+        return np.asarray(x.shape[0], dtype=x.dtype)
+
+    def safe_divide(self, a, b):
+        return a / np.where(b == 0, 1.0, b)
+
     def mean(self, x):
         return np.mean(x)
 

@@ -209,6 +209,50 @@ def _runtime(tf) -> types.SimpleNamespace:
                                  segment_mean=segment_mean)
 
 
+class TensorflowCollectives:
+    """All-reduce in the replica context of a tf.distribute strategy. `sum` passes the gradient
+    through unchanged: MirroredStrategy sums the replicas' gradients, and that sum is then the
+    gradient of the global loss. With no strategy (one replica) each collective is the identity."""
+
+    def __init__(self, tf):
+        self.tf = tf
+
+    def check(self) -> None:
+        pass
+
+    def _context(self):
+        return self.tf.distribute.get_replica_context()
+
+    def sum(self, x, dev=None):
+        tf = self.tf
+        x = tf.convert_to_tensor(x)
+        ctx = self._context()
+        if ctx is None or ctx.num_replicas_in_sync == 1:
+            return x
+        if not x.dtype.is_floating:
+            return ctx.all_reduce(tf.distribute.ReduceOp.SUM, x)
+
+        @tf.custom_gradient
+        def all_sum(t):
+            return ctx.all_reduce(tf.distribute.ReduceOp.SUM, t), lambda dy: dy
+
+        return all_sum(x)
+
+    def _reduce(self, x, op):
+        tf = self.tf
+        x = tf.stop_gradient(tf.convert_to_tensor(x))
+        ctx = self._context()
+        if ctx is None or ctx.num_replicas_in_sync == 1:
+            return x
+        return ctx.all_reduce(op, x)
+
+    def max(self, x, dev=None):
+        return self._reduce(x, self.tf.distribute.ReduceOp.MAX)
+
+    def min(self, x, dev=None):
+        return self._reduce(x, self.tf.distribute.ReduceOp.MIN)
+
+
 class TensorflowBackend(Backend):
     name = "tensorflow"
     aliases = ("tf",)
@@ -278,6 +322,19 @@ class TensorflowBackend(Backend):
             self._consts[key] = t
         return t
 
+    def constant(self, value, kind, cdt, like):
+        # Made eagerly even when first asked for inside a tf.function: it is cached across calls.
+        if self.tf.is_tensor(value) and not hasattr(value, "numpy"):
+            return super().constant(value, kind, cdt, like)  # a symbolic tensor: not ours to cache
+        with self.tf.init_scope():
+            return super().constant(value, kind, cdt, like)
+
+    def count(self, x):
+        return self.tf.cast(self.tf.shape(x)[0], x.dtype)
+
+    def safe_divide(self, a, b):
+        return a / self.tf.where(self.tf.equal(b, 0), self.tf.ones_like(b), b)
+
     def mean(self, x):
         return self.tf.reduce_mean(x)
 
@@ -293,8 +350,11 @@ class TensorflowBackend(Backend):
         # Plain Python checks on static shapes: autograph has nothing to convert there.
         return self.tf.autograph.experimental.do_not_convert(fn)
 
-    def wrap_compute(self, fn, static_args):
+    def wrap_compute(self, fn, static_args, *, sharded: bool = False):
         return self.tf.autograph.experimental.do_not_convert(fn)
+
+    def collectives(self, group=None, *, source_name: str = ""):
+        return TensorflowCollectives(self.tf)
 
     def namespace(self) -> dict[str, Any]:
         tf = self.tf

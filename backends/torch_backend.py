@@ -142,6 +142,49 @@ def _runtime(torch) -> types.SimpleNamespace:
     return types.SimpleNamespace(prod=prod, segment_sum=segment_sum, segment_mean=segment_mean)
 
 
+class TorchCollectives:
+    """torch.distributed collectives. `sum` is differentiable and sends the summed gradient back,
+    so that DDP's average of the replicas' gradients is the gradient of the global loss."""
+
+    def __init__(self, torch, group, source_name: str):
+        self.torch, self.group, self.source_name = torch, group, source_name
+
+    def check(self) -> None:
+        dist = self.torch.distributed
+        if not (dist.is_available() and dist.is_initialized()):
+            from lossdsl.diagnostics import Diagnostic, LossError
+
+            raise LossError([Diagnostic(
+                "this loss was compiled with `sharded=...`, but torch.distributed is not initialised", None,
+                "E811", path=self.source_name,
+                help="call torch.distributed.init_process_group(...) in each process before the loss, or compile "
+                     "without `sharded=` for a single process")])
+
+    def _tensor(self, x, dev):
+        return x if isinstance(x, self.torch.Tensor) else self.torch.tensor(x, device=dev)
+
+    def sum(self, x, dev=None):
+        import torch.distributed.nn.functional as dnn
+
+        x = self._tensor(x, dev)
+        if x.requires_grad:
+            return dnn.all_reduce(x, op=self.torch.distributed.ReduceOp.SUM, group=self.group)
+        y = x.clone()
+        self.torch.distributed.all_reduce(y, op=self.torch.distributed.ReduceOp.SUM, group=self.group)
+        return y
+
+    def _reduce(self, x, dev, op):
+        y = self._tensor(x, dev).detach().clone()
+        self.torch.distributed.all_reduce(y, op=op, group=self.group)
+        return y
+
+    def max(self, x, dev=None):
+        return self._reduce(x, dev, self.torch.distributed.ReduceOp.MAX)
+
+    def min(self, x, dev=None):
+        return self._reduce(x, dev, self.torch.distributed.ReduceOp.MIN)
+
+
 class TorchBackend(Backend):
     name = "torch"
     aliases = ("pytorch",)
@@ -208,6 +251,12 @@ class TorchBackend(Backend):
             self._consts[key] = t
         return t
 
+    def count(self, x):
+        return self.torch.tensor(x.shape[0], dtype=x.dtype, device=x.device)
+
+    def safe_divide(self, a, b):
+        return a / self.torch.where(b == 0, self.torch.ones_like(b), b)
+
     def mean(self, x):
         return self.torch.mean(x)
 
@@ -217,6 +266,9 @@ class TorchBackend(Backend):
     def weighted_mean(self, weighted, w):
         total = self.torch.sum(w)
         return self.torch.sum(weighted) / self.torch.where(total == 0, self.torch.ones_like(total), total)
+
+    def collectives(self, group=None, *, source_name: str = ""):
+        return TorchCollectives(self.torch, group, source_name)
 
     def namespace(self) -> dict[str, Any]:
         t = self.torch

@@ -44,9 +44,14 @@ def resolve_backend(name: str):
 
 
 def compile(spec, backend: str = "torch", *, context: Mapping[str, Any] | None = None,
-            params: Mapping[str, Any] | None = None):
+            params: Mapping[str, Any] | None = None, sharded: str | None = None, group: Any = None):
     """Compile a spec (a path, or source text) for `backend`. Raises `LossError` for any
-    mistake in the spec or in the context and params given here."""
+    mistake in the spec or in the context and params given here.
+
+    `sharded="B"` says the dimension B is split across data-parallel replicas: reductions over
+    it are computed over the global batch (docs/distributed.md). `group` is the torch process
+    group (default: the world), the JAX axis name (default "batch"); TensorFlow uses the
+    strategy of the replica context it is called in."""
     be = resolve_backend(backend)
     source = load_source(spec)
     from .parser import parse_source
@@ -54,28 +59,60 @@ def compile(spec, backend: str = "torch", *, context: Mapping[str, Any] | None =
     if parse_source(source, allow_quick=True).module.quick:
         from .quick import QuickLoss
 
+        if sharded:
+            raise LossError([Diagnostic("the quick form cannot be sharded; declare the spec", None, "E811",
+                                        path=source.name)])
         return QuickLoss(source, be, context=context or {}, params=params or {})
     checked = check_source(source)
-    return build(checked, be, context=context or {}, params=params or {})
+    return build(checked, be, context=context or {}, params=params or {}, sharded=sharded, group=group)
 
 
-def build(checked: CheckedModule, be, *, context: Mapping[str, Any], params: Mapping[str, Any]) -> CompiledLoss:
+def _check_sharded(checked: CheckedModule, sharded: Any) -> None:
+    symbols = checked.symbols
+    if not isinstance(sharded, str) or sharded not in symbols:
+        raise LossError([Diagnostic(f"`sharded={sharded!r}` names no dimension of this spec", None, "E811",
+                                    path=checked.source.name,
+                                    help=f"its dimensions are {', '.join(f'`{s}`' for s in symbols)}" if symbols
+                                    else "it has no dimension symbols")])
+    for d in checked.of_kind("context"):
+        for leaf in d.leaves:
+            if any(dim.sym == sharded for dim in leaf.type.shape):
+                raise LossError([Diagnostic(f"context `{leaf.label}: {leaf.type}` has the sharded dimension "
+                                            f"`{sharded}`, but a context tensor is the same on every replica",
+                                            leaf.span, "E811",
+                                            help="make it an input, so each replica passes its own part")])
+
+
+def build(checked: CheckedModule, be, *, context: Mapping[str, Any], params: Mapping[str, Any],
+          sharded: str | None = None, group: Any = None) -> CompiledLoss:
     static = dict(checked.bindings)
+    if sharded is not None:
+        _check_sharded(checked, sharded)
+        if sharded in static:
+            raise LossError([Diagnostic(f"`{sharded}` has a fixed size ({static[sharded][0]}), so it cannot be split "
+                                        "across replicas", None, "E811", path=checked.source.name)])
     ctx_values = _bind_context(checked, be, context, static)
     param_values = _bind_params(checked, be, params, static)
-    root = lower(checked, kernels=be.printer.KERNELS)
-    gen = generate(checked, root, be.printer, static_dims=static, dynamic_sizes=be.dynamic_sizes)
+    made_global: list = []
+    root = lower(checked, kernels=be.printer.KERNELS, sharded=sharded, made_global=made_global)
+    gen = generate(checked, root, be.printer, static_dims=static, dynamic_sizes=be.dynamic_sizes,
+                   sharded=sharded is not None)
     runtime = Runtime(checked, be, gen.leaves, ctx_values, param_values)
     namespace = runtime.namespace()
+    dist = be.collectives(group, source_name=checked.source.name) if sharded is not None else None
+    namespace["_dist"] = dist
     global _counter
     _counter += 1
     filename = f"<lossdsl:{checked.source.name}:{be.name}:{_counter}>"
     linecache.cache[filename] = (len(gen.source), None, gen.source.splitlines(True), filename)
     exec(builtins.compile(gen.source, filename, "exec"), namespace)
-    compute = be.wrap_compute(namespace["compute"], gen.static_args)
+    compute = be.wrap_compute(namespace["compute"], gen.static_args, sharded=sharded is not None)
     namespace["compute"] = compute
     entry = be.wrap_entry(namespace["entry"])
-    return CompiledLoss(checked, be, gen.source, entry, compute, runtime, gen.entry_args)
+    loss = CompiledLoss(checked, be, gen.source, entry, compute, runtime, gen.entry_args)
+    if sharded is not None:
+        loss._shard(sharded, dist, made_global)
+    return loss
 
 
 def generate_source(spec, backend: str = "torch", *, context=None, params=None) -> str:

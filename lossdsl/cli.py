@@ -79,7 +79,7 @@ def cmd_ir(args: argparse.Namespace) -> int:
     from .printing import format_ir
 
     checked = check(args.spec)
-    sys.stdout.write(format_ir(checked, lowered=args.lowered) + "\n")
+    sys.stdout.write(format_ir(checked, lowered=args.lowered or bool(args.sharded), sharded=args.sharded) + "\n")
     return 0
 
 
@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("ir", help="print the checked IR with dtypes and symbolic shapes")
     i.add_argument("spec")
     i.add_argument("--lowered", action="store_true", help="after the lowering passes (stable forms, guards, casts)")
+    i.add_argument("--sharded", metavar="SYM", help="with SYM split across replicas: which reductions become global")
     i.set_defaults(func=cmd_ir)
 
     e = sub.add_parser("emit", help="print the code generated for a backend")

@@ -63,7 +63,7 @@ def _dims_used(root: Node) -> list[str]:
 
 
 def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: dict[str, tuple[int, str]],
-             dynamic_sizes: bool = False, source_name: str = "") -> Generated:
+             dynamic_sizes: bool = False, source_name: str = "", sharded: bool = False) -> Generated:
     """Python source for `entry` and `compute`. `static_dims` are sizes known before any call
     (from the spec itself, context tensors and params bound at compile time)."""
     order = topological(root)
@@ -120,6 +120,8 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
     entry_args = [f"a_{d.name}" for d in call_decls] + [f"p_{d.name}" for d in param_decls]
     leaves: list[Leaf] = []
     e = _Lines()
+    if sharded:
+        e("_dist.check()  # the replicas' collectives are ready")
     bound: dict[str, str] = {}  # symbol -> how it was bound (for messages)
     for sym, (value, where) in static_dims.items():
         e(f"d_{sym} = {value}  # {where}")

@@ -74,6 +74,7 @@ CODES: dict[str, str] = {
     "E808": "bad `reduction` or `sample_weight`",
     "E809": "a dimension never bound",
     "E810": "unknown backend",
+    "E811": "a sharding that cannot be honoured",
 }
 
 

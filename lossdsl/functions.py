@@ -420,6 +420,12 @@ _add("stop_gradient", X, "gradient", _identity, "x, with no gradient", grad_args
 _add("cast_float", X, "internal", _cast(FLOAT), "conversion to the compute dtype", user=False)
 _add("cast_int", X, "internal", _cast(INT), "conversion to int", user=False, grad_args=())
 _add("ones_like", X, "internal", _cast(FLOAT), "ones of x's shape in the compute dtype", user=False, grad_args=())
+_add("all_sum", X, "internal", _identity, "sum over the replicas of a sharded dimension (lossdsl/sharding.py)",
+     user=False)
+_add("all_max", X, "internal", _identity, "max over the replicas (of a value with no gradient)", user=False,
+     grad_args=())
+_add("all_min", X, "internal", _identity, "min over the replicas (of a value with no gradient)", user=False,
+     grad_args=())
 _add("kernel", (), "internal", _identity, "a loss a framework ships fused (lossdsl/kernels.py); attrs name it",
      user=False, grad_args=(0, 1, 2))
 

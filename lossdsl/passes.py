@@ -385,11 +385,20 @@ def share_common(root: Node) -> Node:
     return rewrite_bottom_up(root, merge)
 
 
-def lower(checked: CheckedModule, *, kernels: dict[str, set[str]] | None = None) -> Node:
-    """The IR a backend prints; `kernels` are the fused losses that backend has (see kernels.py)."""
+def lower(checked: CheckedModule, *, kernels: dict[str, set[str]] | None = None, sharded: str | None = None,
+          made_global: list | None = None) -> Node:
+    """The IR a backend prints; `kernels` are the fused losses that backend has (see kernels.py);
+    `sharded` names a dimension split across replicas (see sharding.py), and the reductions made
+    global are appended to `made_global`."""
     root = checked.loss
     for p in (stable_forms, small_powers, share_common, guard_wheres, fold_constants, insert_casts, share_common):
         root = p(root)
+    if sharded:
+        from .sharding import globalize
+
+        root, made = globalize(root, sharded, checked.source.name)
+        if made_global is not None:
+            made_global.extend(made)
     if kernels:
         from .kernels import select_kernels
 

@@ -17,13 +17,18 @@ def printer_for(backend: str):
     return getattr(module, cls_name).printer
 
 
-def format_ir(checked: CheckedModule, *, lowered: bool = False) -> str:
+def format_ir(checked: CheckedModule, *, lowered: bool = False, sharded: str | None = None) -> str:
     """One line per node: `%n = op(args) : type   # line:col`, lets named where they are bound."""
     root = checked.loss
+    made: list = []
     if lowered:
         from .passes import lower
 
-        root = lower(checked)
+        if sharded:
+            from .api import _check_sharded
+
+            _check_sharded(checked, sharded)
+        root = lower(checked, sharded=sharded, made_global=made)
     names: dict[int, str] = {}
     let_of = {id(node): name for name, node in checked.lets.items()}
     lines = [f"# {checked.source.name}: {checked.signature()}"]
@@ -52,6 +57,13 @@ def format_ir(checked: CheckedModule, *, lowered: bool = False) -> str:
         let = f"   let {let_of[id(node)]}" if id(node) in let_of else ""
         lines.append(f"{name:>5} = {op} : {node.type}   # {where}{let}")
     lines.append(f"loss = {names[id(root)]} : {root.type}")
+    if sharded:
+        lines.append("")
+        lines.append(f"made global over `{sharded}` (all_sum / all_max / all_min above):")
+        lines += [f"  {describe(n)} at line {n.span.line}, column {n.span.col}" for n in made] or ["  nothing"]
+        loss_dim = checked.loss.type.shape[0] if checked.loss.type.rank == 1 else None
+        if loss_dim is not None and loss_dim.sym == sharded:
+            lines.append(f"  and the per-sample loss's reduction (`reduction=`)")
     return "\n".join(lines)
 
 

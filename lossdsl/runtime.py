@@ -188,13 +188,9 @@ class Runtime:
         return value
 
     def _convert_static(self, leaf: Leaf, value: Any, cdt: Any, like: Any) -> Any:
-        be = self.backend
-        x = value if be.is_tensor(value) else be.asarray(value)
-        if leaf.type.dtype is FLOAT:
-            x = be.to_float(x, cdt)
-        elif leaf.type.dtype is INT:
-            x = be.to_int(x)
-        return be.place_like(x, like) if like is not None else x
+        """A context tensor or param default in the compute dtype, on `like`'s device. It is cached,
+        so the backend makes it outside any trace (a traced value must not outlive its trace)."""
+        return self.backend.constant(value, leaf.type.dtype.value, cdt, like)
 
     def param(self, i: int, value: Any, cdt: Any, like: Any) -> Any:
         leaf = self.leaves[i]
@@ -254,6 +250,21 @@ class CompiledLoss:
         self._defaults = (DEFAULT,) * len(self._param_decls)
         self._per_sample = checked.loss.type.rank == 1
         self._context_names = {d.name for d in checked.of_kind("context")}
+        self.sharded: str | None = None
+        self._dist = None
+        self.global_reductions: list[str] = []
+
+    def _shard(self, sym: str, dist, made_global) -> None:
+        """Set by `compile(..., sharded=sym)`: reductions over `sym` are over all replicas."""
+        self.sharded = sym
+        self._dist = dist
+        loss_dim = self.spec.loss.type.shape[0] if self._per_sample else None
+        self._global_reduction = loss_dim is not None and loss_dim.sym == sym and loss_dim.offset == 0
+        from .ir import describe
+
+        self.global_reductions = [f"{describe(n)} at line {n.span.line}, column {n.span.col}" for n in made_global]
+        if self._global_reduction:
+            self.global_reductions.append(f"the per-sample loss's reduction (`reduction=`) over `{sym}`")
 
     # ---- what a caller may ask ----
     @property
@@ -360,15 +371,30 @@ class CompiledLoss:
         else:
             w = None
             weighted = loss
+        if reduction == "none":
+            return weighted
+        if self._dist is not None and self._global_reduction:
+            return self._global_reduce(loss, weighted, w, reduction)
         if reduction == "mean":
             return be.mean(weighted)
         if reduction == "sum":
             return be.sum(weighted)
-        if reduction == "none":
-            return weighted
         if w is None:
             return be.mean(loss)
         return be.weighted_mean(weighted, w)
+
+    def _global_reduce(self, loss: Any, weighted: Any, w: Any, reduction: str) -> Any:
+        """The reductions of §5 over the global batch: sums and counts all-reduced."""
+        be, dist = self._backend, self._dist
+        dev = be.device_key(loss)
+        total = dist.sum(be.sum(weighted), dev)
+        if reduction == "sum":
+            return total
+        if reduction == "weighted_mean" and w is not None:
+            denom = dist.sum(be.sum(w), dev)
+        else:
+            denom = dist.sum(be.count(loss), dev)
+        return be.safe_divide(total, denom)
 
 
 __all__ = ["CompiledLoss", "Runtime", "DEFAULT", "REDUCTIONS", "TensorType"]

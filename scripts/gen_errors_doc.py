@@ -92,6 +92,10 @@ EXPLAIN = {
     "E809": "A dimension symbol used by `one_hot` or `segment_*` that no declaration mentions, so nothing gives "
             "its size.",
     "E810": "An unknown backend name.",
+    "E811": "`lossdsl.compile(..., sharded=...)` names no dimension of the spec, or the spec needs the whole "
+            "batch on one replica for something along that dimension (a product, `argmax`, `softmax`, `cumsum`, "
+            "slicing or gathering along it), or a context tensor has that dimension, or torch.distributed was not "
+            "initialised before the call (docs/distributed.md).",
 }
 
 

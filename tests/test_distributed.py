@@ -1,0 +1,128 @@
+"""Data parallelism on real engines, on the CPU: the loss of the global batch and its gradient.
+
+- torch: two processes (gloo), each with its part of the batch and DDP around the model: after
+  one step the parameters equal one step on the whole batch in one process;
+- JAX: shard_map over four host devices, and jax.jit over sharded global arrays;
+- TensorFlow: MirroredStrategy over two logical CPU devices with a custom step.
+
+The scenarios (tests/dist_workers.py) include a masked cross-entropy, a weighted_mean, the
+group-weighted seed loss, unequal shards, a replica with no valid label, and an empty group."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lossdsl
+from lossdsl import LossError
+
+from conftest import EXAMPLES, ROOT, available, needs
+
+TESTS = ROOT / "tests"
+
+
+@pytest.mark.slow
+@needs("torch")
+def test_torch_ddp_step_equals_the_single_process_step(tmp_path):
+    import torch.multiprocessing as mp
+
+    sys.path.insert(0, str(TESTS))
+    try:
+        import dist_workers
+    finally:
+        sys.path.pop(0)
+    mp.spawn(dist_workers.ddp_worker, args=(2, f"file://{tmp_path}/rendezvous", str(tmp_path)), nprocs=2,
+             join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for name in dist_workers.scenarios():
+        ref_loss, ref_params = dist_workers.single_process_step(name)
+        for r in ranks:
+            np.testing.assert_allclose(r[name]["loss"], ref_loss, rtol=1e-5, err_msg=f"{name}: value")
+            for got, want in zip(r[name]["params"], ref_params):
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"{name}: params after a step")
+
+
+def _run(script: str, env_extra=None):
+    env = {**os.environ, "PYTHONPATH": str(TESTS), **(env_extra or {})}
+    env.pop("JAX_PLATFORMS", None)
+    return subprocess.run([sys.executable, str(TESTS / script)], cwd=TESTS, env=env, capture_output=True, text=True,
+                          timeout=600, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+@needs("jax")
+def test_jax_shard_map_and_sharded_jit_give_the_global_value_and_gradient():
+    r = _run("dist_jax_worker.py")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "jax: 21 scenarios OK" in r.stdout
+
+
+@pytest.mark.slow
+@needs("tensorflow")
+def test_tensorflow_mirrored_strategy_step_equals_the_single_device_step():
+    r = _run("dist_tf_worker.py")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "tensorflow: 6 scenarios OK" in r.stdout
+
+
+# ---- wrong configurations --------------------------------------------------------------------
+
+def test_sharding_a_dimension_the_spec_does_not_declare():
+    with pytest.raises(LossError) as info:
+        lossdsl.compile(EXAMPLES / "weighted_mse.loss", backend="numpy", sharded="N")
+    assert info.value.first.code == "E811" and "`B`" in info.value.first.help
+
+
+def test_operations_that_need_the_whole_batch_are_rejected():
+    for body in ("loss = mean(cumsum(yhat, axis=0))", "loss = mean(softmax(yhat, axis=0))",
+                 "loss = prod(yhat)", "loss = mean(yhat[1:] - yhat[:-1])"):
+        with pytest.raises(LossError) as info:
+            lossdsl.compile(f"pred yhat: float[B]\n{body}\n", backend="numpy", sharded="B")
+        assert info.value.first.code == "E811", body
+        assert "sharded dimension `B`" in info.value.first.message
+
+
+def test_a_context_with_the_sharded_dimension_is_rejected():
+    with pytest.raises(LossError) as info:
+        lossdsl.compile(EXAMPLES / "graph_distance.loss", backend="numpy", sharded="N",
+                        context={"adj": np.ones((3, 3))})
+    assert info.value.first.code == "E811" and "input" in info.value.first.help
+
+
+@needs("torch")
+def test_torch_collectives_outside_a_process_group_say_what_to_do():
+    sys.path.insert(0, str(TESTS))
+    try:
+        import dist_workers
+    finally:
+        sys.path.pop(0)
+    message = dist_workers.uninitialised_error()
+    assert "torch.distributed is not initialised" in message and "init_process_group" in message
+
+
+def test_the_compiled_loss_says_which_reductions_are_global():
+    f = lossdsl.compile(EXAMPLES / "group_weighted_cce.loss", backend="numpy", sharded="B")
+    assert f.global_reductions == ["segment_mean(groups=G) at line 11, column 22"]
+    g = lossdsl.compile(ROOT / "lossdsl" / "std" / "mse.loss", backend="numpy", sharded="B")
+    assert any("reduction" in r for r in g.global_reductions)
+    with pytest.raises(LossError) as info:  # neighbours along H would live on two replicas
+        lossdsl.compile(EXAMPLES / "smoothness.loss", backend="numpy", sharded="H")
+    assert "indexing along the sharded dimension `H`" in info.value.first.message
+
+
+def test_one_replica_without_a_distribution_gives_the_plain_loss(rng):
+    """The NumPy backend (and TensorFlow or JAX outside a strategy / shard_map) is one replica."""
+    spec = EXAMPLES / "group_weighted_cce.loss"
+    logits, y, g = rng.normal(size=(6, 3)), np.eye(3)[rng.integers(0, 3, 6)], rng.integers(0, 2, 6)
+    plain = lossdsl.compile(spec, backend="numpy")(logits, y, g)
+    np.testing.assert_allclose(lossdsl.compile(spec, backend="numpy", sharded="B")(logits, y, g), plain)
+    if available("jax"):
+        import jax.numpy as jnp
+
+        got = lossdsl.compile(spec, backend="jax", sharded="B")(jnp.asarray(logits), jnp.asarray(y), jnp.asarray(g))
+        np.testing.assert_allclose(np.asarray(got), plain, rtol=1e-5)
