@@ -140,6 +140,12 @@ class Loss(keras.losses.Loss):
             for d in self._fields:
                 if d.name not in y_true:
                     self._missing(d)
+            extra = [k for k in y_true if k not in {d.name for d in self._fields}]
+            if extra:
+                raise LossError([Diagnostic(f"y_true has a field `{extra[0]}` that the spec does not take", None,
+                                            "E807", path=self._source.name,
+                                            help="its targets and inputs: "
+                                                 + ", ".join(f"`{d.name}`" for d in self._fields))])
             return {d.name: self._cast_fields(d, y_true[d.name]) for d in self._fields}
         if self._layout is None:
             if len(self._fields) != 1:

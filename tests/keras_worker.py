@@ -89,6 +89,13 @@ def main() -> int:
         raise AssertionError("no error for a missing field")
     except lossdsl.LossError as e:
         assert "`group`" in str(e), str(e)
+    for bad, needle in (({"y": y, "group": group, "weights": y}, "`weights`"),
+                        ({"y": y, "group": group[:10]}, "`group` (axis 0)")):
+        try:
+            loss(bad, logits)
+            raise AssertionError(f"no error for {sorted(bad)}")
+        except lossdsl.LossError as e:
+            assert needle in str(e), str(e)
 
     # A record input packed into y_true: the feature weight of examples/weighted_mse.loss.
     mse = lossdsl.keras.Loss(ROOT / "examples" / "weighted_mse.loss", y_true=["y", "x"])
