@@ -152,7 +152,9 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
                 first_binding[sym] = (var, k)
 
     pred_vars: list[str] = []
-    conversions: list[str] = []
+    # After the compute dtype is known: dtype conversions, and the shape checks of params
+    # (which are converted first); each entry is a line, or (var, leaf index, leaf) to check.
+    conversions: list = []
     for d in call_decls:
         if d.is_record:
             e(f"_record({len(leaves)}, a_{d.name}, {[list(l.path) for l in d.leaves]!r})")
@@ -176,7 +178,7 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
         leaves.append(leaf)
         conversions.append(f"p_{d.name} = _param({idx}, p_{d.name}, _cdt, {pred_vars[0] if pred_vars else 'None'})")
         if leaf.type.rank:
-            conversions.append(("check", f"p_{d.name}", idx, leaf))  # type: ignore[arg-type]
+            conversions.append((f"p_{d.name}", idx, leaf))
     for c in context_decls:
         for leaf in c.leaves:
             idx = len(leaves)
@@ -197,7 +199,7 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
     e(f"_dev = _device({pred_vars[0]})")
     for line in conversions:
         if isinstance(line, tuple):
-            _, var, idx, leaf = line
+            var, idx, leaf = line
             check_shape(var, idx, leaf, leaf.label)
         else:
             e(line)

@@ -488,8 +488,6 @@ class ParseResult:
 def parse_source(source: Source, *, allow_quick: bool = True) -> ParseResult:
     """Parse a whole file, recovering per statement when it does not parse as a whole."""
     diags = Collector()
-    lark = _lark()
-    postlex: BracketNewlines = lark.options.postlex  # type: ignore[assignment]
     text = source.text
     try:
         tree = _parse_text(text, "start")
@@ -499,7 +497,6 @@ def parse_source(source: Source, *, allow_quick: bool = True) -> ParseResult:
             return _parse_quick(source, diags)
         return _parse_per_statement(source, diags, first_err)
     statements = _ToSyntax(source, diags).transform(tree)
-    del postlex
     return ParseResult(S.Module(source, tuple(statements)), diags.findings, {})
 
 
