@@ -106,6 +106,8 @@ class Printer:
             raise Unsupported(f"`{node.fn}` has no lowering for {self.backend}")
         return template.format(**self.fields(node)), PREC_ATOM
 
+    #: whether this backend can run a backward derived from the IR (see lossdsl/autodiff.py)
+    FUSED_BACKWARD = False
     #: fused losses this backend prints as one framework call: kernel -> reductions (kernels.py)
     KERNELS: dict[str, set[str]] = {}
     #: keyword names of the framework's reductions
@@ -259,8 +261,21 @@ class Backend:
         raise NotImplementedError
 
     def asarray(self, x: Any) -> Any:
-        """A value the user passed (numpy array, list, Python number) as this backend's tensor."""
+        """A value the user passed (numpy array, list, Python number) as this backend's tensor.
+        Python numbers and lists go through NumPy first, so 0.001 keeps float64 precision (the
+        frameworks would make it float32, and a float64 loss would see 0.0010000000474974513)."""
         raise NotImplementedError
+
+    @staticmethod
+    def _host(x: Any) -> Any:
+        import numpy as np
+
+        if isinstance(x, (bool, int, float, list, tuple)):
+            out = np.asarray(x)
+            if out.dtype == object:
+                raise TypeError("not a numeric array")
+            return out
+        return x
 
     def shape(self, x: Any) -> tuple:
         return tuple(x.shape)

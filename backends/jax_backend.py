@@ -162,7 +162,7 @@ class JaxBackend(Backend):
         return isinstance(x, self.jax.Array)
 
     def asarray(self, x: Any) -> Any:
-        return self.jnp.asarray(x)
+        return self.jnp.asarray(self._host(x))
 
     def dtype_kind(self, x: Any) -> str:
         k = self.jnp.dtype(x.dtype).kind

@@ -275,7 +275,7 @@ class TensorflowBackend(Backend):
         return self.tf.is_tensor(x)
 
     def asarray(self, x: Any) -> Any:
-        return self.tf.convert_to_tensor(x)
+        return self.tf.convert_to_tensor(self._host(x))
 
     def shape(self, x: Any) -> tuple:
         return tuple(x.shape)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import types
 from typing import Any
 
-from lossdsl.ir import Apply, Const, DimSize
+from lossdsl.ir import Apply, Const, DimSize, SliceItem
 
 from .base import Backend, Printer
 
@@ -20,6 +20,8 @@ class TorchPrinter(Printer):
     KEEPDIMS_KW = "keepdim"
     # torch.where and torch.clamp take Python numbers; the rest want tensors.
     SCALAR_OK = {"where": frozenset({"a", "b"})}
+    #: the generated compute may be an autograd.Function with a derived backward (lossdsl/autodiff.py)
+    FUSED_BACKWARD = True
     FUNCTIONS = {
         "abs": "torch.abs({x})", "sign": "torch.sign({x})", "square": "torch.square({x})",
         "relu": "torch.relu({x})",
@@ -95,6 +97,31 @@ class TorchPrinter(Printer):
             return f"F.cross_entropy({z}, {y}, weight={w})"
         return f"F.cross_entropy({z}, {y}{self._reduction(node)})"
 
+    # ---- the backward of a derived gradient (lossdsl/autodiff.py) ----
+    shape_names: dict[int, str] = {}
+
+    def shape_of(self, x) -> str:
+        name = self.shape_names.get(id(x))
+        return name if name is not None else f"{self.fields_of(x)}.shape"
+
+    def fields_of(self, x) -> str:
+        text, prec = self._p(x)
+        return text if prec >= 100 else f"({text})"
+
+    def _fn_sum_to(self, node: Apply) -> str:
+        g, x = node.args
+        return f"{self.fields_of(g)}.sum_to_size({self.shape_of(x)})"
+
+    def _fn_unreduce(self, node: Apply) -> str:
+        g, x = node.args
+        return f"rt.unreduce({self.expr(g)}, {node.attr('axis')!r}, {node.attr('keepdims')!r}, {self.shape_of(x)})"
+
+    def _fn_index_grad(self, node: Apply) -> str:
+        g, x = node.args
+        items = ", ".join("None" if it is None else f"slice({it.start}, {it.stop}, {it.step})"
+                          if isinstance(it, SliceItem) else str(it) for it in node.attr("items"))
+        return f"rt.index_grad({self.expr(g)}, {self.shape_of(x)}, ({items},))"
+
     def _fn_floor(self, node: Apply) -> str:
         return self._round_like(node, "torch.floor({x})")
 
@@ -139,7 +166,19 @@ def _runtime(torch) -> types.SimpleNamespace:
         count = count.reshape(count.shape + (1,) * (total.dim() - 1))
         return total / torch.clamp(count, min=1.0)
 
-    return types.SimpleNamespace(prod=prod, segment_sum=segment_sum, segment_mean=segment_mean)
+    def unreduce(g, axes, keepdims, shape):
+        if not keepdims:
+            for a in sorted(axes):
+                g = g.unsqueeze(a)
+        return g.expand(shape)
+
+    def index_grad(g, shape, items):
+        out = g.new_zeros(shape)
+        out[items] = g
+        return out
+
+    return types.SimpleNamespace(prod=prod, segment_sum=segment_sum, segment_mean=segment_mean, unreduce=unreduce,
+                                 index_grad=index_grad)
 
 
 class TorchCollectives:
@@ -207,8 +246,7 @@ class TorchBackend(Backend):
         return isinstance(x, self.torch.Tensor)
 
     def asarray(self, x: Any) -> Any:
-        t = self.torch.as_tensor(x)
-        return t
+        return self.torch.as_tensor(self._host(x))
 
     def dtype_kind(self, x: Any) -> str:
         dt = x.dtype

@@ -19,8 +19,10 @@ __version__ = "0.1.0"
 __all__ = ["compile", "check", "parse", "LossError", "Diagnostic", "CheckedModule", "__version__"]
 
 
-def compile(spec, backend: str = "torch", *, context=None, params=None, sharded=None, group=None):  # noqa: A001
+def compile(spec, backend: str = "torch", *, context=None, params=None, sharded=None, group=None,  # noqa: A001
+            fused_backward=True):
     """Compile a spec (a path or source text) for a backend; see `lossdsl.api.compile`."""
     from .api import compile as _compile
 
-    return _compile(spec, backend=backend, context=context, params=params, sharded=sharded, group=group)
+    return _compile(spec, backend=backend, context=context, params=params, sharded=sharded, group=group,
+                    fused_backward=fused_backward)

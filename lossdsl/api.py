@@ -44,14 +44,19 @@ def resolve_backend(name: str):
 
 
 def compile(spec, backend: str = "torch", *, context: Mapping[str, Any] | None = None,
-            params: Mapping[str, Any] | None = None, sharded: str | None = None, group: Any = None):
+            params: Mapping[str, Any] | None = None, sharded: str | None = None, group: Any = None,
+            fused_backward: bool = True):
     """Compile a spec (a path, or source text) for `backend`. Raises `LossError` for any
     mistake in the spec or in the context and params given here.
 
     `sharded="B"` says the dimension B is split across data-parallel replicas: reductions over
     it are computed over the global batch (docs/distributed.md). `group` is the torch process
     group (default: the world), the JAX axis name (default "batch"); TensorFlow uses the
-    strategy of the replica context it is called in."""
+    strategy of the replica context it is called in.
+
+    `fused_backward=False` keeps PyTorch's own autograd where lossdsl would run a backward
+    derived from the spec (lossdsl/autodiff.py); that derived backward is once-differentiable,
+    so a loss whose gradient is differentiated again (a gradient penalty) needs False."""
     be = resolve_backend(backend)
     source = load_source(spec)
     from .parser import parse_source
@@ -64,7 +69,8 @@ def compile(spec, backend: str = "torch", *, context: Mapping[str, Any] | None =
                                         path=source.name)])
         return QuickLoss(source, be, context=context or {}, params=params or {})
     checked = check_source(source)
-    return build(checked, be, context=context or {}, params=params or {}, sharded=sharded, group=group)
+    return build(checked, be, context=context or {}, params=params or {}, sharded=sharded, group=group,
+                 fused_backward=fused_backward)
 
 
 def _check_sharded(checked: CheckedModule, sharded: Any) -> None:
@@ -84,7 +90,7 @@ def _check_sharded(checked: CheckedModule, sharded: Any) -> None:
 
 
 def build(checked: CheckedModule, be, *, context: Mapping[str, Any], params: Mapping[str, Any],
-          sharded: str | None = None, group: Any = None) -> CompiledLoss:
+          sharded: str | None = None, group: Any = None, fused_backward: bool = True) -> CompiledLoss:
     static = dict(checked.bindings)
     if sharded is not None:
         _check_sharded(checked, sharded)
@@ -94,9 +100,10 @@ def build(checked: CheckedModule, be, *, context: Mapping[str, Any], params: Map
     ctx_values = _bind_context(checked, be, context, static)
     param_values = _bind_params(checked, be, params, static)
     made_global: list = []
-    root = lower(checked, kernels=be.printer.KERNELS, sharded=sharded, made_global=made_global)
+    root, derivative = plan(checked, be.printer, sharded=sharded, made_global=made_global,
+                            fused_backward=fused_backward)
     gen = generate(checked, root, be.printer, static_dims=static, dynamic_sizes=be.dynamic_sizes,
-                   sharded=sharded is not None)
+                   sharded=sharded is not None, derivative=derivative)
     runtime = Runtime(checked, be, gen.leaves, ctx_values, param_values)
     namespace = runtime.namespace()
     dist = be.collectives(group, source_name=checked.source.name) if sharded is not None else None
@@ -115,6 +122,36 @@ def build(checked: CheckedModule, be, *, context: Mapping[str, Any], params: Map
     return loss
 
 
+# Elementwise kernels that fuse a subtraction and an abs or a square, but reduce nothing: worth
+# less than a backward derived for the whole loss, which they would prevent.
+_ELEMENTWISE_KERNELS = ("mse", "l1", "huber", "smooth_l1", "bce_logits")
+
+
+def plan(checked: CheckedModule, printer, *, sharded: str | None = None, made_global: list | None = None,
+         fused_backward: bool = True):
+    """The lowered IR a backend prints, and the derived backward when it will use one
+    (lossdsl/autodiff.py): with every kernel the backend has, or, failing a derivation, without
+    the elementwise ones if that makes the whole loss derivable."""
+    kernels = printer.KERNELS
+    root = lower(checked, kernels=kernels, sharded=sharded, made_global=made_global)
+    if not (fused_backward and printer.FUSED_BACKWARD):
+        return root, None
+    from .autodiff import derive
+    from .ir import Arg, topological
+
+    def attempt(r):
+        return derive(r, [n for n in topological(r) if isinstance(n, Arg) and n.kind == "pred"])
+
+    derivative = attempt(root)
+    if derivative is None:
+        reducing = {k: {r for r in v if r != "none"} if k in _ELEMENTWISE_KERNELS else v for k, v in kernels.items()}
+        other = lower(checked, kernels=reducing, sharded=sharded)
+        alt = attempt(other)
+        if alt is not None:
+            return other, alt
+    return root, derivative
+
+
 def generate_source(spec, backend: str = "torch", *, context=None, params=None) -> str:
     """The code `compile` would run (what `lossdsl emit` prints)."""
     be_name = backend
@@ -130,8 +167,9 @@ def generate_source(spec, backend: str = "torch", *, context=None, params=None) 
     static = dict(checked.bindings)
     if context:
         _bind_context(checked, None, context, static)
-    root = lower(checked, kernels=printer.KERNELS)
-    gen = generate(checked, root, printer, static_dims=static, dynamic_sizes=canonical_name(be_name) == "tensorflow")
+    root, derivative = plan(checked, printer)
+    gen = generate(checked, root, printer, static_dims=static, dynamic_sizes=canonical_name(be_name) == "tensorflow",
+                   derivative=derivative)
     return gen.source
 
 

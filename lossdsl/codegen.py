@@ -39,11 +39,12 @@ class Generated:
 
 
 class _Lines:
-    def __init__(self) -> None:
+    def __init__(self, indent: int = 1) -> None:
         self.lines: list[str] = []
+        self.indent = indent
 
-    def __call__(self, text: str, indent: int = 1) -> None:
-        self.lines.append("    " * indent + text)
+    def __call__(self, text: str, indent: int | None = None) -> None:
+        self.lines.append("    " * (self.indent if indent is None else indent) + text)
 
 
 def _dims_used(root: Node) -> list[str]:
@@ -62,8 +63,160 @@ def _dims_used(root: Node) -> list[str]:
     return out
 
 
+def _let_namer(checked: CheckedModule, order: list[Node]):
+    """node -> the `let` it is bound to (the outermost node with the let's span), else None."""
+    let_spans = {}
+    for name, node in checked.lets.items():
+        let_spans[(node.span.line, node.span.col, node.span.end_line, node.span.end_col)] = name
+    last_with_span: dict[tuple, int] = {}
+    for n in order:
+        if n.span is not None and not isinstance(n, (Arg, Const, DimSize)):
+            last_with_span[(n.span.line, n.span.col, n.span.end_line, n.span.end_col)] = id(n)
+
+    def let_name_of(n: Node) -> str | None:
+        if n.span is None:
+            return None
+        key = (n.span.line, n.span.col, n.span.end_line, n.span.end_col)
+        return let_spans.get(key) if last_with_span.get(key) == id(n) else None
+
+    return let_name_of
+
+
+def _emit(order, root, printer, names, taken, let_name_of, uses, lines, force, temp_prefix="t",
+          skip=frozenset()) -> None:
+    """Assignments for the nodes that get a variable: a `let`, a node used twice, a forced one."""
+    temp = sum(1 for v in taken if v.startswith(temp_prefix) and v[len(temp_prefix):].isdigit())
+    for n in order:
+        if isinstance(n, (Arg, Const, DimSize)) or n is root or id(n) in names or id(n) in skip:
+            continue
+        let_name = let_name_of(n) if let_name_of else None
+        if let_name is None and uses.get(id(n), 0) < 2 and id(n) not in force:
+            continue
+        if let_name is not None:
+            var = f"l_{let_name}"
+            k = 2
+            while var in taken:
+                var, k = f"l_{let_name}_{k}", k + 1
+        else:
+            temp += 1
+            var = f"{temp_prefix}{temp}"
+            while var in taken:
+                temp += 1
+                var = f"{temp_prefix}{temp}"
+        taken.add(var)
+        lines(f"{var} = {printer.expr(n)}")
+        names[id(n)] = var
+
+
+def _backward_order(root: Node, forward_ids: set[int], seen: set[int], out: list[Node]) -> None:
+    """Operands before users, stopping at forward nodes (the backward reads them, saved)."""
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            out.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        if id(node) not in forward_ids:
+            for child in reversed(node.inputs):
+                if id(child) not in seen:
+                    stack.append((child, False))
+
+
+_SHAPE_ONLY = {"sum_to", "unreduce", "index_grad"}  # their second operand is read for its shape only
+
+
+def _fused_compute(root, order, derivative, used_args, printer, names, let_name_of, leaf_names, static_args,
+                   uses) -> list[str]:
+    """compute as a torch.autograd.Function: the forward records no tape and saves only what the
+    derived backward (lossdsl/autodiff.py) reads; the backward is one function."""
+    grad_roots = [derivative.grads.get((a.name, a.path)) if a.kind == "pred" else None for a in used_args]
+    forward_ids = {id(n) for n in order}
+    bw_order: list[Node] = []
+    seen: set[int] = set()
+    for g in grad_roots:
+        if g is not None:
+            _backward_order(g, forward_ids, seen, bw_order)
+    value_refs: list[Node] = []
+    shape_refs: list[Node] = []
+    for n in bw_order:
+        if id(n) not in forward_ids:
+            continue
+        if isinstance(n, (Const, DimSize)):
+            continue
+        users = [u for u in bw_order if id(u) not in forward_ids and any(a is n for a in u.inputs)]
+        if all(isinstance(u, Apply) and u.fn in _SHAPE_ONLY and u.args[0] is not n for u in users):
+            shape_refs.append(n)
+        else:
+            value_refs.append(n)
+    # forward
+    fw = _Lines(2)
+    taken: set[str] = set(names.values())
+    force = {id(n) for n in value_refs + shape_refs}
+    _emit(order, root, printer, names, taken, let_name_of, uses, fw, force)
+    out = names.get(id(root)) or printer.expr(root)
+    if id(root) in force and id(root) not in names:
+        fw("out = " + out)
+        names[id(root)] = "out"
+        out = "out"
+    saved = [names[id(n)] for n in value_refs]
+    shapes = [f"{names[id(n)]}.shape" for n in shape_refs]
+    fw(f"ctx.save_for_backward({', '.join(saved)})")
+    fw(f"ctx.shapes = ({', '.join(shapes)}{',' if len(shapes) == 1 else ''})")
+    fw(f"ctx.statics = ({', '.join(static_args)},)")
+    fw(f"return {out}")
+    # backward: forward values under their forward names, shapes under s_<name>
+    bw = _Lines(2)
+    bw(f"{', '.join(saved)}{',' if len(saved) == 1 else ''} = ctx.saved_tensors" if saved else "ctx.saved_tensors")
+    shape_names = {}
+    for n in shape_refs:
+        shape_names[id(n)] = "s_" + names[id(n)]
+    if shape_refs:
+        bw(f"{', '.join(shape_names.values())}{',' if len(shape_refs) == 1 else ''} = ctx.shapes")
+    bw(f"{', '.join(static_args)}, = ctx.statics")
+    bnames = {id(n): names[id(n)] for n in value_refs}
+    bnames.update({id(a): names[id(a)] for a in used_args})
+    bnames[id(derivative.seed)] = "_g"
+    bprinter = type(printer)(bnames)
+    bprinter.shape_names = shape_names
+    buses: dict[int, int] = {}
+    for n in bw_order:
+        for c in n.inputs:
+            buses[id(c)] = buses.get(id(c), 0) + 1
+    btaken = set(bnames.values()) | set(taken)
+    for g in grad_roots:
+        if g is not None:
+            order_g: list[Node] = []
+            _backward_order(g, forward_ids, set(), order_g)
+            # Forward nodes are read from what forward saved, never computed again.
+            _emit(order_g, g, bprinter, bnames, btaken, None, buses, bw, set(), temp_prefix="b", skip=forward_ids)
+    results = [bprinter.expr(g) if g is not None else "None" for g in grad_roots] + ["None"] * len(static_args)
+    bw(f"return {', '.join(results)}")
+    params = ", ".join(leaf_names + static_args)
+    return [
+        "class _Loss(torch.autograd.Function):",
+        "    # Forward without a tape; the backward derived from the IR at compile time (lossdsl/autodiff.py).",
+        "    @staticmethod",
+        f"    def forward(ctx, {params}):",
+        *fw.lines,
+        "",
+        "    @staticmethod",
+        "    @torch.autograd.function.once_differentiable",
+        "    def backward(ctx, _g):",
+        *bw.lines,
+        "",
+        "",
+        f"def compute({params}):",
+        f"    return _Loss.apply({params})",
+    ]
+
+
 def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: dict[str, tuple[int, str]],
-             dynamic_sizes: bool = False, source_name: str = "", sharded: bool = False) -> Generated:
+             dynamic_sizes: bool = False, source_name: str = "", sharded: bool = False,
+             derivative=None) -> Generated:
     """Python source for `entry` and `compute`. `static_dims` are sizes known before any call
     (from the spec itself, context tensors and params bound at compile time)."""
     order = topological(root)
@@ -76,42 +229,26 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
     for n in order:
         for c in n.inputs:
             uses[id(c)] = uses.get(id(c), 0) + 1
-    let_spans = {}
-    for name, node in checked.lets.items():
-        let_spans[(node.span.line, node.span.col, node.span.end_line, node.span.end_col)] = name
-    last_with_span: dict[tuple, int] = {}
-    for n in order:
-        if n.span is not None and not isinstance(n, (Arg, Const, DimSize)):
-            last_with_span[(n.span.line, n.span.col, n.span.end_line, n.span.end_col)] = id(n)
-
     names: dict[int, str] = dict(arg_names)
-    body = _Lines()
     printer = printer_cls(names)
-    temp = 0
-    taken: set[str] = set(arg_names.values())
-    for n in order:
-        if isinstance(n, (Arg, Const, DimSize)) or n is root:
-            continue
-        key = (n.span.line, n.span.col, n.span.end_line, n.span.end_col) if n.span is not None else None
-        let_name = let_spans.get(key) if key is not None and last_with_span.get(key) == id(n) else None
-        if let_name is None and uses.get(id(n), 0) < 2:
-            continue
-        if let_name is not None:
-            var = f"l_{let_name}"
-            k = 2
-            while var in taken:
-                var, k = f"l_{let_name}_{k}", k + 1
-        else:
-            temp += 1
-            var = f"t{temp}"
-        taken.add(var)
-        body(f"{var} = {printer.expr(n)}")
-        names[id(n)] = var
-    body(f"return {printer.expr(root)}")
-
+    let_name_of = _let_namer(checked, order)
     dims_needed = _dims_used(root)
+    if derivative is not None:
+        for g in derivative.grads.values():
+            dims_needed += [d for d in _dims_used(g) if d not in dims_needed]
     static_args = ["_cdt", "_dev"] + [f"d_{s}" for s in dims_needed]
-    compute_params = [arg_names[id(n)] for n in used_args] + static_args
+    leaf_names = [arg_names[id(n)] for n in used_args]
+    if derivative is not None:
+        compute_lines = _fused_compute(root, order, derivative, used_args, printer, names, let_name_of,
+                                       leaf_names, static_args, uses)
+    else:
+        body = _Lines()
+        taken: set[str] = set(arg_names.values())
+        _emit(order, root, printer, names, taken, let_name_of, uses, body, set())
+        body(f"return {printer.expr(root)}")
+        compute_lines = [f"def compute({', '.join(leaf_names + static_args)}):", *body.lines]
+
+    compute_params = leaf_names + static_args
 
     # ---- entry ------------------------------------------------------------------------
     call_decls = checked.call_args
@@ -218,8 +355,7 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
         *printer_cls.imports,
         "",
         "",
-        f"def compute({', '.join(compute_params)}):",
-        *body.lines,
+        *compute_lines,
         "",
         "",
         f"def entry({', '.join(entry_args)}):",

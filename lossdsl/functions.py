@@ -379,7 +379,8 @@ _add("logsumexp", REDUCE, "reduction", _reduce("float"), "log(sum(exp(x))), stab
 _add("var", REDUCE + (Param("ddof", "int", 0),), "reduction", _reduce("float"),
      "variance, population form (ddof=0) unless `ddof=` is given")
 _add("std", REDUCE + (Param("ddof", "int", 0),), "reduction", _reduce("float"),
-     "standard deviation, population form (ddof=0) unless `ddof=` is given")
+     "standard deviation, population form (ddof=0) unless `ddof=` is given",
+     grad="0 where the spread is 0 (JAX and TensorFlow give NaN)")
 _add("norm", (Param("x"), Param("p", "number", 2), Param("axis", "axis", None), Param("keepdims", "bool", False)),
      "reduction", _reduce("float"), "p-norm (p >= 1)", grad="0 at x = 0 (JAX and TensorFlow give NaN)")
 _add("argmax", REDUCE, "reduction", _reduce("index"), "index of the largest element (the first, on ties)",
@@ -426,6 +427,13 @@ _add("all_max", X, "internal", _identity, "max over the replicas (of a value wit
      grad_args=())
 _add("all_min", X, "internal", _identity, "min over the replicas (of a value with no gradient)", user=False,
      grad_args=())
+# The backward of a derived gradient (lossdsl/autodiff.py): shape bookkeeping.
+_add("sum_to", (Param("g"), Param("like")), "internal", _identity, "g summed down to the shape of `like`",
+     user=False, grad_args=())
+_add("unreduce", (Param("g"), Param("like")), "internal", _identity,
+     "the gradient of a reduction spread back over the reduced axes of `like`", user=False, grad_args=())
+_add("index_grad", (Param("g"), Param("like")), "internal", _identity,
+     "the gradient of an index: g placed in zeros of `like`'s shape", user=False, grad_args=())
 _add("kernel", (), "internal", _identity, "a loss a framework ships fused (lossdsl/kernels.py); attrs name it",
      user=False, grad_args=(0, 1, 2))
 

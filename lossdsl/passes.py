@@ -8,6 +8,7 @@ In order:
                  log(1 + x) -> log1p(x)                                     (LANGUAGE.md §4)
                  and log(1 + exp(z)) -> softplus(z), which overflows otherwise
   x ^ 0          -> ones, with no gradient, also at x = 0 (and x ^ 1 -> x, x ^ 2 -> square(x))
+  std            the root of var with gradient 0 where the spread is 0
   where guards   inside a branch of `where`, the operand of every op with a restricted
                  domain (log, sqrt, /, pow, exp, pick and gather indices...) is replaced by
                  `where(cond, operand, safe)`, so the lanes the branch does not take see
@@ -94,6 +95,21 @@ def stable_log(node: Node) -> Node | None:
 
 def stable_forms(root: Node) -> Node:
     return rewrite_bottom_up(root, lambda n: stable_log(n) or n)
+
+
+def safe_std(root: Node) -> Node:
+    """`std` is the root of `var` with gradient 0 where the spread is 0, as `norm` at 0 (JAX and
+    TensorFlow give NaN there, PyTorch 0): where(v > 0, sqrt(where(v > 0, v, 1)), 0)."""
+    def fix(n: Node) -> Node:
+        if not (isinstance(n, Apply) and n.fn == "std"):
+            return n
+        v = Apply(n.type, n.span, "var", n.args, n.attrs)
+        zero, one = Const(TensorType(FLOAT), n.span, 0.0), Const(TensorType(FLOAT), n.span, 1.0)
+        spread = _apply("gt", (v, zero), TensorType(BOOL, v.type.shape), n.span)
+        safe = _apply("where", (spread, v, one), v.type, n.span)
+        return _apply("where", (spread, _apply("sqrt", (safe,), v.type, n.span), zero), n.type, n.span)
+
+    return rewrite_bottom_up(root, fix)
 
 
 def small_powers(root: Node) -> Node:
@@ -391,7 +407,8 @@ def lower(checked: CheckedModule, *, kernels: dict[str, set[str]] | None = None,
     `sharded` names a dimension split across replicas (see sharding.py), and the reductions made
     global are appended to `made_global`."""
     root = checked.loss
-    for p in (stable_forms, small_powers, share_common, guard_wheres, fold_constants, insert_casts, share_common):
+    for p in (stable_forms, small_powers, safe_std, share_common, guard_wheres, fold_constants, insert_casts,
+              share_common):
         root = p(root)
     if sharded:
         from .sharding import globalize

@@ -313,3 +313,14 @@ def test_generated_source_is_valid_python_for_every_backend():
     for path in sorted(Path(EXAMPLES).glob("*.loss")):
         for backend in ("numpy", "torch", "jax", "tensorflow"):
             ast.parse(generate_source(path, backend))
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_python_number_params_keep_float64_precision(backend):
+    """0.001 given as a Python float must not pass through float32 on its way to a float64 loss."""
+    from harness import convert, to_numpy
+
+    f = lossdsl.compile("pred x: float[N]\nparam eps: float = 0.001\nloss = mean(x) + eps\n", backend=backend)
+    x = convert(backend, np.zeros(3), "float64")
+    assert to_numpy(f(x)) == 0.001
+    assert to_numpy(f(x, eps=0.003)) == 0.003

@@ -106,6 +106,15 @@ def test_norm_at_zero_has_gradient_zero(backend, p):
 
 
 @pytest.mark.parametrize("backend", GRAD)
+def test_std_of_equal_values_has_gradient_zero(backend):
+    v, g = run("pred x: float[B, N]\nloss = sum(std(x, axis=N)) + sum(std(x, axis=N, ddof=1))\n", backend,
+               x=np.array([[2.0, 2.0, 2.0], [1.0, 2.0, 3.0]]))
+    np.testing.assert_allclose(v, np.std([1, 2, 3]) + np.std([1, 2, 3], ddof=1), rtol=1e-12)
+    np.testing.assert_array_equal(g["x"][0], [0.0, 0.0, 0.0])
+    assert np.all(np.isfinite(g["x"]))
+
+
+@pytest.mark.parametrize("backend", GRAD)
 def test_relu_at_zero_has_gradient_zero(backend):
     v, g = run("pred x: float[N]\nloss = sum(relu(x))\n", backend, x=vec(0.0, 1.0, -1.0))
     assert v == 1.0

@@ -1,0 +1,88 @@
+"""PyTorch's derived backward (lossdsl/autodiff.py): where no fused kernel matches and every
+operation has a rule, the loss is one autograd.Function whose backward was derived from the
+IR at compile time. Its values and gradients are the parity suite's business (it runs through
+this path); here: when it is used, what it saves, and its limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lossdsl
+
+from conftest import needs
+
+ROBUST = ("pred yhat: float[B, D]\ntarget y: float[B, D]\nlet r = abs(yhat - y)\n"
+          "loss = mean(log(1 + r^2) + 0.1 * relu(r - 2.0) + where(r > 1.0, sqrt(r), r))\n")
+
+
+@needs("torch")
+def test_a_loss_without_a_fused_kernel_gets_a_derived_backward():
+    f = lossdsl.compile(ROBUST, backend="torch")
+    assert "class _Loss(torch.autograd.Function)" in f.source
+    assert "once_differentiable" in f.source
+    assert "class _Loss" not in lossdsl.compile(ROBUST, backend="torch", fused_backward=False).source
+    # A fused kernel, or an operation with no rule (a segment sum), keeps PyTorch's autograd.
+    assert "class _Loss" not in lossdsl.compile("pred a: float[N]\ntarget b: float[N]\nloss = mean((a - b)^2)\n",
+                                                backend="torch").source
+    from conftest import EXAMPLES
+
+    assert "class _Loss" not in lossdsl.compile(EXAMPLES / "group_weighted_cce.loss", backend="torch").source
+
+
+@needs("torch")
+def test_derived_and_autograd_gradients_agree_including_kinks(rng):
+    import torch
+
+    yhat = rng.normal(size=(6, 4)) * 3
+    y = yhat.copy()
+    y[0, :] = yhat[0, :] - np.array([0.0, 1.0, 2.0, -1.0])  # r at 0, and at the knots of where and relu
+    grads = []
+    for fused in (True, False):
+        f = lossdsl.compile(ROBUST, backend="torch", fused_backward=fused)
+        a = torch.tensor(yhat, requires_grad=True)
+        v = f(a, torch.tensor(y))
+        v.backward()
+        grads.append((float(v), a.grad.numpy().copy()))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-12)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-12, atol=1e-15)
+
+
+@needs("torch")
+def test_the_forward_saves_only_what_the_backward_reads():
+    f = lossdsl.compile("pred x: float[N]\nloss = sum(exp(x) * 2 + x)\n", backend="torch")
+    saved = [line.strip() for line in f.source.splitlines() if "save_for_backward" in line]
+    assert saved == ["ctx.save_for_backward(t1)"]  # exp(x), which is its own derivative
+
+
+@needs("torch")
+def test_a_second_derivative_needs_the_autograd_path():
+    import torch
+
+    x = torch.randn(5, requires_grad=True)
+    f = lossdsl.compile("pred x: float[N]\nloss = sum(x^3)\n", backend="torch")
+    (g,) = torch.autograd.grad(f(x), [x], create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        torch.autograd.grad(g.sum(), [x])
+    h = lossdsl.compile("pred x: float[N]\nloss = sum(x^3)\n", backend="torch", fused_backward=False)
+    (g,) = torch.autograd.grad(h(x), [x], create_graph=True)
+    (gg,) = torch.autograd.grad(g.sum(), [x])
+    torch.testing.assert_close(gg, 6 * x.detach())
+
+
+@needs("torch")
+def test_the_derived_backward_runs_under_torch_compile():
+    import torch
+
+    f = lossdsl.compile(ROBUST, backend="torch")
+    a, b = torch.randn(8, 3, requires_grad=True), torch.randn(8, 3)
+
+    def step(a):
+        v = f(a, b)
+        (g,) = torch.autograd.grad(v, [a])
+        return v, g
+
+    eager = step(a)
+    compiled = torch.compile(step, backend="aot_eager")(a)
+    for x, y in zip(eager, compiled):
+        torch.testing.assert_close(x, y)
