@@ -581,12 +581,13 @@ NOTES = """## What the numbers say, and what was done about them
   `softmax_cross_entropy_with_logits` has gradient `softmax - labels`, which is the gradient of
   `-sum(y * log_softmax(z))` only when the labels sum to 1, so TensorFlow keeps the decomposed
   form for soft labels (the parity suite, whose labels are arbitrary, caught it).
-- **Losses no framework ships** (the `robust` case): on PyTorch the backward is derived from the
-  spec at compile time and run as one `autograd.Function` (`lossdsl/autodiff.py`); it reads only
-  what the forward saved and is simplified as it is built, so it costs fewer passes over the data
-  than PyTorch's op-by-op tape of the same formula written by hand. The table with kernel
-  selection switched off shows it on Huber too: faster than autograd on the formula, still far
-  from the one fused kernel, which is why kernel selection comes first.
+- **Losses no framework ships** (the `robust` case, and Huber with kernel selection switched
+  off): on PyTorch the backward is derived from the spec at compile time and run as one
+  `autograd.Function` (`lossdsl/autodiff.py`) for inputs of 65536 elements and more (below that
+  its Python backward costs more than it saves, and the plain path runs). What it gains depends on
+  the formula: Huber's derived backward is `where(|r| <= 1, g * |r|, g) * sign(r)`, two passes where
+  the tape makes many more; the robust loss's is about as long as the tape. It never makes a loss
+  one fused kernel, which is why kernel selection comes first.
 - **TensorFlow eager, graph distance**: the conventions cost a few eager ops: `norm` with
   gradient 0 at 0 and `maximum` splitting ties take several small ops where `tf.norm` and
   `tf.maximum` take one each (and give NaN at 0, and a whole gradient to one side). Under

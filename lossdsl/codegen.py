@@ -126,7 +126,11 @@ def _backward_order(root: Node, forward_ids: set[int], seen: set[int], out: list
                     stack.append((child, False))
 
 
-_SHAPE_ONLY = {"sum_to", "unreduce", "index_grad"}  # their second operand is read for its shape only
+_SHAPE_ONLY = {"sum_to", "unreduce", "index_grad"}
+# Below this many pred elements the derived backward (an autograd.Function with a Python
+# backward) costs more in overhead than it saves in passes over the data: measured with
+# benches/run.py (the robust case and the seeds' per-sample weights).
+FUSED_MIN_ELEMENTS = 1 << 16  # their second operand is read for its shape only
 
 
 def _fused_compute(root, order, derivative, used_args, printer, names, let_name_of, leaf_names, static_args,
@@ -238,14 +242,24 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
             dims_needed += [d for d in _dims_used(g) if d not in dims_needed]
     static_args = ["_cdt", "_dev"] + [f"d_{s}" for s in dims_needed]
     leaf_names = [arg_names[id(n)] for n in used_args]
+    # The plain compute: one framework call per node, the framework's autodiff.
+    plain_names = dict(names)
+    body = _Lines(2 if derivative is not None else 1)
+    taken: set[str] = set(arg_names.values())
+    _emit(order, root, printer_cls(plain_names), plain_names, taken, let_name_of, uses, body, set())
+    body(f"return {printer_cls(plain_names).expr(root)}")
     if derivative is not None:
-        compute_lines = _fused_compute(root, order, derivative, used_args, printer, names, let_name_of,
-                                       leaf_names, static_args, uses)
+        fused = _fused_compute(root, order, derivative, used_args, printer, names, let_name_of,
+                               leaf_names, static_args, uses)
+        preds = [arg_names[id(a)] for a in used_args if a.kind == "pred"]
+        size = " + ".join(f"{p}.numel()" for p in preds)
+        compute_lines = fused[:-2] + [
+            f"def compute({', '.join(leaf_names + static_args)}):",
+            f"    if {size} < {FUSED_MIN_ELEMENTS}:  # small: the Python backward costs more than it saves",
+            *body.lines,
+            f"    return _Loss.apply({', '.join(leaf_names + static_args)})",
+        ]
     else:
-        body = _Lines()
-        taken: set[str] = set(arg_names.values())
-        _emit(order, root, printer, names, taken, let_name_of, uses, body, set())
-        body(f"return {printer.expr(root)}")
         compute_lines = [f"def compute({', '.join(leaf_names + static_args)}):", *body.lines]
 
     compute_params = leaf_names + static_args

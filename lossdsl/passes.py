@@ -179,10 +179,12 @@ def guard_wheres(root: Node) -> Node:
             conds[key] = _apply("not", (c,), c.type, c.span)
         return conds[key]
 
-    def guard(node: Node, cond: Node | None, safe) -> Node:
+    def guard(node: Node, cond: Node | None, safe, span) -> Node:
+        # The guard takes the span of the operation it protects, not of its operand: a `let`
+        # bound to the operand keeps naming the operand in the generated code.
         if cond is None or not _fits(cond, node.type.shape):
             return node
-        return _apply("where", (cond, node, _safe_const(node, safe)), node.type, node.span)
+        return _apply("where", (cond, node, _safe_const(node, safe)), node.type, span)
 
     def visit(node: Node, cond: Node | None) -> Node:
         if not node.inputs:
@@ -217,7 +219,7 @@ def guard_wheres(root: Node) -> Node:
                     ca = fitted(cond, a.type.shape)
                     a2 = visit(a, ca)
                     if i in domain:
-                        a2 = guard(a2, ca, domain[i])
+                        a2 = guard(a2, ca, domain[i], node.span)
                     new_args.append(a2)
                 return _rebuild(node, tuple(new_args))
             if node.fn in _REDUCTIONS and cond is not None:
@@ -225,21 +227,21 @@ def guard_wheres(root: Node) -> Node:
                 cx = _expand_for_reduction(cond, node, x)
                 x2 = visit(x, cx)
                 if node.fn in domain:
-                    x2 = guard(x2, cx, domain[0])
+                    x2 = guard(x2, cx, domain[0], node.span)
                 return _rebuild(node, (x2,))
             if node.fn == "pick" and cond is not None:
                 x, idx = node.args
                 cidx = fitted(cond, idx.type.shape)
                 crow = _append_axis(cidx) if cidx is not None else None
                 x2 = visit(x, fitted(crow, x.type.shape) if crow is not None else None)
-                idx2 = guard(visit(idx, cidx), cidx, 0)
+                idx2 = guard(visit(idx, cidx), cidx, 0, node.span)
                 return _rebuild(node, (x2, idx2))
         if isinstance(node, Gather) and cond is not None:
             idx_shape = node.type.shape[: len(node.type.shape) - (node.x.type.rank - len(node.indices))]
             new_idx = []
             for ix in node.indices:
                 cix = fitted(cond, ix.type.shape) if _fits(cond, idx_shape) else None
-                new_idx.append(guard(visit(ix, cix), cix, 0))
+                new_idx.append(guard(visit(ix, cix), cix, 0, node.span))
             return _rebuild(node, (visit(node.x, None),) + tuple(new_idx))
         # Ops that mix lanes (softmax, cumsum, @, indexing...): a lane's guard says nothing
         # about the lanes it reads, so only nested `where`s below are guarded.

@@ -86,3 +86,23 @@ def test_the_derived_backward_runs_under_torch_compile():
     compiled = torch.compile(step, backend="aot_eager")(a)
     for x, y in zip(eager, compiled):
         torch.testing.assert_close(x, y)
+
+
+@needs("torch")
+def test_small_inputs_take_the_plain_path_and_large_ones_the_derived_one(monkeypatch, rng):
+    import torch
+
+    import lossdsl.codegen
+
+    monkeypatch.setattr(lossdsl.codegen, "FUSED_MIN_ELEMENTS", 100)
+    f = lossdsl.compile(ROBUST, backend="torch")
+    assert "numel() < 100" in f.source
+    for rows in (3, 40):  # 12 elements: plain; 160: derived
+        a = torch.tensor(rng.normal(size=(rows, 4)), requires_grad=True)
+        b = torch.tensor(rng.normal(size=(rows, 4)))
+        v = f(a, b)
+        assert (type(v.grad_fn).__name__ == "_LossBackward") == (rows == 40)
+        (g,) = torch.autograd.grad(v, [a])
+        ref = lossdsl.compile(ROBUST, backend="torch", fused_backward=False)
+        (g2,) = torch.autograd.grad(ref(a, b), [a])
+        torch.testing.assert_close(g, g2)
