@@ -108,24 +108,6 @@ def _emit(order, root, printer, names, taken, let_name_of, uses, lines, force, t
         names[id(n)] = var
 
 
-def _backward_order(root: Node, forward_ids: set[int], seen: set[int], out: list[Node]) -> None:
-    """Operands before users, stopping at forward nodes (the backward reads them, saved)."""
-    stack = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            out.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        if id(node) not in forward_ids:
-            for child in reversed(node.inputs):
-                if id(child) not in seen:
-                    stack.append((child, False))
-
-
 _SHAPE_ONLY = {"sum_to", "unreduce", "index_grad"}
 # Below this many pred elements the derived backward (an autograd.Function with a Python
 # backward) costs more in overhead than it saves in passes over the data: measured with
@@ -142,8 +124,8 @@ def _fused_compute(root, order, derivative, used_args, printer, names, let_name_
     bw_order: list[Node] = []
     seen: set[int] = set()
     for g in grad_roots:
-        if g is not None:
-            _backward_order(g, forward_ids, seen, bw_order)
+        if g is not None:  # forward nodes are leaves here: the backward reads them, saved
+            bw_order += topological(g, stop=forward_ids, seen=seen)
     value_refs: list[Node] = []
     shape_refs: list[Node] = []
     for n in bw_order:
@@ -193,8 +175,7 @@ def _fused_compute(root, order, derivative, used_args, printer, names, let_name_
     btaken = set(bnames.values()) | set(taken)
     for g in grad_roots:
         if g is not None:
-            order_g: list[Node] = []
-            _backward_order(g, forward_ids, set(), order_g)
+            order_g = topological(g, stop=forward_ids)
             # Forward nodes are read from what forward saved, never computed again.
             _emit(order_g, g, bprinter, bnames, btaken, None, buses, bw, set(), temp_prefix="b", skip=forward_ids)
     results = [bprinter.expr(g) if g is not None else "None" for g in grad_roots] + ["None"] * len(static_args)

@@ -107,10 +107,11 @@ class Gather(Node):
         return (self.x,) + self.indices
 
 
-def topological(root: Node) -> list[Node]:
-    """Every node reachable from root, each once, operands before their users."""
+def topological(root: Node, *, stop: set[int] = frozenset(), seen: set[int] | None = None) -> list[Node]:
+    """Every node reachable from root, each once, operands before their users. Nodes in `stop`
+    are listed but not entered; `seen` carries visited nodes across calls (to walk several roots)."""
     order: list[Node] = []
-    seen: set[int] = set()
+    seen = set() if seen is None else seen
     stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:
         node, expanded = stack.pop()
@@ -121,6 +122,8 @@ def topological(root: Node) -> list[Node]:
             continue
         seen.add(id(node))
         stack.append((node, True))
+        if id(node) in stop:
+            continue
         for child in reversed(node.inputs):
             if id(child) not in seen:
                 stack.append((child, False))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from .diagnostics import Diagnostic, LossError
 from .ir import Apply, Const, DimSize, Gather, Index, Node, SliceItem
-from .passes import _rebuild, topological
+from .passes import rewrite_bottom_up
 from .types import BOOL, FLOAT, INT, ONE, Dim, TensorType
 
 _UNSUPPORTED = {"prod": "a product", "argmax": "an index", "argmin": "an index", "softmax": "a softmax",
@@ -262,8 +262,4 @@ def _full(item) -> bool:
 
 def globalize(root: Node, sym: str, source_name: str = "") -> tuple[Node, list[Node]]:
     g = _Globalizer(sym, source_name)
-    done: dict[int, Node] = {}
-    for node in topological(root):
-        new = _rebuild(node, tuple(done[id(a)] for a in node.inputs)) if node.inputs else node
-        done[id(node)] = g.visit(new)
-    return done[id(root)], g.made_global
+    return rewrite_bottom_up(root, g.visit), g.made_global

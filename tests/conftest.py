@@ -44,6 +44,17 @@ def needs(backend: str):
     return pytest.mark.skipif(not available(backend), reason=f"MISSING FRAMEWORK: {backend} is not installed")
 
 
+def modules_imported_by(code: str, candidates=("torch", "tensorflow", "jax", "numpy", "keras")) -> list[str]:
+    """Run `code` in a fresh interpreter (in the repository) and list which of `candidates` it imported."""
+    import subprocess
+    import sys
+
+    probe = f"{code}\nimport sys as _s; print(sorted(m for m in {tuple(candidates)!r} if m in _s.modules))"
+    r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return eval(r.stdout.strip().splitlines()[-1])
+
+
 def spec(text: str) -> str:
     return textwrap.dedent(text).strip("\n") + "\n"
 
