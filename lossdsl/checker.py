@@ -85,8 +85,7 @@ class Dims:
 class Checker:
     """Implements `functions.RuleContext` for the rules of the function table."""
 
-    def __init__(self, module: S.Module, *, broken: dict[str, str] | None = None,
-                 quick_types: dict[str, ValueType] | None = None):
+    def __init__(self, module: S.Module, *, broken: dict[str, str] | None = None):
         self.module = module
         self.src = module.source
         self.diags = Collector()
@@ -94,7 +93,6 @@ class Checker:
         # Names (and kinds) of statements that failed to parse: their uses stay quiet.
         self.broken = set(broken or {})
         self.broken_kinds = set((broken or {}).values())
-        self.quick_types = quick_types
         self.decls: dict[str, Declaration] = {}
         self.decl_order: list[Declaration] = []
         self.lets: dict[str, S.Let] = {}
@@ -1053,6 +1051,5 @@ def _number_literal(e: Any) -> float | int | None:
     return None
 
 
-def check_module(module: S.Module, *, broken: dict[str, str] | None = None,
-                 quick_types: dict[str, ValueType] | None = None) -> CheckedModule:
-    return Checker(module, broken=broken, quick_types=quick_types).run()
+def check_module(module: S.Module, *, broken: dict[str, str] | None = None) -> CheckedModule:
+    return Checker(module, broken=broken).run()

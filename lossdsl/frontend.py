@@ -15,7 +15,7 @@ from .diagnostics import Diagnostic, LossError
 from .parser import parse, parse_source
 from .source import Source, load_source
 
-__all__ = ["parse", "check", "check_source", "findings_for"]
+__all__ = ["parse", "check", "check_source", "analyze", "findings_for"]
 
 
 def check(spec, *, allow_quick: bool = False) -> CheckedModule:
@@ -24,15 +24,20 @@ def check(spec, *, allow_quick: bool = False) -> CheckedModule:
     return check_source(source, allow_quick=allow_quick)
 
 
-def check_source(source: Source, *, allow_quick: bool = False, quick_types=None) -> CheckedModule:
+def check_source(source: Source, *, allow_quick: bool = False) -> CheckedModule:
     result = parse_source(source, allow_quick=allow_quick)
     findings: list[Diagnostic] = list(result.findings)
     try:
-        checked = check_module(result.module, broken=result.broken, quick_types=quick_types)
+        checked = check_module(result.module, broken=result.broken)
     except LossError as err:
         raise LossError(findings + err.findings) from None
     if any(d.severity == "error" for d in findings):
         raise LossError(findings)
+    return analyze(checked)
+
+
+def analyze(checked: CheckedModule) -> CheckedModule:
+    """The analyses after type checking: gradient paths (errors), then domains (warnings)."""
     errors = gradient_findings(checked)
     if errors:
         raise LossError(errors)

@@ -20,7 +20,7 @@ from . import syntax as S
 from .api import build
 from .checker import check_module
 from .diagnostics import Diagnostic, LossError
-from .analysis import domain_findings, gradient_findings
+from .frontend import analyze
 from .functions import USER_FUNCTIONS
 from .parser import parse_source
 from .source import Source
@@ -124,9 +124,5 @@ class QuickLoss:
                                             "E306")])
             decls.append(S.Decl(kind, name, self._type_expr(tkey, span), None, span, span))
         module = S.Module(self.source, tuple(decls) + (S.LossStmt(self.expr, span),), quick=True)
-        checked = check_module(module)
-        errors = gradient_findings(checked)
-        if errors:
-            raise LossError(errors)
-        checked.warnings = domain_findings(checked)
+        checked = analyze(check_module(module))
         return build(checked, self._backend, context={}, params={})
