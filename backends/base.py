@@ -14,6 +14,9 @@ The framework is imported in `Backend.load()`, only when that backend is asked f
 
 from __future__ import annotations
 
+import ast
+import functools
+import re
 from typing import Any, Callable
 
 from lossdsl.ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem
@@ -30,6 +33,38 @@ PREC_CMP = 3
 _BINARY = {"add": ("+", PREC_ADD), "sub": ("-", PREC_ADD), "mul": ("*", PREC_MUL), "div": ("/", PREC_MUL),
            "matmul": ("@", PREC_MUL), "pow": ("**", PREC_POW), "lt": ("<", PREC_CMP), "le": ("<=", PREC_CMP),
            "gt": (">", PREC_CMP), "ge": (">=", PREC_CMP), "eq": ("==", PREC_CMP), "ne": ("!=", PREC_CMP)}
+
+
+@functools.lru_cache(maxsize=None)
+def _is_atom_template(template: str) -> bool:
+    """Whether a FUNCTIONS template prints an atom (a call, an attribute, a subscript), so
+    that its text needs no parentheses wherever it is used; anything else gets them."""
+    skeleton = re.sub(r"\{[^}]*\}", "X", template)
+    depth = 0
+    for ch in skeleton:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif depth == 0 and ch in "+-*/@<>=%&| ":
+            return False
+    return skeleton.endswith((")", "]"))
+
+
+_AST_PREC = {ast.Add: PREC_ADD, ast.Sub: PREC_ADD, ast.Mult: PREC_MUL, ast.Div: PREC_MUL,
+             ast.MatMult: PREC_MUL, ast.Pow: PREC_POW}
+
+
+def precedence_of(text: str) -> int:
+    """The precedence of a printed Python expression, for text a method built by hand."""
+    body = ast.parse(text, mode="eval").body
+    if isinstance(body, (ast.Call, ast.Attribute, ast.Subscript, ast.Name, ast.Constant)):
+        return PREC_ATOM
+    if isinstance(body, ast.BinOp):
+        return _AST_PREC.get(type(body.op), PREC_CMP - 1)
+    if isinstance(body, ast.UnaryOp):
+        return PREC_UNARY
+    return PREC_CMP - 1  # comparisons, conditionals: always parenthesised
 
 
 class Unsupported(Exception):
@@ -98,13 +133,16 @@ class Printer:
         special = getattr(self, "_fn_" + node.fn, None) or getattr(self, "_op_" + node.fn, None)
         if special is not None:
             out = special(node)
-            return out if isinstance(out, tuple) else (out, PREC_ATOM)
+            return out if isinstance(out, tuple) else (out, precedence_of(out))
         if node.fn in self.OPERATORS:
             return self.binary(node)
         template = self.FUNCTIONS.get(node.fn)
         if template is None:
             raise Unsupported(f"`{node.fn}` has no lowering for {self.backend}")
-        return template.format(**self.fields(node)), PREC_ATOM
+        if template == "{x}":  # an identity on this backend (numpy's stop_gradient) binds like x
+            return self._p(node.args[0])
+        text = template.format(**self.fields(node))
+        return text, (PREC_ATOM if _is_atom_template(template) else PREC_CMP - 1)
 
     #: whether this backend can run a backward derived from the IR (see lossdsl/autodiff.py)
     FUSED_BACKWARD = False
@@ -201,14 +239,14 @@ class Printer:
         method = getattr(self, "_kernel_" + node.attr("kernel"), None)
         if method is not None:
             text = method(node, *[self.expr(a) for a in node.args])
-            if text is not None:
-                return text, PREC_ATOM
+            if text is not None:  # jax's nll is `logsumexp(z) - z[y]`: no atom
+                return text, precedence_of(text)
         return self._p(node.attr("decomposed"))
 
     # Rounding an int is the identity on every backend (the frameworks' floor/ceil reject ints).
-    def _round_like(self, node: Apply, template: str) -> str:
+    def _round_like(self, node: Apply, template: str) -> str | tuple[str, int]:
         if node.args[0].type.dtype is INT:
-            return self.expr(node.args[0])
+            return self._p(node.args[0])
         return template.format(x=self.expr(node.args[0]))
 
     # ---- indexing ----

@@ -41,3 +41,28 @@ def test_user_functions_are_those_of_the_contract():
                 "softmax", "log_softmax", "cumsum", "pick", "one_hot", "dot", "transpose", "segment_sum",
                 "segment_mean", "float", "int", "stop_gradient"}
     assert set(USER_FUNCTIONS) == contract
+
+
+def _unary_float_functions():
+    return sorted(name for name, f in USER_FUNCTIONS.items()
+                  if len(f.tensor_params) == 1 and f.group in ("elementwise", "gradient") and name not in LOWERED_AWAY)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax", "tensorflow"])
+def test_a_printed_function_binds_as_tightly_as_a_call(backend):
+    # `f(a + b) * 2.0` must still multiply the whole of f(a + b) when f prints as something
+    # other than a call (numpy's stop_gradient is the identity: once printed `a + b * 2.0`).
+    import ast
+
+    import lossdsl
+    from lossdsl.ir import Apply, Arg, topological
+
+    printer_cls = printer_for(backend)
+    for name in _unary_float_functions():
+        checked = lossdsl.check(f"pred a: float[B]\npred b: float[B]\nloss = mean({name}(a + b) * 2.0) + mean(a + b)\n")
+        product = next(n for n in topological(checked.loss) if isinstance(n, Apply) and n.fn == "mul")
+        names = {id(n): n.name for n in (product.args[0].args[0].args) if isinstance(n, Arg)}
+        text = printer_cls(names).expr(product)
+        tree = ast.parse(text, mode="eval").body
+        assert isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Mult), f"{backend} {name}: {text}"
+        assert isinstance(tree.right, ast.Constant) and tree.right.value == 2.0, f"{backend} {name}: {text}"

@@ -40,6 +40,15 @@ SPECS = {
                        "F.cross_entropy(v_z, v_k, reduction='none')"),
     "nll_weighted": ("pred z: float[B, C]\ntarget k: int[B]\ncontext w: float[C]\n"
                      "loss = sum(w[k] * -pick(log_softmax(z), k)) / sum(w[k])\n", "weight=c_w"),
+    # A per-sample kernel inside a larger expression: its printed form must bind as one operand
+    # (JAX's nll is `logsumexp(z) - z[k]`, once printed unparenthesised after `0.5 *`).
+    "nll_scaled": ("pred z: float[B, C]\ntarget k: int[B]\nloss = mean(0.5 * -pick(log_softmax(z), k))\n",
+                   "def compute"),
+    "mse_scaled": ("pred a: float[B, D]\ntarget b: float[B, D]\nloss = mean(0.5 * (a - b)^2, axis=D)\n",
+                   "def compute"),
+    "bce_logits_scaled": ("pred z: float[B, D]\ntarget y: float[B, D]\n"
+                          "loss = mean(0.5 * -(y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z)), axis=D)\n",
+                          "def compute"),
 }
 NOT_KERNELS = {  # spec, the kernel it must not be taken for
     "not_huber": ("pred a: float[N]\ntarget b: float[N]\nlet r = abs(a - b)\n"
@@ -87,7 +96,7 @@ def test_fused_kernel_is_selected_and_matches_the_decomposed_form(name, backend,
     src, marker = SPECS[name]
     args, ctx = inputs(name, rng)
     fused = lossdsl.compile(src, backend=backend, context=ctx)
-    kernel = name.split("_per_sample")[0].split("_weighted")[0].split("_written")[0]
+    kernel = name.split("_scaled")[0].split("_per_sample")[0].split("_weighted")[0].split("_written")[0]
     if kernel in printer_for(backend).KERNELS:
         if backend == "torch":
             assert marker in fused.source, fused.source
