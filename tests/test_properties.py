@@ -26,7 +26,9 @@ LEAVES = {"BC": ["a", "b", "t", "a", "b"], "B": ["u"], "C": ["v"], "S": ["0.5", 
 UNARY = ["abs({})", "square({})", "tanh({})", "sigmoid({})", "relu({})", "softplus({})", "sin({})", "cos({})",
          "log_sigmoid({})", "log(square({}) + 1.0)", "sqrt(abs({}) + 0.5)", "exp(tanh({}))", "log1p(abs({}))",
          "-{}", "({}) ^ 2", "({}) ^ 3", "expm1(tanh({}))", "stop_gradient({}) * 0.5 + {}", "float(int({} * 3))",
-         "round({}) + {}", "floor({}) * 0.1 + ceil({}) * 0.1 + {}"]
+         "round({}) + {}", "floor({}) * 0.1 + ceil({}) * 0.1 + {}", "sign({}) * {}", "exp(-square({}))",
+         "log(sigmoid({}))", "log(1.0 - sigmoid({}))", "log1p(exp({}))", "(abs({}) + 0.5) ^ 1.5",
+         "where(({} > 0.5) or not ({} > -0.5), {}, 0.0)", "where(({} > -1.0) and ({} < 1.0), square({}), {})"]
 BINARY = ["({} + {})", "({} - {})", "({} * {})", "({} / (abs({}) + 0.5))", "maximum({}, {})", "minimum({}, {})",
           "where({} > {}, {}, {})", "clip({}, -1.0, {})"]
 REDUCE = ["sum", "mean", "max", "min", "logsumexp", "prod"]
@@ -74,23 +76,52 @@ def expressions(draw, shape: str, depth: int):
         inner = draw(expressions("BC", depth - 1))
         return f"{fn}({inner}, axis=C, keepdims=true) * ({draw(expressions('BC', depth - 1))})"
     if kind == "axis" and shape == "BC":
-        fn = draw(st.sampled_from(["softmax", "log_softmax", "cumsum"]))
-        return f"{fn}({draw(expressions('BC', depth - 1))}, axis={draw(st.sampled_from(['C', 'B', '-1']))})"
+        fn = draw(st.sampled_from(["softmax", "log_softmax", "cumsum", "log(softmax"]))
+        axis = draw(st.sampled_from(['C', 'B', '-1']))
+        inner = draw(expressions('BC', depth - 1))
+        return f"log(softmax({inner}, axis={axis}))" if fn == "log(softmax" else f"{fn}({inner}, axis={axis})"
     if shape == "B":
-        choice = draw(st.integers(0, 2))
+        choice = draw(st.integers(0, 5))
         if choice == 0:
             return f"pick({draw(expressions('BC', depth - 1))}, k)"
+        if choice == 3:  # an index computed from the data, and a gather by it
+            fn = draw(st.sampled_from(["argmax", "argmin"]))
+            return f"pick({draw(expressions('BC', depth - 1))}, {fn}({draw(expressions('BC', depth - 1))}, axis=C))"
+        if choice == 4:
+            return f"(({draw(expressions('C', depth - 1))})[k] * {draw(expressions('B', depth - 1))})"
+        if choice == 5:
+            return f"(({draw(expressions('BC', depth - 1))}) @ ({draw(expressions('C', depth - 1))}))"
         if choice == 1:
             return f"dot({draw(expressions('BC', depth - 1))}, {draw(expressions('BC', depth - 1))}, axis=C)"
-        return f"sum(({draw(expressions('BC', depth - 1))})[:, 1:] - ({draw(expressions('BC', depth - 1))})[:, :-1], axis=C)"
+        if choice == 2:
+            return f"sum(({draw(expressions('BC', depth - 1))})[:, 1:] - ({draw(expressions('BC', depth - 1))})[:, :-1], axis=C)"
+    if shape == "C":
+        fn = draw(st.sampled_from(["segment_sum", "segment_mean"]))
+        return f"{fn}({draw(expressions('B', depth - 1))}, k, C)"
+    if shape == "S":
+        return f"(({draw(expressions('C', depth - 1))}) @ ({draw(expressions('C', depth - 1))}))"
     if shape == "BC":
-        choice = draw(st.integers(0, 2))
+        choice = draw(st.integers(0, 3))
+        if choice == 3:
+            return f"(({draw(expressions('BC', depth - 1))}) @ (transpose({draw(expressions('BC', depth - 1))}) @ a))"
         if choice == 0:
             return f"one_hot(k, C) * ({draw(expressions('BC', depth - 1))})"
         if choice == 1:
             return f"({draw(expressions('B', depth - 1))})[:, None] * {draw(expressions('BC', depth - 1))}"
         return f"transpose(transpose({draw(expressions('BC', depth - 1))}))"
     return draw(expressions(shape, depth - 1))
+
+
+def test_the_random_expressions_cover_the_whole_function_table():
+    import re
+    from pathlib import Path
+
+    from lossdsl.functions import USER_FUNCTIONS
+
+    text = Path(__file__).read_text().split("def test_the_random_expressions_cover")[0]
+    uncovered = [name for name in USER_FUNCTIONS
+                 if not re.search(rf"(\b{name}\(|[\"']{name}[\"'])", text)]
+    assert not uncovered, f"the expression generator never uses {uncovered}"
 
 
 def spec_for(expr: str) -> str:
