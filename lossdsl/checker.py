@@ -815,6 +815,8 @@ class Checker:
         if len(indices) > x.type.rank:
             self.error(f"too many indices for `{x.type}`: {len(indices)} given", e.span, "E406")
             return POISON
+        if not self._gather_indices_in_range(x, e, indices):
+            return POISON
         site = CallSite(FUNCTIONS["add"], indices, [it.span for it in e.items], [self._text(it.span)
                                                                                  for it in e.items], {}, e.span)
         try:
@@ -823,6 +825,34 @@ class Checker:
             return POISON
         out = TensorType(x.type.dtype, tuple(shape) + x.type.shape[len(indices):])
         return Gather(out, e.span, x, tuple(indices))
+
+    def _gather_indices_in_range(self, x: Node, e: S.Index, indices: list[Node]) -> bool:
+        """The indices whose value is known before any call: integer literals (as in basic
+        indexing) and a dimension's own size (`x[B]` on an axis of size B, always past the end)."""
+        for k, (it, node) in enumerate(zip(e.items, indices)):
+            dim = self.dims.resolve(x.type.shape[k])
+            if isinstance(node, Const):
+                v = int(node.value)
+                if dim.is_literal and not -dim.value <= v < dim.value:
+                    self.error(f"index {v} is out of range for an axis of size {dim.value}", it.span, "E406")
+                    return False
+                if not dim.is_literal:
+                    self._need_size(dim, v + 1 if v >= 0 else -v, it.span)
+            elif isinstance(node, DimSize):
+                size = self.dims.resolve(node.dim)
+                past_end = (size.sym == dim.sym and size.offset >= dim.offset) if size.sym is not None \
+                    else dim.is_literal and size.offset >= dim.value
+                if past_end:
+                    if len(indices) > 1 and all(isinstance(i, DimSize) for i in indices):
+                        shape = "[" + ", ".join(self._text(i.span) for i in e.items) + "]"
+                        hint = ("a shape written after an expression is read as an index; to note the shape, "
+                                f"make it a comment: `# {shape}`")
+                    else:
+                        hint = "indices count from 0: the last element is at `-1`"
+                    self.error(f"index `{self._text(it.span)}` is past the end of an axis of size {dim}", it.span,
+                               "E406", help=hint)
+                    return False
+        return True
 
     def _basic_index(self, x: Node, e: S.Index) -> Node:
         n_ellipsis = sum(isinstance(it, S.EllipsisIndex) for it in e.items)

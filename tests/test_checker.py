@@ -272,6 +272,23 @@ def test_index_out_of_range_on_a_literal_axis():
     assert codes(check_err("pred p: float[B, 3]\nloss = mean(p[:, 3])\n")) == ["E406"]
 
 
+def test_a_literal_in_a_gather_is_range_checked_like_a_plain_index():
+    assert codes(check_err("pred p: float[B, 3]\ninput k: int[B]\nloss = mean(p[k, 3])\n")) == ["E406"]
+    m = check_ok("pred p: float[B, C]\ninput k: int[B]\nloss = mean(p[k, 5]) + mean(p[k, -1])\n")
+    assert [(str(c.dim), c.minimum) for c in m.constraints] == [("C", 6)]
+
+
+def test_an_axis_indexed_by_its_own_size_is_past_the_end():
+    e = check_err("pred p: float[B]\nloss = p[B]\n")
+    assert codes(e) == ["E406"] and "past the end" in str(e) and "`-1`" in str(e)
+    check_ok("pred p: float[B]\nloss = p[B - 1]\n")  # the last element, computed
+
+
+def test_a_shape_note_without_its_hash_is_explained():
+    e = check_err("pred p: float[B, H]\nlet q = -p  [B, H]\nloss = mean(q)\n")
+    assert codes(e) == ["E406"] and "make it a comment: `# [B, H]`" in str(e)
+
+
 def test_slice_bounds_must_be_literals():
     assert codes(err("input k: int\nloss = mean(yhat[k:])\n")) == ["E407"]
 
