@@ -339,6 +339,17 @@ class Backend:
         """`x` (a context tensor) on the device of `like`; identity where devices do not matter."""
         return x
 
+    def value_range(self, x: Any) -> tuple[int, int] | None:
+        """(smallest, largest) of an int tensor as Python ints, for the index check; None where
+        the values are not there to read (a tracer under jit, a symbolic tensor) or x is empty."""
+        raise NotImplementedError
+
+    def where_value(self, x: Any, value: int) -> tuple[int, ...]:
+        """The first position of `value` in x (only on the error path)."""
+        import numpy as np
+
+        return tuple(int(i) for i in np.argwhere(np.asarray(x) == value)[0])
+
     def device_key(self, x: Any) -> Any:
         return None
 

@@ -161,6 +161,16 @@ class JaxBackend(Backend):
     def is_tensor(self, x: Any) -> bool:
         return isinstance(x, self.jax.Array)
 
+    def value_range(self, x: Any) -> tuple[int, int] | None:
+        tracer = self.jax.core.Tracer
+        if isinstance(x, tracer) or x.size == 0:
+            return None  # under jit or vmap: XLA cannot raise, out-of-range gathers clamp there
+        lo, hi = x.min(), x.max()
+        if isinstance(lo, tracer):  # a constant inside a jit trace: the ops were staged, not run
+            return None
+        lo, hi = self.jax.device_get((lo, hi))
+        return int(lo), int(hi)
+
     def asarray(self, x: Any) -> Any:
         return self.jnp.asarray(self._host(x))
 

@@ -148,6 +148,9 @@ class NumpyBackend(Backend):
     def is_tensor(self, x: Any) -> bool:
         return isinstance(x, np.ndarray)
 
+    def value_range(self, x: Any) -> tuple[int, int] | None:
+        return (int(x.min()), int(x.max())) if x.size else None
+
     def asarray(self, x: Any) -> Any:
         if hasattr(x, "numpy") and not isinstance(x, np.ndarray):  # a framework tensor
             x = x.detach().cpu().numpy() if hasattr(x, "detach") else x.numpy()

@@ -274,6 +274,13 @@ class TensorflowBackend(Backend):
     def is_tensor(self, x: Any) -> bool:
         return self.tf.is_tensor(x)
 
+    def value_range(self, x: Any) -> tuple[int, int] | None:
+        tf = self.tf
+        if not tf.executing_eagerly() or not hasattr(x, "numpy") or int(tf.size(x)) == 0:
+            return None  # inside a tf.function: the graph's own gather checks (on CPU) remain
+        lo, hi = tf.stack((tf.reduce_min(x), tf.reduce_max(x))).numpy().tolist()
+        return int(lo), int(hi)
+
     def asarray(self, x: Any) -> Any:
         return self.tf.convert_to_tensor(self._host(x))
 

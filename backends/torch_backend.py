@@ -242,6 +242,17 @@ class TorchBackend(Backend):
         self._consts: dict[tuple, Any] = {}
         self.loaded = True
 
+    def value_range(self, x: Any) -> tuple[int, int] | None:
+        torch = self.torch
+        if x.numel() == 0 or torch.compiler.is_compiling() or torch.jit.is_tracing() \
+                or torch._C._functorch.is_functorch_wrapped_tensor(x):  # under torch.func.vmap/grad
+            return None
+        lo, hi = torch.aminmax(x)
+        return tuple(torch.stack((lo, hi)).tolist())  # one transfer from the device
+
+    def where_value(self, x: Any, value: int) -> tuple[int, ...]:
+        return tuple(int(i) for i in (x == value).nonzero()[0].tolist())
+
     def is_tensor(self, x: Any) -> bool:
         return isinstance(x, self.torch.Tensor)
 

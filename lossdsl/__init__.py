@@ -20,9 +20,9 @@ __all__ = ["compile", "check", "parse", "LossError", "Diagnostic", "CheckedModul
 
 
 def compile(spec, backend: str = "torch", *, context=None, params=None, sharded=None, group=None,  # noqa: A001
-            fused_backward=True):
+            fused_backward=True, check_indices=True):
     """Compile a spec (a path or source text) for a backend; see `lossdsl.api.compile`."""
     from .api import compile as _compile
 
     return _compile(spec, backend=backend, context=context, params=params, sharded=sharded, group=group,
-                    fused_backward=fused_backward)
+                    fused_backward=fused_backward, check_indices=check_indices)

@@ -45,7 +45,7 @@ def resolve_backend(name: str):
 
 def compile(spec, backend: str = "torch", *, context: Mapping[str, Any] | None = None,
             params: Mapping[str, Any] | None = None, sharded: str | None = None, group: Any = None,
-            fused_backward: bool = True):
+            fused_backward: bool = True, check_indices: bool = True):
     """Compile a spec (a path, or source text) for `backend`. Raises `LossError` for any
     mistake in the spec or in the context and params given here.
 
@@ -56,7 +56,12 @@ def compile(spec, backend: str = "torch", *, context: Mapping[str, Any] | None =
 
     `fused_backward=False` keeps PyTorch's own autograd where lossdsl would run a backward
     derived from the spec (lossdsl/autodiff.py); that derived backward is once-differentiable,
-    so a loss whose gradient is differentiated again (a gradient penalty) needs False."""
+    so a loss whose gradient is differentiated again (a gradient penalty) needs False.
+
+    `check_indices` (on by default) checks, at each eager call, that every int argument read as
+    an index lies in its axis (E812): one small read from the device per such argument.
+    Under jit, `tf.function` or `torch.compile` the values are not there to read and the check
+    is skipped."""
     be = resolve_backend(backend)
     source = load_source(spec)
     from .parser import parse_source
@@ -67,10 +72,10 @@ def compile(spec, backend: str = "torch", *, context: Mapping[str, Any] | None =
         if sharded:
             raise LossError([Diagnostic("the quick form cannot be sharded; declare the spec", None, "E811",
                                         path=source.name)])
-        return QuickLoss(source, be, context=context or {}, params=params or {})
+        return QuickLoss(source, be, context=context or {}, params=params or {}, check_indices=check_indices)
     checked = check_source(source)
     return build(checked, be, context=context or {}, params=params or {}, sharded=sharded, group=group,
-                 fused_backward=fused_backward)
+                 fused_backward=fused_backward, check_indices=check_indices)
 
 
 def _check_sharded(checked: CheckedModule, sharded: Any) -> None:
@@ -90,7 +95,8 @@ def _check_sharded(checked: CheckedModule, sharded: Any) -> None:
 
 
 def build(checked: CheckedModule, be, *, context: Mapping[str, Any], params: Mapping[str, Any],
-          sharded: str | None = None, group: Any = None, fused_backward: bool = True) -> CompiledLoss:
+          sharded: str | None = None, group: Any = None, fused_backward: bool = True,
+          check_indices: bool = True) -> CompiledLoss:
     static = dict(checked.bindings)
     if sharded is not None:
         _check_sharded(checked, sharded)
@@ -103,7 +109,7 @@ def build(checked: CheckedModule, be, *, context: Mapping[str, Any], params: Map
     root, derivative = plan(checked, be.printer, sharded=sharded, made_global=made_global,
                             fused_backward=fused_backward)
     gen = generate(checked, root, be.printer, static_dims=static, dynamic_sizes=be.dynamic_sizes,
-                   sharded=sharded is not None, derivative=derivative)
+                   sharded=sharded is not None, derivative=derivative, check_indices=check_indices)
     runtime = Runtime(checked, be, gen.leaves, ctx_values, param_values)
     namespace = runtime.namespace()
     dist = be.collectives(group, source_name=checked.source.name) if sharded is not None else None

@@ -199,11 +199,31 @@ def _fused_compute(root, order, derivative, used_args, printer, names, let_name_
     ]
 
 
+def _read_indices(root: Node) -> dict[tuple[str, tuple[str, ...]], Dim]:
+    """The int arguments the lowered IR reads as indices unguarded, so that every value they
+    hold is read; a use under a `where` guard (std's cross-entropy with its ignore label) reads
+    only the lanes the condition keeps, and is left out."""
+    from .sampling import index_uses
+
+    out: dict[tuple[str, tuple[str, ...]], Dim] = {}
+    seen: set[int] = set()
+    pending = [root]
+    while pending:
+        for node in topological(pending.pop(), seen=seen):
+            if isinstance(node, Apply) and node.fn == "kernel":
+                pending.append(node.attr("decomposed"))  # a fused call indexes as its decomposed IR does
+            for idx, dim in index_uses(node):
+                if isinstance(idx, Arg) and idx.kind != "context":
+                    out.setdefault((idx.name, idx.path), dim)
+    return out
+
+
 def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: dict[str, tuple[int, str]],
              dynamic_sizes: bool = False, source_name: str = "", sharded: bool = False,
-             derivative=None) -> Generated:
+             derivative=None, check_indices: bool = True) -> Generated:
     """Python source for `entry` and `compute`. `static_dims` are sizes known before any call
-    (from the spec itself, context tensors and params bound at compile time)."""
+    (from the spec itself, context tensors and params bound at compile time). `check_indices`
+    makes the entry check the values of int arguments read as indices (one read from the device)."""
     order = topological(root)
     decl_rank = {d.name: i for i, d in enumerate(checked.declarations)}
     used_args = sorted((n for n in order if isinstance(n, Arg)), key=lambda n: (decl_rank.get(n.name, 0), n.path))
@@ -284,6 +304,8 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
                 first_binding[sym] = (var, k)
 
     pred_vars: list[str] = []
+    index_leaves: list[tuple[str, int, Dim]] = []  # (variable, leaf index, dimension indexed)
+    read_indices = _read_indices(root) if check_indices else {}
     # After the compute dtype is known: dtype conversions, and the shape checks of params
     # (which are converted first); each entry is a line, or (var, leaf index, leaf) to check.
     conversions: list = []
@@ -304,6 +326,8 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
                 conversions.append(f"{var} = _to_float({var}, _cdt)")
             elif leaf.type.dtype is INT:
                 conversions.append(f"{var} = _to_int({var})")
+                if (d.name, leaf.path) in read_indices:
+                    index_leaves.append((var, idx, read_indices[(d.name, leaf.path)]))
     for d in param_decls:
         leaf = d.leaves[0]
         idx = len(leaves)
@@ -341,6 +365,13 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
                 var, k = first_binding[sym]
                 e(f"if d_{sym} is None:")
                 e(f"d_{sym} = _dynamic_size({var}, {k})", 2)
+    for var, idx, dim in index_leaves:
+        # Out-of-range values: NumPy, torch and TF (on CPU) raise their own errors, JAX and GPUs
+        # clamp or read garbage; this gives one LossError everywhere (skipped while tracing).
+        where = "the declaration" if dim.sym is None else bound.get(dim.sym, "")
+        size = printer.dim(dim)
+        guard = f"if d_{dim.sym} is not None: " if dynamic_sizes and dim.sym is not None else ""
+        e(f"{guard}_check_index({idx}, {var}, {size}, {str(dim)!r}, {where!r})")
     e(f"return compute({', '.join(compute_params)})")
 
     header = [

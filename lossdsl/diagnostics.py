@@ -75,6 +75,7 @@ CODES: dict[str, str] = {
     "E809": "a dimension never bound",
     "E810": "unknown backend",
     "E811": "a sharding that cannot be honoured",
+    "E812": "an index argument holding a value outside the axis it indexes",
 }
 
 

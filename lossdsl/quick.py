@@ -45,8 +45,10 @@ def free_names(expr: S.Expr) -> list[str]:
 
 
 class QuickLoss:
-    def __init__(self, source: Source, backend, *, context: Mapping[str, Any], params: Mapping[str, Any]):
+    def __init__(self, source: Source, backend, *, context: Mapping[str, Any], params: Mapping[str, Any],
+                 check_indices: bool = True):
         result = parse_source(source, allow_quick=True)
+        self._check_indices = check_indices
         if result.findings:
             raise LossError(result.findings)
         self.source = source
@@ -125,4 +127,4 @@ class QuickLoss:
             decls.append(S.Decl(kind, name, self._type_expr(tkey, span), None, span, span))
         module = S.Module(self.source, tuple(decls) + (S.LossStmt(self.expr, span),), quick=True)
         checked = analyze(check_module(module))
-        return build(checked, self._backend, context={}, params={})
+        return build(checked, self._backend, context={}, params={}, check_indices=self._check_indices)

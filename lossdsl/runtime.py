@@ -51,7 +51,7 @@ class Runtime:
         return {
             "_arg_float": self.arg_float, "_arg_int": self.arg_int, "_arg_bool": self.arg_bool,
             "_shape": be.shape, "_fail_rank": self.fail_rank, "_fail_size": self.fail_size,
-            "_merge_size": self.merge_size, "_fail_min": self.fail_min, "_record": self.record,
+            "_merge_size": self.merge_size, "_fail_min": self.fail_min, "_check_index": self.check_index, "_record": self.record,
             "_compute_dtype": be.compute_dtype, "_to_float": be.to_float, "_to_int": be.to_int,
             "_param": self.param, "_context": self.context_value, "_dynamic_size": getattr(be, "dynamic_size", None),
             "_device": be.device_key,
@@ -100,6 +100,21 @@ class Runtime:
         c = self.checked.constraints[ci]
         raise self._error(f"this index needs `{c.dim}` to be at least {c.minimum}, found {size}", None, "E805",
                           span=c.span) from None
+
+    def check_index(self, i: int, x: Any, size: int, dim: str, where: str) -> None:
+        """Every value of an int argument read as an index lies in [0, size)."""
+        span = self.backend.value_range(x)
+        if span is None or (span[0] >= 0 and span[1] < size):
+            return
+        bad = span[0] if span[0] < 0 else span[1]
+        leaf = self.leaves[i]
+        at = list(self.backend.where_value(x, bad))
+        of = f"`{dim}`, which is {size} {where}" if where != "the declaration" else f"an axis of size {size}"
+        help = ("indices are not counted from the end; to leave samples out (PyTorch's ignore_index), guard "
+                f"the read: `where({leaf.label} >= 0, -pick(logp, {leaf.label}), 0.0)`, as lossdsl.std's "
+                "cross_entropy does" if bad < 0 else None)
+        raise self._error(f"{self._what(leaf)} holds {bad} at {at}, outside [0, {size}): it indexes {of}",
+                          leaf, "E812", help=help) from None
 
     def record(self, i: int, value: Any, paths: list[list[str]]) -> None:
         leaf = self.leaves[i]

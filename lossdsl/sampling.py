@@ -37,20 +37,24 @@ def _size(d: Dim, sizes: dict[str, int]) -> int:
     return sizes[d.sym] + d.offset
 
 
+def index_uses(node) -> list[tuple[Any, Dim]]:
+    """The operands `node` reads as indices, each with the dimension it indexes into."""
+    if isinstance(node, Apply) and node.fn == "pick":
+        return [(node.args[1], node.args[0].type.shape[-1])]
+    if isinstance(node, Apply) and node.fn == "one_hot":
+        return [(node.args[0], node.attr("depth"))]
+    if isinstance(node, Apply) and node.fn in ("segment_sum", "segment_mean"):
+        return [(node.args[1], node.attr("groups"))]
+    if isinstance(node, Gather):
+        return [(idx, node.x.type.shape[k]) for k, idx in enumerate(node.indices)]
+    return []
+
+
 def index_bounds(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], Dim]:
     """For int leaves used as an index, the dimension they index into."""
     out: dict[tuple[str, tuple[str, ...]], Dim] = {}
     for node in topological(checked.loss):
-        targets: list[tuple[Any, Dim]] = []
-        if isinstance(node, Apply) and node.fn == "pick":
-            targets.append((node.args[1], node.args[0].type.shape[-1]))
-        elif isinstance(node, Apply) and node.fn == "one_hot":
-            targets.append((node.args[0], node.attr("depth")))
-        elif isinstance(node, Apply) and node.fn in ("segment_sum", "segment_mean"):
-            targets.append((node.args[1], node.attr("groups")))
-        elif isinstance(node, Gather):
-            targets.extend((idx, node.x.type.shape[k]) for k, idx in enumerate(node.indices))
-        for idx, dim in targets:
+        for idx, dim in index_uses(node):
             if isinstance(idx, Arg):
                 out.setdefault((idx.name, idx.path), dim)
     return out
