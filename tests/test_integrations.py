@@ -100,6 +100,18 @@ def test_torch_module_trains_and_matches_the_compiled_function(rng):
     torch.testing.assert_close(final, plain)
 
 
+@needs("torch")
+def test_torch_module_forwards_the_compile_options():
+    import torch
+
+    src = "pred z: float[B, C]\ntarget k: int[B]\nloss = mean(-pick(log_softmax(z), k))\n"
+    z, bad = torch.randn(4, 3), torch.tensor([0, 1, 3, 2])
+    with pytest.raises(lossdsl.LossError, match="E812"):
+        lossdsl.torch.LossModule(src)(z, bad)
+    unchecked = lossdsl.torch.LossModule(src, check_indices=False, fused_backward=False)
+    assert "_check_index(" not in unchecked.loss_fn.source and "autograd.Function" not in unchecked.loss_fn.source
+
+
 # ---- JAX + optax --------------------------------------------------------------------------------------
 
 @needs("jax")
