@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .checked import CheckedModule, Leaf
-from .ir import Apply, Arg, Const, DimSize, Node, topological
+from .ir import Apply, Arg, Const, DimSize, Index, Node, topological
+from .source import Span
 from .types import BOOL, FLOAT, INT, Dim
 
 
@@ -36,6 +37,18 @@ class Generated:
     leaves: list[Leaf]  # the leaf behind each index used by the run-time checks
     static_args: list[str] = field(default_factory=list)  # compute's non-tensor parameters
     static_dims: dict[str, tuple[int, str]] = field(default_factory=dict)
+    index_reads: list["IndexRead"] = field(default_factory=list)  # behind `_check_index(k, ...)`
+
+
+@dataclass(frozen=True)
+class IndexRead:
+    """An int argument (or a slice of one) that the loss reads as an index, for E812."""
+
+    leaf: int  # index into Generated.leaves
+    label: str  # as the user wrote it: `y`, `pairs[:, 0]`
+    span: Span  # where to point: the declaration, or the slice in the expression
+    dim: Dim  # the axis it indexes
+    where: str  # how that axis's size was bound
 
 
 class _Lines:
@@ -199,13 +212,14 @@ def _fused_compute(root, order, derivative, used_args, printer, names, let_name_
     ]
 
 
-def _read_indices(root: Node) -> dict[tuple[str, tuple[str, ...]], Dim]:
-    """The int arguments the lowered IR reads as indices unguarded, so that every value they
-    hold is read; a use under a `where` guard (std's cross-entropy with its ignore label) reads
-    only the lanes the condition keeps, and is left out."""
+def _read_indices(root: Node) -> list[tuple[Node, Arg, Dim]]:
+    """What the lowered IR reads as indices unguarded, so that every value is read: int arguments
+    and basic slices of them (`pairs[:, 0]`), each with its argument and the dimension indexed.
+    A read under a `where` guard (std's cross-entropy with its ignore label) reads only the lanes
+    the condition keeps, and is left out."""
     from .sampling import index_uses
 
-    out: dict[tuple[str, tuple[str, ...]], Dim] = {}
+    out: dict[int, tuple[Node, Arg, Dim]] = {}
     seen: set[int] = set()
     pending = [root]
     while pending:
@@ -213,9 +227,18 @@ def _read_indices(root: Node) -> dict[tuple[str, tuple[str, ...]], Dim]:
             if isinstance(node, Apply) and node.fn == "kernel":
                 pending.append(node.attr("decomposed"))  # a fused call indexes as its decomposed IR does
             for idx, dim in index_uses(node):
-                if isinstance(idx, Arg) and idx.kind != "context":
-                    out.setdefault((idx.name, idx.path), dim)
-    return out
+                base = idx
+                while isinstance(base, Index):
+                    base = base.x
+                if isinstance(base, Arg) and id(idx) not in out:
+                    out[id(idx)] = (idx, base, dim)
+    return list(out.values())
+
+
+def _source_text(span: Span) -> str | None:
+    if span.line != span.end_line:
+        return None
+    return span.source.line(span.line)[span.col - 1:span.end_col - 1] or None
 
 
 def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: dict[str, tuple[int, str]],
@@ -304,8 +327,8 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
                 first_binding[sym] = (var, k)
 
     pred_vars: list[str] = []
-    index_leaves: list[tuple[str, int, Dim]] = []  # (variable, leaf index, dimension indexed)
-    read_indices = _read_indices(root) if check_indices else {}
+    read_indices = _read_indices(root) if check_indices else []
+    leaf_of: dict[tuple[str, tuple[str, ...]], int] = {}  # (name, path) -> index into leaves
     # After the compute dtype is known: dtype conversions, and the shape checks of params
     # (which are converted first); each entry is a line, or (var, leaf index, leaf) to check.
     conversions: list = []
@@ -326,8 +349,7 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
                 conversions.append(f"{var} = _to_float({var}, _cdt)")
             elif leaf.type.dtype is INT:
                 conversions.append(f"{var} = _to_int({var})")
-                if (d.name, leaf.path) in read_indices:
-                    index_leaves.append((var, idx, read_indices[(d.name, leaf.path)]))
+            leaf_of[(d.name, leaf.path)] = idx
     for d in param_decls:
         leaf = d.leaves[0]
         idx = len(leaves)
@@ -341,6 +363,7 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
             leaves.append(leaf)
             var = leaf_var("context", c.name, leaf.path)
             conversions.append(f"{var} = _context({idx}, _cdt, {pred_vars[0] if pred_vars else 'None'})")
+            leaf_of[(c.name, leaf.path)] = idx
 
     for constraint in checked.constraints:
         dim = constraint.dim
@@ -365,13 +388,20 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
                 var, k = first_binding[sym]
                 e(f"if d_{sym} is None:")
                 e(f"d_{sym} = _dynamic_size({var}, {k})", 2)
-    for var, idx, dim in index_leaves:
-        # Out-of-range values: NumPy, torch and TF (on CPU) raise their own errors, JAX and GPUs
-        # clamp or read garbage; this gives one LossError everywhere (skipped while tracing).
+    # Out-of-range index values: NumPy, torch and TF (on CPU) raise their own errors, JAX and
+    # GPUs clamp or read garbage; this gives one LossError everywhere (skipped while tracing).
+    index_reads: list[IndexRead] = []
+    for node, arg, dim in read_indices:
+        idx = leaf_of.get((arg.name, arg.path))
+        if idx is None:  # a param: bound or defaulted, not an index in any spec we know of
+            continue
+        leaf = leaves[idx]
+        label = leaf.label if node is arg else (_source_text(node.span) or leaf.label)
         where = "the declaration" if dim.sym is None else bound.get(dim.sym, "")
-        size = printer.dim(dim)
+        index_reads.append(IndexRead(idx, label, leaf.span if node is arg else node.span, dim, where))
         guard = f"if d_{dim.sym} is not None: " if dynamic_sizes and dim.sym is not None else ""
-        e(f"{guard}_check_index({idx}, {var}, {size}, {str(dim)!r}, {where!r})")
+        value = printer_cls(dict(arg_names)).expr(node)  # the entry knows the arguments, no temporaries
+        e(f"{guard}_check_index({len(index_reads) - 1}, {value}, {printer.dim(dim)})")
     e(f"return compute({', '.join(compute_params)})")
 
     header = [
@@ -388,7 +418,7 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
         *e.lines,
         "",
     ]
-    return Generated("\n".join(header), entry_args, leaves, static_args, dict(static_dims))
+    return Generated("\n".join(header), entry_args, leaves, static_args, dict(static_dims), index_reads)
 
 
 __all__ = ["generate", "Generated", "leaf_var", "BOOL"]

@@ -45,6 +45,7 @@ class Runtime:
         self.context = context  # leaf label -> value as given (numpy or a backend tensor)
         self.params = params  # name -> value bound at compile time (or its default)
         self._cache: dict[tuple, Any] = {}
+        self.index_reads: list = []  # codegen.IndexRead per `_check_index` of the entry
 
     def namespace(self) -> dict[str, Any]:
         be = self.backend
@@ -101,20 +102,31 @@ class Runtime:
         raise self._error(f"this index needs `{c.dim}` to be at least {c.minimum}, found {size}", None, "E805",
                           span=c.span) from None
 
-    def check_index(self, i: int, x: Any, size: int, dim: str, where: str) -> None:
-        """Every value of an int argument read as an index lies in [0, size)."""
-        span = self.backend.value_range(x)
+    def check_index(self, k: int, x: Any, size: int) -> None:
+        """Every value of an int argument read as an index (read `k` of the generated entry)
+        lies in [0, size). A context tensor's range is read once and kept."""
+        read = self.index_reads[k]
+        leaf = self.leaves[read.leaf]
+        if leaf.kind == "context":
+            span = self._cache.get(("range", k))
+            if span is None:
+                span = self.backend.value_range(x)
+                if span is not None:
+                    self._cache[("range", k)] = span
+        else:
+            span = self.backend.value_range(x)
         if span is None or (span[0] >= 0 and span[1] < size):
             return
         bad = span[0] if span[0] < 0 else span[1]
-        leaf = self.leaves[i]
         at = list(self.backend.where_value(x, bad))
-        of = f"`{dim}`, which is {size} {where}" if where != "the declaration" else f"an axis of size {size}"
+        dim = read.dim
+        of = f"an axis of size {size}" if dim.sym is None else f"`{dim}`, which is {size} {read.where}".rstrip()
+        what = self._what(leaf) if read.label == leaf.label else f"`{read.label}`"
         help = ("indices are not counted from the end; to leave samples out (PyTorch's ignore_index), guard "
-                f"the read: `where({leaf.label} >= 0, -pick(logp, {leaf.label}), 0.0)`, as lossdsl.std's "
+                f"the read: `where({read.label} >= 0, -pick(logp, {read.label}), 0.0)`, as lossdsl.std's "
                 "cross_entropy does" if bad < 0 else None)
-        raise self._error(f"{self._what(leaf)} holds {bad} at {at}, outside [0, {size}): it indexes {of}",
-                          leaf, "E812", help=help) from None
+        raise self._error(f"{what} holds {bad} at {at}, outside [0, {size}): it indexes {of}", leaf, "E812",
+                          help=help, span=read.span) from None
 
     def record(self, i: int, value: Any, paths: list[list[str]]) -> None:
         leaf = self.leaves[i]

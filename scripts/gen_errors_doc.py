@@ -96,7 +96,8 @@ EXPLAIN = {
             "batch on one replica for something along that dimension (a product, `argmax`, `softmax`, `cumsum`, "
             "slicing or gathering along it), or a context tensor has that dimension, or torch.distributed was not "
             "initialised before the call (docs/distributed.md).",
-    "E812": "At a call: an `int` argument read as an index (by `pick`, a gather, `one_hot` or `segment_*`) "
+    "E812": "At a call: an `int` argument (or a slice of one) read as an index (by `pick`, a gather, `one_hot` or "
+            "`segment_*`) "
             "holds a value outside [0, size) of the axis it indexes, such as PyTorch's ignore label -100. The "
             "frameworks disagree there (NumPy, PyTorch and TensorFlow on CPU raise, JAX and GPUs clamp or read "
             "garbage), so the entry checks the values first; an index read under a `where` guard is checked only "

@@ -67,6 +67,22 @@ def test_indices_in_range_pass_and_the_check_can_be_turned_off(backend):
     assert "_check_index(" not in f.source
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_context_column_read_as_an_index_is_checked_and_pointed_at(backend):
+    src = ("pred emb: float[N, D]\ncontext pairs: int[P, 2]\n"
+           "loss = mean(sum(square(emb[pairs[:, 0]] - emb[pairs[:, 1]]), axis=D))\n")
+    emb = convert(backend, np.random.default_rng(0).normal(size=(5, 3)), "float64")
+    good = lossdsl.compile(src, backend=backend, context={"pairs": convert(backend, np.array([[0, 1], [2, 4]]), "")})
+    assert np.isfinite(float(np.asarray(good(emb=emb))))
+    bad = lossdsl.compile(src, backend=backend, context={"pairs": convert(backend, np.array([[0, 1], [4, 5]]), "")})
+    for _ in range(2):  # the context's range is read once and kept; the check still runs
+        with pytest.raises(LossError) as info:
+            bad(emb=emb)
+        text = str(info.value)
+        assert ":3:47: error: `pairs[:, 1]` holds 5 at [1], outside [0, 5): it indexes `N`, which is 5 from " \
+               "`emb` (axis 0)  [E812]" in text, text
+
+
 def test_a_guarded_read_is_not_checked():
     # std's cross_entropy reads y only where y != ignore_index; -100 there is by design.
     src = ("pred z: float[B, C]\ntarget k: int[B]\n"
