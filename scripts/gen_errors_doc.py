@@ -100,8 +100,8 @@ EXPLAIN = {
             "`segment_*`) "
             "holds a value outside [0, size) of the axis it indexes, such as PyTorch's ignore label -100. The "
             "frameworks disagree there (NumPy, PyTorch and TensorFlow on CPU raise, JAX and GPUs clamp or read "
-            "garbage), so the entry checks the values first; an index read under a `where` guard is checked only "
-            "where the guard keeps it. Skipped while tracing (jit, `tf.function`, `torch.compile`); "
+            "garbage), so the entry checks the values first; an index read under a `where` guard is not checked "
+            "(the guard makes the lanes it drops 0 before the read). Skipped while tracing (jit, `tf.function`, `torch.compile`); "
             "`lossdsl.compile(..., check_indices=False)` turns it off.",
 }
 
