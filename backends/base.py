@@ -35,22 +35,6 @@ _BINARY = {"add": ("+", PREC_ADD), "sub": ("-", PREC_ADD), "mul": ("*", PREC_MUL
            "gt": (">", PREC_CMP), "ge": (">=", PREC_CMP), "eq": ("==", PREC_CMP), "ne": ("!=", PREC_CMP)}
 
 
-@functools.lru_cache(maxsize=None)
-def _is_atom_template(template: str) -> bool:
-    """Whether a FUNCTIONS template prints an atom (a call, an attribute, a subscript), so
-    that its text needs no parentheses wherever it is used; anything else gets them."""
-    skeleton = re.sub(r"\{[^}]*\}", "X", template)
-    depth = 0
-    for ch in skeleton:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        elif depth == 0 and ch in "+-*/@<>=%&| ":
-            return False
-    return skeleton.endswith((")", "]"))
-
-
 _AST_PREC = {ast.Add: PREC_ADD, ast.Sub: PREC_ADD, ast.Mult: PREC_MUL, ast.Div: PREC_MUL,
              ast.MatMult: PREC_MUL, ast.Pow: PREC_POW}
 
@@ -65,6 +49,12 @@ def precedence_of(text: str) -> int:
     if isinstance(body, ast.UnaryOp):
         return PREC_UNARY
     return PREC_CMP - 1  # comparisons, conditionals: always parenthesised
+
+
+@functools.lru_cache(maxsize=None)
+def _template_precedence(template: str) -> int:
+    """The precedence of what a FUNCTIONS template prints, its placeholders read as names."""
+    return precedence_of(re.sub(r"\{[^}]*\}", "X", template))
 
 
 class Unsupported(Exception):
@@ -141,8 +131,7 @@ class Printer:
             raise Unsupported(f"`{node.fn}` has no lowering for {self.backend}")
         if template == "{x}":  # an identity on this backend (numpy's stop_gradient) binds like x
             return self._p(node.args[0])
-        text = template.format(**self.fields(node))
-        return text, (PREC_ATOM if _is_atom_template(template) else PREC_CMP - 1)
+        return template.format(**self.fields(node)), _template_precedence(template)
 
     #: whether this backend can run a backward derived from the IR (see lossdsl/autodiff.py)
     FUSED_BACKWARD = False
@@ -234,13 +223,13 @@ class Printer:
     def _fn_all_min(self, node: Apply) -> str:
         return f"_dist.min({self.expr(node.args[0])}, _dev)"
 
-    def _fn_kernel(self, node: Apply) -> tuple[str, int]:
+    def _fn_kernel(self, node: Apply) -> str | tuple[str, int]:
         """A fused loss: this backend's call for it (`_kernel_<name>`), else the IR it replaces."""
         method = getattr(self, "_kernel_" + node.attr("kernel"), None)
         if method is not None:
             text = method(node, *[self.expr(a) for a in node.args])
-            if text is not None:  # jax's nll is `logsumexp(z) - z[y]`: no atom
-                return text, precedence_of(text)
+            if text is not None:  # its precedence is read from it: jax's nll is `logsumexp(z) - z[y]`
+                return text
         return self._p(node.attr("decomposed"))
 
     # Rounding an int is the identity on every backend (the frameworks' floor/ceil reject ints).

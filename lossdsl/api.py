@@ -110,8 +110,7 @@ def build(checked: CheckedModule, be, *, context: Mapping[str, Any], params: Map
                             fused_backward=fused_backward)
     gen = generate(checked, root, be.printer, static_dims=static, dynamic_sizes=be.dynamic_sizes,
                    sharded=sharded is not None, derivative=derivative, check_indices=check_indices)
-    runtime = Runtime(checked, be, gen.leaves, ctx_values, param_values)
-    runtime.index_reads = gen.index_reads
+    runtime = Runtime(checked, be, gen.leaves, ctx_values, param_values, gen.index_reads)
     namespace = runtime.namespace()
     dist = be.collectives(group, source_name=checked.source.name) if sharded is not None else None
     namespace["_dist"] = dist

@@ -720,9 +720,8 @@ class Checker:
         return f"`{fn.name}` takes {count} ({fn.signature()[len(fn.name) + 1:-1]}), found {given}"
 
     def _text(self, span: Span) -> str:
-        if span.line != span.end_line:
-            return "x"
-        return self.src.line(span.line)[span.col - 1 : span.end_col - 1]
+        text = span.text
+        return "x" if text is None else text
 
     def _static(self, fn: Function, pname: str, kind: str, e: S.Expr) -> Any:
         label = fn.name

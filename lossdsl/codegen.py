@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .checked import CheckedModule, Leaf
-from .ir import Apply, Arg, Const, DimSize, Index, Node, topological
+from .ir import Apply, Arg, Const, DimSize, Index, Node, index_uses, topological
 from .source import Span
 from .types import BOOL, FLOAT, INT, Dim
 
@@ -217,8 +217,6 @@ def _read_indices(root: Node) -> list[tuple[Node, Arg, Dim]]:
     and basic slices of them (`pairs[:, 0]`), each with its argument and the dimension indexed.
     A read under a `where` guard (std's cross-entropy with its ignore label) reads only the lanes
     the condition keeps, and is left out."""
-    from .sampling import index_uses
-
     out: dict[int, tuple[Node, Arg, Dim]] = {}
     seen: set[int] = set()
     pending = [root]
@@ -233,12 +231,6 @@ def _read_indices(root: Node) -> list[tuple[Node, Arg, Dim]]:
                 if isinstance(base, Arg) and id(idx) not in out:
                     out[id(idx)] = (idx, base, dim)
     return list(out.values())
-
-
-def _source_text(span: Span) -> str | None:
-    if span.line != span.end_line:
-        return None
-    return span.source.line(span.line)[span.col - 1:span.end_col - 1] or None
 
 
 def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: dict[str, tuple[int, str]],
@@ -396,7 +388,7 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
         if idx is None:  # a param: bound or defaulted, not an index in any spec we know of
             continue
         leaf = leaves[idx]
-        label = leaf.label if node is arg else (_source_text(node.span) or leaf.label)
+        label = leaf.label if node is arg else (node.span.text or leaf.label)
         where = "the declaration" if dim.sym is None else bound.get(dim.sym, "")
         index_reads.append(IndexRead(idx, label, leaf.span if node is arg else node.span, dim, where))
         guard = f"if d_{dim.sym} is not None: " if dynamic_sizes and dim.sym is not None else ""

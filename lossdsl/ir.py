@@ -130,6 +130,19 @@ def topological(root: Node, *, stop: set[int] = frozenset(), seen: set[int] | No
     return order
 
 
+def index_uses(node: Node) -> list[tuple[Node, Dim]]:
+    """The operands `node` reads as indices, each with the dimension it indexes into."""
+    if isinstance(node, Apply) and node.fn == "pick":
+        return [(node.args[1], node.args[0].type.shape[-1])]
+    if isinstance(node, Apply) and node.fn == "one_hot":
+        return [(node.args[0], node.attr("depth"))]
+    if isinstance(node, Apply) and node.fn in ("segment_sum", "segment_mean"):
+        return [(node.args[1], node.attr("groups"))]
+    if isinstance(node, Gather):
+        return [(idx, node.x.type.shape[k]) for k, idx in enumerate(node.indices)]
+    return []
+
+
 def use_counts(root: Node) -> dict[int, int]:
     counts: dict[int, int] = {}
     for node in topological(root):

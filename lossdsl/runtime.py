@@ -38,21 +38,22 @@ class Runtime:
     """The helpers of one compiled spec on one backend (bound into the generated module)."""
 
     def __init__(self, checked: CheckedModule, backend, leaves: list[Leaf], context: dict[str, Any],
-                 params: dict[str, Any]):
+                 params: dict[str, Any], index_reads: Sequence = ()):
         self.checked = checked
         self.backend = backend
         self.leaves = leaves
         self.context = context  # leaf label -> value as given (numpy or a backend tensor)
         self.params = params  # name -> value bound at compile time (or its default)
         self._cache: dict[tuple, Any] = {}
-        self.index_reads: list = []  # codegen.IndexRead per `_check_index` of the entry
+        self.index_reads = index_reads  # codegen.IndexRead per `_check_index` of the entry
 
     def namespace(self) -> dict[str, Any]:
         be = self.backend
         return {
             "_arg_float": self.arg_float, "_arg_int": self.arg_int, "_arg_bool": self.arg_bool,
             "_shape": be.shape, "_fail_rank": self.fail_rank, "_fail_size": self.fail_size,
-            "_merge_size": self.merge_size, "_fail_min": self.fail_min, "_check_index": self.check_index, "_record": self.record,
+            "_merge_size": self.merge_size, "_fail_min": self.fail_min, "_record": self.record,
+            "_check_index": self.check_index,
             "_compute_dtype": be.compute_dtype, "_to_float": be.to_float, "_to_int": be.to_int,
             "_param": self.param, "_context": self.context_value, "_dynamic_size": getattr(be, "dynamic_size", None),
             "_device": be.device_key,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .checked import CheckedModule
-from .ir import Apply, Arg, Gather, topological
+from .ir import Arg, index_uses, topological
 from .types import BOOL, FLOAT, INT, Dim
 
 
@@ -35,19 +35,6 @@ def _size(d: Dim, sizes: dict[str, int]) -> int:
     if d.sym is None:
         return d.offset
     return sizes[d.sym] + d.offset
-
-
-def index_uses(node) -> list[tuple[Any, Dim]]:
-    """The operands `node` reads as indices, each with the dimension it indexes into."""
-    if isinstance(node, Apply) and node.fn == "pick":
-        return [(node.args[1], node.args[0].type.shape[-1])]
-    if isinstance(node, Apply) and node.fn == "one_hot":
-        return [(node.args[0], node.attr("depth"))]
-    if isinstance(node, Apply) and node.fn in ("segment_sum", "segment_mean"):
-        return [(node.args[1], node.attr("groups"))]
-    if isinstance(node, Gather):
-        return [(idx, node.x.type.shape[k]) for k, idx in enumerate(node.indices)]
-    return []
 
 
 def index_bounds(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], Dim]:

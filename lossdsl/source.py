@@ -46,6 +46,13 @@ class Span:
     def path(self) -> str:
         return self.source.name
 
+    @property
+    def text(self) -> str | None:
+        """The source text it covers, when on one line."""
+        if self.line != self.end_line:
+            return None
+        return self.source.line(self.line)[self.col - 1:self.end_col - 1]
+
     def to(self, other: "Span") -> "Span":
         """The span from the start of self to the end of other."""
         return Span(self.source, self.line, self.col, other.end_line, other.end_col)
