@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # unpinned torch pulls a multi-GB CUDA build. tensorflow-cpu and jax come from PyPI.
 FRAMEWORKS := torch==2.13.0 tensorflow-cpu jax optax
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test lint bench venv clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+lint: venv
+	$(VENV)/bin/ruff check lossdsl backends
+	$(VENV)/bin/mypy
 
 bench: venv
 	$(PY) benches/run.py

@@ -41,4 +41,4 @@ def get_backend(name: str) -> Backend:
     return _instances[key]
 
 
-__all__ = ["Backend", "Printer", "Unsupported", "get_backend", "canonical_name", "NAMES", "ALIASES"]
+__all__ = ["ALIASES", "NAMES", "Backend", "Printer", "Unsupported", "canonical_name", "get_backend"]

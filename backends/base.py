@@ -17,7 +17,8 @@ from __future__ import annotations
 import ast
 import functools
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lossdsl.ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem
 from lossdsl.types import BOOL, FLOAT, INT, Dim
@@ -51,7 +52,7 @@ def precedence_of(text: str) -> int:
     return PREC_CMP - 1  # comparisons, conditionals: always parenthesised
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _template_precedence(template: str) -> int:
     """The precedence of what a FUNCTIONS template prints, its placeholders read as names."""
     return precedence_of(re.sub(r"\{[^}]*\}", "X", template))
@@ -393,7 +394,8 @@ class Backend:
 
 
 class LocalCollectives:
-    """One replica: every collective is the identity (the NumPy backend, and no distribution)."""
+    """One replica: every collective is the identity (the NumPy backend, and no distribution).
+    The base of each framework's collectives, which say only where they differ."""
 
     def check(self) -> None:
         pass
@@ -403,11 +405,29 @@ class LocalCollectives:
 
     max = min = sum
 
+    def finish(self, loss):
+        """The loss every replica computes alike, before it is returned: where the framework's
+        own aggregation of the replicas' gradients needs it, the gradient is scaled here."""
+        return loss
+
 
 def axis_tuple(node: Apply) -> tuple[int, ...]:
     axis = node.attr("axis")
     return tuple(axis) if isinstance(axis, tuple) else (axis,)
 
 
-__all__ = ["Printer", "Backend", "Unsupported", "PREC_ATOM", "PREC_UNARY", "PREC_MUL", "PREC_ADD", "PREC_POW",
-           "PREC_CMP", "axis_tuple", "FLOAT", "INT", "BOOL"]
+__all__ = [
+    "BOOL",
+    "FLOAT",
+    "INT",
+    "PREC_ADD",
+    "PREC_ATOM",
+    "PREC_CMP",
+    "PREC_MUL",
+    "PREC_POW",
+    "PREC_UNARY",
+    "Backend",
+    "Printer",
+    "Unsupported",
+    "axis_tuple",
+]

@@ -16,8 +16,8 @@ from typing import Any
 
 from lossdsl.ir import Apply
 
+from .base import Backend, LocalCollectives
 from .numpy_backend import NumpyPrinter, numpy_like_table
-from .base import Backend
 
 
 class JaxPrinter(NumpyPrinter):
@@ -101,7 +101,7 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
                                  segment_mean=segment_mean, weighted_mean_of=weighted_mean_of)
 
 
-class JaxCollectives:
+class JaxCollectives(LocalCollectives):
     """`psum`/`pmax`/`pmin` over a named axis (shard_map, pmap). Outside such a context the
     arrays are the global ones (plain calls, or `jax.jit` over sharded global arrays), and the
     local reduction already is the global one."""

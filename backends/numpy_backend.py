@@ -54,16 +54,16 @@ def numpy_like_table(xp: str) -> dict[str, str]:
 class NumpyPrinter(Printer):
     backend = "numpy"
     xp = "np"
-    imports = ("import numpy as np",)
+    imports: tuple[str, ...] = ("import numpy as np",)
     FUNCTIONS = numpy_like_table("np")
 
-    def _fn_floor(self, node: Apply) -> str:
+    def _fn_floor(self, node: Apply) -> str | tuple[str, int]:
         return self._round_like(node, self.xp + ".floor({x})")
 
-    def _fn_ceil(self, node: Apply) -> str:
+    def _fn_ceil(self, node: Apply) -> str | tuple[str, int]:
         return self._round_like(node, self.xp + ".ceil({x})")
 
-    def _fn_round(self, node: Apply) -> str:
+    def _fn_round(self, node: Apply) -> str | tuple[str, int]:
         return self._round_like(node, self.xp + ".round({x})")
 
     def _fn_cast_float(self, node: Apply) -> str:

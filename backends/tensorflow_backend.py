@@ -19,7 +19,7 @@ from typing import Any
 
 from lossdsl.ir import Apply, Const, Gather
 
-from .base import Backend, Printer
+from .base import Backend, LocalCollectives, Printer
 
 
 class TensorflowPrinter(Printer):
@@ -97,13 +97,13 @@ class TensorflowPrinter(Printer):
             return f"rt.weighted_mean_of({d}, tf.gather({w}, {y}))"
         return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
 
-    def _fn_floor(self, node: Apply) -> str:
+    def _fn_floor(self, node: Apply) -> str | tuple[str, int]:
         return self._round_like(node, "tf.floor({x})")
 
-    def _fn_ceil(self, node: Apply) -> str:
+    def _fn_ceil(self, node: Apply) -> str | tuple[str, int]:
         return self._round_like(node, "tf.math.ceil({x})")
 
-    def _fn_round(self, node: Apply) -> str:
+    def _fn_round(self, node: Apply) -> str | tuple[str, int]:
         return self._round_like(node, "tf.round({x})")
 
     def _print_Gather(self, node: Gather) -> tuple[str, int]:
@@ -209,10 +209,15 @@ def _runtime(tf) -> types.SimpleNamespace:
                                  segment_mean=segment_mean)
 
 
-class TensorflowCollectives:
-    """All-reduce in the replica context of a tf.distribute strategy. `sum` passes the gradient
-    through unchanged: MirroredStrategy sums the replicas' gradients, and that sum is then the
-    gradient of the global loss. With no strategy (one replica) each collective is the identity."""
+class TensorflowCollectives(LocalCollectives):
+    """Collectives in the replica context of a tf.distribute strategy. With no strategy (one
+    replica) each is the identity.
+
+    Gradients: each replica computes the same global loss L, and MirroredStrategy sums the
+    replicas' gradients. The backward of `sum` is the all-reduced upstream gradient (the true
+    adjoint of a cross-replica sum, so a global reduction that feeds another one, as in `var`,
+    is right), which makes each replica's gradient that of R * L; `finish` divides it by the
+    number of replicas R once, at the loss."""
 
     def __init__(self, tf):
         self.tf = tf
@@ -221,36 +226,56 @@ class TensorflowCollectives:
         pass
 
     def _context(self):
-        return self.tf.distribute.get_replica_context()
+        ctx = self.tf.distribute.get_replica_context()
+        return None if ctx is None or ctx.num_replicas_in_sync == 1 else ctx
 
     def sum(self, x, dev=None):
         tf = self.tf
         x = tf.convert_to_tensor(x)
         ctx = self._context()
-        if ctx is None or ctx.num_replicas_in_sync == 1:
+        if ctx is None:
             return x
         if not x.dtype.is_floating:
             return ctx.all_reduce(tf.distribute.ReduceOp.SUM, x)
 
         @tf.custom_gradient
         def all_sum(t):
-            return ctx.all_reduce(tf.distribute.ReduceOp.SUM, t), lambda dy: dy
+            def grad(dy):
+                return ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(dy))
+
+            return ctx.all_reduce(tf.distribute.ReduceOp.SUM, t), grad
 
         return all_sum(x)
 
-    def _reduce(self, x, op):
+    def _gathered(self, x):
+        # tf.distribute.ReduceOp has only SUM and MEAN: gather every replica's value and reduce.
         tf = self.tf
         x = tf.stop_gradient(tf.convert_to_tensor(x))
         ctx = self._context()
-        if ctx is None or ctx.num_replicas_in_sync == 1:
-            return x
-        return ctx.all_reduce(op, x)
+        if ctx is None:
+            return None, x
+        return ctx.all_gather(x[None], axis=0), x
 
     def max(self, x, dev=None):
-        return self._reduce(x, self.tf.distribute.ReduceOp.MAX)
+        everyone, x = self._gathered(x)
+        return x if everyone is None else self.tf.reduce_max(everyone, axis=0)
 
     def min(self, x, dev=None):
-        return self._reduce(x, self.tf.distribute.ReduceOp.MIN)
+        everyone, x = self._gathered(x)
+        return x if everyone is None else self.tf.reduce_min(everyone, axis=0)
+
+    def finish(self, loss):
+        tf = self.tf
+        ctx = self._context()
+        if ctx is None:
+            return loss
+        replicas = ctx.num_replicas_in_sync
+
+        @tf.custom_gradient
+        def per_replica_share(t):
+            return tf.identity(t), lambda dy: dy / replicas
+
+        return per_replica_share(loss)
 
 
 class TensorflowBackend(Backend):

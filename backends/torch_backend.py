@@ -9,8 +9,9 @@ import types
 from typing import Any
 
 from lossdsl.ir import Apply, Const, DimSize, SliceItem
+from lossdsl.types import FLOAT
 
-from .base import Backend, Printer
+from .base import Backend, LocalCollectives, Printer
 
 
 class TorchPrinter(Printer):
@@ -56,6 +57,14 @@ class TorchPrinter(Printer):
     def const_arg(self, const, node: Apply) -> str:
         # A cached 0-d tensor on the loss's device: torch.maximum(x, 0.0) is not allowed.
         return f"_k({self._p(const)[0]}, {self.dtype_name(const.type.dtype)}, _dev)"
+
+    def _fn_ones_like(self, node: Apply) -> str:
+        # `x ^ 0` of a float: ones whose gradient is 0 (docs/language.md §4), still on the tape, so
+        # that `sum(x ^ 0).backward()` works as on the other backends.
+        if node.type.dtype is FLOAT and node.args[0].type.dtype is FLOAT:
+            x = self.expr(node.args[0])
+            return f"torch.where(torch.zeros_like({x}, dtype=torch.bool), {x}, 1.0)"
+        return self.FUNCTIONS["ones_like"].format(**self.fields(node))
 
     def _fn_clip(self, node: Apply) -> str:
         x, lo, hi = node.args
@@ -122,13 +131,13 @@ class TorchPrinter(Printer):
                           if isinstance(it, SliceItem) else str(it) for it in node.attr("items"))
         return f"rt.index_grad({self.expr(g)}, {self.shape_of(x)}, ({items},))"
 
-    def _fn_floor(self, node: Apply) -> str:
+    def _fn_floor(self, node: Apply) -> str | tuple[str, int]:
         return self._round_like(node, "torch.floor({x})")
 
-    def _fn_ceil(self, node: Apply) -> str:
+    def _fn_ceil(self, node: Apply) -> str | tuple[str, int]:
         return self._round_like(node, "torch.ceil({x})")
 
-    def _fn_round(self, node: Apply) -> str:
+    def _fn_round(self, node: Apply) -> str | tuple[str, int]:
         return self._round_like(node, "torch.round({x})")
 
     def _fn_cast_float(self, node: Apply) -> str:
@@ -177,11 +186,43 @@ def _runtime(torch) -> types.SimpleNamespace:
         out[items] = g
         return out
 
+    # The derived backward (an autograd.Function) keeps the forward's arguments as well as the
+    # values its backward reads: when a graph of the gradient is asked for (double backward,
+    # create_graph=True), it differentiates the plain compute from those arguments instead, so
+    # higher derivatives are those of PyTorch's own autograd at every size.
+    def save(ctx, saved, leaves):
+        tensors = [x for x in leaves if isinstance(x, torch.Tensor)]
+        ctx.save_for_backward(*saved, *tensors)
+        ctx.n_saved = len(saved)
+        ctx.leaf_kinds = tuple(x if not isinstance(x, torch.Tensor) else _TENSOR for x in leaves)
+
+    def transformed(x):
+        """Under torch.func (vmap, grad, jacrev...), which an autograd.Function with a Python
+        backward does not join: the plain compute is used there."""
+        return torch._C._functorch.is_functorch_wrapped_tensor(x)
+
+    def saved(ctx):
+        return ctx.saved_tensors[: ctx.n_saved]
+
+    def plain_backward(ctx, plain, g):
+        tensors = iter(ctx.saved_tensors[ctx.n_saved:])
+        args = [next(tensors) if k is _TENSOR else k for k in ctx.leaf_kinds] + list(ctx.statics)
+        wants = ctx.needs_input_grad
+        inputs = [a for a, w in zip(args, wants) if w]
+        with torch.enable_grad():
+            out = plain(*args)
+            grads = iter(torch.autograd.grad(out, inputs, g, create_graph=True, materialize_grads=True))
+        return tuple(next(grads) if w else None for w in wants)
+
     return types.SimpleNamespace(prod=prod, segment_sum=segment_sum, segment_mean=segment_mean, unreduce=unreduce,
-                                 index_grad=index_grad)
+                                 index_grad=index_grad, save=save, saved=saved, plain_backward=plain_backward,
+                                 transformed=transformed)
 
 
-class TorchCollectives:
+_TENSOR = object()  # marks the tensor arguments among those a derived backward keeps
+
+
+class TorchCollectives(LocalCollectives):
     """torch.distributed collectives. `sum` is differentiable and sends the summed gradient back,
     so that DDP's average of the replicas' gradients is the gradient of the global loss."""
 

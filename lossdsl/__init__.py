@@ -16,10 +16,10 @@ from .diagnostics import Diagnostic, LossError
 from .frontend import check, parse
 
 __version__ = "0.1.0"
-__all__ = ["compile", "check", "parse", "LossError", "Diagnostic", "CheckedModule", "__version__"]
+__all__ = ["CheckedModule", "Diagnostic", "LossError", "__version__", "check", "compile", "parse"]
 
 
-def compile(spec, backend: str = "torch", *, context=None, params=None, sharded=None, group=None,  # noqa: A001
+def compile(spec, backend: str = "torch", *, context=None, params=None, sharded=None, group=None,
             fused_backward=True, check_indices=True):
     """Compile a spec (a path or source text) for a backend; see `lossdsl.api.compile`."""
     from .api import compile as _compile

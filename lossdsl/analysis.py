@@ -49,7 +49,7 @@ def gradient_findings(checked: CheckedModule) -> list[Diagnostic]:
         if node.type.dtype is not FLOAT:
             g = empty
         grad[id(node)] = g
-        for i, a in enumerate(ins):
+        for a in ins:
             for p in grad[id(a)] - g:
                 blockers.setdefault(p, []).append(node)
     findings = []
@@ -265,7 +265,7 @@ class _Domains:
     def _check(self, node: Apply, args) -> None:
         if node.fn == "log" and stable_log(node) is not None:
             return
-        problem = None
+        problem: tuple[str, str | None] | None = None
         if node.fn == "log" and not args[0][0] > 0:
             problem = ("`log` may see 0 or a negative value here", "0 gives -inf and a negative value NaN")
         elif node.fn == "log1p" and not args[0][0] > -1:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import builtins
 import difflib
 import linecache
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, cast
 
 from .checked import CheckedModule, Declaration
 from .codegen import generate
@@ -21,7 +22,7 @@ from .diagnostics import Diagnostic, LossError
 from .frontend import check_source
 from .passes import lower
 from .runtime import CompiledLoss, Runtime
-from .source import Source, load_source
+from .source import load_source
 from .types import BOOL, FLOAT, INT, TensorType
 
 _counter = 0
@@ -215,7 +216,7 @@ def _check_static_value(decl: Declaration, path: tuple[str, ...], t: TensorType,
     if len(shape) != t.rank:
         raise LossError([Diagnostic(f"{decl.kind} `{label}` must have rank {t.rank} (`{t}`), found shape "
                                     f"{tuple(shape)}", span, "E804")])
-    leaf = next(l for l in decl.leaves if l.path == path)
+    leaf = next(lf for lf in decl.leaves if lf.path == path)
     for k, (d, n) in enumerate(zip(t.shape, shape)):
         dspan = leaf.dim_spans[k] if k < len(leaf.dim_spans) else span
         if d.is_literal:
@@ -223,6 +224,7 @@ def _check_static_value(decl: Declaration, path: tuple[str, ...], t: TensorType,
                 raise LossError([Diagnostic(f"axis {k} of {decl.kind} `{label}` must have size {d.value}, found {n}",
                                             dspan, "E805")])
             continue
+        assert d.sym is not None  # not is_literal
         if d.sym in static and static[d.sym][0] != n:
             raise LossError([Diagnostic(f"`{d.sym}` is {static[d.sym][0]} {static[d.sym][1]} but {n} {what}",
                                         dspan, "E805")])
@@ -268,7 +270,7 @@ def _bind_params(checked: CheckedModule, be, params: Mapping[str, Any], static) 
     values: dict[str, Any] = {}
     for name, d in decls.items():
         if name in params:
-            _check_static_value(d, (), d.type, params[name], static, f"from param `{name}`")
+            _check_static_value(d, (), cast(TensorType, d.type), params[name], static, f"from param `{name}`")
             values[name] = params[name]
         elif d.has_default:
             values[name] = d.default

@@ -190,6 +190,7 @@ def derive(root: Node, preds: list[Arg]) -> Derivative | None:
         if isinstance(n, Index):
             give(n.x, b.ap("index_grad", (g, n.x), TensorType(FLOAT, n.x.type.shape), (("items", n.items),)))
             continue
+        assert isinstance(n, Apply)  # only preds (Args), Applys and Indexes are live
         _vjp(b, n, g, give)
     grads = {}
     for p in preds:
@@ -216,6 +217,7 @@ def _vjp(b: _Builder, n: Apply, g: Node, give) -> None:
         give(args[0], b.neg(g))
     elif fn == "pow":
         x, c = args
+        assert isinstance(c, Const)  # supported() admits pow only with a literal exponent
         p = float(c.value)
         give(x, b.mul(g, b.mul(b.c(p), b.ap("pow", (x, b.c(p - 1.0)), x.type))))
     elif fn == "square":

@@ -25,7 +25,7 @@ CALL_KINDS = ("pred", "target", "input")
 class Leaf:
     """One tensor the caller passes: a declared tensor, or one field of a declared record."""
 
-    decl: "Declaration"
+    decl: Declaration
     path: tuple[str, ...]
     type: TensorType
     span: Span  # of the type that declared it
@@ -63,11 +63,13 @@ class Declaration:
 
 @dataclass(frozen=True)
 class SizeConstraint:
-    """`dim` must be at least `minimum` (from an index or slice at `span`)."""
+    """`dim` must be at least `minimum` (for `what` at `span`: an index, a slice, a reduction
+    that has no value over an empty axis)."""
 
     dim: Dim
     minimum: int
     span: Span
+    what: str = "this index"
 
 
 @dataclass

@@ -14,16 +14,32 @@ afterwards (lossdsl/analysis.py).
 from __future__ import annotations
 
 import difflib
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, NoReturn, cast
 
 from . import syntax as S
 from .checked import CheckedModule, Declaration, Leaf, SizeConstraint
 from .diagnostics import Collector
-from .functions import FUNCTIONS, REQUIRED, USER_FUNCTIONS, CallSite, Function, StaticArg
+from .functions import FUNCTIONS, REQUIRED, USER_FUNCTIONS, CallSite, Function, Param, StaticArg
 from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem
 from .source import Span
-from .types import BOOL, FLOAT, INT, ONE, Dim, DType, RecordType, Shape, TensorType, ValueType, broadcast_suggestion
+from .types import (
+    BOOL,
+    FLOAT,
+    INT,
+    NEW_AXIS,
+    ONE,
+    Dim,
+    DType,
+    RecordType,
+    Shape,
+    TensorType,
+    ValueType,
+    broadcast_suggestion,
+    shape_str,
+)
 
 RESERVED = ("reduction", "sample_weight")
 # What users of other libraries write for our keywords.
@@ -107,7 +123,8 @@ class Checker:
 
     # ---- RuleContext ------------------------------------------------------------------
 
-    def fail(self, message: str, span: Span, code: str, help: str | None = None, notes: Sequence[str] = ()):
+    def fail(self, message: str, span: Span, code: str, help: str | None = None,
+             notes: Sequence[str] = ()) -> NoReturn:
         self.error(message, span, code, help, notes)
         raise _RuleFailed()
 
@@ -138,6 +155,7 @@ class Checker:
 
     def broadcast(self, site: CallSite, indices: Sequence[int] | None = None,
                   shapes: Sequence[Shape] | None = None) -> Shape:
+        types: list[TensorType | None]
         if shapes is None:
             idx = list(indices) if indices is not None else list(range(len(site.args)))
             shapes = [site.args[i].type.shape for i in idx]
@@ -146,6 +164,8 @@ class Checker:
         else:
             texts = ["a", "b"]
             types = [None, None]
+        if self.module.quick:
+            self._quick_same_shapes(site, shapes, types, texts)
         rank = max((len(s) for s in shapes), default=0)
         out: list[Dim] = []
         for k in range(1, rank + 1):
@@ -161,11 +181,75 @@ class Checker:
                 merged = self._unify(acc, d, broadcast=True, span=site.span, where=self._where(site.span))
                 if merged is None:
                     self._broadcast_error(site, shapes, types, texts, acc_from, j, acc, d)
+                if merged == ONE and (acc.inserted or d.inserted):
+                    merged = NEW_AXIS  # one explicit `None` is enough to say how the axes line up
                 if merged != acc:
                     acc_from = j
                 acc = merged
             out.append(acc)  # type: ignore[arg-type]
-        return tuple(reversed(out))
+        result = tuple(reversed(out))
+        self._no_self_outer_product(site, shapes, types, texts, result)
+        return result
+
+    def _quick_same_shapes(self, site: CallSite, shapes, types, texts) -> None:
+        """The quick form declares nothing, so it cannot know which axes are meant to line up:
+        operands of different shapes are refused, except a scalar (docs/language.md §1). A size-1
+        axis the expression inserts itself with `None` says how the axes line up, and is allowed."""
+        tensors = [(i, s) for i, s in enumerate(shapes) if len(s) > 0]
+        for (i, a), (j, b) in itertools.pairwise(tensors):
+            if len(a) == len(b) and all(self.dims.resolve(x) == self.dims.resolve(y) or x.inserted or y.inserted
+                                        for x, y in zip(a, b)):
+                continue
+            ta = str(types[i]) if types[i] is not None else shape_str(a)
+            tb = str(types[j]) if types[j] is not None else shape_str(b)
+            notes = ["without declarations the checker cannot tell which axes are meant to line up"]
+            short, long_ = (a, b) if len(a) < len(b) else (b, a)
+            if len(long_) == len(short) + 1 and long_[-1] == ONE:
+                notes.append(f"`{shape_str(long_)}` against `{shape_str(short)}` would make a "
+                             f"`{shape_str(long_[:-1] + short[-1:])}` outer product")
+            self.fail(f"the quick form does not broadcast `{ta}` with `{tb}`", site.span, "E401", notes=notes,
+                      help="declare the tensors in a spec, so that each axis has a name (`pred yhat: float[B]`), "
+                           "or give the operands equal shapes in the expression (`yhat[:, 0]`, `w[:, None]`)")
+
+    def _no_self_outer_product(self, site: CallSite, shapes, types, texts, result: Shape) -> None:
+        """A declared size-1 axis stretched against a dimension the result already has on another
+        axis makes an outer product of that dimension with itself: `float[B, 1]` with `float[B]`
+        is `[B, B]`, the Dense(1)-output bug. Allowed when each stretched 1 was inserted with
+        `None` (`x[:, None] - x[None, :]`), or when one operand already has both axes."""
+        rank = len(result)
+        resolved = [self.dims.resolve(d) for d in result]
+        for p in range(rank):
+            for q in range(rank):
+                a = resolved[p]
+                if p == q or a.sym is None or a != resolved[q]:
+                    continue
+                stretched = []  # operands whose declared 1 became the dim at axis p
+                both = False
+                for i, s in enumerate(shapes):
+                    lp, lq = len(s) - rank + p, len(s) - rank + q  # the axes of s aligned with p and q
+                    dp = s[lp] if lp >= 0 else None
+                    dq = s[lq] if lq >= 0 else None
+                    if dp is not None and dq is not None and dp != ONE and dq != ONE:
+                        both = True
+                    if dp == ONE and not dp.inserted:
+                        stretched.append(i)
+                if both or not stretched:
+                    continue
+                i = stretched[0]
+                t = str(types[i]) if types[i] is not None else shape_str(shapes[i])
+                others = [str(types[j]) if types[j] is not None else shape_str(shapes[j])
+                          for j in range(len(shapes)) if j != i and shapes[j]]
+                text = texts[i] if texts[i] and len(texts[i]) <= 24 else "x"
+                lone = [k for k, d in enumerate(shapes[i]) if d == ONE and not d.inserted]
+                fix = (f"`{text}[{', '.join([':'] * lone[0] + ['0'])}]`" if len(lone) == 1
+                       else f"`{text}` reshaped so its axes line up")
+                self.fail(f"broadcasting `{t}` with `{' with '.join(others) or 'itself'}` makes a "
+                          f"`{shape_str(result)}` outer product of `{a}` with itself", site.span, "E403",
+                          notes=[f"the size-1 axis of `{t}` is stretched to `{a}`, which the result already "
+                                 "has on another axis; a `[B, 1]` model output against `[B]` labels is the "
+                                 "usual cause"],
+                          help=f"drop the size-1 axis: {fix}; for an outer product, write the axes with "
+                               "`None`: `x[:, None] - x[None, :]`")
 
     def _broadcast_error(self, site, shapes, types, texts, i, j, a: Dim, b: Dim):
         ta = str(types[i]) if types[i] is not None else "[" + ", ".join(map(str, shapes[i])) + "]"
@@ -642,6 +726,7 @@ class Checker:
         bound: dict[str, tuple[S.Expr, Span]] = {}
         label = fn.symbol or fn.name
         arity_ok = True
+        p: Param | None
         if len(args) > len(params):
             self.error(self._arity_message(fn, len(args) + len(kwargs)), span, "E501")
             arity_ok = False
@@ -725,9 +810,10 @@ class Checker:
 
     def _static(self, fn: Function, pname: str, kind: str, e: S.Expr) -> Any:
         label = fn.name
+        v: int | float | None
         if kind == "axis":
             items = e.items if isinstance(e, S.Tuple) else (e,)
-            out = []
+            out: list[tuple[int | str, Span]] = []
             for it in items:
                 v = _int_literal(it)
                 if v is not None:
@@ -780,7 +866,7 @@ class Checker:
 
     def _expr_Index(self, e: S.Index) -> Node:
         x = self.value(e.value)
-        tensor_items = []
+        tensor_items: list[Node | None] = []
         for it in e.items:
             if isinstance(it, (S.Slice, S.EllipsisIndex, S.NewAxis)) or _int_literal(it) is not None:
                 tensor_items.append(None)
@@ -801,7 +887,7 @@ class Checker:
                                 "slice the result")
                 return POISON
             if node is None:
-                node = Const(TensorType(INT), it.span, _int_literal(it))
+                node = Const(TensorType(INT), it.span, cast(int, _int_literal(it)))  # an int literal: see _expr_Index
             if node.type.dtype is BOOL:
                 self.error("a bool mask cannot be an index: the result's shape would depend on the data", it.span,
                            "E408", help="keep the shape and zero the rest: `where(mask, x, 0.0)`")
@@ -879,7 +965,7 @@ class Checker:
         axis = 0
         for it in items:
             if isinstance(it, S.NewAxis):
-                shape.append(ONE)
+                shape.append(NEW_AXIS)
                 out_items.append(None)
                 continue
             dim = x.type.shape[axis]
@@ -889,7 +975,7 @@ class Checker:
                 out_items.append(it)
                 continue
             if isinstance(it, S.Slice):
-                bounds = []
+                bounds: list[int | None] = []
                 for part in (it.start, it.stop, it.step):
                     if part is None:
                         bounds.append(None)
@@ -922,16 +1008,19 @@ class Checker:
             out_items.append(v)
         return Index(TensorType(x.type.dtype, tuple(shape)), e.span, x, tuple(out_items))
 
-    def _need_size(self, dim: Dim, minimum: int, span: Span) -> None:
+    def need_size(self, dim: Dim, minimum: int, span: Span, what: str) -> None:
+        self._need_size(dim, minimum, span, what)
+
+    def _need_size(self, dim: Dim, minimum: int, span: Span, what: str = "this index") -> None:
         """Record that `dim` must be at least `minimum` (checked at each call); one per dim, the largest."""
         if minimum <= 0 or dim.is_literal:
             return
         for i, c in enumerate(self.constraints):
             if c.dim == dim:
                 if minimum > c.minimum:
-                    self.constraints[i] = SizeConstraint(dim, minimum, span)
+                    self.constraints[i] = SizeConstraint(dim, minimum, span, what)
                 return
-        self.constraints.append(SizeConstraint(dim, minimum, span))
+        self.constraints.append(SizeConstraint(dim, minimum, span, what))
 
     def _slice_size(self, dim: Dim, start: int | None, stop: int | None, step: int, span: Span) -> Dim | None:
         rd = self.dims.resolve(dim)
@@ -1033,8 +1122,7 @@ class Checker:
     def _check_loss(self, loss: Node, span: Span) -> None:
         t = loss.type
         if t.dtype is not FLOAT:
-            help = "convert with `float(...)`" if t.dtype is INT else "convert with `float(...)`"
-            self.error(f"`loss` must be float, found `{t}`", span, "E601", help=help)
+            self.error(f"`loss` must be float, found `{t}`", span, "E601", help="convert with `float(...)`")
             return
         if t.rank == 0:
             return
@@ -1046,7 +1134,7 @@ class Checker:
             lead = ", ".join(f"`{b}`" for b in dict.fromkeys(map(str, leading))) or "none"
             self.error(f"`loss` of shape `{t}` is per `{t.shape[0]}`, which is not the leading dimension of a pred",
                        span, "E602", notes=[f"leading dimensions of the preds: {lead}"],
-                       help=f"reduce it: `mean(...)` or `sum(...)`")
+                       help="reduce it: `mean(...)` or `sum(...)`")
             return
         rest = ", ".join(str(d) for d in t.shape[1:])
         axes = t.shape[1:]

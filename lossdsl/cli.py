@@ -15,8 +15,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .diagnostics import Diagnostic, LossError, summary_line
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .checked import CheckedModule, Leaf
+from .checked import CheckedModule, Declaration, Leaf
 from .ir import Apply, Arg, Const, DimSize, Index, Node, index_uses, topological
 from .source import Span
 from .types import BOOL, FLOAT, INT, Dim
@@ -37,7 +37,7 @@ class Generated:
     leaves: list[Leaf]  # the leaf behind each index used by the run-time checks
     static_args: list[str] = field(default_factory=list)  # compute's non-tensor parameters
     static_dims: dict[str, tuple[int, str]] = field(default_factory=dict)
-    index_reads: list["IndexRead"] = field(default_factory=list)  # behind `_check_index(k, ...)`
+    index_reads: list[IndexRead] = field(default_factory=list)  # behind `_check_index(k, ...)`
 
 
 @dataclass(frozen=True)
@@ -163,13 +163,16 @@ def _fused_compute(root, order, derivative, used_args, printer, names, let_name_
         out = "out"
     saved = [names[id(n)] for n in value_refs]
     shapes = [f"{names[id(n)]}.shape" for n in shape_refs]
-    fw(f"ctx.save_for_backward({', '.join(saved)})")
+    fw(f"rt.save(ctx, ({', '.join(saved)}{',' if len(saved) == 1 else ''}), ({', '.join(leaf_names)},))")
     fw(f"ctx.shapes = ({', '.join(shapes)}{',' if len(shapes) == 1 else ''})")
     fw(f"ctx.statics = ({', '.join(static_args)},)")
     fw(f"return {out}")
     # backward: forward values under their forward names, shapes under s_<name>
     bw = _Lines(2)
-    bw(f"{', '.join(saved)}{',' if len(saved) == 1 else ''} = ctx.saved_tensors" if saved else "ctx.saved_tensors")
+    bw("if torch.is_grad_enabled():  # a graph of the gradient is asked for: differentiate the plain compute")
+    bw("    return rt.plain_backward(ctx, _plain, _g)")
+    if saved:
+        bw(f"{', '.join(saved)}{',' if len(saved) == 1 else ''} = rt.saved(ctx)")
     shape_names = {}
     for n in shape_refs:
         shape_names[id(n)] = "s_" + names[id(n)]
@@ -202,7 +205,6 @@ def _fused_compute(root, order, derivative, used_args, printer, names, let_name_
         *fw.lines,
         "",
         "    @staticmethod",
-        "    @torch.autograd.function.once_differentiable",
         "    def backward(ctx, _g):",
         *bw.lines,
         "",
@@ -246,6 +248,7 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
 
     # ---- compute ----------------------------------------------------------------------
     uses: dict[int, int] = {}
+    c: Node | Declaration  # a Node here, a context Declaration in the entry below
     for n in order:
         for c in n.inputs:
             uses[id(c)] = uses.get(id(c), 0) + 1
@@ -260,7 +263,7 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
     leaf_names = [arg_names[id(n)] for n in used_args]
     # The plain compute: one framework call per node, the framework's autodiff.
     plain_names = dict(names)
-    body = _Lines(2 if derivative is not None else 1)
+    body = _Lines(1)
     taken: set[str] = set(arg_names.values())
     _emit(order, root, printer_cls(plain_names), plain_names, taken, let_name_of, uses, body, set())
     body(f"return {printer_cls(plain_names).expr(root)}")
@@ -268,12 +271,14 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
         fused = _fused_compute(root, order, derivative, used_args, printer, names, let_name_of,
                                leaf_names, static_args, uses)
         preds = [arg_names[id(a)] for a in used_args if a.kind == "pred"]
-        size = " + ".join(f"{p}.numel()" for p in preds)
-        compute_lines = fused[:-2] + [
-            f"def compute({', '.join(leaf_names + static_args)}):",
-            f"    if {size} < {FUSED_MIN_ELEMENTS}:  # small: the Python backward costs more than it saves",
-            *body.lines,
-            f"    return _Loss.apply({', '.join(leaf_names + static_args)})",
+        size: str | None = " + ".join(f"{p}.numel()" for p in preds)
+        params = ", ".join(leaf_names + static_args)
+        compute_lines = [f"def _plain({params}):", *body.lines, "", ""] + fused[:-2] + [
+            f"def compute({params}):",
+            f"    if {size} < {FUSED_MIN_ELEMENTS} or rt.transformed({preds[0]}):",
+            "        # small: the Python backward costs more than it saves; under torch.func: its own autograd",
+            f"        return _plain({params})",
+            f"    return _Loss.apply({params})",
         ]
     else:
         compute_lines = [f"def compute({', '.join(leaf_names + static_args)}):", *body.lines]
@@ -307,6 +312,7 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
                 e(f"_fail_size({leaf_index}, {k}, _s, {d.value}, {'the declaration'!r})", 2)
                 continue
             sym = d.sym
+            assert sym is not None  # not is_literal
             if sym in bound:
                 if dynamic_sizes and sym not in static_dims:
                     e(f"d_{sym} = _merge_size({leaf_index}, {k}, _s, d_{sym}, {bound[sym]!r})")
@@ -324,9 +330,10 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
     # After the compute dtype is known: dtype conversions, and the shape checks of params
     # (which are converted first); each entry is a line, or (var, leaf index, leaf) to check.
     conversions: list = []
+    idx: int | None  # a leaf's index; None below for a read of an arg that is not a leaf
     for d in call_decls:
         if d.is_record:
-            e(f"_record({len(leaves)}, a_{d.name}, {[list(l.path) for l in d.leaves]!r})")
+            e(f"_record({len(leaves)}, a_{d.name}, {[list(lf.path) for lf in d.leaves]!r})")
         for leaf in d.leaves:
             var = leaf_var(d.kind, d.name, leaf.path)
             idx = len(leaves)
@@ -413,4 +420,4 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
     return Generated("\n".join(header), entry_args, leaves, static_args, dict(static_dims), index_reads)
 
 
-__all__ = ["generate", "Generated", "leaf_var", "BOOL"]
+__all__ = ["BOOL", "Generated", "generate", "leaf_var"]

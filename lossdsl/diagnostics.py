@@ -9,9 +9,8 @@ GitHub Actions annotations.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from .source import Span
 
@@ -48,6 +47,7 @@ CODES: dict[str, str] = {
     "E309": "a param that is not a tensor",
     "E401": "shapes that do not broadcast",
     "E402": "one dimension bound to two sizes",
+    "E403": "a size-1 axis broadcast into an outer product of a dimension with itself",
     "E404": "wrong rank",
     "E405": "bad axis",
     "E406": "bad index",
@@ -188,7 +188,7 @@ class LossError(ValueError):
 
     @classmethod
     def plain(cls, message: str, *, path: str | None = None, code: str = "E101", help: str | None = None,
-              span: Span | None = None, notes: Iterable[str] = ()) -> "LossError":
+              span: Span | None = None, notes: Iterable[str] = ()) -> LossError:
         return cls([Diagnostic(message, span, code=code, help=help, path=path, notes=tuple(notes))])
 
     @property

@@ -15,7 +15,7 @@ from .diagnostics import Diagnostic, LossError
 from .parser import parse, parse_source
 from .source import Source, load_source
 
-__all__ = ["parse", "check", "check_source", "analyze", "findings_for"]
+__all__ = ["analyze", "check", "check_source", "findings_for", "parse"]
 
 
 def check(spec, *, allow_quick: bool = False) -> CheckedModule:

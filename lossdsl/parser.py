@@ -11,11 +11,12 @@ second mistake ten lines below.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Iterator
+from typing import cast
 
-from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.lark import PostLex
 
 from . import syntax as S
@@ -102,7 +103,8 @@ def _cache_path(grammar: str) -> str | bool:
 
 
 def _tok_span(src: Source, tok: Token) -> Span:
-    return Span(src, tok.line, tok.column, tok.end_line, tok.end_column)
+    # Lark's stubs allow None positions; the tokens of our lexer always carry them.
+    return Span(src, cast(int, tok.line), cast(int, tok.column), cast(int, tok.end_line), cast(int, tok.end_column))
 
 
 def _positional_after_keyword(args: list) -> S.Keyword | None:
@@ -326,11 +328,10 @@ _EXPR_STARTS = {"NAME", "INTEGER", "DECIMAL", "LPAR", "MINUS", "TRUE", "FALSE", 
 def _describe_terminals(names: set[str]) -> str:
     lark = _lark()
     pretty: list[str] = []
-    if names & {"NAME", "INTEGER", "DECIMAL", "LPAR"} and "_NL" not in names:
-        # Summarise the many ways an expression can start.
-        if {"INTEGER", "DECIMAL"} <= names and "NAME" in names:
-            pretty.append("an expression")
-            names = names - _EXPR_STARTS - {"MINUS"}
+    # Summarise the many ways an expression can start.
+    if "_NL" not in names and {"INTEGER", "DECIMAL"} <= names and "NAME" in names:
+        pretty.append("an expression")
+        names = names - _EXPR_STARTS - {"MINUS"}
     for n in sorted(names):
         if n == "NAME":
             pretty.append("a name")
@@ -453,10 +454,10 @@ def _statement_chunks(text: str) -> list[tuple[int, str]]:
     for i, line in enumerate(lines, start=1):
         code = line.split("#", 1)[0]
         starts_statement = bool(kw.match(code))
-        if starts_statement or (depth <= 0 and code.strip()) or not chunks:
-            if starts_statement or depth <= 0:
-                chunks.append((i, []))
-                depth = 0
+        opens = starts_statement or (depth <= 0 and code.strip()) or not chunks
+        if opens and (starts_statement or depth <= 0):
+            chunks.append((i, []))
+            depth = 0
         chunks[-1][1].append(line)
         for ch in code:
             if ch in "([{":
@@ -505,7 +506,7 @@ def _parse_quick(source: Source, diags: Collector) -> ParseResult:
     try:
         tree = _parse_text(source.text, "quick")
     except (UnexpectedInput, _BracketError) as err:
-        diags.add(_syntax_diagnostic(err, source, list(lark.options.postlex.open_brackets)))
+        diags.add(_syntax_diagnostic(err, source, list(cast(BracketNewlines, lark.options.postlex).open_brackets)))
         raise LossError(diags.findings) from None
     expr = _ToSyntax(source, diags).transform(tree)
     stmt = S.LossStmt(expr, expr.span)
@@ -523,14 +524,15 @@ def _parse_per_statement(source: Source, diags: Collector, first_err: Exception)
         try:
             tree = _parse_text(padded, "start")
         except (UnexpectedInput, _BracketError) as err:
-            diags.add(_syntax_diagnostic(err, source, list(lark.options.postlex.open_brackets)))
+            diags.add(_syntax_diagnostic(err, source, list(cast(BracketNewlines, lark.options.postlex).open_brackets)))
             named = _defined_name(chunk)
             if named:
                 broken[named[1]] = named[0]
             continue
         statements.extend(_ToSyntax(source, diags).transform(tree))
     if not diags.has_errors:  # the chunking found nothing: report the whole-file error as it is
-        diags.add(_syntax_diagnostic(first_err, source, list(lark.options.postlex.open_brackets)))
+        diags.add(_syntax_diagnostic(first_err, source,
+                                     list(cast(BracketNewlines, lark.options.postlex).open_brackets)))
     return ParseResult(S.Module(source, tuple(statements)), diags.findings, broken)
 
 

@@ -12,7 +12,9 @@ In order:
   where guards   inside a branch of `where`, the operand of every op with a restricted
                  domain (log, sqrt, /, pow, exp, pick and gather indices...) is replaced by
                  `where(cond, operand, safe)`, so the lanes the branch does not take see
-                 a safe value and their gradient is exactly 0 rather than 0 * inf = NaN
+                 a safe value and their gradient is exactly 0 rather than 0 * inf = NaN;
+                 so is every float argument the branch reads (it may be NaN in those lanes),
+                 after kernel selection, which leaves a fused loss whole
   constants      scalar expressions of literals folded to one literal
   casts          int and bool operands of float arithmetic converted explicitly, so no
                  backend's own promotion rules (TensorFlow's int/int -> float64) leak
@@ -23,7 +25,8 @@ In order:
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 from .checked import CheckedModule
 from .functions import FUNCTIONS
@@ -152,13 +155,13 @@ def _fits(cond: Node, shape) -> bool:
     cs = cond.type.shape
     if len(cs) > len(shape):
         return False
-    for c, s in zip(reversed(cs), reversed(shape)):
-        if c != s and c != ONE:
-            return False
-    return True
+    return all(c in (s, ONE) for c, s in zip(reversed(cs), reversed(shape)))
 
 
-def guard_wheres(root: Node) -> Node:
+def guard_wheres(root: Node, *, domains: bool = True, data: bool = False) -> Node:
+    """`domains`: guard the operands of ops with a restricted domain; `data`: guard the float
+    arguments a branch reads (run after kernel selection, so that a fused loss, which treats
+    its own lanes, is left whole)."""
     memo: dict[tuple[int, int], Node] = {}
     conds: dict[tuple[int, int], Node] = {}  # (id cond, id other) -> and(cond, other), shared
 
@@ -207,6 +210,12 @@ def guard_wheres(root: Node) -> Node:
             not_taken = both(fitted(cond, node.type.shape), negate(c2))
             return _rebuild(node, (c2, visit(a, fitted(taken, a.type.shape)),
                                    visit(b, fitted(not_taken, b.type.shape))))
+        if data and isinstance(node, Apply) and node.fn == "kernel" and node.attr("reduction") == "none":
+            # An elementwise fused loss (mse, huber... per element) in a branch: its lanes are the
+            # branch's lanes, and its float arguments are guarded like an operator's.
+            return _rebuild(node, tuple(
+                guard(visit(a, fitted(cond, a.type.shape)), fitted(cond, a.type.shape), 0, node.span)
+                if _is_data(a) else visit(a, fitted(cond, a.type.shape)) for a in node.args))
         if isinstance(node, Apply):
             group = FUNCTIONS[node.fn].group
             domain = _DOMAIN.get(node.fn, {})
@@ -219,7 +228,10 @@ def guard_wheres(root: Node) -> Node:
                     ca = fitted(cond, a.type.shape)
                     a2 = visit(a, ca)
                     if i in domain:
-                        a2 = guard(a2, ca, domain[i], node.span)
+                        if domains:
+                            a2 = guard(a2, ca, domain[i], node.span)
+                    elif data and _is_data(a):
+                        a2 = guard(a2, ca, 0, node.span)
                     new_args.append(a2)
                 return _rebuild(node, tuple(new_args))
             if node.fn in _REDUCTIONS and cond is not None:
@@ -227,27 +239,42 @@ def guard_wheres(root: Node) -> Node:
                 cx = _expand_for_reduction(cond, node, x)
                 x2 = visit(x, cx)
                 if node.fn in domain:
-                    x2 = guard(x2, cx, domain[0], node.span)
+                    if domains:
+                        x2 = guard(x2, cx, domain[0], node.span)
+                elif data and _is_data(x):
+                    x2 = guard(x2, cx, 0, node.span)
                 return _rebuild(node, (x2,))
             if node.fn == "pick" and cond is not None:
                 x, idx = node.args
                 cidx = fitted(cond, idx.type.shape)
                 crow = _append_axis(cidx) if cidx is not None else None
                 x2 = visit(x, fitted(crow, x.type.shape) if crow is not None else None)
-                idx2 = guard(visit(idx, cidx), cidx, 0, node.span)
+                idx2 = visit(idx, cidx)
+                if domains:
+                    idx2 = guard(idx2, cidx, 0, node.span)
                 return _rebuild(node, (x2, idx2))
         if isinstance(node, Gather) and cond is not None:
             idx_shape = node.type.shape[: len(node.type.shape) - (node.x.type.rank - len(node.indices))]
             new_idx = []
             for ix in node.indices:
                 cix = fitted(cond, ix.type.shape) if _fits(cond, idx_shape) else None
-                new_idx.append(guard(visit(ix, cix), cix, 0, node.span))
+                ix2 = visit(ix, cix)
+                new_idx.append(guard(ix2, cix, 0, node.span) if domains else ix2)
             return _rebuild(node, (visit(node.x, None),) + tuple(new_idx))
         # Ops that mix lanes (softmax, cumsum, @, indexing...): a lane's guard says nothing
         # about the lanes it reads, so only nested `where`s below are guarded.
         return _rebuild(node, tuple(visit(a, None) for a in node.inputs))
 
     return visit(root, None)
+
+
+def _is_data(node: Node) -> bool:
+    """A float value that comes with the call (an argument, or a slice of one), so it may hold
+    NaN or inf in the lanes a branch does not take: guarded like a domain, so that the gradient
+    through those lanes is 0 * finite (docs/language.md §4)."""
+    while isinstance(node, Index):
+        node = node.x
+    return isinstance(node, Arg) and node.type.dtype is FLOAT
 
 
 def _append_axis(cond: Node) -> Node:
@@ -281,7 +308,7 @@ def _expand_for_reduction(cond: Node, red: Apply, x: Node) -> Node | None:
 
 # ---- constant folding ----------------------------------------------------------------------
 
-_FOLD = {
+_FOLD: dict[str, Callable[..., Any]] = {
     "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
     "div": lambda a, b: a / b, "pow": lambda a, b: a ** b, "neg": lambda a: -a,
     "minimum": min, "maximum": max, "abs": abs,
@@ -313,7 +340,7 @@ def fold_constants(root: Node) -> Node:
                 and all(isinstance(a, Const) for a in n.args)):
             return n
         try:
-            v = _FOLD[n.fn](*(a.value for a in n.args))
+            v = _FOLD[n.fn](*(cast(Const, a).value for a in n.args))
         except (ValueError, OverflowError, ZeroDivisionError):
             return n
         if isinstance(v, complex) or (isinstance(v, float) and not math.isfinite(v)):
@@ -366,7 +393,7 @@ def insert_casts(root: Node) -> Node:
             target = n.type.dtype
         else:
             return n
-        args = tuple(a if i in keep or a.type.dtype is BOOL and target is BOOL else _cast(a, target)
+        args = tuple(a if i in keep or (a.type.dtype is BOOL and target is BOOL) else _cast(a, target)
                      for i, a in enumerate(n.args))
         return _rebuild(n, args)
 
@@ -422,4 +449,4 @@ def lower(checked: CheckedModule, *, kernels: dict[str, set[str]] | None = None,
         from .kernels import select_kernels
 
         root = select_kernels(root, kernels)
-    return root
+    return guard_wheres(root, domains=False, data=True)

@@ -63,8 +63,8 @@ def format_ir(checked: CheckedModule, *, lowered: bool = False, sharded: str | N
         lines += [f"  {describe(n)} at line {n.span.line}, column {n.span.col}" for n in made] or ["  nothing"]
         loss_dim = checked.loss.type.shape[0] if checked.loss.type.rank == 1 else None
         if loss_dim is not None and loss_dim.sym == sharded:
-            lines.append(f"  and the per-sample loss's reduction (`reduction=`)")
+            lines.append("  and the per-sample loss's reduction (`reduction=`)")
     return "\n".join(lines)
 
 
-__all__ = ["format_ir", "printer_for", "Node", "DimSize"]
+__all__ = ["DimSize", "Node", "format_ir", "printer_for"]

@@ -10,7 +10,7 @@ value)/d pred (empty for the NumPy backend, which has no gradients).
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -42,6 +42,10 @@ def to_backend(backend: str, value: Any, dtype: str = "float32", device: str | N
     raise ValueError(f"unknown backend {backend!r}")
 
 
+@overload
+def to_numpy(x: None) -> None: ...
+@overload
+def to_numpy(x: Any) -> np.ndarray: ...
 def to_numpy(x: Any) -> np.ndarray | None:
     if x is None:
         return None

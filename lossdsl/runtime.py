@@ -10,12 +10,12 @@ at trace time under `jax.jit`, `tf.function` and `torch.compile`.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 from .checked import CheckedModule, Declaration, Leaf
 from .diagnostics import Diagnostic, LossError
-from .types import FLOAT, INT, TensorType
+from .types import FLOAT, INT, RecordType, TensorType
 
 REDUCTIONS = ("mean", "sum", "weighted_mean", "none")
 
@@ -100,7 +100,7 @@ class Runtime:
 
     def fail_min(self, ci: int, size) -> None:
         c = self.checked.constraints[ci]
-        raise self._error(f"this index needs `{c.dim}` to be at least {c.minimum}, found {size}", None, "E805",
+        raise self._error(f"{c.what} needs `{c.dim}` to be at least {c.minimum}, found {size}", None, "E805",
                           span=c.span) from None
 
     def check_index(self, k: int, x: Any, size: int) -> None:
@@ -135,7 +135,8 @@ class Runtime:
         if not isinstance(value, Mapping):
             raise self._error(f"{decl.kind} `{decl.name}` is a record `{decl.type}`: pass a dict, found "
                               f"{type(value).__name__}", leaf, "E807", span=decl.type_span,
-                              help=f"e.g. {decl.name}={{{', '.join(repr(n) + ': ...' for n in decl.type.names)}}}"
+                              help=f"e.g. {decl.name}={{"
+                                   f"{', '.join(repr(n) + ': ...' for n in cast(RecordType, decl.type).names)}}}"
                               ) from None
         self._fields(decl, value, decl.type, ())
 
@@ -238,8 +239,8 @@ class Runtime:
         x = self._tensor(i, value)
         kind = self.backend.dtype_kind(x)
         want = leaf.type.dtype.value
-        if want == "float" and kind not in ("float", "int") or want == "int" and kind != "int" or \
-                want == "bool" and kind != "bool":
+        if (want == "float" and kind not in ("float", "int")) or (want == "int" and kind != "int") or \
+                (want == "bool" and kind != "bool"):
             raise self._dtype_error(i, x, f"a {want} value")
         if leaf.type.rank == 0 and len(self.backend.shape(x)) != 0:
             self.fail_rank(i, self.backend.shape(x))
@@ -279,7 +280,7 @@ class CompiledLoss:
         self._per_sample = checked.loss.type.rank == 1
         self._context_names = {d.name for d in checked.of_kind("context")}
         self.sharded: str | None = None
-        self._dist = None
+        self._dist: Any = None
         self.global_reductions: list[str] = []
 
     def _shard(self, sym: str, dist, made_global) -> None:
@@ -326,13 +327,17 @@ class CompiledLoss:
 
     # ---- calling ----
     def __call__(self, *args: Any, reduction: str = "mean", sample_weight: Any = None, **kwargs: Any) -> Any:
+        values: Sequence[Any]
         if not kwargs and len(args) == self._n_call:
             values = args + self._defaults
         else:
             values = self._bind(args, kwargs)
         out = self._entry(*values)
         if self._per_sample:
-            return self._reduce(out, reduction, sample_weight)
+            reduced = self._reduce(out, reduction, sample_weight)
+            if self._dist is not None and self._global_reduction and reduction != "none":
+                return self._dist.finish(reduced)  # the same global value on every replica
+            return reduced
         if sample_weight is not None:
             raise LossError([Diagnostic("`sample_weight` needs a per-sample loss, but this `loss` is a scalar",
                                         self.spec.loss.span, "E808",
@@ -340,7 +345,7 @@ class CompiledLoss:
                                         path=self.spec.source.name)])
         if reduction not in REDUCTIONS:
             self._bad_reduction(reduction)
-        return out
+        return out if self._dist is None else self._dist.finish(out)
 
     def _bind(self, args: tuple, kwargs: dict) -> list:
         n = self._n_call
@@ -403,13 +408,15 @@ class CompiledLoss:
             return weighted
         if self._dist is not None and self._global_reduction:
             return self._global_reduce(loss, weighted, w, reduction)
-        if reduction == "mean":
-            return be.mean(weighted)
         if reduction == "sum":
             return be.sum(weighted)
-        if w is None:
-            return be.mean(loss)
-        return be.weighted_mean(weighted, w)
+        if reduction == "weighted_mean" and w is not None:
+            return be.weighted_mean(weighted, w)
+        # The mean of an empty batch is 0, as when every label is ignored (docs/language.md §6).
+        n = be.shape(weighted)[0]
+        if n is None:  # unknown until run time (a TensorFlow graph)
+            return be.safe_divide(be.sum(weighted), be.count(weighted))
+        return be.mean(weighted) if n else be.sum(weighted)
 
     def _global_reduce(self, loss: Any, weighted: Any, w: Any, reduction: str) -> Any:
         """The reductions of §5 over the global batch: sums and counts all-reduced."""
@@ -425,4 +432,4 @@ class CompiledLoss:
         return be.safe_divide(total, denom)
 
 
-__all__ = ["CompiledLoss", "Runtime", "DEFAULT", "REDUCTIONS", "TensorType"]
+__all__ = ["DEFAULT", "REDUCTIONS", "CompiledLoss", "Runtime", "TensorType"]

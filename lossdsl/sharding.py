@@ -151,7 +151,7 @@ class _Globalizer:
                 return self.all_sum(node)
             return node
         if fn == "matmul":
-            a, b = node.args
+            a = node.args[0]
             if a.type.shape and a.type.shape[-1] == self.dim:
                 self.made_global.append(node)
                 return self.all_sum(node)

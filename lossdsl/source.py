@@ -19,7 +19,7 @@ class Source:
     text: str
     name: str = "<string>"
     path: pathlib.Path | None = None
-    _lines: list[str] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    _lines: list[str] | None = field(default=None, repr=False, compare=False)
 
     def line(self, number: int) -> str:
         """Line `number` (1-based) without its newline; '' past the end."""
@@ -53,7 +53,7 @@ class Span:
             return None
         return self.source.line(self.line)[self.col - 1:self.end_col - 1]
 
-    def to(self, other: "Span") -> "Span":
+    def to(self, other: Span) -> Span:
         """The span from the start of self to the end of other."""
         return Span(self.source, self.line, self.col, other.end_line, other.end_col)
 
@@ -68,7 +68,7 @@ def is_path_like(spec: object) -> bool:
     return isinstance(spec, str) and spec.rstrip().endswith(".loss") and "\n" not in spec.strip()
 
 
-def load_source(spec: "str | os.PathLike[str] | Source") -> Source:
+def load_source(spec: str | os.PathLike[str] | Source) -> Source:
     """Read `spec` as a file if it names one, else take it as source text."""
     from .diagnostics import LossError  # local: diagnostics imports this module
 

@@ -40,7 +40,7 @@ class TensorTypeExpr:
 @dataclass(frozen=True)
 class FieldExpr:
     name: str
-    type: "TypeExpr"
+    type: TypeExpr
     span: Span
 
 
@@ -80,8 +80,8 @@ class Bool:
 @dataclass(frozen=True)
 class BinOp:
     op: str  # + - * / @ ^ and or, and comparisons < <= > >= == !=
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
     span: Span
     op_span: Span
 
@@ -89,21 +89,21 @@ class BinOp:
 @dataclass(frozen=True)
 class UnaryOp:
     op: str  # "-" or "not"
-    operand: "Expr"
+    operand: Expr
     span: Span
 
 
 @dataclass(frozen=True)
 class Keyword:
     name: str
-    value: "Expr"
+    value: Expr
     span: Span
 
 
 @dataclass(frozen=True)
 class Call:
     func: str
-    args: tuple["Expr", ...]
+    args: tuple[Expr, ...]
     kwargs: tuple[Keyword, ...]
     span: Span
     func_span: Span
@@ -111,7 +111,7 @@ class Call:
 
 @dataclass(frozen=True)
 class FieldAccess:
-    value: "Expr"
+    value: Expr
     field: str
     span: Span
     field_span: Span
@@ -119,9 +119,9 @@ class FieldAccess:
 
 @dataclass(frozen=True)
 class Slice:
-    start: "Expr | None"
-    stop: "Expr | None"
-    step: "Expr | None"
+    start: Expr | None
+    stop: Expr | None
+    step: Expr | None
     span: Span
 
 
@@ -140,14 +140,14 @@ Subscript = Union["Expr", Slice, EllipsisIndex, NewAxis]
 
 @dataclass(frozen=True)
 class Index:
-    value: "Expr"
+    value: Expr
     items: tuple[Subscript, ...]
     span: Span
 
 
 @dataclass(frozen=True)
 class Tuple:
-    items: tuple["Expr", ...]
+    items: tuple[Expr, ...]
     span: Span
 
 

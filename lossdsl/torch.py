@@ -12,7 +12,8 @@ Context tensors are registered as buffers, so `.to(device)`, `state_dict()` and
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,6 +36,7 @@ class LossModule(nn.Module):
         self._labels: list[str] = []
         for decl in self.loss_fn.spec.of_kind("context"):
             for leaf in decl.leaves:
+                assert context is not None  # compile() refuses a context declaration left unbound
                 value = context[decl.name]
                 for p in leaf.path:
                     value = value[p]

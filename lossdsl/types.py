@@ -8,7 +8,7 @@ Types print the way they are written: `float[B, C]`, `int`, `{w: float[B]}`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Union
 
@@ -45,9 +45,13 @@ class Dim:
 
     sym: str | None
     offset: int = 0
+    # A size-1 axis inserted by an explicit `None` index: the user's own statement of how
+    # axes line up, so it may make an outer product of a dimension with itself (docs/language.md
+    # §2). Not part of the dim's identity: `x[:, None]` and a declared `[B, 1]` have equal types.
+    inserted: bool = field(default=False, compare=False)
 
     @staticmethod
-    def lit(n: int) -> "Dim":
+    def lit(n: int) -> Dim:
         return Dim(None, n)
 
     @property
@@ -64,7 +68,7 @@ class Dim:
         assert self.sym is None
         return self.offset
 
-    def plus(self, k: int) -> "Dim":
+    def plus(self, k: int) -> Dim:
         return Dim(self.sym, self.offset + k)
 
     def __str__(self) -> str:
@@ -76,6 +80,7 @@ class Dim:
 
 
 ONE = Dim.lit(1)
+NEW_AXIS = Dim(None, 1, inserted=True)
 Shape = tuple[Dim, ...]
 
 
@@ -96,7 +101,7 @@ class TensorType:
     def is_scalar(self) -> bool:
         return not self.shape
 
-    def with_dtype(self, dtype: DType) -> "TensorType":
+    def with_dtype(self, dtype: DType) -> TensorType:
         return TensorType(dtype, self.shape)
 
     def __str__(self) -> str:
@@ -107,9 +112,9 @@ class TensorType:
 
 @dataclass(frozen=True)
 class RecordType:
-    fields: tuple[tuple[str, "ValueType"], ...]
+    fields: tuple[tuple[str, ValueType], ...]
 
-    def field(self, name: str) -> "ValueType | None":
+    def field(self, name: str) -> ValueType | None:
         for n, t in self.fields:
             if n == name:
                 return t

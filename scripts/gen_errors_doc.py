@@ -56,6 +56,11 @@ EXPLAIN = {
             "symbols never broadcast, even if their sizes happen to agree, so a `[B]` weight times a `[B, C]` "
             "loss is an error with the fix (`w[:, None]`) instead of a silent outer product.",
     "E402": "A dimension symbol bound to two different sizes; both sources are named.",
+    "E403": "A size-1 axis stretched against a dimension that the result already has on another axis, which "
+            "makes an outer product of that dimension with itself: a `[B, 1]` model output (Keras' `Dense(1)`) "
+            "against `[B]` labels gives a `[B, B]` loss, and its mean is a plausible-looking wrong number. "
+            "Drop the size-1 axis (`yhat[:, 0]`). An outer product meant as one is written with explicit "
+            "`None` axes (`x[:, None] - x[None, :]`), which is allowed.",
     "E404": "An operand of the wrong rank (`pick` indices, `transpose` of a vector, segment ids...).",
     "E405": "An `axis` out of range, naming no axis, naming two axes (`[N, N]`), given twice, or missing for "
             "`argmax` above rank 1.",

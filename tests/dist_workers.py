@@ -11,6 +11,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 F_IN, CLASSES = 6, 3
+_BATCH_SPEC = "pred yhat: float[B, C]\nloss = {}\n"
 
 
 def scenarios():
@@ -34,6 +35,13 @@ def scenarios():
         "mean_unequal": (mse, x, {"y": target}, {}, [3, 5]),
         "group_weighted": (grp, x, {"y": onehot, "group": group}, {"group_w": np.array([1.0, 2.0], np.float32)},
                            [4, 4]),
+        # Reductions over the batch that TensorFlow's ReduceOp lacks (max), and global reductions
+        # that feed another one (var, std, a mean around the mean): unequal shards.
+        "var_nested": (_BATCH_SPEC.format("var(yhat)"), x, {}, {}, [5, 3]),
+        "std_nested": (_BATCH_SPEC.format("std(yhat)"), x, {}, {}, [3, 5]),
+        "mean_around_mean": (_BATCH_SPEC.format("mean((yhat - mean(yhat))^2)"), x, {}, {}, [6, 2]),
+        "logsumexp_batch": (_BATCH_SPEC.format("logsumexp(yhat)"), x, {}, {}, [5, 3]),
+        "max_batch": (_BATCH_SPEC.format("max(yhat) - min(yhat)"), x, {}, {}, [2, 6]),
         "group_empty_on_a_replica": (grp, x, {"y": onehot, "group": np.array([0, 0, 0, 0, 0, 1, 1, 1])},
                                      {"group_w": np.array([1.0, 2.0], np.float32)}, [5, 3]),
     }

@@ -212,7 +212,7 @@ def test_quick_form_checks_each_call(rng):
     f = lossdsl.compile("mean(w * (y_true - y_pred)^2)", backend="numpy")
     e = err_of(f, rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), w=rng.normal(size=4))
     assert e.first.code == "E401"
-    assert f(np.ones((4, 3)), np.zeros((4, 3)), w=np.ones(3)) == 1.0
+    assert f(np.ones((4, 3)), np.zeros((4, 3)), w=np.ones((4, 3))) == 1.0
 
 
 def test_quick_form_needs_a_pred():

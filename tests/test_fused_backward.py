@@ -20,7 +20,7 @@ ROBUST = ("pred yhat: float[B, D]\ntarget y: float[B, D]\nlet r = abs(yhat - y)\
 def test_a_loss_without_a_fused_kernel_gets_a_derived_backward():
     f = lossdsl.compile(ROBUST, backend="torch")
     assert "class _Loss(torch.autograd.Function)" in f.source
-    assert "once_differentiable" in f.source
+    assert "rt.plain_backward" in f.source  # the graph of the gradient, when asked for, is autograd's
     assert "class _Loss" not in lossdsl.compile(ROBUST, backend="torch", fused_backward=False).source
     # A fused kernel, or an operation with no rule (a segment sum), keeps PyTorch's autograd.
     assert "class _Loss" not in lossdsl.compile("pred a: float[N]\ntarget b: float[N]\nloss = mean((a - b)^2)\n",
@@ -51,23 +51,21 @@ def test_derived_and_autograd_gradients_agree_including_kinks(rng):
 @needs("torch")
 def test_the_forward_saves_only_what_the_backward_reads():
     f = lossdsl.compile("pred x: float[N]\nloss = sum(exp(x) * 2 + x)\n", backend="torch")
-    saved = [line.strip() for line in f.source.splitlines() if "save_for_backward" in line]
-    assert saved == ["ctx.save_for_backward(t1)"]  # exp(x), which is its own derivative
+    saved = [line.strip() for line in f.source.splitlines() if "rt.save(" in line]
+    assert saved == ["rt.save(ctx, (t1,), (v_x,))"]  # exp(x), its own derivative; and the argument
 
 
 @needs("torch")
-def test_a_second_derivative_needs_the_autograd_path():
+def test_a_second_derivative_through_the_derived_backward_is_autograds():
     import torch
 
     x = torch.randn(5, requires_grad=True)
-    f = lossdsl.compile("pred x: float[N]\nloss = sum(x^3)\n", backend="torch")
-    (g,) = torch.autograd.grad(f(x), [x], create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
-        torch.autograd.grad(g.sum(), [x])
-    h = lossdsl.compile("pred x: float[N]\nloss = sum(x^3)\n", backend="torch", fused_backward=False)
-    (g,) = torch.autograd.grad(h(x), [x], create_graph=True)
-    (gg,) = torch.autograd.grad(g.sum(), [x])
-    torch.testing.assert_close(gg, 6 * x.detach())
+    for fused in (True, False):
+        f = lossdsl.compile("pred x: float[N]\nloss = sum(x^3)\n", backend="torch", fused_backward=fused)
+        assert ("class _Loss" in f.source) == fused
+        (g,) = torch.autograd.grad(f(x), [x], create_graph=True)
+        (gg,) = torch.autograd.grad(g.sum(), [x])
+        torch.testing.assert_close(gg, 6 * x.detach())
 
 
 @needs("torch")

@@ -23,9 +23,9 @@ def names() -> list[str]:
 def path(name: str) -> Path:
     candidate = resources.files(__name__).joinpath(f"{name}.loss")
     if not candidate.is_file():
-        from lossdsl.diagnostics import LossError
-
         import difflib
+
+        from lossdsl.diagnostics import LossError
 
         close = difflib.get_close_matches(name, names(), n=1)
         raise LossError.plain(f"no standard loss called {name!r}", path="lossdsl.std", code="E001",
@@ -37,7 +37,7 @@ def source(name: str) -> str:
     return path(name).read_text(encoding="utf-8")
 
 
-def compile(name: str, backend: str = "torch", *, context=None, params=None):  # noqa: A001
+def compile(name: str, backend: str = "torch", *, context=None, params=None):
     from lossdsl import compile as _compile
 
     return _compile(path(name), backend=backend, context=context, params=params)
