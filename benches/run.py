@@ -2,7 +2,7 @@
 
     python benches/run.py                 # everything; writes docs/benchmarks.md
     python benches/run.py --quick         # fewer repeats (a smoke run; tests use it)
-    python benches/run.py --only eager    # one section: eager, compiled, compile, check, seeds, memory
+    python benches/run.py --only eager    # one section: eager, compiled, compile, check, seeds, memory, where
 
 Each timing alternates the baseline and lossdsl, repeats, and reports the median ratio
 lossdsl / baseline with its spread (min-max over repeats). Values (and gradients) are
@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "benches" / "specs"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benches"))
 
 import lossdsl  # noqa: E402
 
@@ -570,6 +571,15 @@ def section_memory() -> list[str]:
     return rows
 
 
+WHERE_GUARD_NOTE = [
+    "A float target, input, context or param that a branch of `where` reads is guarded, so that NaN or inf "
+    "data in the lanes the branch does not take (a missing label) gives gradient 0 instead of NaN "
+    "(docs/language.md §4). Compared: lossdsl as shipped, lossdsl with the guard turned off, and the formula "
+    "by hand (which gives NaN gradients); `python benches/where_guard.py` runs this section alone. The guard "
+    "is one `where` over each guarded argument in the forward pass; targets need no gradient, so the "
+    "backward is unchanged. Under `jax.jit` XLA fuses it.",
+]
+
 NOTES = """## What the numbers say, and what was done about them
 
 - **Kernel selection** (`lossdsl/kernels.py`) is what brings the eager PyTorch losses to the
@@ -635,7 +645,7 @@ def main() -> int:
     global QUICK
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
-    ap.add_argument("--only", choices=["eager", "compiled", "compile", "check", "seeds", "memory"])
+    ap.add_argument("--only", choices=["eager", "compiled", "compile", "check", "seeds", "memory", "where"])
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="'-' for stdout only")
     ap.add_argument("--case", action="append", help="only these cases (eager and compiled sections)")
     args = ap.parse_args()
@@ -660,6 +670,10 @@ def main() -> int:
         sections.append(("The seeds' own code", section_seeds()))
     if want("memory"):
         sections.append(("Peak memory of value + gradient (torch, CPU)", section_memory()))
+    if want("where"):
+        from where_guard import table as where_guard_table
+
+        sections.append(("The `where` guard", where_guard_table(quick=QUICK) + [""] + WHERE_GUARD_NOTE))
     cmd = "python benches/run.py" + (" --quick" if QUICK else "") + (f" --only {args.only}" if args.only else "")
     lines = ["# Benchmarks", "",
              f"Measured {datetime.date.today().isoformat()} with `{cmd}` (`make bench`). Times are per call "

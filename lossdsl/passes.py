@@ -269,12 +269,13 @@ def guard_wheres(root: Node, *, domains: bool = True, data: bool = False) -> Nod
 
 
 def _is_data(node: Node) -> bool:
-    """A float value that comes with the call (an argument, or a slice of one), so it may hold
-    NaN or inf in the lanes a branch does not take: guarded like a domain, so that the gradient
-    through those lanes is 0 * finite (docs/language.md §4)."""
+    """A float target, input, context or param (or a slice of one): data that may hold NaN or
+    inf in the lanes a branch does not take (a missing label), guarded like a domain so that the
+    gradient through those lanes is 0 * finite (docs/language.md §4). Preds, the model's own
+    outputs, are not: a guard on them would cost a pass in the backward too."""
     while isinstance(node, Index):
         node = node.x
-    return isinstance(node, Arg) and node.type.dtype is FLOAT
+    return isinstance(node, Arg) and node.kind != "pred" and node.type.dtype is FLOAT
 
 
 def _append_axis(cond: Node) -> Node:
