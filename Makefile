@@ -4,8 +4,8 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# torch is pinned: this machine's pip has the CPU build of 2.13.0 on disk, and an
-# unpinned torch pulls a multi-GB CUDA build. tensorflow-cpu and jax come from PyPI.
+# torch is pinned to 2.13.0, whose CPU build the test machines install; an unpinned torch
+# pulls a multi-GB CUDA build. tensorflow-cpu, jax and optax come from PyPI.
 FRAMEWORKS := torch==2.13.0 tensorflow-cpu jax optax
 
 .PHONY: demo test lint bench venv clean

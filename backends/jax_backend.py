@@ -1,5 +1,5 @@
 """JAX: the NumPy printer with `jnp` (einops' JAX backend is its NumPy one with another
-module), plus the conventions of LANGUAGE.md §4 where JAX differs:
+module), plus the conventions of docs/language.md §4 where JAX differs:
 
 - `abs` at 0 has gradient 0 (jnp.abs gives 1): `jnp.abs` with a custom JVP, sign(x);
 - `clip` at its bounds gives x a gradient of 1 (jnp.clip gives 0.5);
@@ -65,7 +65,7 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
 
     @abs_.defjvp
     def _abs_jvp(primals, tangents):
-        # d|x|/dx = sign(x): 0 at x = 0, where jnp.abs gives 1 (LANGUAGE.md §4). A custom rule
+        # d|x|/dx = sign(x): 0 at x = 0, where jnp.abs gives 1 (docs/language.md §4). A custom rule
         # (rather than x * sign(x)) keeps the compiled graph as small as jnp.abs's own.
         (x,), (t,) = primals, tangents
         return jnp.abs(x), jnp.sign(x) * t

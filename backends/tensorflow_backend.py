@@ -1,4 +1,4 @@
-"""TensorFlow. Where its ops differ from LANGUAGE.md §4 the printer calls a helper:
+"""TensorFlow. Where its ops differ from docs/language.md §4 the printer calls a helper:
 
 - `maximum`/`minimum` split the gradient 0.5/0.5 at ties (tf.maximum gives 1 to one side);
 - `clip` is `minimum(maximum(x, lo), hi)`, whose TF gradient gives x 1 at both bounds,
@@ -75,7 +75,7 @@ class TensorflowPrinter(Printer):
             return f"tf.linalg.matmul({self.expr(a)}, {self.expr(b.args[0])}, transpose_b=True)"
         return self.FUNCTIONS["matmul"].format(**self.fields(node))
 
-    # ---- fused losses (lossdsl/kernels.py); their gradients meet LANGUAGE.md §4 at the kinks ----
+    # ---- fused losses (lossdsl/kernels.py); their gradients meet docs/language.md §4 at the kinks ----
     # Not soft_ce: tf.nn.softmax_cross_entropy_with_logits's gradient is softmax - labels, which is
     # the gradient of -sum(y * log_softmax(z)) only when the labels sum to 1 (the parity suite,
     # whose labels are arbitrary, caught it).
@@ -127,7 +127,7 @@ def _non_negative(index) -> bool:
 
 def _runtime(tf) -> types.SimpleNamespace:
     def maximum(a, b):
-        # Value of tf.maximum; at a tie each side gets half the gradient (LANGUAGE.md §4).
+        # Value of tf.maximum; at a tie each side gets half the gradient (docs/language.md §4).
         return tf.where(tf.equal(a, b), a * 0.5 + b * 0.5, tf.maximum(a, b))
 
     def minimum(a, b):

@@ -1,4 +1,4 @@
-"""PyTorch. Its own ops already follow most of LANGUAGE.md §4 (abs, relu, clamp at the
+"""PyTorch. Its own ops already follow most of docs/language.md §4 (abs, relu, clamp at the
 bounds, maximum ties, amax ties, vector_norm at 0); the printer only has to keep
 literals as tensors where torch wants tensors, and group ops it lacks (segment
 sums). Importing this module does not import torch; `TorchBackend.load()` does."""
@@ -73,7 +73,7 @@ class TorchPrinter(Printer):
         f = self.fields(node)
         return f"torch.clamp({f['x']}, {f['lo']}, {f['hi']})"
 
-    # ---- fused losses (lossdsl/kernels.py); their gradients meet LANGUAGE.md §4 at the kinks ----
+    # ---- fused losses (lossdsl/kernels.py); their gradients meet docs/language.md §4 at the kinks ----
     KERNELS = {"mse": {"mean", "none"}, "l1": {"mean", "none"}, "huber": {"mean", "none"},
                "smooth_l1": {"mean", "none"}, "bce_logits": {"mean", "none"},
                "nll": {"mean", "none", "weighted_mean"}, "soft_ce": {"none"}}

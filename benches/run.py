@@ -638,7 +638,7 @@ def machine() -> list[str]:
             versions.append(f"{mod} missing")
     return [f"- machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}",
             f"- Python {platform.python_version()}; {', '.join(versions)}",
-            "- device: CPU. No GPU was available to the session that measured this; GPU numbers are missing."]
+            "- device: CPU. No GPU was available where this was measured; GPU numbers are missing."]
 
 
 def main() -> int:

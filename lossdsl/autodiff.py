@@ -8,7 +8,7 @@ recording a tape and the backward as one function that reads only what it saved 
 `autograd.Function` (backends/torch_backend.py). For anything else (a fused kernel, a gather, a
 segment sum...) it returns None and the framework's own autodiff is used.
 
-The rules follow LANGUAGE.md §4: `abs` and `relu` have gradient 0 at 0, `clip` gives x a
+The rules follow docs/language.md §4: `abs` and `relu` have gradient 0 at 0, `clip` gives x a
 gradient of 1 at its bounds, `maximum`/`minimum` split ties 0.5/0.5, the untaken branch of
 `where` gets exactly 0, rounding and comparisons stop the gradient. The parity suite runs
 through this path on PyTorch wherever it applies.

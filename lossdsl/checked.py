@@ -16,7 +16,7 @@ from .ir import Arg, Node
 from .source import Source, Span
 from .types import Dim, RecordType, TensorType, ValueType, leaves
 
-# Kinds passed at each call, in declaration order (LANGUAGE.md §5); context is
+# Kinds passed at each call, in declaration order (docs/language.md §6); context is
 # bound at compile time and params by keyword.
 CALL_KINDS = ("pred", "target", "input")
 

@@ -349,7 +349,7 @@ class Checker:
             return a
         if ra.is_literal and rb.is_literal:
             return None
-        # A symbol meeting a literal other than 1 is bound to it (LANGUAGE.md §2).
+        # A symbol meeting a literal other than 1 is bound to it (docs/language.md §2).
         for sym_dim, lit in ((ra, rb), (rb, ra)):
             if sym_dim.sym is not None and sym_dim.sym.isidentifier() and lit.is_literal:
                 size = lit.value - sym_dim.offset
@@ -371,7 +371,7 @@ class Checker:
             if name in RESERVED:
                 self.broken.add(name)  # its uses stay quiet
                 self.error(f"`{name}` is reserved for the Python API and cannot be declared", span, "E207",
-                           help=f"`{name}=` is passed when the compiled loss is called (LANGUAGE.md §5); "
+                           help=f"`{name}=` is passed when the compiled loss is called (docs/language.md §6); "
                                 "choose another name")
                 continue
             if name in seen:

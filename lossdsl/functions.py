@@ -2,7 +2,7 @@
 
 Each entry says how it is called (parameters, which are static), its dtype and
 shape rule, which operands the gradient flows through, and its gradient
-convention where the frameworks disagree (LANGUAGE.md §4). The checker uses the
+convention where the frameworks disagree (docs/language.md §4). The checker uses the
 rules; `lossdsl.analysis` uses `grad_args`; each backend's printer maps every
 entry's name to its framework's spelling (tests/test_function_table.py checks
 that no backend misses one). Adding a function is one entry here, one spelling
@@ -94,7 +94,7 @@ class Function:
     rule: Rule
     doc: str
     grad_args: tuple[int, ...] = (0,)  # operands (by position) the gradient flows through
-    grad: str = "smooth"  # the convention where it is not plain calculus (LANGUAGE.md §4)
+    grad: str = "smooth"  # the convention where it is not plain calculus (docs/language.md §4)
     symbol: str | None = None  # operators: how they are written
     user: bool = True  # callable by name in the language
     aliases: tuple[str, ...] = field(default=())
@@ -153,7 +153,7 @@ def _pow(ck: RuleContext, site: CallSite):
     b = ck.need_dtype(site, 1, NUMERIC)
     shape = ck.broadcast(site)
     exp = ck.const_value(site.args[1])
-    # int ^ int stays int only for a non-negative integer literal exponent (LANGUAGE.md §2).
+    # int ^ int stays int only for a non-negative integer literal exponent (docs/language.md §2).
     is_int = a is INT and b is INT and isinstance(exp, int) and not isinstance(exp, bool) and exp >= 0
     return TensorType(INT if is_int else FLOAT, shape), {}
 

@@ -10,7 +10,7 @@ numbers) and the decomposed IR it replaces. A printer with a fused call for it p
 prints the decomposed IR. Recognition is by the IR's structure, never by names: the
 elementwise part of Huber and smooth L1 is recognised by evaluating the two branches of the
 `where` as functions of the residual. Each fused call is used only where its value and
-gradient satisfy LANGUAGE.md §4 (at 0 and at the Huber/smooth-L1 knots its gradient equals the
+gradient satisfy docs/language.md §4 (at 0 and at the Huber/smooth-L1 knots its gradient equals the
 decomposed one); tests/test_kernels.py proves it on each backend, at the kinks too.
 """
 

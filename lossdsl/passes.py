@@ -5,7 +5,7 @@
 In order:
   stable forms   log(softmax) -> log_softmax, log(sigmoid(z)) -> log_sigmoid(z),
                  log(1 - sigmoid(z)) -> log_sigmoid(-z), log(sum(exp(z))) -> logsumexp(z),
-                 log(1 + x) -> log1p(x)                                     (LANGUAGE.md §4)
+                 log(1 + x) -> log1p(x)                                     (docs/language.md §4)
                  and log(1 + exp(z)) -> softplus(z), which overflows otherwise
   x ^ 0          -> ones, with no gradient, also at x = 0 (and x ^ 1 -> x, x ^ 2 -> square(x))
   std            the root of var with gradient 0 where the spread is 0
@@ -70,7 +70,7 @@ def rewrite_bottom_up(root: Node, fn: Callable[[Node], Node]) -> Node:
 
 
 def stable_log(node: Node) -> Node | None:
-    """The stable form of `log(u)` when u is one of the patterns of LANGUAGE.md §4, else None."""
+    """The stable form of `log(u)` when u is one of the patterns of docs/language.md §4, else None."""
     if not (isinstance(node, Apply) and node.fn == "log"):
         return None
     (u,) = node.args
@@ -116,7 +116,7 @@ def safe_std(root: Node) -> Node:
 
 
 def small_powers(root: Node) -> Node:
-    """`x ^ 0` is ones with no gradient (LANGUAGE.md §4), also at x = 0; `x ^ 1` is x; `x ^ 2`
+    """`x ^ 0` is ones with no gradient (docs/language.md §4), also at x = 0; `x ^ 1` is x; `x ^ 2`
     is `square(x)`, which every framework differentiates without the log of x that a general
     power's gradient computes (TensorFlow computes it even for a constant exponent)."""
     def fix(n: Node) -> Node:

@@ -1,4 +1,4 @@
-"""The quick form (LANGUAGE.md §1): a bare expression, typed from the first call.
+"""The quick form (docs/language.md §1): a bare expression, typed from the first call.
 
     f = lossdsl.compile("mean(abs(x.feature) * (y - yhat)^2)", backend="torch")
     f(yhat, y, x={"feature": feat})

@@ -62,7 +62,7 @@ class Span:
 
 
 def is_path_like(spec: object) -> bool:
-    """LANGUAGE.md §5: a Path, or a string ending in `.loss`, is a file; other strings are source."""
+    """docs/language.md §6: a Path, or a string ending in `.loss`, is a file; other strings are source."""
     if isinstance(spec, os.PathLike):
         return True
     return isinstance(spec, str) and spec.rstrip().endswith(".loss") and "\n" not in spec.strip()

@@ -30,7 +30,7 @@ FLOAT, INT, BOOL = DType.FLOAT, DType.INT, DType.BOOL
 
 
 def promote(a: DType, b: DType) -> DType:
-    """The dtype of arithmetic on a and b: float wins over int (LANGUAGE.md §2)."""
+    """The dtype of arithmetic on a and b: float wins over int (docs/language.md §2)."""
     if DType.FLOAT in (a, b):
         return DType.FLOAT
     return DType.INT

@@ -1,4 +1,4 @@
-"""The Python API (LANGUAGE.md §5): compiling, calling, call-time checks, reductions, params,
+"""The Python API (docs/language.md §6): compiling, calling, call-time checks, reductions, params,
 context, the quick form, the dtype policy and names that collide with Python's."""
 
 from __future__ import annotations

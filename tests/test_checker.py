@@ -1,4 +1,4 @@
-"""The checker: every rule of LANGUAGE.md §1-§3 with a passing and a failing case."""
+"""The checker: every rule of docs/language.md §1-§3 with a passing and a failing case."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LANGUAGE.md §4, row by row, on every backend: the value and the gradient at the points
+"""docs/language.md §4, row by row, on every backend: the value and the gradient at the points
 where the frameworks disagree among themselves, and the stable forms of §4's last
 paragraph for |z| up to 1e4 in float32."""
 
