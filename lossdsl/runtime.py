@@ -73,8 +73,17 @@ class Runtime:
 
     def fail_rank(self, i: int, shape) -> None:
         leaf = self.leaves[i]
+        help = None
+        if len(shape) == leaf.type.rank + 1 and shape[-1] == 1:
+            # A model head of one unit (Keras Dense(1), nn.Linear(d, 1)) outputs a trailing axis of 1.
+            help = (f"drop the trailing axis of size 1 before the call (`{leaf.label}[..., 0]`, "
+                    f"`.squeeze(-1)`, or a `Reshape`/`Flatten` after a one-unit `Dense`), "
+                    f"or declare it: `{leaf.type.dtype}[{', '.join([str(d) for d in leaf.type.shape] + ['1'])}]`")
+        elif len(shape) + 1 == leaf.type.rank and leaf.type.shape and leaf.type.shape[-1].is_literal \
+                and leaf.type.shape[-1].value == 1:
+            help = f"add the trailing axis of size 1 before the call (`{leaf.label}[..., None]`)"
         raise self._error(f"{self._what(leaf)} must have rank {leaf.type.rank} (`{leaf.type}`), found shape "
-                          f"{_shape_text(shape)}", leaf, "E804") from None
+                          f"{_shape_text(shape)}", leaf, "E804", help=help) from None
 
     def fail_size(self, i: int, k: int, shape, expected, where: str) -> None:
         leaf = self.leaves[i]

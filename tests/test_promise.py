@@ -364,3 +364,11 @@ def test_cross_entropy_with_every_label_ignored_is_zero(backend):
     assert float(value) == 0.0
     if backend != "numpy":
         np.testing.assert_array_equal(grads["logits"], np.zeros((3, 4)))
+
+
+def test_a_one_unit_model_head_for_a_vector_pred_says_how_to_fix_it():
+    f = lossdsl.compile(EXAMPLES / "weighted_mse.loss", backend="numpy")
+    with pytest.raises(LossError) as info:
+        f(np.zeros((4, 1)), np.zeros(4), x={"feature": np.zeros(4)})
+    assert info.value.first.code == "E804"
+    assert "yhat[..., 0]" in info.value.first.help and "float[B, 1]" in info.value.first.help
