@@ -198,7 +198,10 @@ def _runtime(torch) -> types.SimpleNamespace:
 
     def transformed(x):
         """Under torch.func (vmap, grad, jacrev...), which an autograd.Function with a Python
-        backward does not join: the plain compute is used there."""
+        backward does not join: the plain compute is used there. Under torch.compile, a constant
+        False, so that dynamo does not break the graph on a builtin it cannot trace."""
+        if torch.compiler.is_compiling():
+            return False
         return torch._C._functorch.is_functorch_wrapped_tensor(x)
 
     def saved(ctx):

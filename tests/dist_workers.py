@@ -82,6 +82,7 @@ def ddp_worker(rank: int, world: int, rendezvous: str, out_dir: str):
     import lossdsl
 
     dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=world)
+    done = False
     try:
         results = {}
         for name, (spec, x, args, kwargs, split) in scenarios().items():
@@ -96,10 +97,18 @@ def ddp_worker(rank: int, world: int, rendezvous: str, out_dir: str):
             with torch.no_grad():
                 for p in model.parameters():
                     p -= 0.5 * p.grad
-            results[name] = {"loss": float(loss), "params": [p.detach().numpy().tolist() for p in model.parameters()]}
+            results[name] = {"loss": float(loss.detach()),
+                             "params": [p.detach().numpy().tolist() for p in model.parameters()]}
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
+        done = True
     finally:
         dist.destroy_process_group()
+    if done:
+        # The results are on disk. Skip the interpreter's teardown, where gloo's threads can abort
+        # the process ("terminate called without an active exception") after the work is done.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def uninitialised_error() -> str:

@@ -372,3 +372,22 @@ def test_a_one_unit_model_head_for_a_vector_pred_says_how_to_fix_it():
         f(np.zeros((4, 1)), np.zeros(4), x={"feature": np.zeros(4)})
     assert info.value.first.code == "E804"
     assert "yhat[..., 0]" in info.value.first.help and "float[B, 1]" in info.value.first.help
+
+
+@needs("torch")
+def test_the_derived_backward_compiles_to_one_graph():
+    """Stepping aside under torch.func must not cost a graph break under torch.compile."""
+    import torch
+
+    f = lossdsl.compile(EXAMPLES / "weighted_mse.loss", backend="torch")
+    assert "_Loss" in f.source
+    torch._dynamo.reset()
+    a, b, x = torch.randn(8, requires_grad=True), torch.randn(8), torch.randn(8)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        explanation = torch._dynamo.explain(lambda a: f(a, b, x={"feature": x}))(a)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    untraced = [str(w.message) for w in caught if "Dynamo does not know how to trace" in str(w.message)]
+    assert not untraced, untraced
