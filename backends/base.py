@@ -143,6 +143,15 @@ class Printer:
     KEEPDIMS_KW = "keepdims"
     #: fn -> parameters whose literal arguments may stay Python numbers (others get `const_arg`)
     SCALAR_OK: dict[str, frozenset[str]] = {}
+    #: for a framework with a tape: ones of x's shape that stay on it, with gradient 0, so that a
+    #: loss that is `sum(x ^ 0)` can still be differentiated (docs/language.md §4); None where
+    #: the framework's autodiff needs no help (JAX) or there is none (NumPy)
+    ONES_ON_TAPE: str | None = None
+
+    def _fn_ones_like(self, node: Apply) -> str | tuple[str, int]:
+        if self.ONES_ON_TAPE and node.type.dtype is FLOAT and node.args[0].type.dtype is FLOAT:
+            return self.ONES_ON_TAPE.format(x=self.expr(node.args[0]))
+        return self.FUNCTIONS["ones_like"].format(**self.fields(node)), PREC_ATOM
 
     def fields(self, node: Apply) -> dict[str, Any]:
         """Printed operands by parameter name (`{x}`, `{a}`...), the same parenthesised where

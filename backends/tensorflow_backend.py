@@ -25,6 +25,7 @@ from .base import Backend, LocalCollectives, Printer
 class TensorflowPrinter(Printer):
     backend = "tensorflow"
     imports = ("import tensorflow as tf",)
+    ONES_ON_TAPE = "tf.where(tf.zeros_like({x}, dtype=tf.bool), {x}, tf.ones_like({x}))"
     FUNCTIONS = {
         "abs": "tf.abs({x})", "sign": "tf.sign({x})", "square": "tf.square({x})", "relu": "tf.nn.relu({x})",
         "exp": "tf.exp({x})", "expm1": "tf.math.expm1({x})", "log": "tf.math.log({x})",
@@ -247,22 +248,18 @@ class TensorflowCollectives(LocalCollectives):
 
         return all_sum(x)
 
-    def _gathered(self, x):
+    def _gathered(self, x, reduce):
         # tf.distribute.ReduceOp has only SUM and MEAN: gather every replica's value and reduce.
         tf = self.tf
         x = tf.stop_gradient(tf.convert_to_tensor(x))
         ctx = self._context()
-        if ctx is None:
-            return None, x
-        return ctx.all_gather(x[None], axis=0), x
+        return x if ctx is None else reduce(ctx.all_gather(x[None], axis=0), axis=0)
 
     def max(self, x, dev=None):
-        everyone, x = self._gathered(x)
-        return x if everyone is None else self.tf.reduce_max(everyone, axis=0)
+        return self._gathered(x, self.tf.reduce_max)
 
     def min(self, x, dev=None):
-        everyone, x = self._gathered(x)
-        return x if everyone is None else self.tf.reduce_min(everyone, axis=0)
+        return self._gathered(x, self.tf.reduce_min)
 
     def finish(self, loss):
         tf = self.tf

@@ -9,7 +9,6 @@ import types
 from typing import Any
 
 from lossdsl.ir import Apply, Const, DimSize, SliceItem
-from lossdsl.types import FLOAT
 
 from .base import Backend, LocalCollectives, Printer
 
@@ -23,6 +22,7 @@ class TorchPrinter(Printer):
     SCALAR_OK = {"where": frozenset({"a", "b"})}
     #: the generated compute may be an autograd.Function with a derived backward (lossdsl/autodiff.py)
     FUSED_BACKWARD = True
+    ONES_ON_TAPE = "torch.where(torch.zeros_like({x}, dtype=torch.bool), {x}, 1.0)"
     FUNCTIONS = {
         "abs": "torch.abs({x})", "sign": "torch.sign({x})", "square": "torch.square({x})",
         "relu": "torch.relu({x})",
@@ -57,14 +57,6 @@ class TorchPrinter(Printer):
     def const_arg(self, const, node: Apply) -> str:
         # A cached 0-d tensor on the loss's device: torch.maximum(x, 0.0) is not allowed.
         return f"_k({self._p(const)[0]}, {self.dtype_name(const.type.dtype)}, _dev)"
-
-    def _fn_ones_like(self, node: Apply) -> str:
-        # `x ^ 0` of a float: ones whose gradient is 0 (docs/language.md §4), still on the tape, so
-        # that `sum(x ^ 0).backward()` works as on the other backends.
-        if node.type.dtype is FLOAT and node.args[0].type.dtype is FLOAT:
-            x = self.expr(node.args[0])
-            return f"torch.where(torch.zeros_like({x}, dtype=torch.bool), {x}, 1.0)"
-        return self.FUNCTIONS["ones_like"].format(**self.fields(node))
 
     def _fn_clip(self, node: Apply) -> str:
         x, lo, hi = node.args
@@ -336,7 +328,11 @@ class TorchBackend(Backend):
         return x if x.device == like.device else x.to(like.device)
 
     def const(self, value, dtype, device):
-        """A cached 0-d tensor (no allocation per call)."""
+        """A cached 0-d tensor (no allocation per call). While torch.compile traces, a fresh one:
+        the graph holds it as a constant, and a derived backward is traced as a higher-order op
+        that may not mutate the cache."""
+        if self.torch.compiler.is_compiling():
+            return self.torch.tensor(value, dtype=dtype, device=device)
         key = (value, dtype, device)
         t = self._consts.get(key)
         if t is None:

@@ -165,7 +165,7 @@ class Checker:
             texts = ["a", "b"]
             types = [None, None]
         if self.module.quick:
-            self._quick_same_shapes(site, shapes, types, texts)
+            self._quick_same_shapes(site, shapes, types)
         rank = max((len(s) for s in shapes), default=0)
         out: list[Dim] = []
         for k in range(1, rank + 1):
@@ -191,7 +191,7 @@ class Checker:
         self._no_self_outer_product(site, shapes, types, texts, result)
         return result
 
-    def _quick_same_shapes(self, site: CallSite, shapes, types, texts) -> None:
+    def _quick_same_shapes(self, site: CallSite, shapes, types) -> None:
         """The quick form declares nothing, so it cannot know which axes are meant to line up:
         operands of different shapes are refused, except a scalar (docs/language.md §1). A size-1
         axis the expression inserts itself with `None` says how the axes line up, and is allowed."""
@@ -922,7 +922,7 @@ class Checker:
                     self.error(f"index {v} is out of range for an axis of size {dim.value}", it.span, "E406")
                     return False
                 if not dim.is_literal:
-                    self._need_size(dim, v + 1 if v >= 0 else -v, it.span)
+                    self.need_size(dim, v + 1 if v >= 0 else -v, it.span)
             elif isinstance(node, DimSize):
                 size = self.dims.resolve(node.dim)
                 past_end = (size.sym == dim.sym and size.offset >= dim.offset) if size.sym is not None \
@@ -1004,14 +1004,11 @@ class Checker:
                     self.error(f"index {v} is out of range for an axis of size {rd.value}", it.span, "E406")
                     return POISON
             else:
-                self._need_size(dim, v + 1 if v >= 0 else -v, it.span)
+                self.need_size(dim, v + 1 if v >= 0 else -v, it.span)
             out_items.append(v)
         return Index(TensorType(x.type.dtype, tuple(shape)), e.span, x, tuple(out_items))
 
-    def need_size(self, dim: Dim, minimum: int, span: Span, what: str) -> None:
-        self._need_size(dim, minimum, span, what)
-
-    def _need_size(self, dim: Dim, minimum: int, span: Span, what: str = "this index") -> None:
+    def need_size(self, dim: Dim, minimum: int, span: Span, what: str = "this index") -> None:
         """Record that `dim` must be at least `minimum` (checked at each call); one per dim, the largest."""
         if minimum <= 0 or dim.is_literal:
             return
@@ -1034,25 +1031,25 @@ class Checker:
         if stop is None:
             if a >= 0:
                 length = dim.plus(-a)
-                self._need_size(dim, a, span)
+                self.need_size(dim, a, span)
             else:
                 length = Dim.lit(-a)
-                self._need_size(dim, -a, span)
+                self.need_size(dim, -a, span)
         elif a >= 0 and stop >= 0:
             if stop <= a:
                 self.error("this slice is empty", span, "E406")
                 return None
             length = Dim.lit(stop - a)
-            self._need_size(dim, stop, span)
+            self.need_size(dim, stop, span)
         elif a >= 0 and stop < 0:
             length = dim.plus(stop - a)
-            self._need_size(dim, a - stop, span)
+            self.need_size(dim, a - stop, span)
         elif a < 0 and stop < 0:
             if stop <= a:
                 self.error("this slice is empty", span, "E406")
                 return None
             length = Dim.lit(stop - a)
-            self._need_size(dim, -a, span)
+            self.need_size(dim, -a, span)
         else:  # negative start, non-negative stop: the size depends on the axis length
             length = Dim(f"len({dim}[{a}:{stop}])")
         if step == 1:

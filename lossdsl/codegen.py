@@ -209,8 +209,6 @@ def _fused_compute(root, order, derivative, used_args, printer, names, let_name_
         *bw.lines,
         "",
         "",
-        f"def compute({params}):",
-        f"    return _Loss.apply({params})",
     ]
 
 
@@ -271,11 +269,11 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
         fused = _fused_compute(root, order, derivative, used_args, printer, names, let_name_of,
                                leaf_names, static_args, uses)
         preds = [arg_names[id(a)] for a in used_args if a.kind == "pred"]
-        size: str | None = " + ".join(f"{p}.numel()" for p in preds)
+        pred_elements = " + ".join(f"{p}.numel()" for p in preds)
         params = ", ".join(leaf_names + static_args)
-        compute_lines = [f"def _plain({params}):", *body.lines, "", ""] + fused[:-2] + [
+        compute_lines = [f"def _plain({params}):", *body.lines, "", ""] + fused + [
             f"def compute({params}):",
-            f"    if {size} < {FUSED_MIN_ELEMENTS} or rt.transformed({preds[0]}):",
+            f"    if {pred_elements} < {FUSED_MIN_ELEMENTS} or rt.transformed({preds[0]}):",
             "        # small: the Python backward costs more than it saves; under torch.func: its own autograd",
             f"        return _plain({params})",
             f"    return _Loss.apply({params})",
