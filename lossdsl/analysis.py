@@ -18,9 +18,8 @@ import math
 
 from .checked import CheckedModule
 from .diagnostics import Diagnostic
-from .functions import FUNCTIONS
+from .functions import FUNCTIONS, NoRule
 from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, topological
-from .passes import stable_log
 from .types import FLOAT
 
 # ---- gradient paths ----------------------------------------------------------------------
@@ -100,78 +99,11 @@ def _gradient_help(names: list[str], pred: str) -> str:
 INF = math.inf
 
 
-def _add(a, b):
-    return (a[0] + b[0], a[1] + b[1])
-
-
-def _mul(a, b):
-    if (a[0] > 0 and b[0] > 0) or (a[1] < 0 and b[1] < 0):
-        # Two positive (or two negative) factors: positive, even where the bound underflows.
-        lo = max(min(abs(a[0] * b[0]), abs(a[1] * b[1])), 5e-324)
-        return (lo, INF)
-    vals = []
-    for x in a:
-        for y in b:
-            if (x == 0 and math.isinf(y)) or (y == 0 and math.isinf(x)):
-                vals.append(0.0)
-            else:
-                vals.append(x * y)
-    return (min(vals), max(vals))
-
-
-def _ranges_of(fn: str, args: list[tuple[float, float]], node: Apply) -> tuple[float, float]:
-    full = (-INF, INF)
-    if fn in ("exp", "softplus"):
-        return (0.0, INF)
-    if fn in ("abs", "square", "relu", "sqrt", "norm"):
-        return (max(0.0, args[0][0]) if fn == "relu" else 0.0, INF)
-    if fn in ("sigmoid", "softmax", "one_hot"):
-        return (0.0, 1.0)
-    if fn in ("tanh", "sin", "cos"):
-        return (-1.0, 1.0)
-    if fn == "add":
-        return _add(args[0], args[1])
-    if fn == "sub":
-        return _add(args[0], (-args[1][1], -args[1][0]))
-    if fn == "neg":
-        return (-args[0][1], -args[0][0])
-    if fn == "mul":
-        return _mul(args[0], args[1])
-    if fn == "div":
-        lo, hi = args[1]
-        if lo > 0 or hi < 0:
-            inv = sorted([1 / lo if lo else INF, 1 / hi if hi else INF])
-            return _mul(args[0], (inv[0], inv[1]))
-        return full
-    if fn == "pow":
-        exp = node.args[1]
-        if isinstance(exp, Const) and isinstance(exp.value, int) and not isinstance(exp.value, bool):
-            if exp.value % 2 == 0:
-                return (0.0, INF)
-            if args[0][0] >= 0:
-                return (0.0 if args[0][0] == 0 else args[0][0] ** exp.value, INF)
-        if args[0][0] > 0:
-            return (0.0, INF)
-        return full
-    if fn == "clip":
-        return (max(args[0][0], args[1][0]), min(max(args[0][1], args[1][1]), args[2][1]))
-    if fn == "maximum":
-        return (max(args[0][0], args[1][0]), max(args[0][1], args[1][1]))
-    if fn == "minimum":
-        return (min(args[0][0], args[1][0]), min(args[0][1], args[1][1]))
-    if fn == "where":
-        return (min(args[1][0], args[2][0]), max(args[1][1], args[2][1]))
-    if fn in ("mean", "max", "min", "float", "cast_float", "stop_gradient", "pick", "transpose", "cumsum"
-              ) and args:
-        if fn == "cumsum" and args[0][0] < 0:
-            return full
-        return args[0]
-    if fn in ("sum", "segment_sum"):
-        lo = args[0][0]
-        return (0.0 if lo >= 0 else -INF, INF if args[0][1] > 0 else 0.0)
-    if fn in ("var", "std"):
-        return (0.0, INF)
-    return full
+def _range_of(node: Apply, args: list[tuple[float, float]]) -> tuple[float, float]:
+    rule = FUNCTIONS[node.fn].value_range
+    if isinstance(rule, NoRule):  # not in a checked loss (a node the lowering inserts)
+        return (-INF, INF)
+    return rule(args, node)
 
 
 def _straight_through(node: Apply) -> Node | None:
@@ -187,21 +119,17 @@ def _straight_through(node: Apply) -> Node | None:
 
 def _refine(cond: Node, taken: bool) -> dict[int, tuple[float, float]]:
     """What `where(cond, ...)` tells about a value in its taken (or other) branch."""
-    if not isinstance(cond, Apply) or cond.fn not in ("gt", "ge", "lt", "le"):
+    if not isinstance(cond, Apply) or FUNCTIONS[cond.fn].refine is None:
         return {}
     a, b = cond.args
     if not isinstance(b, Const):
         return {}
-    k = float(b.value)
-    fn = cond.fn if taken else {"gt": "le", "ge": "lt", "lt": "ge", "le": "gt"}[cond.fn]
-    tiny = 1e-300
-    if fn == "gt":
-        return {id(a): (k + tiny if k >= 0 else k, INF)}
-    if fn == "ge":
-        return {id(a): (k, INF)}
-    if fn == "lt":
-        return {id(a): (-INF, k - tiny if k <= 0 else k)}
-    return {id(a): (-INF, k)}
+    f = FUNCTIONS[cond.fn]
+    if not taken:
+        assert f.negation is not None
+        f = FUNCTIONS[f.negation]
+    assert f.refine is not None
+    return {id(a): f.refine(float(b.value))}
 
 
 def _param_range(default) -> tuple[float, float]:
@@ -260,34 +188,22 @@ class _Domains:
         passthrough = _straight_through(node)
         if passthrough is not None:  # x + stop_gradient(f - x) has the value of f
             return self.rng(passthrough, env)
-        return _ranges_of(node.fn, args, node)
+        return _range_of(node, args)
 
     def _check(self, node: Apply, args) -> None:
-        if node.fn == "log" and stable_log(node) is not None:
+        f = FUNCTIONS[node.fn]
+        warning = f.domain
+        if warning is None or not warning.outside(args[warning.operand]):
             return
-        problem: tuple[str, str | None] | None = None
-        if node.fn == "log" and not args[0][0] > 0:
-            problem = ("`log` may see 0 or a negative value here", "0 gives -inf and a negative value NaN")
-        elif node.fn == "log1p" and not args[0][0] > -1:
-            problem = ("`log1p` may see a value at or below -1 here", None)
-        elif node.fn == "sqrt" and args[0][0] < 0:
-            problem = ("`sqrt` may see a negative value here", "a negative value gives NaN")
-        elif node.fn == "div" and args[1][0] <= 0 <= args[1][1]:
-            problem = ("the divisor may be 0 here", "x / 0 is inf or NaN, and so is its gradient")
-        if problem is None:
-            return
+        if f.lower is not None and f.lower(node) is not None:
+            return  # rewritten to a stable form before it runs (`log(softmax(z))`...)
         span = node.span
         key = (span.line, span.col, node.fn)
         if key in self.seen:
             return
         self.seen.add(key)
-        if node.fn == "div":
-            help = "add a small constant (`x / (s + 1e-7)`) or select with `where(s != 0, x / s, 0.0)`"
-        else:
-            help = (f"bound it away from 0: `{node.fn}(clip(p, 1e-7, 1.0))` or `{node.fn}(p + 1e-7)`; "
-                    "on logits, use `log_softmax` or `log_sigmoid`")
-        self.findings.append(Diagnostic(problem[0], span, "W701", severity="warning", help=help,
-                                        notes=(problem[1],) if problem[1] else ()))
+        self.findings.append(Diagnostic(warning.message, span, "W701", severity="warning", help=warning.help,
+                                        notes=(warning.note,) if warning.note else ()))
 
 
 def domain_findings(checked: CheckedModule) -> list[Diagnostic]:

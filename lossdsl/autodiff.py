@@ -2,13 +2,14 @@
 
     derive(root, preds) -> Derivative | None
 
-For a lowered loss made of the operations below, the gradient with respect to each pred is
+For a lowered loss whose every operation has a backward rule (`vjp` in the function table,
+lossdsl/functions/), the gradient with respect to each pred is
 built as IR (it references the forward nodes it needs), so a backend can run the forward without
 recording a tape and the backward as one function that reads only what it saved — PyTorch's
 `autograd.Function` (backends/torch_backend.py). For anything else (a fused kernel, a gather, a
 segment sum...) it returns None and the framework's own autodiff is used.
 
-The rules follow docs/language.md §4: `abs` and `relu` have gradient 0 at 0, `clip` gives x a
+The rules, with their functions, follow docs/language.md §4: `abs` and `relu` have gradient 0 at 0, `clip` gives x a
 gradient of 1 at its bounds, `maximum`/`minimum` split ties 0.5/0.5, the untaken branch of
 `where` gets exactly 0, rounding and comparisons stop the gradient. The parity suite runs
 through this path on PyTorch wherever it applies.
@@ -18,17 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .functions import FUNCTIONS, NoRule
 from .ir import Apply, Arg, Const, DimSize, Index, Node, topological
-from .types import BOOL, FLOAT, INT, ONE, TensorType
-
-_NO_GRAD = {"sign", "floor", "ceil", "round", "lt", "le", "gt", "ge", "eq", "ne", "and", "or", "not",
-            "stop_gradient", "ones_like", "cast_int", "argmax", "argmin", "one_hot"}
-_ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "pow", "square", "abs", "exp", "expm1", "log", "log1p", "sqrt",
-                "sin", "cos", "tanh", "sigmoid", "log_sigmoid", "softplus", "relu", "minimum", "maximum", "clip",
-                "where", "cast_float"}
-_REDUCTIONS = {"sum", "mean"}
-_AXIS_OPS = {"log_softmax", "softmax", "logsumexp", "transpose"}
-SUPPORTED = _NO_GRAD | _ELEMENTWISE | _REDUCTIONS | _AXIS_OPS
+from .types import BOOL, FLOAT, ONE, TensorType
 
 
 @dataclass
@@ -38,11 +31,11 @@ class Derivative:
 
 
 def supported(root: Node) -> bool:
+    """Every operation of the loss has a backward rule, or no gradient at all."""
     for n in topological(root):
         if isinstance(n, Apply):
-            if n.fn not in SUPPORTED:
-                return False
-            if n.fn == "pow" and not (isinstance(n.args[1], Const) and not isinstance(n.args[1].value, bool)):
+            f = FUNCTIONS[n.fn]
+            if f.grad_args and (isinstance(f.vjp, NoRule) or (f.vjp_needs is not None and not f.vjp_needs(n))):
                 return False
         elif not isinstance(n, (Arg, Const, DimSize, Index)):
             return False
@@ -120,6 +113,10 @@ class _Builder:
     def as_float(self, b):
         return self.ap("cast_float", (b,), TensorType(FLOAT, b.type.shape))
 
+    def float_like(self, a: Node, b: Node) -> TensorType:
+        """The float type of a and b broadcast together."""
+        return TensorType(FLOAT, _bcast(a, b).shape)
+
 
 def _split_const(x: Node) -> tuple[float, Node | None]:
     """(literal factor, the rest) of x: 3.0 -> (3.0, None); 2 * y -> (2.0, y); y -> (1.0, y)."""
@@ -164,7 +161,7 @@ def derive(root: Node, preds: list[Arg]) -> Derivative | None:
     for n in order:
         if id(n) in pred_ids:
             live.add(id(n))
-        elif isinstance(n, Apply) and n.fn not in _NO_GRAD and n.type.dtype is FLOAT:
+        elif isinstance(n, Apply) and FUNCTIONS[n.fn].grad_args and n.type.dtype is FLOAT:
             if any(id(a) in live for a in n.args):
                 live.add(id(n))
         elif isinstance(n, Index) and id(n.x) in live:
@@ -191,123 +188,12 @@ def derive(root: Node, preds: list[Arg]) -> Derivative | None:
             give(n.x, b.ap("index_grad", (g, n.x), TensorType(FLOAT, n.x.type.shape), (("items", n.items),)))
             continue
         assert isinstance(n, Apply)  # only preds (Args), Applys and Indexes are live
-        _vjp(b, n, g, give)
+        vjp = FUNCTIONS[n.fn].vjp
+        assert not isinstance(vjp, NoRule)  # `supported` keeps everything else out
+        vjp(b, n, g, give)
     grads = {}
     for p in preds:
         g = adj.get(id(p))
         if g is not None:
             grads[(p.name, p.path)] = g
     return Derivative(seed, grads)
-
-
-def _vjp(b: _Builder, n: Apply, g: Node, give) -> None:
-    fn, args, t = n.fn, n.args, n.type
-    zero = b.c(0.0)
-    if fn == "add":
-        give(args[0], g), give(args[1], g)
-    elif fn == "sub":
-        give(args[0], g), give(args[1], b.neg(g))
-    elif fn == "mul":
-        give(args[0], b.mul(g, args[1])), give(args[1], b.mul(g, args[0]))
-    elif fn == "div":
-        x, y = args
-        give(x, b.div(g, y))
-        give(y, b.neg(b.div(b.mul(g, n), y)))
-    elif fn == "neg":
-        give(args[0], b.neg(g))
-    elif fn == "pow":
-        x, c = args
-        assert isinstance(c, Const)  # supported() admits pow only with a literal exponent
-        p = float(c.value)
-        give(x, b.mul(g, b.mul(b.c(p), b.ap("pow", (x, b.c(p - 1.0)), x.type))))
-    elif fn == "square":
-        give(args[0], b.mul(g, b.mul(b.c(2.0), args[0])))
-    elif fn == "abs":
-        give(args[0], b.mul(g, b.ap("sign", (args[0],), args[0].type)))  # sign(0) = 0: §4
-    elif fn == "exp":
-        give(args[0], b.mul(g, n))
-    elif fn == "expm1":
-        give(args[0], b.mul(g, b.add(n, b.c(1.0))))
-    elif fn == "log":
-        give(args[0], b.div(g, args[0]))
-    elif fn == "log1p":
-        give(args[0], b.div(g, b.add(args[0], b.c(1.0))))
-    elif fn == "sqrt":
-        give(args[0], b.div(b.mul(g, b.c(0.5)), n))  # +inf at 0, as the frameworks
-    elif fn == "sin":
-        give(args[0], b.mul(g, b.ap("cos", (args[0],), args[0].type)))
-    elif fn == "cos":
-        give(args[0], b.neg(b.mul(g, b.ap("sin", (args[0],), args[0].type))))
-    elif fn == "tanh":
-        give(args[0], b.mul(g, b.sub(b.c(1.0), b.ap("square", (n,), t))))
-    elif fn == "sigmoid":
-        give(args[0], b.mul(g, b.mul(n, b.sub(b.c(1.0), n))))
-    elif fn == "log_sigmoid":
-        give(args[0], b.mul(g, b.ap("sigmoid", (b.neg(args[0]),), args[0].type)))
-    elif fn == "softplus":
-        give(args[0], b.mul(g, b.ap("sigmoid", (args[0],), args[0].type)))
-    elif fn == "relu":
-        give(args[0], b.mul(g, b.as_float(b.cmp("gt", args[0], zero))))  # 0 at 0: §4
-    elif fn in ("maximum", "minimum"):
-        x, y = args
-        wins = b.cmp("gt" if fn == "maximum" else "lt", x, y)
-        tie = b.cmp("eq", x, y)
-        half = b.mul(b.c(0.5), b.as_float(tie))
-        share_x = b.add(b.as_float(wins), half)  # 1 where x wins, 0.5 on a tie: §4
-        give(x, b.mul(g, share_x))
-        give(y, b.mul(g, b.sub(b.c(1.0), share_x)))
-    elif fn == "clip":
-        x, lo, hi = args
-        inside = b.ap("and", (b.cmp("ge", x, lo), b.cmp("le", x, hi)), TensorType(BOOL, t.shape))
-        give(x, b.mul(g, b.as_float(inside)))  # 1 at the bounds: §4
-        give(lo, b.mul(g, b.as_float(b.cmp("lt", x, lo))))
-        give(hi, b.mul(g, b.as_float(b.cmp("gt", x, hi))))
-    elif fn == "where":
-        c, x, y = args
-        give(x, b.where(c, g, zero, TensorType(FLOAT, _bcast(c, g).shape)))  # exactly 0 untaken: §4
-        give(y, b.where(c, zero, g, TensorType(FLOAT, _bcast(c, g).shape)))
-    elif fn == "cast_float":
-        if args[0].type.dtype is FLOAT:
-            give(args[0], g)
-    elif fn in ("sum", "mean"):
-        x = args[0]
-        axes, keep = n.attr("axis"), n.attr("keepdims")
-        if fn == "mean":  # divide the (small) reduced gradient before spreading it out
-            count: Node | None = None
-            for k in axes:
-                d = x.type.shape[k]
-                if d == ONE:
-                    continue
-                size = b.c(d.value) if d.is_literal else b.as_float(DimSize(TensorType(INT), n.span, d))
-                count = size if count is None else b.mul(count, size, TensorType(FLOAT))
-            if count is not None:
-                g = b.div(g, count, g.type)
-        give(x, b.ap("unreduce", (g, x), TensorType(FLOAT, x.type.shape), (("axis", axes), ("keepdims", keep))))
-    elif fn == "log_softmax":
-        axis = n.attr("axis")
-        soft = b.ap("exp", (n,), t)
-        total = b.ap("sum", (g,), TensorType(FLOAT, _keep(t, axis)), (("axis", (axis,)), ("keepdims", True)))
-        give(args[0], b.sub(g, b.mul(soft, total, t), t))
-    elif fn == "softmax":
-        axis = n.attr("axis")
-        total = b.ap("sum", (b.mul(g, n, t),), TensorType(FLOAT, _keep(t, axis)),
-                     (("axis", (axis,)), ("keepdims", True)))
-        give(args[0], b.mul(n, b.sub(g, total, t), t))
-    elif fn == "logsumexp":
-        x = args[0]
-        axes, keep = n.attr("axis"), n.attr("keepdims")
-        lse_keep = n if keep else b.ap("unreduce", (n, x), TensorType(FLOAT, x.type.shape),
-                                       (("axis", axes), ("keepdims", keep)))
-        g_keep = b.ap("unreduce", (g, x), TensorType(FLOAT, x.type.shape), (("axis", axes), ("keepdims", keep)))
-        soft = b.ap("exp", (b.sub(x, lse_keep, x.type),), x.type)
-        give(x, b.mul(g_keep, soft, x.type))
-    elif fn == "transpose":
-        give(args[0], b.ap("transpose", (g,), TensorType(FLOAT, args[0].type.shape)))
-    elif fn in _NO_GRAD:
-        pass
-    else:  # pragma: no cover - `supported` keeps everything else out
-        raise AssertionError(fn)
-
-
-def _keep(t: TensorType, axis: int):
-    return tuple(ONE if i == axis else d for i, d in enumerate(t.shape))

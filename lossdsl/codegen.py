@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .checked import CheckedModule, Declaration, Leaf
-from .ir import Apply, Arg, Const, DimSize, Index, Node, index_uses, topological
+from .functions import index_uses
+from .ir import Apply, Arg, Const, DimSize, Index, Node, topological
 from .source import Span
 from .types import BOOL, FLOAT, INT, Dim
 

@@ -8,14 +8,14 @@ compare by identity, so a node used twice is one node (and is computed once).
     Arg      a declared value (or one field of a record): pred, target, input, context, param
     Const    a scalar literal
     DimSize  the size of a dimension, as an int scalar (`sum(x) / N`)
-    Apply    a function of the table in lossdsl/functions.py, operators included
+    Apply    a function of the table in lossdsl/functions/, operators included
     Index    basic indexing: integers, slices, None (ellipsis already expanded)
     Gather   indexing by int tensors, which broadcast together
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Set
+from collections.abc import Callable, Iterator, Set
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -131,19 +131,6 @@ def topological(root: Node, *, stop: Set[int] = frozenset(), seen: set[int] | No
     return order
 
 
-def index_uses(node: Node) -> list[tuple[Node, Dim]]:
-    """The operands `node` reads as indices, each with the dimension it indexes into."""
-    if isinstance(node, Apply) and node.fn == "pick":
-        return [(node.args[1], node.args[0].type.shape[-1])]
-    if isinstance(node, Apply) and node.fn == "one_hot":
-        return [(node.args[0], node.attr("depth"))]
-    if isinstance(node, Apply) and node.fn in ("segment_sum", "segment_mean"):
-        return [(node.args[1], node.attr("groups"))]
-    if isinstance(node, Gather):
-        return [(idx, node.x.type.shape[k]) for k, idx in enumerate(node.indices)]
-    return []
-
-
 def use_counts(root: Node) -> dict[int, int]:
     counts: dict[int, int] = {}
     for node in topological(root):
@@ -172,3 +159,25 @@ def describe(node: Node) -> str:
 
 def walk(root: Node) -> Iterator[Node]:
     yield from topological(root)
+
+
+def rebuild(node: Node, args: tuple[Node, ...]) -> Node:
+    """The same node over new operands (the node itself if nothing changed)."""
+    if all(a is b for a, b in zip(args, node.inputs)):
+        return node
+    if isinstance(node, Apply):
+        return Apply(node.type, node.span, node.fn, args, node.attrs)
+    if isinstance(node, Index):
+        return Index(node.type, node.span, args[0], node.items)
+    if isinstance(node, Gather):
+        return Gather(node.type, node.span, args[0], args[1:])
+    raise AssertionError(type(node))
+
+
+def rewrite_bottom_up(root: Node, fn: Callable[[Node], Node]) -> Node:
+    """Rebuild the DAG bottom-up, applying `fn` to each rebuilt node; sharing is kept."""
+    done: dict[int, Node] = {}
+    for node in topological(root):
+        new = rebuild(node, tuple(done[id(a)] for a in node.inputs)) if node.inputs else node
+        done[id(node)] = fn(new)
+    return done[id(root)]

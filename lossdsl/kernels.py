@@ -20,8 +20,7 @@ import math
 from collections.abc import Callable
 from typing import TypeGuard
 
-from .ir import Apply, Arg, Const, Gather, Node
-from .passes import _rebuild
+from .ir import Apply, Arg, Const, Gather, Node, rebuild
 from .types import FLOAT, TensorType
 
 
@@ -240,7 +239,7 @@ def select_kernels(root: Node, supported: dict[str, set[str]]) -> Node:
         m = select(n)
         if _is(m, "kernel") and m.attr("reduction") not in supported.get(m.attr("kernel"), ()):
             m = n
-        out = _rebuild(m, tuple(visit(a) for a in m.inputs)) if m.inputs else m
+        out = rebuild(m, tuple(visit(a) for a in m.inputs)) if m.inputs else m
         memo[id(n)] = out
         return out
 

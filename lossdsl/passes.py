@@ -25,12 +25,11 @@ In order:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 from .checked import CheckedModule
-from .functions import FUNCTIONS
-from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem, topological
+from .functions import ELEMENTWISE, FUNCTIONS, REDUCES, ROWS, NoRule
+from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem, rebuild, rewrite_bottom_up
 from .types import BOOL, FLOAT, INT, ONE, DType, TensorType
 
 # ---- helpers ------------------------------------------------------------------------
@@ -44,105 +43,23 @@ def _is_const(node: Node, value) -> bool:
     return isinstance(node, Const) and not isinstance(node.value, bool) and node.value == value
 
 
-def _rebuild(node: Node, args: tuple[Node, ...]) -> Node:
-    """The same node over new operands (the node itself if nothing changed)."""
-    if all(a is b for a, b in zip(args, node.inputs)):
-        return node
-    if isinstance(node, Apply):
-        return Apply(node.type, node.span, node.fn, args, node.attrs)
-    if isinstance(node, Index):
-        return Index(node.type, node.span, args[0], node.items)
-    if isinstance(node, Gather):
-        return Gather(node.type, node.span, args[0], args[1:])
-    raise AssertionError(type(node))
+# ---- the functions' own lowering rules ---------------------------------------------------
 
 
-def rewrite_bottom_up(root: Node, fn: Callable[[Node], Node]) -> Node:
-    """Rebuild the DAG bottom-up, applying `fn` to each rebuilt node; sharing is kept."""
-    done: dict[int, Node] = {}
-    for node in topological(root):
-        new = _rebuild(node, tuple(done[id(a)] for a in node.inputs)) if node.inputs else node
-        done[id(node)] = fn(new)
-    return done[id(root)]
-
-
-# ---- stable forms ----------------------------------------------------------------------
-
-
-def stable_log(node: Node) -> Node | None:
-    """The stable form of `log(u)` when u is one of the patterns of docs/language.md §4, else None."""
-    if not (isinstance(node, Apply) and node.fn == "log"):
-        return None
-    (u,) = node.args
-    if not isinstance(u, Apply):
-        return None
-    t = node.type
-    if u.fn == "softmax":
-        return _apply("log_softmax", u.args, t, node.span, u.attrs)
-    if u.fn == "sigmoid":
-        return _apply("log_sigmoid", u.args, t, node.span)
-    if u.fn == "sub" and _is_const(u.args[0], 1) and isinstance(u.args[1], Apply) and u.args[1].fn == "sigmoid":
-        z = u.args[1].args[0]
-        return _apply("log_sigmoid", (_apply("neg", (z,), z.type, z.span),), t, node.span)
-    if u.fn == "sum" and isinstance(u.args[0], Apply) and u.args[0].fn == "exp":
-        return _apply("logsumexp", u.args[0].args, t, node.span, u.attrs)
-    if u.fn == "add":
-        a, b = u.args
-        x = b if _is_const(a, 1) else a if _is_const(b, 1) else None
-        if x is not None and x.type.shape == u.type.shape:
-            if isinstance(x, Apply) and x.fn == "exp":
-                return _apply("softplus", x.args, t, node.span)  # log(1 + exp(z)) overflows for large z
-            return _apply("log1p", (x,), t, node.span)
-    return None
-
-
-def stable_forms(root: Node) -> Node:
-    return rewrite_bottom_up(root, lambda n: stable_log(n) or n)
-
-
-def safe_std(root: Node) -> Node:
-    """`std` is the root of `var` with gradient 0 where the spread is 0, as `norm` at 0 (JAX and
-    TensorFlow give NaN there, PyTorch 0): where(v > 0, sqrt(where(v > 0, v, 1)), 0)."""
+def lowering_rules(root: Node) -> Node:
+    """Each function's `lower` rule (lossdsl/functions/): the stable forms of `log`, small
+    powers, `std` with gradient 0 where the spread is 0."""
     def fix(n: Node) -> Node:
-        if not (isinstance(n, Apply) and n.fn == "std"):
-            return n
-        v = Apply(n.type, n.span, "var", n.args, n.attrs)
-        zero, one = Const(TensorType(FLOAT), n.span, 0.0), Const(TensorType(FLOAT), n.span, 1.0)
-        spread = _apply("gt", (v, zero), TensorType(BOOL, v.type.shape), n.span)
-        safe = _apply("where", (spread, v, one), v.type, n.span)
-        return _apply("where", (spread, _apply("sqrt", (safe,), v.type, n.span), zero), n.type, n.span)
-
-    return rewrite_bottom_up(root, fix)
-
-
-def small_powers(root: Node) -> Node:
-    """`x ^ 0` is ones with no gradient (docs/language.md §4), also at x = 0; `x ^ 1` is x; `x ^ 2`
-    is `square(x)`, which every framework differentiates without the log of x that a general
-    power's gradient computes (TensorFlow computes it even for a constant exponent)."""
-    def fix(n: Node) -> Node:
-        if isinstance(n, Apply) and n.fn == "pow" and isinstance(n.args[1], Const):
-            base = n.args[0]
-            if base.type.shape != n.type.shape or isinstance(n.args[1].value, bool):
-                return n
-            if _is_const(n.args[1], 0):
-                return _apply("ones_like", (base,), n.type, n.span)
-            if _is_const(n.args[1], 1) and base.type == n.type:
-                return base
-            if _is_const(n.args[1], 2):
-                return _apply("square", (base,), n.type, n.span)
+        if isinstance(n, Apply):
+            rule = FUNCTIONS[n.fn].lower
+            if rule is not None:
+                return rule(n) or n
         return n
 
     return rewrite_bottom_up(root, fix)
 
 
 # ---- where guards ------------------------------------------------------------------------
-
-# operand index -> safe value, for ops whose derivative is infinite or undefined somewhere
-_DOMAIN = {"log": {0: 1}, "log1p": {0: 0}, "sqrt": {0: 1}, "div": {1: 1}, "exp": {0: 0}, "expm1": {0: 0},
-           "pick": {1: 0}}
-_LANE_WISE = {"elementwise", "operator"}
-_REDUCTIONS = {"sum", "mean", "prod", "max", "min", "logsumexp", "var", "std", "norm"}
-
 
 def _safe_const(operand: Node, value) -> Const:
     dt = operand.type.dtype
@@ -208,21 +125,13 @@ def guard_wheres(root: Node, *, domains: bool = True, data: bool = False) -> Nod
             c2 = visit(c, fitted(cond, c.type.shape))
             taken = both(fitted(cond, node.type.shape), c2)
             not_taken = both(fitted(cond, node.type.shape), negate(c2))
-            return _rebuild(node, (c2, visit(a, fitted(taken, a.type.shape)),
+            return rebuild(node, (c2, visit(a, fitted(taken, a.type.shape)),
                                    visit(b, fitted(not_taken, b.type.shape))))
-        if data and isinstance(node, Apply) and node.fn == "kernel" and node.attr("reduction") == "none":
-            # An elementwise fused loss (mse, huber... per element) in a branch: its lanes are the
-            # branch's lanes, and its float arguments are guarded like an operator's.
-            return _rebuild(node, tuple(
-                guard(visit(a, fitted(cond, a.type.shape)), fitted(cond, a.type.shape), 0, node.span)
-                if _is_data(a) else visit(a, fitted(cond, a.type.shape)) for a in node.args))
         if isinstance(node, Apply):
-            group = FUNCTIONS[node.fn].group
-            domain = _DOMAIN.get(node.fn, {})
-            if node.fn == "pow" and not (isinstance(node.args[1], Const) and isinstance(node.args[1].value, int)
-                                         and node.args[1].value >= 0):
-                domain = {0: 1}
-            if group in _LANE_WISE and node.fn != "matmul":
+            f = FUNCTIONS[node.fn]
+            domain = f.safe_of(node)
+            lanes = f.lanes_of(node)
+            if lanes == ELEMENTWISE:
                 new_args = []
                 for i, a in enumerate(node.args):
                     ca = fitted(cond, a.type.shape)
@@ -233,26 +142,26 @@ def guard_wheres(root: Node, *, domains: bool = True, data: bool = False) -> Nod
                     elif data and _is_data(a):
                         a2 = guard(a2, ca, 0, node.span)
                     new_args.append(a2)
-                return _rebuild(node, tuple(new_args))
-            if node.fn in _REDUCTIONS and cond is not None:
+                return rebuild(node, tuple(new_args))
+            if lanes == REDUCES and cond is not None:
                 x = node.args[0]
                 cx = _expand_for_reduction(cond, node, x)
                 x2 = visit(x, cx)
-                if node.fn in domain:
+                if 0 in domain:
                     if domains:
                         x2 = guard(x2, cx, domain[0], node.span)
                 elif data and _is_data(x):
                     x2 = guard(x2, cx, 0, node.span)
-                return _rebuild(node, (x2,))
-            if node.fn == "pick" and cond is not None:
+                return rebuild(node, (x2,))
+            if lanes == ROWS and cond is not None:
                 x, idx = node.args
                 cidx = fitted(cond, idx.type.shape)
                 crow = _append_axis(cidx) if cidx is not None else None
                 x2 = visit(x, fitted(crow, x.type.shape) if crow is not None else None)
                 idx2 = visit(idx, cidx)
-                if domains:
-                    idx2 = guard(idx2, cidx, 0, node.span)
-                return _rebuild(node, (x2, idx2))
+                if domains and 1 in domain:
+                    idx2 = guard(idx2, cidx, domain[1], node.span)
+                return rebuild(node, (x2, idx2))
         if isinstance(node, Gather) and cond is not None:
             idx_shape = node.type.shape[: len(node.type.shape) - (node.x.type.rank - len(node.indices))]
             new_idx = []
@@ -260,10 +169,10 @@ def guard_wheres(root: Node, *, domains: bool = True, data: bool = False) -> Nod
                 cix = fitted(cond, ix.type.shape) if _fits(cond, idx_shape) else None
                 ix2 = visit(ix, cix)
                 new_idx.append(guard(ix2, cix, 0, node.span) if domains else ix2)
-            return _rebuild(node, (visit(node.x, None),) + tuple(new_idx))
+            return rebuild(node, (visit(node.x, None),) + tuple(new_idx))
         # Ops that mix lanes (softmax, cumsum, @, indexing...): a lane's guard says nothing
         # about the lanes it reads, so only nested `where`s below are guarded.
-        return _rebuild(node, tuple(visit(a, None) for a in node.inputs))
+        return rebuild(node, tuple(visit(a, None) for a in node.inputs))
 
     return visit(root, None)
 
@@ -309,39 +218,19 @@ def _expand_for_reduction(cond: Node, red: Apply, x: Node) -> Node | None:
 
 # ---- constant folding ----------------------------------------------------------------------
 
-_FOLD: dict[str, Callable[..., Any]] = {
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-    "div": lambda a, b: a / b, "pow": lambda a, b: a ** b, "neg": lambda a: -a,
-    "minimum": min, "maximum": max, "abs": abs,
-    "exp": math.exp, "log": math.log, "sqrt": math.sqrt, "log1p": math.log1p, "expm1": math.expm1,
-    "sin": math.sin, "cos": math.cos, "tanh": math.tanh, "square": lambda a: a * a,
-    "lt": lambda a, b: a < b, "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
-    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "and": lambda a, b: a and b,
-    "or": lambda a, b: a or b, "not": lambda a: not a,
-    "float": float, "cast_float": float, "int": int, "cast_int": int,
-    "clip": lambda x, lo, hi: min(max(x, lo), hi), "where": lambda c, a, b: a if c else b,
-    "relu": lambda a: max(a, 0), "sign": lambda a: (a > 0) - (a < 0), "floor": math.floor, "ceil": math.ceil,
-    "round": round, "sigmoid": lambda a: 1 / (1 + math.exp(-a)) if a >= 0 else math.exp(a) / (1 + math.exp(a)),
-    "softplus": lambda a: max(a, 0) + math.log1p(math.exp(-abs(a))),
-    "log_sigmoid": lambda a: min(a, 0) - math.log1p(math.exp(-abs(a))),
-    # reductions of a scalar
-    "sum": lambda a: a, "mean": lambda a: a, "max": lambda a: a, "min": lambda a: a, "prod": lambda a: a,
-    "logsumexp": lambda a: a, "var": lambda a: 0.0, "std": lambda a: 0.0, "norm": abs, "cumsum": lambda a: a,
-    "stop_gradient": lambda a: a, "ones_like": lambda a: 1,
-}
-
-
 def fold_constants(root: Node) -> Node:
     def fold(n: Node) -> Node:
         if isinstance(n, Apply) and n.fn == "where" and isinstance(n.args[0], Const):
             chosen = n.args[1] if n.args[0].value else n.args[2]
             if chosen.type == n.type:  # a literal condition picks a branch of the full shape
                 return chosen
-        if not (isinstance(n, Apply) and n.fn in _FOLD and n.type.rank == 0 and n.args
-                and all(isinstance(a, Const) for a in n.args)):
+        if not (isinstance(n, Apply) and n.type.rank == 0 and n.args and all(isinstance(a, Const) for a in n.args)):
+            return n
+        rule = FUNCTIONS[n.fn].fold
+        if isinstance(rule, NoRule):
             return n
         try:
-            v = _FOLD[n.fn](*(cast(Const, a).value for a in n.args))
+            v = rule(*(cast(Const, a).value for a in n.args))
         except (ValueError, OverflowError, ZeroDivisionError):
             return n
         if isinstance(v, complex) or (isinstance(v, float) and not math.isfinite(v)):
@@ -354,13 +243,6 @@ def fold_constants(root: Node) -> Node:
 
 
 # ---- casts ---------------------------------------------------------------------------------
-
-# Operands that keep their own dtype: conditions, indices, ids.
-_KEEP = {"where": {0}, "pick": {1}, "one_hot": {0}, "segment_sum": {1}, "segment_mean": {1},
-         "cast_float": {0}, "cast_int": {0}, "ones_like": {0}, "int": {0}, "float": {0}, "stop_gradient": {0},
-         "argmax": {0}, "argmin": {0}, "not": {0}, "and": {0, 1}, "or": {0, 1}}
-_COMPARISONS = {"lt", "le", "gt", "ge", "eq", "ne"}
-
 
 def _cast(node: Node, dtype: DType) -> Node:
     if node.type.dtype is dtype:
@@ -376,27 +258,25 @@ def insert_casts(root: Node) -> Node:
     def fix(n: Node) -> Node:
         if not isinstance(n, Apply):
             return n
-        if n.fn == "float":
-            return _cast(n.args[0], FLOAT)
-        if n.fn == "int":
-            return _cast(n.args[0], INT)
-        keep = _KEEP.get(n.fn, set())
-        if n.fn in _COMPARISONS:
+        f = FUNCTIONS[n.fn]
+        if f.cast == "convert":
+            return _cast(n.args[0], n.type.dtype)
+        if f.cast == "compare":
             dts = [a.type.dtype for a in n.args]
             target = FLOAT if FLOAT in dts else dts[0]
-        elif n.fn == "pow":
+        elif f.cast == "exponent":
             base, exp = n.args
             target = n.type.dtype
             new_base = _cast(base, target)
             new_exp = exp if (isinstance(exp, Const) and not isinstance(exp.value, bool)) else _cast(exp, target)
-            return _rebuild(n, (new_base, new_exp))
+            return rebuild(n, (new_base, new_exp))
         elif n.type.dtype in (FLOAT, INT):
             target = n.type.dtype
         else:
             return n
-        args = tuple(a if i in keep or (a.type.dtype is BOOL and target is BOOL) else _cast(a, target)
+        args = tuple(a if i in f.keep_dtype or (a.type.dtype is BOOL and target is BOOL) else _cast(a, target)
                      for i, a in enumerate(n.args))
-        return _rebuild(n, args)
+        return rebuild(n, args)
 
     return rewrite_bottom_up(root, fix)
 
@@ -437,8 +317,7 @@ def lower(checked: CheckedModule, *, kernels: dict[str, set[str]] | None = None,
     `sharded` names a dimension split across replicas (see sharding.py), and the reductions made
     global are appended to `made_global`."""
     root = checked.loss
-    for p in (stable_forms, small_powers, safe_std, share_common, guard_wheres, fold_constants, insert_casts,
-              share_common):
+    for p in (lowering_rules, share_common, guard_wheres, fold_constants, insert_casts, share_common):
         root = p(root)
     if sharded:
         from .sharding import globalize

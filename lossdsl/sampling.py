@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from .checked import CheckedModule
-from .ir import Arg, index_uses, topological
+from .functions import index_uses
+from .ir import Arg, topological
 from .types import BOOL, FLOAT, INT, Dim
 
 

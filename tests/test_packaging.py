@@ -5,6 +5,7 @@ and an editable install both find them (`lossdsl.grammars`, `lossdsl.backends`,
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -28,14 +29,25 @@ def test_this_install_finds_grammar_backends_and_std():
 @pytest.mark.slow
 def test_a_wheel_carries_everything_and_works_outside_the_repository(tmp_path):
     wheels = tmp_path / "wheels"
+    # Built from a copy without the checkout's own build/ folder, whose leftovers from an
+    # earlier build would otherwise end up in the wheel and hide a package missing from the list.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", "venv", "build", "dist", ".git", "*.egg-info",
+                                                             "__pycache__", ".pytest_cache"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(wheels), str(ROOT)], capture_output=True, text=True, timeout=300)
+                            "-w", str(wheels), str(src)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
     (wheel,) = wheels.glob("lossdsl-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for must in ("lossdsl/grammars/loss.lark", "lossdsl/backends/torch_backend.py", "lossdsl/backends/base.py",
                  "lossdsl/std/huber.loss", "lossdsl/parser.py", "lossdsl/cli.py"):
         assert must in names, must
+    # Every module of the source tree ships (a subpackage missing from pyproject's list would
+    # still import here, through the editable install's finder, and pass unnoticed).
+    sources = [f"lossdsl/{p.relative_to(ROOT / 'lossdsl').as_posix()}" for p in (ROOT / "lossdsl").rglob("*.py")]
+    sources += [f"lossdsl/backends/{p.name}" for p in (ROOT / "backends").glob("*.py")]
+    missing = [m for m in sources if m not in names]
+    assert not missing, missing
     target = tmp_path / "site"
     inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
                            str(wheel)], capture_output=True, text=True, timeout=300)

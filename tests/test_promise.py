@@ -75,6 +75,24 @@ def test_inf_inputs_in_lanes_a_where_does_not_take_contribute_nothing(backend, r
         assert_close(grads["yhat"], np.where(keep, wk * np.exp(yhat), 0.0), "float64", backend)
 
 
+@pytest.mark.parametrize("backend", GRAD_BACKENDS)
+@pytest.mark.parametrize("wrap", ["stop_gradient(w)", "float(w)", "stop_gradient(float(w))"])
+def test_nan_data_under_a_conversion_or_stop_gradient_is_guarded_too(backend, wrap, rng, threshold):
+    # The guard reaches data through functions that read only their own lanes, whatever they are.
+    src = spec(f"""
+        pred  yhat: float[B]
+        input w:    float[B]
+        loss = sum(where(w == w, yhat * {wrap}, 0.0))
+    """)
+    for n in _sizes_around_the_threshold():
+        yhat, w = rng.normal(size=n), rng.normal(size=n)
+        w[[0, n - 1]] = np.nan
+        keep = ~np.isnan(w)
+        value, grads = value_and_grads(compile_for(src, backend), backend, {"yhat": yhat, "w": w}, ["yhat"])
+        assert_close(value, np.where(keep, yhat * np.where(keep, w, 0.0), 0.0).sum(), "float64", backend)
+        assert_close(grads["yhat"], np.where(keep, w, 0.0), "float64", f"{backend} n={n}")
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_nan_in_the_branch_taken_propagates(backend):
     f = compile_for(MISSING_LABEL.replace("where(y == y", "where(yhat > -1e30"), backend)

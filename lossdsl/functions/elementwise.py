@@ -1,0 +1,163 @@
+"""Elementwise functions: each lane of the result reads the same lane of every operand."""
+
+from __future__ import annotations
+
+import math
+
+from ..ir import Apply, Const, Node
+from ..types import BOOL, TensorType
+from . import intervals as iv
+from .intervals import INF
+from .shapes import arithmetic, same_type, select, to_float
+from .table import ELEMENTWISE, LOCAL, DomainWarning, Param, define
+
+X = (Param("x"),)
+_EACH = {"lanes": ELEMENTWISE, "sharding": LOCAL}
+NO_GRAD = "none: stops the gradient"
+
+
+def _unary(fn):
+    """The vjp of f(x) from f'(x) built as IR: `deriv(builder, node, x)`."""
+    def vjp(b, n, g, give):
+        give(n.args[0], b.mul(g, fn(b, n, n.args[0])))
+
+    return vjp
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+def _bound_away(fn: str) -> str:
+    return (f"bound it away from 0: `{fn}(clip(p, 1e-7, 1.0))` or `{fn}(p + 1e-7)`; "
+            "on logits, use `log_softmax` or `log_sigmoid`")
+
+
+def _is_literal(node: Node, value) -> bool:
+    return isinstance(node, Const) and not isinstance(node.value, bool) and node.value == value
+
+
+def stable_log(node: Apply) -> Node | None:
+    """The stable form of `log(u)` when u is one of the patterns of docs/language.md §4, else None."""
+    (u,) = node.args
+    if not isinstance(u, Apply):
+        return None
+    t, span = node.type, node.span
+    if u.fn == "softmax":
+        return Apply(t, span, "log_softmax", u.args, u.attrs)
+    if u.fn == "sigmoid":
+        return Apply(t, span, "log_sigmoid", u.args)
+    if u.fn == "sub" and _is_literal(u.args[0], 1) and isinstance(u.args[1], Apply) and u.args[1].fn == "sigmoid":
+        z = u.args[1].args[0]
+        return Apply(t, span, "log_sigmoid", (Apply(z.type, z.span, "neg", (z,)),))
+    if u.fn == "sum" and isinstance(u.args[0], Apply) and u.args[0].fn == "exp":
+        return Apply(t, span, "logsumexp", u.args[0].args, u.attrs)
+    if u.fn == "add":
+        a, b = u.args
+        x = b if _is_literal(a, 1) else a if _is_literal(b, 1) else None
+        if x is not None and x.type.shape == u.type.shape:
+            if isinstance(x, Apply) and x.fn == "exp":
+                return Apply(t, span, "softplus", x.args)  # log(1 + exp(z)) overflows for large z
+            return Apply(t, span, "log1p", (x,))
+    return None
+
+
+define("abs", X, "elementwise", same_type, "|x|", grad="0 at x = 0 (JAX alone gives 1)",
+       vjp=_unary(lambda b, n, x: b.ap("sign", (x,), x.type)),  # sign(0) = 0: §4
+       value_range=iv.constant(0.0, INF), fold=abs, kernel_arith=True, **_EACH)
+define("sign", X, "elementwise", same_type, "-1, 0 or 1", grad_args=(), grad=NO_GRAD,
+       value_range=iv.unbounded, fold=lambda a: (a > 0) - (a < 0), **_EACH)
+define("square", X, "elementwise", same_type, "x * x", vjp=_unary(lambda b, n, x: b.mul(b.c(2.0), x)),
+       value_range=iv.constant(0.0, INF), fold=lambda a: a * a, kernel_arith=True, **_EACH)
+define("relu", X, "elementwise", same_type, "max(x, 0)", grad="0 at x = 0",
+       vjp=_unary(lambda b, n, x: b.as_float(b.cmp("gt", x, b.c(0.0)))),  # 0 at 0: §4
+       value_range=lambda a, n: (max(0.0, a[0][0]), INF), fold=lambda a: max(a, 0), **_EACH)
+define("floor", X, "elementwise", same_type, "round down", grad_args=(), grad=NO_GRAD,
+       value_range=iv.unbounded, fold=math.floor, **_EACH)
+define("ceil", X, "elementwise", same_type, "round up", grad_args=(), grad=NO_GRAD,
+       value_range=iv.unbounded, fold=math.ceil, **_EACH)
+define("round", X, "elementwise", same_type, "round half to even", grad_args=(), grad=NO_GRAD,
+       value_range=iv.unbounded, fold=round, **_EACH)
+define("exp", X, "elementwise", to_float, "e^x", vjp=_unary(lambda b, n, x: n),
+       value_range=iv.constant(0.0, INF), fold=math.exp, safe={0: 0}, **_EACH)
+define("expm1", X, "elementwise", to_float, "e^x - 1, accurate near 0",
+       vjp=_unary(lambda b, n, x: b.add(n, b.c(1.0))), value_range=iv.unbounded, fold=math.expm1, safe={0: 0},
+       **_EACH)
+define("log", X, "elementwise", to_float, "natural logarithm",
+       vjp=lambda b, n, g, give: give(n.args[0], b.div(g, n.args[0])), value_range=iv.unbounded, fold=math.log,
+       safe={0: 1}, lower=stable_log,
+       domain=DomainWarning(0, lambda r: not r[0] > 0, "`log` may see 0 or a negative value here",
+                            "0 gives -inf and a negative value NaN", _bound_away("log")), **_EACH)
+define("log1p", X, "elementwise", to_float, "log(1 + x), accurate near 0",
+       vjp=lambda b, n, g, give: give(n.args[0], b.div(g, b.add(n.args[0], b.c(1.0)))), value_range=iv.unbounded,
+       fold=math.log1p, safe={0: 0},
+       domain=DomainWarning(0, lambda r: not r[0] > -1, "`log1p` may see a value at or below -1 here", None,
+                            _bound_away("log1p")), **_EACH)
+define("sin", X, "elementwise", to_float, "sine", vjp=_unary(lambda b, n, x: b.ap("cos", (x,), x.type)),
+       value_range=iv.constant(-1.0, 1.0), fold=math.sin, **_EACH)
+define("cos", X, "elementwise", to_float, "cosine",
+       vjp=lambda b, n, g, give: give(n.args[0], b.neg(b.mul(g, b.ap("sin", (n.args[0],), n.args[0].type)))),
+       value_range=iv.constant(-1.0, 1.0), fold=math.cos, **_EACH)
+define("tanh", X, "elementwise", to_float, "hyperbolic tangent",
+       vjp=_unary(lambda b, n, x: b.sub(b.c(1.0), b.ap("square", (n,), n.type))),
+       value_range=iv.constant(-1.0, 1.0), fold=math.tanh, **_EACH)
+define("sigmoid", X, "elementwise", to_float, "1 / (1 + e^-x)",
+       vjp=_unary(lambda b, n, x: b.mul(n, b.sub(b.c(1.0), n))), value_range=iv.constant(0.0, 1.0), fold=_sigmoid,
+       **_EACH)
+define("log_sigmoid", X, "elementwise", to_float, "log(sigmoid(x)), stable for large |x|",
+       vjp=_unary(lambda b, n, x: b.ap("sigmoid", (b.neg(x),), x.type)), value_range=iv.unbounded,
+       fold=lambda a: min(a, 0) - math.log1p(math.exp(-abs(a))), **_EACH)
+define("softplus", X, "elementwise", to_float, "log(1 + e^x), stable for large |x|",
+       vjp=_unary(lambda b, n, x: b.ap("sigmoid", (x,), x.type)), value_range=iv.constant(0.0, INF),
+       fold=lambda a: max(a, 0) + math.log1p(math.exp(-abs(a))), **_EACH)
+define("sqrt", X, "elementwise", to_float, "square root", grad="+inf at x = 0 (as all three frameworks)",
+       vjp=lambda b, n, g, give: give(n.args[0], b.div(b.mul(g, b.c(0.5)), n)),  # +inf at 0, as the frameworks
+       value_range=iv.constant(0.0, INF), fold=math.sqrt, safe={0: 1},
+       domain=DomainWarning(0, lambda r: r[0] < 0, "`sqrt` may see a negative value here", "a negative value gives NaN",
+                            _bound_away("sqrt")), **_EACH)
+
+
+def _extremum_vjp(wins_fn: str):
+    def vjp(b, n, g, give):
+        x, y = n.args
+        wins = b.cmp(wins_fn, x, y)
+        half = b.mul(b.c(0.5), b.as_float(b.cmp("eq", x, y)))
+        share_x = b.add(b.as_float(wins), half)  # 1 where x wins, 0.5 on a tie: §4
+        give(x, b.mul(g, share_x))
+        give(y, b.mul(g, b.sub(b.c(1.0), share_x)))
+
+    return vjp
+
+
+def _clip_vjp(b, n, g, give):
+    x, lo, hi = n.args
+    inside = b.ap("and", (b.cmp("ge", x, lo), b.cmp("le", x, hi)), TensorType(BOOL, n.type.shape))
+    give(x, b.mul(g, b.as_float(inside)))  # 1 at the bounds: §4
+    give(lo, b.mul(g, b.as_float(b.cmp("lt", x, lo))))
+    give(hi, b.mul(g, b.as_float(b.cmp("gt", x, hi))))
+
+
+def _where_vjp(b, n, g, give):
+    c, x, y = n.args
+    zero = b.c(0.0)
+    t = b.float_like(c, g)
+    give(x, b.where(c, g, zero, t))  # exactly 0 in the lanes not taken: §4
+    give(y, b.where(c, zero, g, t))
+
+
+TIES = "0.5 to each operand where a == b (TensorFlow alone gives 1 to one side)"
+define("minimum", (Param("a"), Param("b")), "elementwise", arithmetic("promote"), "elementwise minimum",
+       grad_args=(0, 1), grad=TIES, vjp=_extremum_vjp("lt"),
+       value_range=lambda a, n: (min(a[0][0], a[1][0]), min(a[0][1], a[1][1])), fold=min, **_EACH)
+define("maximum", (Param("a"), Param("b")), "elementwise", arithmetic("promote"), "elementwise maximum",
+       grad_args=(0, 1), grad=TIES, vjp=_extremum_vjp("gt"),
+       value_range=lambda a, n: (max(a[0][0], a[1][0]), max(a[0][1], a[1][1])), fold=max, **_EACH)
+define("clip", (Param("x"), Param("lo"), Param("hi")), "elementwise", arithmetic("promote"),
+       "x limited to [lo, hi]", grad_args=(0, 1, 2),
+       grad="1 to x at x == lo and x == hi (JAX alone gives 0.5); lo and hi get the gradient where they are the value",
+       vjp=_clip_vjp, value_range=lambda a, n: (max(a[0][0], a[1][0]), min(max(a[0][1], a[1][1]), a[2][1])),
+       fold=lambda x, lo, hi: min(max(x, lo), hi), **_EACH)
+define("where", (Param("cond"), Param("a"), Param("b")), "elementwise", select, "a where cond, else b",
+       grad_args=(1, 2), grad="the branch not taken contributes exactly 0, even where it is inf or NaN",
+       vjp=_where_vjp, value_range=lambda a, n: iv.hull(a[1], a[2]), fold=lambda c, a, b: a if c else b,
+       keep_dtype=(0,), **_EACH)

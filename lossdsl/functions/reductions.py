@@ -1,0 +1,195 @@
+"""Reductions: each lane of the result reads the lanes along the reduced axes.
+
+Their sharding rules compute a reduction over a dimension split across replicas from the
+replicas' partial results (lossdsl/sharding.py gives the building blocks as `g`)."""
+
+from __future__ import annotations
+
+from ..ir import Apply, Const, DimSize, Node
+from ..types import BOOL, FLOAT, INT, ONE, TensorType
+from . import intervals as iv
+from .intervals import INF
+from .shapes import reduction
+from .table import REDUCES, NoRule, Param, define
+
+REDUCE = (Param("x"), Param("axis", "axis", None), Param("keepdims", "bool", False))
+TIES = "split evenly among tied elements"
+FRAMEWORK = NoRule("the framework differentiates it")
+
+
+def _scalar(dtype=FLOAT) -> TensorType:
+    return TensorType(dtype)
+
+
+def _over_sharded_axis(rule):
+    """A reduction's sharding rule: nothing to do unless it reduces the sharded dimension."""
+    def shard(g, n: Apply) -> Node:
+        x, axes = n.args[0], n.attr("axis")
+        if not g.axes_on(x, axes):
+            return n
+        g.made_global.append(n)
+        return rule(g, n, x, axes, bool(n.attr("keepdims")))
+
+    return shard
+
+
+def _refused_over_sharded_axis(what: str):
+    """A reduction that partial results cannot give: an error (E811) along the sharded dimension."""
+    def shard(g, n: Apply) -> Node:
+        if g.axes_on(n.args[0], n.attr("axis")):
+            g.fail(n, what)
+        return n
+
+    return shard
+
+
+def _ap(fn: str, args, t: TensorType, span, attrs=()) -> Apply:
+    return Apply(t, span, fn, tuple(args), tuple(attrs))
+
+
+def _global_sum(g, n, x, axes, keep):
+    return g.all_sum(n)
+
+
+def _global_mean(g, n, x, axes, keep):
+    total = g.all_sum(g.reduce("sum", x, axes, keep, n.span))
+    return _ap("div", (total, g.global_count(x, axes, n.span)), n.type, n.span)
+
+
+def _global_extremum(fn: str):
+    collective = "all_max" if fn == "max" else "all_min"
+
+    def rule(g, n, x, axes, keep):
+        value = g.all_max(g.reduce(fn, x, axes, keep, n.span), collective)
+        if x.type.dtype is not FLOAT:
+            return value
+        # The value is the global max; the gradient goes in equal parts to the tied elements on
+        # every replica: (S - stop_gradient(S)) / k is 0, with gradient 1/k on each tie.
+        m_keep = g.all_max(g.reduce(fn, x, axes, True, n.span), collective)
+        tie = _ap("eq", (x, m_keep), TensorType(BOOL, x.type.shape), n.span)
+        zero = Const(_scalar(), n.span, 0.0)
+        picked = _ap("where", (tie, x, zero), x.type, n.span)
+        s = g.all_sum(g.reduce("sum", picked, axes, keep, n.span))
+        ones = _ap("cast_float", (tie,), x.type, n.span)
+        k = g.all_sum(g.reduce("sum", ones, axes, keep, n.span))
+        diff = _ap("sub", (s, _ap("stop_gradient", (s,), s.type, n.span)), s.type, n.span)
+        return _ap("add", (value, _ap("div", (diff, k), s.type, n.span)), n.type, n.span)
+
+    return rule
+
+
+def _global_logsumexp(g, n, x, axes, keep):
+    m_keep = g.all_max(g.reduce("max", x, axes, True, n.span))
+    m_out = g.all_max(g.reduce("max", x, axes, keep, n.span))
+    shifted = _ap("exp", (_ap("sub", (x, m_keep), x.type, n.span),), x.type, n.span)
+    total = g.all_sum(g.reduce("sum", shifted, axes, keep, n.span))
+    return _ap("add", (m_out, _ap("log", (total,), total.type, n.span)), n.type, n.span)
+
+
+def _global_var(root: bool):
+    def rule(g, n, x, axes, keep):
+        count = g.global_count(x, axes, n.span)
+        mean = _ap("div", (g.all_sum(g.reduce("sum", x, axes, True, n.span)), count),
+                   g.reduce("sum", x, axes, True, n.span).type, n.span)
+        dev = _ap("square", (_ap("sub", (x, mean), x.type, n.span),), x.type, n.span)
+        ss = g.all_sum(g.reduce("sum", dev, axes, keep, n.span))
+        ddof = n.attr("ddof") or 0
+        denom = _ap("sub", (count, Const(_scalar(), n.span, float(ddof))), _scalar(), n.span) if ddof else count
+        v = _ap("div", (ss, denom), n.type, n.span)
+        return _ap("sqrt", (v,), n.type, n.span) if root else v
+
+    return rule
+
+
+def _global_norm(g, n, x, axes, keep):
+    p, span = n.attr("p"), n.span
+    absx = _ap("abs", (x,), x.type, span)
+    if p == 1:
+        return g.all_sum(g.reduce("sum", absx, axes, keep, span))
+    powered = _ap("square", (x,), x.type, span) if p == 2 else _ap(
+        "pow", (absx, Const(_scalar(), span, float(p))), x.type, span)
+    s = g.all_sum(g.reduce("sum", powered, axes, keep, span))
+    zero, one = Const(_scalar(), span, 0.0), Const(_scalar(), span, 1.0)
+    nonzero = _ap("gt", (s, zero), TensorType(BOOL, s.type.shape), span)
+    safe = _ap("where", (nonzero, s, one), s.type, span)
+    root = _ap("sqrt", (safe,), s.type, span) if p == 2 else _ap(
+        "pow", (safe, Const(_scalar(), span, 1.0 / p)), s.type, span)
+    return _ap("where", (nonzero, root, zero), n.type, span)
+
+
+def _unreduce(b, g, x, n):
+    return b.ap("unreduce", (g, x), TensorType(FLOAT, x.type.shape),
+                (("axis", n.attr("axis")), ("keepdims", n.attr("keepdims"))))
+
+
+def _sum_vjp(b, n, g, give):
+    give(n.args[0], _unreduce(b, g, n.args[0], n))
+
+
+def _mean_vjp(b, n, g, give):
+    x = n.args[0]
+    count: Node | None = None  # divide the (small) reduced gradient before spreading it out
+    for k in n.attr("axis"):
+        d = x.type.shape[k]
+        if d == ONE:
+            continue
+        size = b.c(d.value) if d.is_literal else b.as_float(DimSize(TensorType(INT), n.span, d))
+        count = size if count is None else b.mul(count, size, TensorType(FLOAT))
+    if count is not None:
+        g = b.div(g, count, g.type)
+    give(x, _unreduce(b, g, x, n))
+
+
+def _logsumexp_vjp(b, n, g, give):
+    x = n.args[0]
+    lse_keep = n if n.attr("keepdims") else _unreduce(b, n, x, n)
+    soft = b.ap("exp", (b.sub(x, lse_keep, x.type),), x.type)
+    give(x, b.mul(_unreduce(b, g, x, n), soft, x.type))
+
+
+def safe_std(n: Apply) -> Node:
+    """`std` is the root of `var` with gradient 0 where the spread is 0, as `norm` at 0 (JAX and
+    TensorFlow give NaN there, PyTorch 0): where(v > 0, sqrt(where(v > 0, v, 1)), 0)."""
+    v = Apply(n.type, n.span, "var", n.args, n.attrs)
+    zero, one = Const(TensorType(FLOAT), n.span, 0.0), Const(TensorType(FLOAT), n.span, 1.0)
+    spread = _ap("gt", (v, zero), TensorType(BOOL, v.type.shape), n.span)
+    safe = _ap("where", (spread, v, one), v.type, n.span)
+    return _ap("where", (spread, _ap("sqrt", (safe,), v.type, n.span), zero), n.type, n.span)
+
+
+def _identity(a):
+    return a
+
+
+_R = {"lanes": REDUCES}
+define("sum", REDUCE, "reduction", reduction("same"), "sum", vjp=_sum_vjp,
+       value_range=lambda a, n: iv.sum_of(a[0]), fold=_identity, sharding=_over_sharded_axis(_global_sum), **_R)
+define("mean", REDUCE, "reduction", reduction("float"), "arithmetic mean", vjp=_mean_vjp,
+       value_range=iv.same_as_operand, fold=_identity, sharding=_over_sharded_axis(_global_mean), **_R)
+define("prod", REDUCE, "reduction", reduction("same"), "product", vjp=FRAMEWORK, value_range=iv.unbounded,
+       fold=_identity, sharding=_refused_over_sharded_axis("a product"), **_R)
+define("max", REDUCE, "reduction", reduction("same"), "largest element", grad=TIES, needs_elements=True,
+       vjp=FRAMEWORK, value_range=iv.same_as_operand, fold=_identity,
+       sharding=_over_sharded_axis(_global_extremum("max")), **_R)
+define("min", REDUCE, "reduction", reduction("same"), "smallest element", grad=TIES, needs_elements=True,
+       vjp=FRAMEWORK, value_range=iv.same_as_operand, fold=_identity,
+       sharding=_over_sharded_axis(_global_extremum("min")), **_R)
+define("logsumexp", REDUCE, "reduction", reduction("float"), "log(sum(exp(x))), stable", needs_elements=True,
+       vjp=_logsumexp_vjp, value_range=iv.unbounded, fold=_identity,
+       sharding=_over_sharded_axis(_global_logsumexp), **_R)
+define("var", REDUCE + (Param("ddof", "int", 0),), "reduction", reduction("float"),
+       "variance, population form (ddof=0) unless `ddof=` is given", vjp=FRAMEWORK,
+       value_range=iv.constant(0.0, INF), fold=lambda a: 0.0, sharding=_over_sharded_axis(_global_var(False)), **_R)
+define("std", REDUCE + (Param("ddof", "int", 0),), "reduction", reduction("float"),
+       "standard deviation, population form (ddof=0) unless `ddof=` is given",
+       grad="0 where the spread is 0 (JAX and TensorFlow give NaN)", lower=safe_std,
+       vjp=NoRule("lowered to `var` and `sqrt` before differentiation"), value_range=iv.constant(0.0, INF),
+       fold=lambda a: 0.0, sharding=_over_sharded_axis(_global_var(True)), **_R)
+define("norm", (Param("x"), Param("p", "number", 2), Param("axis", "axis", None), Param("keepdims", "bool", False)),
+       "reduction", reduction("float"), "p-norm (p >= 1)", grad="0 at x = 0 (JAX and TensorFlow give NaN)",
+       vjp=FRAMEWORK, value_range=iv.constant(0.0, INF), fold=abs, sharding=_over_sharded_axis(_global_norm), **_R)
+for _name, _doc in [("argmax", "index of the largest element (the first, on ties)"),
+                    ("argmin", "index of the smallest element (the first, on ties)")]:
+    define(_name, REDUCE, "reduction", reduction("index"), _doc, grad_args=(), grad="none: not differentiable",
+           needs_elements=True, value_range=iv.unbounded, fold=NoRule("an index is not a value to fold"),
+           sharding=_refused_over_sharded_axis("an index"), keep_dtype=(0,), **_R)

@@ -1,0 +1,209 @@
+"""Shape and dtype rules: what the checker asks of a call (`Function.rule`).
+
+Each rule takes the checker (`RuleContext`) and the call (`CallSite`) and returns the
+result's type and the call's attributes (axes, sizes, static arguments).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..types import BOOL, FLOAT, INT, ONE, Dim, DType, Shape, TensorType, promote
+from .table import CallSite, Rule, RuleContext
+
+NUMERIC = {FLOAT, INT}
+ANY = {FLOAT, INT, BOOL}
+
+# ---- rules ---------------------------------------------------------------------------
+
+
+def same_type(ck: RuleContext, site: CallSite):
+    dt = ck.need_dtype(site, 0, NUMERIC)
+    return TensorType(dt, site.t(0).shape), {}
+
+
+def to_float(ck: RuleContext, site: CallSite):
+    ck.need_dtype(site, 0, NUMERIC)
+    return TensorType(FLOAT, site.t(0).shape), {}
+
+
+def arithmetic(out: str) -> Rule:
+    def rule(ck: RuleContext, site: CallSite):
+        dts = [ck.need_dtype(site, i, NUMERIC) for i in range(len(site.args))]
+        shape = ck.broadcast(site)
+        dt = FLOAT if out == "float" else dts[0]
+        for d in dts[1:]:
+            dt = promote(dt, d)
+        return TensorType(dt, shape), {}
+
+    return rule
+
+
+def power(ck: RuleContext, site: CallSite):
+    a = ck.need_dtype(site, 0, NUMERIC)
+    b = ck.need_dtype(site, 1, NUMERIC)
+    shape = ck.broadcast(site)
+    exp = ck.const_value(site.args[1])
+    # int ^ int stays int only for a non-negative integer literal exponent (docs/language.md §2).
+    is_int = a is INT and b is INT and isinstance(exp, int) and not isinstance(exp, bool) and exp >= 0
+    return TensorType(INT if is_int else FLOAT, shape), {}
+
+
+def ordered(ck: RuleContext, site: CallSite):
+    ck.need_dtype(site, 0, NUMERIC, "ordered comparisons need numbers")
+    ck.need_dtype(site, 1, NUMERIC, "ordered comparisons need numbers")
+    return TensorType(BOOL, ck.broadcast(site)), {}
+
+
+def equality(ck: RuleContext, site: CallSite):
+    a, b = site.t(0).dtype, site.t(1).dtype
+    if (a is BOOL) != (b is BOOL):
+        ck.fail(f"cannot compare `{a}` with `{b}`", site.span, "E301",
+                help="compare bools with bools and numbers with numbers")
+    return TensorType(BOOL, ck.broadcast(site)), {}
+
+
+def logical(ck: RuleContext, site: CallSite):
+    for i in range(len(site.args)):
+        ck.need_dtype(site, i, {BOOL}, f"`{site.fn.symbol or site.fn.name}` needs bool operands")
+    return TensorType(BOOL, ck.broadcast(site)), {}
+
+
+def select(ck: RuleContext, site: CallSite):
+    ck.need_dtype(site, 0, {BOOL}, "the condition of `where` must be bool")
+    a, b = site.t(1).dtype, site.t(2).dtype
+    if (a is BOOL) != (b is BOOL):
+        ck.fail(f"the branches of `where` have dtypes `{a}` and `{b}`", site.span, "E301",
+                help="give both branches the same kind of value, e.g. `float(mask)`")
+    dt = BOOL if a is BOOL else promote(a, b)
+    return TensorType(dt, ck.broadcast(site)), {}
+
+
+def reduction(out: str, *, arg_dtypes=NUMERIC) -> Rule:
+    def rule(ck: RuleContext, site: CallSite):
+        dt = ck.need_dtype(site, 0, arg_dtypes)
+        t = site.t(0)
+        single = out == "index"
+        if single and t.rank > 1 and site.static["axis"].value is None:
+            ck.fail(f"`{site.fn.name}` of a rank-{t.rank} value needs `axis=`", site.span, "E405",
+                    help=f"say which axis holds the candidates, e.g. `{site.fn.name}({site.arg_texts[0]}, axis=-1)`")
+        axes = ck.axes(site, t, single=single)
+        keep = bool(site.static["keepdims"].value)
+        all_axes = tuple(range(t.rank)) if axes is None else axes
+        if site.fn.needs_elements:
+            for i in all_axes:
+                ck.need_size(t.shape[i], 1, site.span, f"`{site.fn.name}` over `{t.shape[i]}`")
+        shape = tuple(ONE if i in all_axes else d for i, d in enumerate(t.shape)) if keep else tuple(
+            d for i, d in enumerate(t.shape) if i not in all_axes)
+        dtype = {"same": dt, "float": FLOAT, "index": INT}[out]
+        attrs: dict[str, Any] = {"axis": all_axes, "keepdims": keep}
+        if "ddof" in site.static:
+            ddof = site.static["ddof"].value
+            if ddof < 0:
+                ck.fail("`ddof` must be 0 or more", site.static["ddof"].span or site.span, "E504")
+            attrs["ddof"] = ddof
+        if "p" in site.static:
+            p = site.static["p"].value
+            if not p >= 1:
+                ck.fail(f"`p` must be 1 or more, found {p}", site.static["p"].span or site.span, "E504",
+                        help="`norm` is a norm for p >= 1")
+            attrs["p"] = float(p)
+        return TensorType(dtype, shape), attrs
+
+    return rule
+
+
+def along_axis(out: str) -> Rule:
+    def rule(ck: RuleContext, site: CallSite):
+        dt = ck.need_dtype(site, 0, NUMERIC)
+        t = site.t(0)
+        if t.rank == 0:
+            ck.fail(f"`{site.fn.name}` needs a value with at least one axis, found a scalar", site.span, "E404")
+        (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
+        return TensorType(FLOAT if out == "float" else dt, t.shape), {"axis": axis}
+
+    return rule
+
+
+def pick(ck: RuleContext, site: CallSite):
+    ck.need_dtype(site, 1, {INT}, "`pick` indices must be int")
+    x, idx = site.t(0), site.t(1)
+    if x.rank == 0:
+        ck.fail("`pick` needs a value with at least one axis, found a scalar", site.span, "E404")
+    if idx.rank != x.rank - 1:
+        ck.fail(f"`pick` indices must have the shape of `{site.arg_texts[0]}` less its last axis "
+                f"({_shape(x.shape[:-1])}), found {_shape(idx.shape)}", site.arg_spans[1], "E404",
+                help="`pick(x, idx)` is `x[..., idx[...]]`: one index per row of the last axis")
+    ck.same_shape(x.shape[:-1], idx.shape, site.arg_spans[1], "`pick` indices")
+    return TensorType(x.dtype, x.shape[:-1]), {}
+
+
+def one_hot(ck: RuleContext, site: CallSite):
+    ck.need_dtype(site, 0, {INT}, "`one_hot` classes must be int")
+    depth: Dim = site.static["C"].value
+    return TensorType(FLOAT, site.t(0).shape + (depth,)), {"depth": depth}
+
+
+def segment(out: str) -> Rule:
+    def rule(ck: RuleContext, site: CallSite):
+        dt = ck.need_dtype(site, 0, NUMERIC)
+        ck.need_dtype(site, 1, {INT}, "segment ids must be int")
+        v, ids = site.t(0), site.t(1)
+        if ids.rank == 0 or ids.rank > v.rank:
+            ck.fail(f"segment ids must have the leading axes of `{site.arg_texts[0]}` ({_shape(v.shape)}), "
+                    f"found {_shape(ids.shape)}", site.arg_spans[1], "E404",
+                    help="give one group id per row: ids of shape [N] for values of shape [N, ...]")
+        ck.same_shape(v.shape[: ids.rank], ids.shape, site.arg_spans[1], "segment ids")
+        groups: Dim = site.static["G"].value
+        return TensorType(dt if out == "same" else FLOAT, (groups,) + v.shape[ids.rank:]), {"groups": groups}
+
+    return rule
+
+
+def matmul(ck: RuleContext, site: CallSite):
+    a_dt = ck.need_dtype(site, 0, NUMERIC)
+    b_dt = ck.need_dtype(site, 1, NUMERIC)
+    a, b = site.t(0).shape, site.t(1).shape
+    if not a or not b:
+        ck.fail("`@` needs operands with at least one axis; use `*` for scalars", site.span, "E404")
+    a2 = a if len(a) > 1 else (ONE,) + a
+    b2 = b if len(b) > 1 else b + (ONE,)
+    ck.same_dim(a2[-1], b2[-2], site.span, "the inner dimensions of `@` differ: `{a}` and `{b}`", "E410",
+                help=f"`a @ b` needs the last axis of `{site.arg_texts[0]}` to match the second-to-last of "
+                     f"`{site.arg_texts[1]}`; `transpose(...)` swaps the last two axes")
+    batch = ck.broadcast(site, shapes=(a2[:-2], b2[:-2]))
+    shape = batch + ((a2[-2],) if len(a) > 1 else ()) + ((b2[-1],) if len(b) > 1 else ())
+    return TensorType(promote(a_dt, b_dt), shape), {}
+
+
+def dot(ck: RuleContext, site: CallSite):
+    a = ck.need_dtype(site, 0, NUMERIC)
+    b = ck.need_dtype(site, 1, NUMERIC)
+    shape = ck.broadcast(site)
+    t = TensorType(promote(a, b), shape)
+    if not shape:
+        ck.fail("`dot` needs operands with at least one axis", site.span, "E404")
+    (axis,) = ck.axes(site, t, single=True) or (len(shape) - 1,)
+    return TensorType(t.dtype, tuple(d for i, d in enumerate(shape) if i != axis)), {"axis": axis}
+
+
+def transpose(ck: RuleContext, site: CallSite):
+    t = site.t(0)
+    if t.rank < 2:
+        ck.fail(f"`transpose` swaps the last two axes and needs rank 2 or more, found {t}", site.span, "E404")
+    return TensorType(t.dtype, t.shape[:-2] + (t.shape[-1], t.shape[-2])), {}
+
+
+def cast_to(to: DType) -> Rule:
+    def rule(ck: RuleContext, site: CallSite):
+        return TensorType(to, site.t(0).shape), {}
+
+    return rule
+
+
+def identity(ck: RuleContext, site: CallSite):
+    return site.t(0), {}
+
+
+def _shape(shape: Shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
