@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 from typing import TypeGuard
 
+from .functions import FUNCTIONS, NoRule
 from .ir import Apply, Arg, Const, Gather, Node, rebuild
 from .types import FLOAT, TensorType
 
@@ -48,27 +49,21 @@ def _residual(node: Node) -> tuple[Node, Node] | None:
 
 # ---- a tiny evaluator: is this expression of r the function we think? ---------------------------
 
-_UNARY: dict[str, Callable[[float], float]] = {"neg": lambda x: -x, "square": lambda x: x * x, "abs": abs}
-_BINARY: dict[str, Callable[[float, float], float]] = {
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "div": lambda a, b: a / b,
-    "pow": lambda a, b: a ** b}
-
-
 def _as_function(expr: Node, var: Node) -> Callable[[float], float] | None:
-    """`expr` as a Python function of `var`, if it uses only `var`, literals and + - * / ^ neg square."""
+    """`expr` as a Python function of `var`, if it uses only `var`, literals and the functions the
+    table marks `kernel_arith` (polynomial or piecewise linear: + - * / ^ neg square abs)."""
     if expr is var:
         return lambda r: r
     c = _const(expr)
     if c is not None:
         return lambda r: c
-    if isinstance(expr, Apply) and expr.fn in _UNARY and len(expr.args) == 1:
-        inner = _as_function(expr.args[0], var)
-        op: Callable[..., float] = _UNARY[expr.fn]
-        return None if inner is None else (lambda r: op(inner(r)))
-    if isinstance(expr, Apply) and expr.fn in _BINARY and len(expr.args) == 2:
-        left, right = _as_function(expr.args[0], var), _as_function(expr.args[1], var)
-        op = _BINARY[expr.fn]
-        return None if left is None or right is None else (lambda r: op(left(r), right(r)))
+    if isinstance(expr, Apply) and FUNCTIONS[expr.fn].kernel_arith:
+        rule = FUNCTIONS[expr.fn].fold
+        parts = [_as_function(a, var) for a in expr.args]
+        if isinstance(rule, NoRule) or any(p is None for p in parts):
+            return None
+        op: Callable[..., float] = rule
+        return lambda r: op(*(p(r) for p in parts))  # type: ignore[misc]
     return None
 
 
