@@ -22,7 +22,16 @@ from typing import Any, NoReturn, cast
 from . import syntax as S
 from .checked import CheckedModule, Declaration, Leaf, SizeConstraint
 from .diagnostics import Collector
-from .functions import FUNCTIONS, REQUIRED, USER_FUNCTIONS, CallSite, Function, Param, StaticArg
+from .functions import (
+    BINARY_OPERATORS,
+    FUNCTIONS,
+    REQUIRED,
+    USER_FUNCTIONS,
+    CallSite,
+    Function,
+    Param,
+    StaticArg,
+)
 from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem
 from .source import Span
 from .types import (
@@ -46,8 +55,6 @@ RESERVED = ("reduction", "sample_weight")
 _KEYWORD_ALIASES = {"dim": "axis", "axes": "axis", "keepdim": "keepdims", "keep_dims": "keepdims",
                     "correction": "ddof", "unbiased": "ddof", "ord": "p", "num_classes": "C", "depth": "C",
                     "num_segments": "G", "min": "lo", "max": "hi", "a_min": "lo", "a_max": "hi"}
-_BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow", "<": "lt", "<=": "le",
-           ">": "gt", ">=": "ge", "==": "eq", "!=": "ne", "and": "and", "or": "or"}
 
 
 class _Poison(Node):
@@ -400,30 +407,24 @@ class Checker:
         vtype = self._value_type(d.type)
         if vtype is None:
             return None
+        # A declaration with an error is still declared, so that its uses do not cascade.
         decl = Declaration(d.kind, d.name, vtype, d.span, d.type.span, d.name_span)
-        ok = True
         if d.kind == "pred" and not (isinstance(vtype, TensorType) and vtype.dtype is FLOAT):
             self.error(f"a pred must be a float tensor, found `{vtype}`", d.type.span, "E306",
                        help="declare one `pred` per model output, e.g. `pred yhat: float[B, C]`")
-            ok = False
         if d.kind == "param" and not isinstance(vtype, TensorType):
             self.error(f"a param must be a tensor, found the record `{vtype}`", d.type.span, "E309",
                        help="declare one param per value")
-            ok = False
         if d.default is not None:
             if d.kind != "param":
                 self.error(f"only a param may have a default; `{d.name}` is a {d.kind}", d.default.span, "E305",
                            help="a default belongs to a hyperparameter: `param alpha: float = 0.5`")
-            elif isinstance(vtype, TensorType):
-                if self._check_default(d, vtype):
-                    decl.default, decl.has_default = d.default.value, True
-                else:
-                    ok = False
+            elif isinstance(vtype, TensorType) and self._check_default(d, vtype):
+                decl.default, decl.has_default = d.default.value, True
         for path, texpr in self._leaves(d.type):
             t = self._tensor_type(texpr)
             decl.leaves.append(Leaf(decl, path, t, texpr.span, tuple(dim.span for dim in texpr.dims)))
             decl.leaf_spans[path] = texpr.span
-        del ok  # a declaration with an error is still declared, so its uses do not cascade
         return decl
 
     def _leaves(self, texpr: S.TypeExpr, path=()):
@@ -663,7 +664,7 @@ class Checker:
         return self._apply(fn, [e.operand], [], e.span)
 
     def _expr_BinOp(self, e: S.BinOp) -> Node:
-        return self._apply(FUNCTIONS[_BINOPS[e.op]], [e.left, e.right], [], e.span)
+        return self._apply(FUNCTIONS[BINARY_OPERATORS[e.op]], [e.left, e.right], [], e.span)
 
     def _expr_Call(self, e: S.Call) -> Any:
         name = e.func
