@@ -34,7 +34,8 @@ def test_a_wheel_carries_everything_and_works_outside_the_repository(tmp_path):
     (wheel,) = wheels.glob("lossdsl-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for must in ("lossdsl/grammars/loss.lark", "lossdsl/backends/torch_backend.py", "lossdsl/backends/base.py",
-                 "lossdsl/std/huber.loss", "lossdsl/parser.py", "lossdsl/cli.py"):
+                 "lossdsl/std/huber.loss", "lossdsl/parser.py", "lossdsl/checker/module.py",
+                 "lossdsl/cli.py"):
         assert must in names, must
     target = tmp_path / "site"
     inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
