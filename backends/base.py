@@ -5,7 +5,7 @@ A backend is two things (einops' backends are the model):
 - a `Printer` that turns lowered IR into Python source for its framework. One-to-one
   spellings are a table (`FUNCTIONS`, `"exp": "torch.exp({x})"`); special cases are
   `_fn_<name>` methods. `tests/test_function_table.py` checks that every function of
-  lossdsl/functions.py has a spelling on every backend.
+  lossdsl/functions/ has a spelling on every backend.
 - a `Backend` with the run-time support the generated code calls: recognising and
   converting the framework's tensors, dtypes, and the few helpers a formula needs.
 

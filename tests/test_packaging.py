@@ -40,7 +40,8 @@ def test_a_wheel_carries_everything_and_works_outside_the_repository(tmp_path):
     (wheel,) = wheels.glob("lossdsl-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for must in ("lossdsl/grammars/loss.lark", "lossdsl/backends/torch_backend.py", "lossdsl/backends/base.py",
-                 "lossdsl/std/huber.loss", "lossdsl/parser.py", "lossdsl/cli.py"):
+                 "lossdsl/std/huber.loss", "lossdsl/parser.py", "lossdsl/checker/module.py",
+                 "lossdsl/cli.py"):
         assert must in names, must
     # Every module of the source tree ships (a subpackage missing from pyproject's list would
     # still import here, through the editable install's finder, and pass unnoticed).

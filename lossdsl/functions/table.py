@@ -85,7 +85,7 @@ class CallSite:
 
 
 class RuleContext(Protocol):
-    """What a shape rule may ask of the checker (lossdsl/checker.py implements it)."""
+    """What a shape rule may ask of the checker (lossdsl/checker/rule_context.py implements it)."""
 
     def fail(self, message: str, span: Span, code: str, help: str | None = None,
              notes: Sequence[str] = ()) -> Any: ...

@@ -1,0 +1,63 @@
+"""How the checker reports: every error with the chain of `def` calls that led to it, and
+the poison value that keeps one mistake from being reported twice."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import NoReturn
+
+from ..diagnostics import Collector
+from ..ir import Node
+from ..source import Span
+
+
+class _Poison(Node):
+    """The value of an expression that already produced an error; silences what uses it."""
+
+
+POISON = _Poison(type=None, span=None)  # type: ignore[arg-type]
+
+
+class RuleFailed(Exception):
+    """Raised by `Reporter.fail` once the error is recorded: the rule gives up, and its call is POISON."""
+
+
+class Reporter:
+    """The findings of one check. `calls` is the chain of inlined `def` calls being checked:
+    an error inside a `def` body names the call that led there."""
+
+    def __init__(self) -> None:
+        self.diags = Collector()
+        self.calls: tuple[tuple[str, Span], ...] = ()
+
+    def error(self, message: str, span: Span | None, code: str, help: str | None = None,
+              notes: Sequence[str] = ()) -> None:
+        notes = list(notes) + [f"in `{name}`, called at line {sp.line}, column {sp.col}"
+                               for name, sp in reversed(self.calls)]
+        self.diags.error(message, span, code, help, notes)
+
+    def fail(self, message: str, span: Span, code: str, help: str | None = None,
+             notes: Sequence[str] = ()) -> NoReturn:
+        self.error(message, span, code, help, notes)
+        raise RuleFailed()
+
+
+def span_text(span: Span) -> str:
+    text = span.text
+    return "x" if text is None else text
+
+
+def where(span: Span) -> str:
+    """The expression at `span`, quoted, to say where a dimension got its size."""
+    text = span_text(span)
+    return f"`{text}`" if len(text) <= 40 else "the expression"
+
+
+def did_you_mean(name: str, candidates: Sequence[str], otherwise: str | None = None) -> str | None:
+    match = difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=1, cutoff=0.6)
+    if match:
+        return f"did you mean `{match[0]}`?"
+    if otherwise == "declare it":
+        return f"declare it, e.g. `input {name}: float[B]`, or define it with `let {name} = ...`"
+    return otherwise
