@@ -18,10 +18,13 @@ import ast
 import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lossdsl.ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem
 from lossdsl.types import BOOL, FLOAT, INT, Dim
+
+if TYPE_CHECKING:
+    from lossdsl.codegen import DerivedBackward
 
 # Python precedences of the operators we print (higher binds tighter).
 PREC_ATOM = 100
@@ -138,8 +141,15 @@ class Printer:
             return self._p(node.args[0])
         return template.format(**self.fields(node)), _template_precedence(template)
 
-    #: whether this backend can run a backward derived from the IR (see lossdsl/autodiff.py)
+    #: whether this backend can run a backward derived from the IR (see lossdsl/autodiff.py);
+    #: such a printer writes it with `derived_compute`
     FUSED_BACKWARD = False
+
+    def derived_compute(self, plan: DerivedBackward) -> list[str]:
+        """The module's `compute` (and what it calls) for a loss whose backward is derived from
+        the IR; the plain compute, with the framework's own autodiff, is already `_plain`."""
+        raise Unsupported(f"{self.backend} runs no derived backward")
+
     #: fused losses this backend prints as one framework call: kernel -> reductions (kernels.py)
     KERNELS: dict[str, set[str]] = {}
     #: keyword names of the framework's reductions

@@ -6,11 +6,14 @@ sums). Importing this module does not import torch; `TorchBackend.load()` does."
 from __future__ import annotations
 
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lossdsl.ir import Apply, Const, DimSize, SliceItem
 
 from .base import Backend, LocalCollectives, Printer
+
+if TYPE_CHECKING:
+    from lossdsl.codegen import DerivedBackward
 
 
 class TorchPrinter(Printer):
@@ -103,6 +106,43 @@ class TorchPrinter(Printer):
         return f"F.cross_entropy({z}, {y}{self._reduction(node)})"
 
     # ---- the backward of a derived gradient (lossdsl/autodiff.py) ----
+    def derived_compute(self, plan: DerivedBackward) -> list[str]:
+        # An autograd.Function: the forward records no tape and saves only what the backward reads.
+        fw = [*plan.forward,
+              f"rt.save(ctx, {_tuple(plan.saved)}, ({', '.join(plan.tensors)},))",
+              f"ctx.shapes = {_tuple([f'{n}.shape' for n in plan.shaped])}",
+              f"ctx.statics = ({', '.join(plan.statics)},)",
+              f"return {plan.out}"]
+        bw = ["if torch.is_grad_enabled():  # a graph of the gradient is asked for: differentiate the plain compute",
+              f"    return rt.plain_backward(ctx, _plain, {plan.seed})"]
+        if plan.saved:
+            bw.append(f"{_tuple(plan.saved)[1:-1]} = rt.saved(ctx)")
+        if plan.shape_vars:
+            bw.append(f"{_tuple(plan.shape_vars)[1:-1]} = ctx.shapes")
+        bw.append(f"{', '.join(plan.statics)}, = ctx.statics")
+        bw += [*plan.backward, f"return {', '.join(plan.grads + ['None'] * len(plan.statics))}"]
+        params = ", ".join(plan.params)
+        pred_elements = " + ".join(f"{p}.numel()" for p in plan.preds)
+        return [
+            "class _Loss(torch.autograd.Function):",
+            "    # Forward without a tape; the backward derived from the IR at compile time (lossdsl/autodiff.py).",
+            "    @staticmethod",
+            f"    def forward(ctx, {params}):",
+            *("        " + line for line in fw),
+            "",
+            "    @staticmethod",
+            f"    def backward(ctx, {plan.seed}):",
+            *("        " + line for line in bw),
+            "",
+            "",
+            f"def compute({params}):",
+            f"    if {pred_elements} < {plan.min_elements} or rt.transformed({plan.preds[0]}):",
+            "        # small: the Python backward costs more than it saves; under torch.func: its own autograd",
+            f"        return _plain({params})",
+            f"    return _Loss.apply({params})",
+        ]
+
+    #: the backward's names for the shapes of forward values (set by lossdsl/codegen.py)
     shape_names: dict[int, str] = {}
 
     def shape_of(self, x) -> str:
@@ -126,6 +166,11 @@ class TorchPrinter(Printer):
         items = ", ".join("None" if it is None else f"slice({it.start}, {it.stop}, {it.step})"
                           if isinstance(it, SliceItem) else str(it) for it in node.attr("items"))
         return f"rt.index_grad({self.expr(g)}, {self.shape_of(x)}, ({items},))"
+
+
+def _tuple(names: list[str]) -> str:
+    """A tuple display of names: `()`, `(a,)`, `(a, b)`."""
+    return f"({', '.join(names)}{',' if len(names) == 1 else ''})"
 
 
 def _runtime(torch) -> types.SimpleNamespace:
