@@ -422,7 +422,8 @@ class Backend:
 
     # ---- reductions the API applies to a per-sample loss ----
     def safe_divide(self, a: Any, b: Any) -> Any:
-        """a / b, and 0 where b is 0 (a weighted mean whose weights sum to 0)."""
+        """a / b, dividing by 1 where b is 0: a weighted mean whose weights sum to 0 (and so
+        its weighted sum) is 0, not NaN."""
         return a / self.nonzero(b)
 
     def weighted_mean(self, weighted: Any, w: Any) -> Any:

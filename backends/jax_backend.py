@@ -15,7 +15,7 @@ import types
 from typing import Any
 
 from .base import LocalCollectives
-from .numpy_backend import NumpyBackend, NumpyPrinter, numpy_like_table
+from .numpy_backend import NumpyBackend, NumpyPrinter, numpy_like_segment_mean, numpy_like_table
 
 
 class JaxPrinter(NumpyPrinter):
@@ -80,17 +80,12 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         flat_v = v.reshape((-1,) + v.shape[ids.ndim:])
         return jax.ops.segment_sum(flat_v, flat_ids, num_segments=groups)  # out-of-range ids dropped
 
-    def segment_mean(v, ids, groups, dtype):
-        total = segment_sum(jnp.asarray(v, dtype), ids, groups)
-        count = segment_sum(jnp.ones(ids.shape, dtype), ids, groups)
-        count = count.reshape(count.shape + (1,) * (total.ndim - 1))
-        return total / jnp.maximum(count, 1.0)
-
     def weighted_mean_of(loss, w):
         return jnp.sum(w * loss) / jnp.sum(w)
 
     return types.SimpleNamespace(abs=abs_, clip=clip, norm=norm, segment_sum=segment_sum,
-                                 segment_mean=segment_mean, weighted_mean_of=weighted_mean_of)
+                                 segment_mean=numpy_like_segment_mean(jnp, segment_sum),
+                                 weighted_mean_of=weighted_mean_of)
 
 
 class JaxCollectives(LocalCollectives):

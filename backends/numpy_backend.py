@@ -112,12 +112,20 @@ class numpy_rt:
         np.add.at(out, flat_ids[keep], flat_v[keep])
         return out
 
-    @staticmethod
+
+def numpy_like_segment_mean(xp, segment_sum):
+    """segment_mean over NumPy or jax.numpy: each group's mean, 0 for an empty group."""
+
     def segment_mean(v, ids, groups, dtype):
-        total = numpy_rt.segment_sum(np.asarray(v, dtype=dtype), ids, groups)
-        count = numpy_rt.segment_sum(np.ones(np.shape(ids), dtype=dtype), ids, groups)
+        total = segment_sum(xp.asarray(v, dtype=dtype), ids, groups)
+        count = segment_sum(xp.ones(xp.shape(ids), dtype=dtype), ids, groups)
         count = count.reshape(count.shape + (1,) * (total.ndim - 1))
-        return total / np.maximum(count, 1.0)
+        return total / xp.maximum(count, 1.0)
+
+    return segment_mean
+
+
+numpy_rt.segment_mean = staticmethod(numpy_like_segment_mean(np, numpy_rt.segment_sum))  # type: ignore[attr-defined]
 
 
 class NumpyBackend(Backend):
