@@ -9,6 +9,9 @@ A backend is two things (einops' backends are the model):
 - a `Backend` with the run-time support the generated code calls: recognising and
   converting the framework's tensors, dtypes, and the few helpers a formula needs.
 
+Both hold here what the frameworks share, written once over a few primitive spellings, so that a
+backend page says only where its framework differs.
+
 The framework is imported in `Backend.load()`, only when that backend is asked for.
 """
 
