@@ -9,6 +9,9 @@ A backend is two things (einops' backends are the model):
 - a `Backend` with the run-time support the generated code calls: recognising and
   converting the framework's tensors, dtypes, and the few helpers a formula needs.
 
+Both hold here what the frameworks share, written once over a few primitive spellings, so that a
+backend page says only where its framework differs.
+
 The framework is imported in `Backend.load()`, only when that backend is asked for.
 """
 
@@ -18,10 +21,13 @@ import ast
 import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lossdsl.ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem
 from lossdsl.types import BOOL, FLOAT, INT, Dim
+
+if TYPE_CHECKING:
+    from lossdsl.codegen import DerivedBackward
 
 # Python precedences of the operators we print (higher binds tighter).
 PREC_ATOM = 100
@@ -127,6 +133,10 @@ class Printer:
             return out if isinstance(out, tuple) else (out, precedence_of(out))
         if node.fn in self.OPERATORS:
             return self.binary(node)
+        return self.spell(node)
+
+    def spell(self, node: Apply) -> tuple[str, int]:
+        """`node` printed with its entry of the table."""
         template = self.FUNCTIONS.get(node.fn)
         if template is None:
             raise Unsupported(f"`{node.fn}` has no lowering for {self.backend}")
@@ -134,8 +144,15 @@ class Printer:
             return self._p(node.args[0])
         return template.format(**self.fields(node)), _template_precedence(template)
 
-    #: whether this backend can run a backward derived from the IR (see lossdsl/autodiff.py)
+    #: whether this backend can run a backward derived from the IR (see lossdsl/autodiff.py);
+    #: such a printer writes it with `derived_compute`
     FUSED_BACKWARD = False
+
+    def derived_compute(self, plan: DerivedBackward) -> list[str]:
+        """The module's `compute` (and what it calls) for a loss whose backward is derived from
+        the IR; the plain compute, with the framework's own autodiff, is already `_plain`."""
+        raise Unsupported(f"{self.backend} runs no derived backward")
+
     #: fused losses this backend prints as one framework call: kernel -> reductions (kernels.py)
     KERNELS: dict[str, set[str]] = {}
     #: keyword names of the framework's reductions
@@ -242,11 +259,27 @@ class Printer:
                 return text
         return self._p(node.attr("decomposed"))
 
-    # Rounding an int is the identity on every backend (the frameworks' floor/ceil reject ints).
-    def _round_like(self, node: Apply, template: str) -> str | tuple[str, int]:
+    # Rounding an int is the identity on every backend (the frameworks' floor/ceil reject ints);
+    # a float is rounded by the table's spelling.
+    def _fn_floor(self, node: Apply) -> str | tuple[str, int]:
         if node.args[0].type.dtype is INT:
             return self._p(node.args[0])
-        return template.format(x=self.expr(node.args[0]))
+        return self.FUNCTIONS[node.fn].format(x=self.expr(node.args[0]))
+
+    _fn_ceil = _fn_round = _fn_floor
+
+    #: cast -> its spelling for a dimension size (a Python int in the generated code), where the
+    #: table's spelling wants a tensor (torch's `x.to(dtype)`)
+    SIZE_CASTS: dict[str, str] = {}
+
+    def _fn_cast_float(self, node: Apply) -> str | tuple[str, int]:
+        x = node.args[0]
+        template = self.SIZE_CASTS.get(node.fn) if isinstance(x, DimSize) else None
+        if template is not None:
+            return template.format(x=self.expr(x))
+        return self.spell(node)
+
+    _fn_cast_int = _fn_cast_float
 
     # ---- indexing ----
     def index_items(self, node: Index) -> str:
@@ -277,14 +310,21 @@ class Printer:
 
 
 class Backend:
-    """Run-time support for one framework. Subclasses set the class attributes and
-    implement the methods; `load()` imports the framework."""
+    """Run-time support for one framework. `load()` imports the framework and sets the
+    primitives below (its dtypes, `tensor_type`, `cast`, `sum`, `mean`, `nonzero`); the rest is
+    written once here in terms of them, and a backend overrides only where its framework differs."""
 
     name = "?"
     aliases: tuple[str, ...] = ()
     framework: str | None = None  # the module to import; None for numpy
     printer: type[Printer] = Printer
     differentiable = True
+    #: the framework's float32, float64 and the int dtype of indices (set by `load()`)
+    float32: Any = None
+    float64: Any = None
+    int_dtype: Any = None
+    #: the class of the framework's tensors
+    tensor_type: Any = ()
 
     def __init__(self) -> None:
         self.loaded = False
@@ -293,15 +333,41 @@ class Backend:
         """Import the framework (raises ImportError with a hint when it is missing)."""
         self.loaded = True
 
+    # ---- primitives: each framework's spelling ----
+    def cast(self, x: Any, dtype: Any) -> Any:
+        """x converted to dtype."""
+        raise NotImplementedError
+
+    def sum(self, x: Any) -> Any:
+        """The sum of all of x, a 0-d tensor."""
+        raise NotImplementedError
+
+    def mean(self, x: Any) -> Any:
+        """The mean of all of x, a 0-d tensor."""
+        raise NotImplementedError
+
+    def nonzero(self, b: Any) -> Any:
+        """b with 1 where it is 0: a denominator that is safe to divide by."""
+        raise NotImplementedError
+
+    def count(self, x: Any) -> Any:
+        """The length of x's first axis, as a scalar tensor of x's dtype on x's device."""
+        raise NotImplementedError
+
     # ---- tensors ----
     def is_tensor(self, x: Any) -> bool:
-        raise NotImplementedError
+        return isinstance(x, self.tensor_type)
 
     def asarray(self, x: Any) -> Any:
         """A value the user passed (numpy array, list, Python number) as this backend's tensor.
         Python numbers and lists go through NumPy first, so 0.001 keeps float64 precision (the
         frameworks would make it float32, and a float64 loss would see 0.0010000000474974513)."""
         raise NotImplementedError
+
+    def from_numpy(self, arr: Any, device: str | None = None) -> Any:
+        """A NumPy array as this backend's tensor, on `device` where the framework places tensors
+        by hand (the test harness and `lossdsl run`)."""
+        return self.asarray(arr)
 
     @staticmethod
     def _host(x: Any) -> Any:
@@ -318,21 +384,26 @@ class Backend:
         return tuple(x.shape)
 
     def dtype_kind(self, x: Any) -> str:
-        """'float', 'int', 'bool' or 'other'."""
+        """'float', 'int', 'bool' or 'other': what a tensor of this framework holds."""
         raise NotImplementedError
 
     def dtype_name(self, x: Any) -> str:
-        return str(x.dtype).replace("torch.", "").replace("<dtype: '", "").replace("'>", "")
+        """x's dtype as messages name it: `float32`, `int64`."""
+        return str(x.dtype)
+
+    def dtype_of(self, x: Any) -> Any:
+        return x.dtype
 
     def compute_dtype(self, *preds: Any) -> Any:
         """float64 when any pred is float64, else float32 (float16/bfloat16 compute in float32)."""
-        raise NotImplementedError
+        return self.float64 if any(p.dtype == self.float64 for p in preds) else self.float32
 
     def to_float(self, x: Any, dtype: Any) -> Any:
-        raise NotImplementedError
+        """x in `dtype` (x itself when it already is)."""
+        return x if x.dtype == dtype else self.cast(x, dtype)
 
     def to_int(self, x: Any) -> Any:
-        raise NotImplementedError
+        return self.to_float(x, self.int_dtype)
 
     def place_like(self, x: Any, like: Any) -> Any:
         """`x` (a context tensor) on the device of `like`; identity where devices do not matter."""
@@ -353,14 +424,13 @@ class Backend:
         return None
 
     # ---- reductions the API applies to a per-sample loss ----
-    def mean(self, x: Any) -> Any:
-        raise NotImplementedError
+    def safe_divide(self, a: Any, b: Any) -> Any:
+        """a / b, dividing by 1 where b is 0: a weighted mean whose weights sum to 0 (and so
+        its weighted sum) is 0, not NaN."""
+        return a / self.nonzero(b)
 
-    def sum(self, x: Any) -> Any:
-        raise NotImplementedError
-
-    def weighted_mean(self, x: Any, w: Any) -> Any:
-        raise NotImplementedError
+    def weighted_mean(self, weighted: Any, w: Any) -> Any:
+        return self.safe_divide(self.sum(weighted), self.sum(w))
 
     def constant(self, value: Any, kind: str, cdt: Any, like: Any) -> Any:
         """A value known before the call (context, param default) as a tensor of `kind`
@@ -372,13 +442,13 @@ class Backend:
             x = self.to_int(x)
         return self.place_like(x, like) if like is not None else x
 
-    def count(self, x: Any) -> Any:
-        """The length of x's first axis, as a scalar tensor of x's dtype on x's device."""
-        raise NotImplementedError
-
-    def safe_divide(self, a: Any, b: Any) -> Any:
-        """a / b, and 0 where b is 0 (a weighted mean whose weights sum to 0)."""
-        raise NotImplementedError
+    # ---- evaluation with gradients (lossdsl/runner.py) ----
+    def value_and_grads(self, fn: Callable[..., Any], args: dict[str, Any],
+                        preds: list[str]) -> tuple[Any, dict[str, Any]]:
+        """`fn(**args)`, and the gradient of the sum of its value with respect to each arg named
+        in `preds` (None where the value does not depend on it). A backend without autodiff
+        (NumPy) gives no gradients."""
+        return fn(**args), {}
 
     # ---- code generation ----
     def namespace(self) -> dict[str, Any]:

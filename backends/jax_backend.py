@@ -14,10 +14,8 @@ from __future__ import annotations
 import types
 from typing import Any
 
-from lossdsl.ir import Apply
-
-from .base import Backend, LocalCollectives
-from .numpy_backend import NumpyPrinter, numpy_like_table
+from .base import LocalCollectives
+from .numpy_backend import NumpyBackend, NumpyPrinter, numpy_like_segment_mean, numpy_like_table
 
 
 class JaxPrinter(NumpyPrinter):
@@ -51,12 +49,6 @@ class JaxPrinter(NumpyPrinter):
             return f"jnp.mean({per})"
         return f"rt.weighted_mean_of({per}, {w}[{y}])"
 
-    def _fn_cast_float(self, node: Apply) -> str:
-        return f"jnp.asarray({self.expr(node.args[0])}, dtype=_cdt)"
-
-    def _fn_cast_int(self, node: Apply) -> str:
-        return f"jnp.asarray({self.expr(node.args[0])}).astype(_INT)"
-
 
 def _runtime(jax, jnp) -> types.SimpleNamespace:
     @jax.custom_jvp
@@ -88,17 +80,12 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         flat_v = v.reshape((-1,) + v.shape[ids.ndim:])
         return jax.ops.segment_sum(flat_v, flat_ids, num_segments=groups)  # out-of-range ids dropped
 
-    def segment_mean(v, ids, groups, dtype):
-        total = segment_sum(jnp.asarray(v, dtype), ids, groups)
-        count = segment_sum(jnp.ones(ids.shape, dtype), ids, groups)
-        count = count.reshape(count.shape + (1,) * (total.ndim - 1))
-        return total / jnp.maximum(count, 1.0)
-
     def weighted_mean_of(loss, w):
         return jnp.sum(w * loss) / jnp.sum(w)
 
     return types.SimpleNamespace(abs=abs_, clip=clip, norm=norm, segment_sum=segment_sum,
-                                 segment_mean=segment_mean, weighted_mean_of=weighted_mean_of)
+                                 segment_mean=numpy_like_segment_mean(jnp, segment_sum),
+                                 weighted_mean_of=weighted_mean_of)
 
 
 class JaxCollectives(LocalCollectives):
@@ -144,22 +131,25 @@ class JaxCollectives(LocalCollectives):
         return self._collective(self.jax.lax.pmin, x)
 
 
-class JaxBackend(Backend):
+class JaxBackend(NumpyBackend):
+    """The NumPy backend with `jnp`, plus autodiff, tracers and jit."""
+
     name = "jax"
+    aliases = ()
     framework = "jax"
     printer = JaxPrinter
+    differentiable = True
+    KINDS = {**NumpyBackend.KINDS, "V": "float"}  # bfloat16 (ml_dtypes) has kind "V"
 
     def load(self) -> None:
         import jax
         import jax.numpy as jnp
 
-        self.jax, self.jnp = jax, jnp
+        self.jax, self.jnp, self.xp = jax, jnp, jnp
         self.rt = _runtime(jax, jnp)
-        self._int = jnp.asarray(0).dtype  # int32, or int64 with jax_enable_x64
+        self.float32, self.float64, self.tensor_type = jnp.float32, jnp.float64, jax.Array
+        self.int_dtype = jnp.asarray(0).dtype  # int32, or int64 with jax_enable_x64
         self.loaded = True
-
-    def is_tensor(self, x: Any) -> bool:
-        return isinstance(x, self.jax.Array)
 
     def value_range(self, x: Any) -> tuple[int, int] | None:
         tracer = self.jax.core.Tracer
@@ -174,29 +164,6 @@ class JaxBackend(Backend):
     def asarray(self, x: Any) -> Any:
         return self.jnp.asarray(self._host(x))
 
-    def dtype_kind(self, x: Any) -> str:
-        k = self.jnp.dtype(x.dtype).kind
-        return {"f": "float", "V": "float", "i": "int", "u": "int", "b": "bool"}.get(k, "other")
-
-    def dtype_name(self, x: Any) -> str:
-        return str(x.dtype)
-
-    def dtype_of(self, x: Any) -> Any:
-        return x.dtype
-
-    def compute_dtype(self, *preds: Any) -> Any:
-        jnp = self.jnp
-        for p in preds:
-            if p.dtype == jnp.float64:
-                return jnp.float64
-        return jnp.float32
-
-    def to_float(self, x: Any, dtype: Any) -> Any:
-        return x if x.dtype == dtype else x.astype(dtype)
-
-    def to_int(self, x: Any) -> Any:
-        return x if x.dtype == self._int else x.astype(self._int)
-
     def constant(self, value, kind, cdt, like):
         # NumPy, not jnp: made inside a jit or shard_map trace, a jnp array would be a tracer
         # (or carry that trace's mesh), and this value is cached across traces.
@@ -206,24 +173,16 @@ class JaxBackend(Backend):
             value = np.asarray(value)
         elif self.is_tensor(value):
             return value
-        dtype = {"float": cdt, "int": self._int, "bool": np.bool_}[kind]
+        dtype = {"float": cdt, "int": self.int_dtype, "bool": np.bool_}[kind]
         return np.asarray(value).astype(np.dtype(dtype))
 
-    def count(self, x):
-        return self.jnp.asarray(x.shape[0], dtype=x.dtype)
+    def value_and_grads(self, fn, args, preds):
+        def total_and_value(pvals):
+            out = fn(**{**args, **pvals})
+            return out.sum(), out
 
-    def safe_divide(self, a, b):
-        return a / self.jnp.where(b == 0, 1.0, b)
-
-    def mean(self, x):
-        return self.jnp.mean(x)
-
-    def sum(self, x):
-        return self.jnp.sum(x)
-
-    def weighted_mean(self, weighted, w):
-        total = self.jnp.sum(w)
-        return self.jnp.sum(weighted) / self.jnp.where(total == 0, 1.0, total)
+        (_, out), grads = self.jax.value_and_grad(total_and_value, has_aux=True)({p: args[p] for p in preds})
+        return out, grads
 
     def wrap_compute(self, fn, static_args, *, sharded: bool = False):
         # One XLA dispatch per eager call; under a user's jit this inlines into their trace. A
@@ -237,4 +196,4 @@ class JaxBackend(Backend):
         return JaxCollectives(self.jax, group if group is not None else "batch")
 
     def namespace(self) -> dict[str, Any]:
-        return {"jax": self.jax, "jnp": self.jnp, "rt": self.rt, "_INT": self._int, "_BOOL": self.jnp.bool_}
+        return {"jax": self.jax, "jnp": self.jnp, "rt": self.rt, "_INT": self.int_dtype, "_BOOL": self.jnp.bool_}

@@ -7,8 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from lossdsl.ir import Apply, DimSize
-
 from .base import Backend, Printer
 
 
@@ -48,6 +46,8 @@ def numpy_like_table(xp: str) -> dict[str, str]:
         "stop_gradient": "{x}",
         "and": f"{xp}.logical_and({{a}}, {{b}})", "or": f"{xp}.logical_or({{a}}, {{b}})",
         "not": f"{xp}.logical_not({{x}})",
+        "floor": f"{xp}.floor({{x}})", "ceil": f"{xp}.ceil({{x}})", "round": f"{xp}.round({{x}})",
+        "cast_float": f"{xp}.asarray({{x}}, dtype=_cdt)", "cast_int": f"{xp}.asarray({{x}}).astype(_INT)",
     }
 
 
@@ -56,24 +56,6 @@ class NumpyPrinter(Printer):
     xp = "np"
     imports: tuple[str, ...] = ("import numpy as np",)
     FUNCTIONS = numpy_like_table("np")
-
-    def _fn_floor(self, node: Apply) -> str | tuple[str, int]:
-        return self._round_like(node, self.xp + ".floor({x})")
-
-    def _fn_ceil(self, node: Apply) -> str | tuple[str, int]:
-        return self._round_like(node, self.xp + ".ceil({x})")
-
-    def _fn_round(self, node: Apply) -> str | tuple[str, int]:
-        return self._round_like(node, self.xp + ".round({x})")
-
-    def _fn_cast_float(self, node: Apply) -> str:
-        (x,) = node.args
-        if isinstance(x, DimSize):
-            return f"{self.xp}.asarray({self.expr(x)}, dtype=_cdt)"
-        return f"{self.xp}.asarray({self.expr(x)}).astype(_cdt)"
-
-    def _fn_cast_int(self, node: Apply) -> str:
-        return f"{self.xp}.asarray({self.expr(node.args[0])}).astype(_INT)"
 
 
 # ---- run-time helpers the generated code calls as rt.<name> ------------------------------------
@@ -130,23 +112,51 @@ class numpy_rt:
         np.add.at(out, flat_ids[keep], flat_v[keep])
         return out
 
-    @staticmethod
+
+def numpy_like_segment_mean(xp, segment_sum):
+    """segment_mean over NumPy or jax.numpy: each group's mean, 0 for an empty group."""
+
     def segment_mean(v, ids, groups, dtype):
-        total = numpy_rt.segment_sum(np.asarray(v, dtype=dtype), ids, groups)
-        count = numpy_rt.segment_sum(np.ones(np.shape(ids), dtype=dtype), ids, groups)
+        total = segment_sum(xp.asarray(v, dtype=dtype), ids, groups)
+        count = segment_sum(xp.ones(xp.shape(ids), dtype=dtype), ids, groups)
         count = count.reshape(count.shape + (1,) * (total.ndim - 1))
-        return total / np.maximum(count, 1.0)
+        return total / xp.maximum(count, 1.0)
+
+    return segment_mean
+
+
+numpy_rt.segment_mean = staticmethod(numpy_like_segment_mean(np, numpy_rt.segment_sum))  # type: ignore[attr-defined]
 
 
 class NumpyBackend(Backend):
+    """Also the JAX backend's base: the NumPy calls below go through `xp`."""
+
     name = "numpy"
-    aliases = ("np",)
-    framework = None
+    aliases: tuple[str, ...] = ("np",)
     printer = NumpyPrinter
     differentiable = False
+    xp: Any = np
+    float32: Any = np.float32
+    float64: Any = np.float64
+    int_dtype: Any = np.int64
+    tensor_type = np.ndarray
+    #: dtype.kind codes -> dtype kinds
+    KINDS = {"f": "float", "i": "int", "u": "int", "b": "bool"}
 
-    def is_tensor(self, x: Any) -> bool:
-        return isinstance(x, np.ndarray)
+    def cast(self, x, dtype):
+        return x.astype(dtype)
+
+    def sum(self, x):
+        return self.xp.sum(x)
+
+    def mean(self, x):
+        return self.xp.mean(x)
+
+    def nonzero(self, b):
+        return self.xp.where(b == 0, 1.0, b)
+
+    def count(self, x):
+        return self.xp.asarray(x.shape[0], dtype=x.dtype)
 
     def value_range(self, x: Any) -> tuple[int, int] | None:
         return (int(x.min()), int(x.max())) if x.size else None
@@ -160,39 +170,7 @@ class NumpyBackend(Backend):
         return out
 
     def dtype_kind(self, x: Any) -> str:
-        k = x.dtype.kind
-        return {"f": "float", "i": "int", "u": "int", "b": "bool"}.get(k, "other")
-
-    def dtype_name(self, x: Any) -> str:
-        return str(x.dtype)
-
-    def dtype_of(self, x: Any) -> Any:
-        return x.dtype
-
-    def compute_dtype(self, *preds: Any) -> Any:
-        return np.float64 if any(p.dtype == np.float64 for p in preds) else np.float32
-
-    def to_float(self, x: Any, dtype: Any) -> Any:
-        return x if x.dtype == dtype else x.astype(dtype)
-
-    def to_int(self, x: Any) -> Any:
-        return x if x.dtype == np.int64 else x.astype(np.int64)
-
-    def count(self, x):
-        return np.asarray(x.shape[0], dtype=x.dtype)
-
-    def safe_divide(self, a, b):
-        return a / np.where(b == 0, 1.0, b)
-
-    def mean(self, x):
-        return np.mean(x)
-
-    def sum(self, x):
-        return np.sum(x)
-
-    def weighted_mean(self, weighted, w):
-        total = np.sum(w)
-        return np.sum(weighted) / np.where(total == 0, 1.0, total)
+        return self.KINDS.get(np.dtype(x.dtype).kind, "other")
 
     def namespace(self) -> dict[str, Any]:
         return {"np": np, "rt": numpy_rt, "_INT": np.int64, "_BOOL": np.bool_}

@@ -55,6 +55,7 @@ class TensorflowPrinter(Printer):
         "eq": "tf.equal({a}, {b})", "ne": "tf.not_equal({a}, {b})",
         "matmul": "rt.matmul({a}, {b})",
         "cast_float": "tf.cast({x}, _cdt)", "cast_int": "tf.cast({x}, tf.int64)",
+        "floor": "tf.floor({x})", "ceil": "tf.math.ceil({x})", "round": "tf.round({x})",
     }
 
     def const_arg(self, const, node: Apply) -> str:
@@ -97,15 +98,6 @@ class TensorflowPrinter(Printer):
         if node.attr("reduction") == "weighted_mean":
             return f"rt.weighted_mean_of({d}, tf.gather({w}, {y}))"
         return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
-
-    def _fn_floor(self, node: Apply) -> str | tuple[str, int]:
-        return self._round_like(node, "tf.floor({x})")
-
-    def _fn_ceil(self, node: Apply) -> str | tuple[str, int]:
-        return self._round_like(node, "tf.math.ceil({x})")
-
-    def _fn_round(self, node: Apply) -> str | tuple[str, int]:
-        return self._round_like(node, "tf.round({x})")
 
     def _print_Gather(self, node: Gather) -> tuple[str, int]:
         x = self.expr(node.x)
@@ -290,8 +282,24 @@ class TensorflowBackend(Backend):
 
         self.tf = tf
         self.rt = _runtime(tf)
+        self.float32, self.float64, self.int_dtype = tf.float32, tf.float64, tf.int64
         self._consts: dict[tuple, Any] = {}
         self.loaded = True
+
+    def cast(self, x, dtype):
+        return self.tf.cast(x, dtype)
+
+    def sum(self, x):
+        return self.tf.reduce_sum(x)
+
+    def mean(self, x):
+        return self.tf.reduce_mean(x)
+
+    def nonzero(self, b):
+        return self.tf.where(self.tf.equal(b, 0), self.tf.ones_like(b), b)
+
+    def count(self, x):
+        return self.tf.cast(self.tf.shape(x)[0], x.dtype)
 
     def is_tensor(self, x: Any) -> bool:
         return self.tf.is_tensor(x)
@@ -306,9 +314,6 @@ class TensorflowBackend(Backend):
     def asarray(self, x: Any) -> Any:
         return self.tf.convert_to_tensor(self._host(x))
 
-    def shape(self, x: Any) -> tuple:
-        return tuple(x.shape)
-
     def dtype_kind(self, x: Any) -> str:
         dt = x.dtype
         if dt.is_floating:
@@ -321,22 +326,6 @@ class TensorflowBackend(Backend):
 
     def dtype_name(self, x: Any) -> str:
         return x.dtype.name
-
-    def dtype_of(self, x: Any) -> Any:
-        return x.dtype
-
-    def compute_dtype(self, *preds: Any) -> Any:
-        tf = self.tf
-        for p in preds:
-            if p.dtype == tf.float64:
-                return tf.float64
-        return tf.float32
-
-    def to_float(self, x: Any, dtype: Any) -> Any:
-        return x if x.dtype == dtype else self.tf.cast(x, dtype)
-
-    def to_int(self, x: Any) -> Any:
-        return x if x.dtype == self.tf.int64 else self.tf.cast(x, self.tf.int64)
 
     def dynamic_size(self, x: Any, axis: int) -> Any:
         return self.tf.shape(x)[axis]
@@ -358,22 +347,13 @@ class TensorflowBackend(Backend):
         with self.tf.init_scope():
             return super().constant(value, kind, cdt, like)
 
-    def count(self, x):
-        return self.tf.cast(self.tf.shape(x)[0], x.dtype)
-
-    def safe_divide(self, a, b):
-        return a / self.tf.where(self.tf.equal(b, 0), self.tf.ones_like(b), b)
-
-    def mean(self, x):
-        return self.tf.reduce_mean(x)
-
-    def sum(self, x):
-        return self.tf.reduce_sum(x)
-
-    def weighted_mean(self, weighted, w):
-        tf = self.tf
-        total = tf.reduce_sum(w)
-        return tf.reduce_sum(weighted) / tf.where(tf.equal(total, 0), tf.ones_like(total), total)
+    def value_and_grads(self, fn, args, preds):
+        with self.tf.GradientTape() as tape:
+            for p in preds:
+                tape.watch(args[p])
+            out = fn(**args)
+            total = self.tf.reduce_sum(out)
+        return out, dict(zip(preds, tape.gradient(total, [args[p] for p in preds])))
 
     def wrap_entry(self, fn):
         # Plain Python checks on static shapes: autograph has nothing to convert there.

@@ -6,11 +6,14 @@ sums). Importing this module does not import torch; `TorchBackend.load()` does."
 from __future__ import annotations
 
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lossdsl.ir import Apply, Const, DimSize, SliceItem
 
 from .base import Backend, LocalCollectives, Printer
+
+if TYPE_CHECKING:
+    from lossdsl.codegen import DerivedBackward
 
 
 class TorchPrinter(Printer):
@@ -52,7 +55,11 @@ class TorchPrinter(Printer):
         "ones_like": "torch.ones_like({x}, dtype={dtype})",
         "stop_gradient": "{x_p}.detach()",
         "and": "torch.logical_and({a}, {b})", "or": "torch.logical_or({a}, {b})", "not": "torch.logical_not({x})",
+        "floor": "torch.floor({x})", "ceil": "torch.ceil({x})", "round": "torch.round({x})",
+        "cast_float": "{x_p}.to(_cdt)", "cast_int": "{x_p}.to(torch.int64)",
     }
+    # A size is a Python int, which has no `.to`.
+    SIZE_CASTS = {"cast_float": "_k(float({x}), _cdt, _dev)", "cast_int": "int({x})"}
 
     def const_arg(self, const, node: Apply) -> str:
         # A cached 0-d tensor on the loss's device: torch.maximum(x, 0.0) is not allowed.
@@ -99,6 +106,43 @@ class TorchPrinter(Printer):
         return f"F.cross_entropy({z}, {y}{self._reduction(node)})"
 
     # ---- the backward of a derived gradient (lossdsl/autodiff.py) ----
+    def derived_compute(self, plan: DerivedBackward) -> list[str]:
+        # An autograd.Function: the forward records no tape and saves only what the backward reads.
+        fw = [*plan.forward,
+              f"rt.save(ctx, {_tuple(plan.saved)}, ({', '.join(plan.tensors)},))",
+              f"ctx.shapes = {_tuple([f'{n}.shape' for n in plan.shaped])}",
+              f"ctx.statics = ({', '.join(plan.statics)},)",
+              f"return {plan.out}"]
+        bw = ["if torch.is_grad_enabled():  # a graph of the gradient is asked for: differentiate the plain compute",
+              f"    return rt.plain_backward(ctx, _plain, {plan.seed})"]
+        if plan.saved:
+            bw.append(f"{_tuple(plan.saved)[1:-1]} = rt.saved(ctx)")
+        if plan.shape_vars:
+            bw.append(f"{_tuple(plan.shape_vars)[1:-1]} = ctx.shapes")
+        bw.append(f"{', '.join(plan.statics)}, = ctx.statics")
+        bw += [*plan.backward, f"return {', '.join(plan.grads + ['None'] * len(plan.statics))}"]
+        params = ", ".join(plan.params)
+        pred_elements = " + ".join(f"{p}.numel()" for p in plan.preds)
+        return [
+            "class _Loss(torch.autograd.Function):",
+            "    # Forward without a tape; the backward derived from the IR at compile time (lossdsl/autodiff.py).",
+            "    @staticmethod",
+            f"    def forward(ctx, {params}):",
+            *("        " + line for line in fw),
+            "",
+            "    @staticmethod",
+            f"    def backward(ctx, {plan.seed}):",
+            *("        " + line for line in bw),
+            "",
+            "",
+            f"def compute({params}):",
+            f"    if {pred_elements} < {plan.min_elements} or rt.transformed({plan.preds[0]}):",
+            "        # small: the Python backward costs more than it saves; under torch.func: its own autograd",
+            f"        return _plain({params})",
+            f"    return _Loss.apply({params})",
+        ]
+
+    #: the backward's names for the shapes of forward values (set by lossdsl/codegen.py)
     shape_names: dict[int, str] = {}
 
     def shape_of(self, x) -> str:
@@ -123,26 +167,10 @@ class TorchPrinter(Printer):
                           if isinstance(it, SliceItem) else str(it) for it in node.attr("items"))
         return f"rt.index_grad({self.expr(g)}, {self.shape_of(x)}, ({items},))"
 
-    def _fn_floor(self, node: Apply) -> str | tuple[str, int]:
-        return self._round_like(node, "torch.floor({x})")
 
-    def _fn_ceil(self, node: Apply) -> str | tuple[str, int]:
-        return self._round_like(node, "torch.ceil({x})")
-
-    def _fn_round(self, node: Apply) -> str | tuple[str, int]:
-        return self._round_like(node, "torch.round({x})")
-
-    def _fn_cast_float(self, node: Apply) -> str:
-        (x,) = node.args
-        if isinstance(x, DimSize):
-            return f"_k(float({self.expr(x)}), _cdt, _dev)"
-        return f"{self.fields(node)['x_p']}.to(_cdt)"
-
-    def _fn_cast_int(self, node: Apply) -> str:
-        (x,) = node.args
-        if isinstance(x, DimSize):
-            return f"int({self.expr(x)})"
-        return f"{self.fields(node)['x_p']}.to(torch.int64)"
+def _tuple(names: list[str]) -> str:
+    """A tuple display of names: `()`, `(a,)`, `(a, b)`."""
+    return f"({', '.join(names)}{',' if len(names) == 1 else ''})"
 
 
 def _runtime(torch) -> types.SimpleNamespace:
@@ -273,10 +301,27 @@ class TorchBackend(Backend):
         self.torch = torch
         self.F = F
         self.rt = _runtime(torch)
+        self.float32, self.float64, self.int_dtype = torch.float32, torch.float64, torch.int64
+        self.tensor_type = torch.Tensor
         self._float_kinds = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
         self._int_kinds = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}
         self._consts: dict[tuple, Any] = {}
         self.loaded = True
+
+    def cast(self, x, dtype):
+        return x.to(dtype)
+
+    def sum(self, x):
+        return self.torch.sum(x)
+
+    def mean(self, x):
+        return self.torch.mean(x)
+
+    def nonzero(self, b):
+        return self.torch.where(b == 0, self.torch.ones_like(b), b)
+
+    def count(self, x):
+        return self.torch.tensor(x.shape[0], dtype=x.dtype, device=x.device)
 
     def value_range(self, x: Any) -> tuple[int, int] | None:
         torch = self.torch
@@ -289,11 +334,12 @@ class TorchBackend(Backend):
     def where_value(self, x: Any, value: int) -> tuple[int, ...]:
         return tuple(int(i) for i in (x == value).nonzero()[0].tolist())
 
-    def is_tensor(self, x: Any) -> bool:
-        return isinstance(x, self.torch.Tensor)
-
     def asarray(self, x: Any) -> Any:
         return self.torch.as_tensor(self._host(x))
+
+    def from_numpy(self, arr, device=None):
+        t = self.torch.as_tensor(arr)
+        return t.to(device) if device and device != "cpu" else t
 
     def dtype_kind(self, x: Any) -> str:
         dt = x.dtype
@@ -305,21 +351,8 @@ class TorchBackend(Backend):
             return "bool"
         return "other"
 
-    def dtype_of(self, x: Any) -> Any:
-        return x.dtype
-
-    def compute_dtype(self, *preds: Any) -> Any:
-        f64 = self.torch.float64
-        for p in preds:
-            if p.dtype == f64:
-                return f64
-        return self.torch.float32
-
-    def to_float(self, x: Any, dtype: Any) -> Any:
-        return x if x.dtype == dtype else x.to(dtype)
-
-    def to_int(self, x: Any) -> Any:
-        return x if x.dtype == self.torch.int64 else x.to(self.torch.int64)
+    def dtype_name(self, x: Any) -> str:
+        return str(x.dtype).removeprefix("torch.")
 
     def device_key(self, x: Any) -> Any:
         return x.device if x is not None else None
@@ -340,21 +373,12 @@ class TorchBackend(Backend):
             self._consts[key] = t
         return t
 
-    def count(self, x):
-        return self.torch.tensor(x.shape[0], dtype=x.dtype, device=x.device)
-
-    def safe_divide(self, a, b):
-        return a / self.torch.where(b == 0, self.torch.ones_like(b), b)
-
-    def mean(self, x):
-        return self.torch.mean(x)
-
-    def sum(self, x):
-        return self.torch.sum(x)
-
-    def weighted_mean(self, weighted, w):
-        total = self.torch.sum(w)
-        return self.torch.sum(weighted) / self.torch.where(total == 0, self.torch.ones_like(total), total)
+    def value_and_grads(self, fn, args, preds):
+        args = {**args, **{p: args[p].clone().requires_grad_(True) for p in preds}}
+        out = fn(**args)
+        total = out.sum() if out.dim() else out
+        grads = self.torch.autograd.grad(total, [args[p] for p in preds], allow_unused=True)
+        return out, dict(zip(preds, grads))
 
     def collectives(self, group=None, *, source_name: str = ""):
         return TorchCollectives(self.torch, group, source_name)

@@ -183,28 +183,23 @@ def generate_source(spec, backend: str = "torch", *, context=None, params=None) 
 # ---- context and params -----------------------------------------------------------------------
 
 
-def _np_kind(x: Any) -> tuple[str, tuple]:
-    """(dtype kind, shape) of a value given at compile time, whatever its framework."""
-    shape = tuple(getattr(x, "shape", ()))
-    dt = getattr(x, "dtype", None)
-    if dt is None:
-        import numpy as np
+def _np_kind(x: Any, be) -> tuple[str, tuple]:
+    """(dtype kind, shape) of a value given at compile time: a tensor of the backend `be`
+    (None where no framework is loaded), or anything NumPy reads."""
+    from lossdsl.backends import get_backend
 
-        arr = np.asarray(x)
-        return {"f": "float", "i": "int", "u": "int", "b": "bool"}.get(arr.dtype.kind, "other"), arr.shape
-    name = str(dt).lower()
-    if "bool" in name:
-        return "bool", tuple(int(s) for s in shape)
-    if "int" in name:
-        return "int", tuple(int(s) for s in shape)
-    if "float" in name or "half" in name or "double" in name:
-        return "float", tuple(int(s) for s in shape)
-    return "other", tuple(int(s) for s in shape)
+    if be is None or not be.is_tensor(x):
+        be = get_backend("numpy")
+        try:
+            x = be.asarray(x)
+        except (TypeError, ValueError):  # not numbers: reported as such
+            return "other", ()
+    return be.dtype_kind(x), tuple(int(s) for s in be.shape(x))
 
 
 def _check_static_value(decl: Declaration, path: tuple[str, ...], t: TensorType, value: Any,
-                        static: dict[str, tuple[int, str]], what: str) -> None:
-    kind, shape = _np_kind(value)
+                        static: dict[str, tuple[int, str]], what: str, be) -> None:
+    kind, shape = _np_kind(value, be)
     label = ".".join((decl.name,) + path)
     span = decl.leaf_spans.get(path, decl.type_span)
     want = t.dtype
@@ -254,7 +249,7 @@ def _bind_context(checked: CheckedModule, be, context: Mapping[str, Any], static
                 if not isinstance(v, Mapping) or p not in v:
                     raise LossError([Diagnostic(f"context `{leaf.label}` is missing", d.name_span, "E807")])
                 v = v[p]
-            _check_static_value(d, leaf.path, leaf.type, v, static, f"from context `{leaf.label}`")
+            _check_static_value(d, leaf.path, leaf.type, v, static, f"from context `{leaf.label}`", be)
             values[leaf.label] = v
     return values
 
@@ -270,7 +265,8 @@ def _bind_params(checked: CheckedModule, be, params: Mapping[str, Any], static) 
     values: dict[str, Any] = {}
     for name, d in decls.items():
         if name in params:
-            _check_static_value(d, (), cast(TensorType, d.type), params[name], static, f"from param `{name}`")
+            _check_static_value(d, (), cast(TensorType, d.type), params[name], static, f"from param `{name}`",
+                                be)
             values[name] = params[name]
         elif d.has_default:
             values[name] = d.default

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .checked import CheckedModule, Declaration, Leaf
+from .checked import CheckedModule, Leaf
 from .functions import index_uses
 from .ir import Apply, Arg, Const, DimSize, Index, Node, topological
 from .source import Span
@@ -122,17 +122,41 @@ def _emit(order, root, printer, names, taken, let_name_of, uses, lines, force, t
         names[id(n)] = var
 
 
+# Backward functions whose second operand is read for its shape only.
 _SHAPE_ONLY = {"sum_to", "unreduce", "index_grad"}
-# Below this many pred elements the derived backward (an autograd.Function with a Python
-# backward) costs more in overhead than it saves in passes over the data: measured with
-# benches/run.py (the robust case and the seeds' per-sample weights).
-FUSED_MIN_ELEMENTS = 1 << 16  # their second operand is read for its shape only
+# Below this many pred elements the derived backward (a Python backward function) costs more
+# in overhead than it saves in passes over the data: measured with benches/run.py (the robust
+# case and the seeds' per-sample weights).
+FUSED_MIN_ELEMENTS = 1 << 16
 
 
-def _fused_compute(root, order, derivative, used_args, printer, names, let_name_of, leaf_names, static_args,
-                   uses) -> list[str]:
-    """compute as a torch.autograd.Function: the forward records no tape and saves only what the
-    derived backward (lossdsl/autodiff.py) reads; the backward is one function."""
+@dataclass
+class DerivedBackward:
+    """A loss split for a backend that runs a backward derived from the IR (lossdsl/autodiff.py):
+    what the printer's `derived_compute` needs to write it as its framework's custom-gradient
+    function. Assignments are unindented lines; the plain compute is the function `_plain`."""
+
+    tensors: list[str]  # the compute's tensor parameters
+    statics: list[str]  # its other parameters (the compute dtype, the device, sizes)
+    preds: list[str]  # the tensor parameters that are preds
+    forward: list[str]  # assignments of the forward
+    out: str  # the forward's value
+    saved: list[str]  # forward values the backward reads
+    shaped: list[str]  # forward values whose shape alone the backward reads
+    shape_vars: list[str]  # the backward's names for those shapes
+    seed: str  # the backward's name for the gradient of the loss
+    backward: list[str]  # assignments of the backward
+    grads: list[str]  # the gradient of each tensor parameter ("None" where it has none)
+    min_elements: int  # below this many pred elements the plain compute is cheaper
+
+    @property
+    def params(self) -> list[str]:
+        return self.tensors + self.statics
+
+
+def _derive_backward(root, order, derivative, used_args, printer, names, let_name_of, leaf_names, static_args,
+                     uses) -> DerivedBackward:
+    """The forward, saving only what the derived backward reads, and the backward as one function."""
     grad_roots = [derivative.grads.get((a.name, a.path)) if a.kind == "pred" else None for a in used_args]
     forward_ids = {id(n) for n in order}
     bw_order: list[Node] = []
@@ -153,7 +177,7 @@ def _fused_compute(root, order, derivative, used_args, printer, names, let_name_
         else:
             value_refs.append(n)
     # forward
-    fw = _Lines(2)
+    fw = _Lines(0)
     taken: set[str] = set(names.values())
     force = {id(n) for n in value_refs + shape_refs}
     _emit(order, root, printer, names, taken, let_name_of, uses, fw, force)
@@ -162,27 +186,12 @@ def _fused_compute(root, order, derivative, used_args, printer, names, let_name_
         fw("out = " + out)
         names[id(root)] = "out"
         out = "out"
-    saved = [names[id(n)] for n in value_refs]
-    shapes = [f"{names[id(n)]}.shape" for n in shape_refs]
-    fw(f"rt.save(ctx, ({', '.join(saved)}{',' if len(saved) == 1 else ''}), ({', '.join(leaf_names)},))")
-    fw(f"ctx.shapes = ({', '.join(shapes)}{',' if len(shapes) == 1 else ''})")
-    fw(f"ctx.statics = ({', '.join(static_args)},)")
-    fw(f"return {out}")
     # backward: forward values under their forward names, shapes under s_<name>
-    bw = _Lines(2)
-    bw("if torch.is_grad_enabled():  # a graph of the gradient is asked for: differentiate the plain compute")
-    bw("    return rt.plain_backward(ctx, _plain, _g)")
-    if saved:
-        bw(f"{', '.join(saved)}{',' if len(saved) == 1 else ''} = rt.saved(ctx)")
-    shape_names = {}
-    for n in shape_refs:
-        shape_names[id(n)] = "s_" + names[id(n)]
-    if shape_refs:
-        bw(f"{', '.join(shape_names.values())}{',' if len(shape_refs) == 1 else ''} = ctx.shapes")
-    bw(f"{', '.join(static_args)}, = ctx.statics")
+    shape_names = {id(n): "s_" + names[id(n)] for n in shape_refs}
     bnames = {id(n): names[id(n)] for n in value_refs}
     bnames.update({id(a): names[id(a)] for a in used_args})
-    bnames[id(derivative.seed)] = "_g"
+    seed = "_g"
+    bnames[id(derivative.seed)] = seed
     bprinter = type(printer)(bnames)
     bprinter.shape_names = shape_names
     buses: dict[int, int] = {}
@@ -190,27 +199,19 @@ def _fused_compute(root, order, derivative, used_args, printer, names, let_name_
         for c in n.inputs:
             buses[id(c)] = buses.get(id(c), 0) + 1
     btaken = set(bnames.values()) | set(taken)
+    bw = _Lines(0)
     for g in grad_roots:
         if g is not None:
             order_g = topological(g, stop=forward_ids)
             # Forward nodes are read from what forward saved, never computed again.
             _emit(order_g, g, bprinter, bnames, btaken, None, buses, bw, set(), temp_prefix="b", skip=forward_ids)
-    results = [bprinter.expr(g) if g is not None else "None" for g in grad_roots] + ["None"] * len(static_args)
-    bw(f"return {', '.join(results)}")
-    params = ", ".join(leaf_names + static_args)
-    return [
-        "class _Loss(torch.autograd.Function):",
-        "    # Forward without a tape; the backward derived from the IR at compile time (lossdsl/autodiff.py).",
-        "    @staticmethod",
-        f"    def forward(ctx, {params}):",
-        *fw.lines,
-        "",
-        "    @staticmethod",
-        "    def backward(ctx, _g):",
-        *bw.lines,
-        "",
-        "",
-    ]
+    return DerivedBackward(
+        tensors=leaf_names, statics=static_args,
+        preds=[names[id(a)] for a in used_args if a.kind == "pred"],
+        forward=fw.lines, out=out, saved=[names[id(n)] for n in value_refs],
+        shaped=[names[id(n)] for n in shape_refs], shape_vars=list(shape_names.values()), seed=seed,
+        backward=bw.lines, grads=[bprinter.expr(g) if g is not None else "None" for g in grad_roots],
+        min_elements=FUSED_MIN_ELEMENTS)
 
 
 def _read_indices(root: Node) -> list[tuple[Node, Arg, Dim]]:
@@ -240,19 +241,47 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
     """Python source for `entry` and `compute`. `static_dims` are sizes known before any call
     (from the spec itself, context tensors and params bound at compile time). `check_indices`
     makes the entry check the values of int arguments read as indices (one read from the device)."""
+    compute = _write_compute(checked, root, printer_cls, derivative)
+    entry = _EntryWriter(checked, printer_cls(dict(compute.arg_names)), static_dims, dynamic_sizes)
+    entry.write(root, compute, sharded=sharded, check_indices=check_indices)
+    source = [
+        f"# Generated by lossdsl from {source_name or checked.source.name} for {printer_cls.backend}.",
+        "# Readable on purpose; regenerated on every compile, so edit the .loss file instead.",
+        "# `rt`, `_k` and the other `_` names are lossdsl's run-time support for this backend.",
+        *printer_cls.imports,
+        "",
+        "",
+        *compute.lines,
+        "",
+        "",
+        f"def entry({', '.join(entry.args)}):",
+        *entry.lines.lines,
+        "",
+    ]
+    return Generated("\n".join(source), entry.args, entry.leaves, compute.static_args, dict(static_dims),
+                     entry.index_reads)
+
+
+@dataclass
+class _Compute:
+    lines: list[str]  # the module's compute function (and what it calls)
+    arg_names: dict[int, str]  # id of an Arg -> its variable
+    params: list[str]  # compute's parameters: the tensors, then static_args
+    static_args: list[str]
+    dims_needed: list[str]  # the dimension symbols compute reads
+
+
+def _write_compute(checked: CheckedModule, root: Node, printer_cls, derivative) -> _Compute:
+    """`compute`: one framework call per node, a variable per `let` and per shared node. With a
+    derived backward, the plain compute is `_plain`, and the backend's printer writes the rest."""
     order = topological(root)
     decl_rank = {d.name: i for i, d in enumerate(checked.declarations)}
     used_args = sorted((n for n in order if isinstance(n, Arg)), key=lambda n: (decl_rank.get(n.name, 0), n.path))
     arg_names = {id(n): leaf_var(n.kind, n.name, n.path) for n in used_args}
-
-    # ---- compute ----------------------------------------------------------------------
     uses: dict[int, int] = {}
-    c: Node | Declaration  # a Node here, a context Declaration in the entry below
     for n in order:
         for c in n.inputs:
             uses[id(c)] = uses.get(id(c), 0) + 1
-    names: dict[int, str] = dict(arg_names)
-    printer = printer_cls(names)
     let_name_of = _let_namer(checked, order)
     dims_needed = _dims_used(root)
     if derivative is not None:
@@ -260,163 +289,171 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
             dims_needed += [d for d in _dims_used(g) if d not in dims_needed]
     static_args = ["_cdt", "_dev"] + [f"d_{s}" for s in dims_needed]
     leaf_names = [arg_names[id(n)] for n in used_args]
+    params = leaf_names + static_args
     # The plain compute: one framework call per node, the framework's autodiff.
-    plain_names = dict(names)
+    plain_names = dict(arg_names)
     body = _Lines(1)
-    taken: set[str] = set(arg_names.values())
-    _emit(order, root, printer_cls(plain_names), plain_names, taken, let_name_of, uses, body, set())
+    _emit(order, root, printer_cls(plain_names), plain_names, set(arg_names.values()), let_name_of, uses, body,
+          set())
     body(f"return {printer_cls(plain_names).expr(root)}")
-    if derivative is not None:
-        fused = _fused_compute(root, order, derivative, used_args, printer, names, let_name_of,
-                               leaf_names, static_args, uses)
-        preds = [arg_names[id(a)] for a in used_args if a.kind == "pred"]
-        pred_elements = " + ".join(f"{p}.numel()" for p in preds)
-        params = ", ".join(leaf_names + static_args)
-        compute_lines = [f"def _plain({params}):", *body.lines, "", ""] + fused + [
-            f"def compute({params}):",
-            f"    if {pred_elements} < {FUSED_MIN_ELEMENTS} or rt.transformed({preds[0]}):",
-            "        # small: the Python backward costs more than it saves; under torch.func: its own autograd",
-            f"        return _plain({params})",
-            f"    return _Loss.apply({params})",
-        ]
+    if derivative is None:
+        lines = [f"def compute({', '.join(params)}):", *body.lines]
     else:
-        compute_lines = [f"def compute({', '.join(leaf_names + static_args)}):", *body.lines]
+        names = dict(arg_names)
+        printer = printer_cls(names)
+        plan = _derive_backward(root, order, derivative, used_args, printer, names, let_name_of, leaf_names,
+                                static_args, uses)
+        lines = [f"def _plain({', '.join(params)}):", *body.lines, "", "", *printer.derived_compute(plan)]
+    return _Compute(lines, arg_names, params, static_args, dims_needed)
 
-    compute_params = leaf_names + static_args
 
-    # ---- entry ------------------------------------------------------------------------
-    call_decls = checked.call_args
-    param_decls = checked.of_kind("param")
-    context_decls = checked.of_kind("context")
-    entry_args = [f"a_{d.name}" for d in call_decls] + [f"p_{d.name}" for d in param_decls]
-    leaves: list[Leaf] = []
-    e = _Lines()
-    if sharded:
-        e("_dist.check()  # the replicas' collectives are ready")
-    bound: dict[str, str] = {}  # symbol -> how it was bound (for messages)
-    for sym, (value, where) in static_dims.items():
-        e(f"d_{sym} = {value}  # {where}")
-        bound[sym] = where
-    first_binding: dict[str, tuple[str, int]] = {}
+class _EntryWriter:
+    """`entry`: unpacks the call's arguments, checks each one's dtype kind, rank and sizes against
+    its declaration and the sizes seen so far, converts dtypes, binds params and context, checks
+    constraints and index values, then calls compute. Straight-line code, so that a call costs
+    what hand-written checks cost."""
 
-    def check_shape(var: str, leaf_index: int, leaf: Leaf, label: str) -> None:
-        t = leaf.type
+    def __init__(self, checked: CheckedModule, printer, static_dims: dict[str, tuple[int, str]],
+                 dynamic_sizes: bool):
+        self.checked = checked
+        self.printer = printer  # knows the arguments' variables, no temporaries
+        self.static_dims = static_dims
+        self.dynamic_sizes = dynamic_sizes
+        self.lines = _Lines()
+        self.args = [f"a_{d.name}" for d in checked.call_args] + [f"p_{d.name}" for d in checked.of_kind("param")]
+        self.leaves: list[Leaf] = []
+        self.leaf_of: dict[tuple[str, tuple[str, ...]], int] = {}  # (name, path) -> index into leaves
+        self.bound: dict[str, str] = {}  # symbol -> how it was bound (for messages)
+        self.first_binding: dict[str, tuple[str, int]] = {}  # symbol -> (variable, axis) that bound it
+        self.pred_vars: list[str] = []
+        self.index_reads: list[IndexRead] = []
+
+    def write(self, root: Node, compute: _Compute, *, sharded: bool, check_indices: bool) -> None:
+        e = self.lines
+        if sharded:
+            e("_dist.check()  # the replicas' collectives are ready")
+        for sym, (value, where) in self.static_dims.items():
+            e(f"d_{sym} = {value}  # {where}")
+            self.bound[sym] = where
+        # After the compute dtype is known: dtype conversions, and the shape checks of params
+        # (which are converted first); each entry is a line, or (var, leaf index, leaf) to check.
+        conversions = self._call_args() + self._params_and_context()
+        self._constraints()
+        e(f"_cdt = _compute_dtype({', '.join(self.pred_vars)})")
+        e(f"_dev = _device({self.pred_vars[0]})")
+        for line in conversions:
+            if isinstance(line, tuple):
+                var, idx, leaf = line
+                self._check_shape(var, idx, leaf, leaf.label)
+            else:
+                e(line)
+        if self.dynamic_sizes:
+            for sym in compute.dims_needed:
+                if sym in self.first_binding and sym not in self.static_dims:
+                    var, k = self.first_binding[sym]
+                    e(f"if d_{sym} is None:")
+                    e(f"d_{sym} = _dynamic_size({var}, {k})", 2)
+        if check_indices:
+            self._index_checks(root)
+        e(f"return compute({', '.join(compute.params)})")
+
+    def _add_leaf(self, leaf: Leaf) -> int:
+        self.leaves.append(leaf)
+        return len(self.leaves) - 1
+
+    def _maybe(self, k: int) -> str:
+        """The guard of a size check where the size may be unknown until the graph runs."""
+        return f"_s[{k}] is not None and " if self.dynamic_sizes else ""
+
+    def _check_shape(self, var: str, leaf_index: int, leaf: Leaf, label: str) -> None:
+        e, t = self.lines, leaf.type
         e(f"_s = _shape({var})")
         e(f"if len(_s) != {t.rank}:")
         e(f"_fail_rank({leaf_index}, _s)", 2)
         for k, d in enumerate(t.shape):
             if d.is_literal:
-                cond = f"_s[{k}] != {d.value}"
-                e(f"if {'_s[%d] is not None and ' % k if dynamic_sizes else ''}{cond}:")
+                e(f"if {self._maybe(k)}_s[{k}] != {d.value}:")
                 e(f"_fail_size({leaf_index}, {k}, _s, {d.value}, {'the declaration'!r})", 2)
                 continue
             sym = d.sym
             assert sym is not None  # not is_literal
-            if sym in bound:
-                if dynamic_sizes and sym not in static_dims:
-                    e(f"d_{sym} = _merge_size({leaf_index}, {k}, _s, d_{sym}, {bound[sym]!r})")
+            if sym in self.bound:
+                if self.dynamic_sizes and sym not in self.static_dims:
+                    e(f"d_{sym} = _merge_size({leaf_index}, {k}, _s, d_{sym}, {self.bound[sym]!r})")
                 else:
-                    e(f"if {'_s[%d] is not None and ' % k if dynamic_sizes else ''}_s[{k}] != d_{sym}:")
-                    e(f"_fail_size({leaf_index}, {k}, _s, d_{sym}, {bound[sym]!r})", 2)
+                    e(f"if {self._maybe(k)}_s[{k}] != d_{sym}:")
+                    e(f"_fail_size({leaf_index}, {k}, _s, d_{sym}, {self.bound[sym]!r})", 2)
             else:
                 e(f"d_{sym} = _s[{k}]")
-                bound[sym] = f"from `{label}` (axis {k})"
-                first_binding[sym] = (var, k)
+                self.bound[sym] = f"from `{label}` (axis {k})"
+                self.first_binding[sym] = (var, k)
 
-    pred_vars: list[str] = []
-    read_indices = _read_indices(root) if check_indices else []
-    leaf_of: dict[tuple[str, tuple[str, ...]], int] = {}  # (name, path) -> index into leaves
-    # After the compute dtype is known: dtype conversions, and the shape checks of params
-    # (which are converted first); each entry is a line, or (var, leaf index, leaf) to check.
-    conversions: list = []
-    idx: int | None  # a leaf's index; None below for a read of an arg that is not a leaf
-    for d in call_decls:
-        if d.is_record:
-            e(f"_record({len(leaves)}, a_{d.name}, {[list(lf.path) for lf in d.leaves]!r})")
-        for leaf in d.leaves:
-            var = leaf_var(d.kind, d.name, leaf.path)
-            idx = len(leaves)
-            leaves.append(leaf)
-            source = f"a_{d.name}" + "".join(f"[{p!r}]" for p in leaf.path)
-            kind = leaf.type.dtype.value
-            e(f"{var} = _arg_{kind}({idx}, {source})")
-            check_shape(var, idx, leaf, leaf.label)
-            if d.kind == "pred":
-                pred_vars.append(var)
-            if leaf.type.dtype is FLOAT:
-                conversions.append(f"{var} = _to_float({var}, _cdt)")
-            elif leaf.type.dtype is INT:
-                conversions.append(f"{var} = _to_int({var})")
-            leaf_of[(d.name, leaf.path)] = idx
-    for d in param_decls:
-        leaf = d.leaves[0]
-        idx = len(leaves)
-        leaves.append(leaf)
-        conversions.append(f"p_{d.name} = _param({idx}, p_{d.name}, _cdt, {pred_vars[0] if pred_vars else 'None'})")
-        if leaf.type.rank:
-            conversions.append((f"p_{d.name}", idx, leaf))
-    for c in context_decls:
-        for leaf in c.leaves:
-            idx = len(leaves)
-            leaves.append(leaf)
-            var = leaf_var("context", c.name, leaf.path)
-            conversions.append(f"{var} = _context({idx}, _cdt, {pred_vars[0] if pred_vars else 'None'})")
-            leaf_of[(c.name, leaf.path)] = idx
+    def _call_args(self) -> list:
+        """Unpack and check each argument of the call (record fields one by one); return their
+        dtype conversions."""
+        e = self.lines
+        conversions: list = []
+        for d in self.checked.call_args:
+            if d.is_record:
+                e(f"_record({len(self.leaves)}, a_{d.name}, {[list(lf.path) for lf in d.leaves]!r})")
+            for leaf in d.leaves:
+                var = leaf_var(d.kind, d.name, leaf.path)
+                idx = self._add_leaf(leaf)
+                source = f"a_{d.name}" + "".join(f"[{p!r}]" for p in leaf.path)
+                e(f"{var} = _arg_{leaf.type.dtype.value}({idx}, {source})")
+                self._check_shape(var, idx, leaf, leaf.label)
+                if d.kind == "pred":
+                    self.pred_vars.append(var)
+                if leaf.type.dtype is FLOAT:
+                    conversions.append(f"{var} = _to_float({var}, _cdt)")
+                elif leaf.type.dtype is INT:
+                    conversions.append(f"{var} = _to_int({var})")
+                self.leaf_of[(d.name, leaf.path)] = idx
+        return conversions
 
-    for constraint in checked.constraints:
-        dim = constraint.dim
-        if dim.sym in bound or dim.sym in static_dims:
-            size = printer.dim(dim) if dim.sym.isidentifier() else None
-            if size:
-                guard = f"d_{dim.sym} is not None and " if dynamic_sizes else ""
-                e(f"if {guard}{size} < {constraint.minimum}:")
-                e(f"_fail_min({checked.constraints.index(constraint)}, {size})", 2)
+    def _params_and_context(self) -> list:
+        """Params (given at the call or bound) and context tensors, in the compute dtype."""
+        like = self.pred_vars[0] if self.pred_vars else "None"
+        conversions: list = []
+        for d in self.checked.of_kind("param"):
+            leaf = d.leaves[0]
+            idx = self._add_leaf(leaf)
+            conversions.append(f"p_{d.name} = _param({idx}, p_{d.name}, _cdt, {like})")
+            if leaf.type.rank:
+                conversions.append((f"p_{d.name}", idx, leaf))
+        for c in self.checked.of_kind("context"):
+            for leaf in c.leaves:
+                idx = self._add_leaf(leaf)
+                var = leaf_var("context", c.name, leaf.path)
+                conversions.append(f"{var} = _context({idx}, _cdt, {like})")
+                self.leaf_of[(c.name, leaf.path)] = idx
+        return conversions
 
-    e(f"_cdt = _compute_dtype({', '.join(pred_vars)})")
-    e(f"_dev = _device({pred_vars[0]})")
-    for line in conversions:
-        if isinstance(line, tuple):
-            var, idx, leaf = line
-            check_shape(var, idx, leaf, leaf.label)
-        else:
-            e(line)
-    if dynamic_sizes:
-        for sym in dims_needed:
-            if sym in first_binding and sym not in static_dims:
-                var, k = first_binding[sym]
-                e(f"if d_{sym} is None:")
-                e(f"d_{sym} = _dynamic_size({var}, {k})", 2)
-    # Out-of-range index values: NumPy, torch and TF (on CPU) raise their own errors, JAX and
-    # GPUs clamp or read garbage; this gives one LossError everywhere (skipped while tracing).
-    index_reads: list[IndexRead] = []
-    for node, arg, dim in read_indices:
-        idx = leaf_of.get((arg.name, arg.path))
-        if idx is None:  # a param: bound or defaulted, not an index in any spec we know of
-            continue
-        leaf = leaves[idx]
-        label = leaf.label if node is arg else (node.span.text or leaf.label)
-        where = "the declaration" if dim.sym is None else bound.get(dim.sym, "")
-        index_reads.append(IndexRead(idx, label, leaf.span if node is arg else node.span, dim, where))
-        guard = f"if d_{dim.sym} is not None: " if dynamic_sizes and dim.sym is not None else ""
-        value = printer_cls(dict(arg_names)).expr(node)  # the entry knows the arguments, no temporaries
-        e(f"{guard}_check_index({len(index_reads) - 1}, {value}, {printer.dim(dim)})")
-    e(f"return compute({', '.join(compute_params)})")
+    def _constraints(self) -> None:
+        e = self.lines
+        for i, constraint in enumerate(self.checked.constraints):
+            dim = constraint.dim
+            if dim.sym in self.bound or dim.sym in self.static_dims:
+                size = self.printer.dim(dim) if dim.sym.isidentifier() else None
+                if size:
+                    guard = f"d_{dim.sym} is not None and " if self.dynamic_sizes else ""
+                    e(f"if {guard}{size} < {constraint.minimum}:")
+                    e(f"_fail_min({i}, {size})", 2)
 
-    header = [
-        f"# Generated by lossdsl from {source_name or checked.source.name} for {printer_cls.backend}.",
-        "# Readable on purpose; regenerated on every compile, so edit the .loss file instead.",
-        "# `rt`, `_k` and the other `_` names are lossdsl's run-time support for this backend.",
-        *printer_cls.imports,
-        "",
-        "",
-        *compute_lines,
-        "",
-        "",
-        f"def entry({', '.join(entry_args)}):",
-        *e.lines,
-        "",
-    ]
-    return Generated("\n".join(header), entry_args, leaves, static_args, dict(static_dims), index_reads)
+    def _index_checks(self, root: Node) -> None:
+        # Out-of-range index values: NumPy, torch and TF (on CPU) raise their own errors, JAX and
+        # GPUs clamp or read garbage; this gives one LossError everywhere (skipped while tracing).
+        for node, arg, dim in _read_indices(root):
+            idx = self.leaf_of.get((arg.name, arg.path))
+            if idx is None:  # a param: bound or defaulted, not an index in any spec we know of
+                continue
+            leaf = self.leaves[idx]
+            label = leaf.label if node is arg else (node.span.text or leaf.label)
+            where = "the declaration" if dim.sym is None else self.bound.get(dim.sym, "")
+            self.index_reads.append(IndexRead(idx, label, leaf.span if node is arg else node.span, dim, where))
+            guard = f"if d_{dim.sym} is not None: " if self.dynamic_sizes and dim.sym is not None else ""
+            self.lines(f"{guard}_check_index({len(self.index_reads) - 1}, {self.printer.expr(node)}, "
+                       f"{self.printer.dim(dim)})")
 
 
 __all__ = ["BOOL", "Generated", "generate", "leaf_var"]

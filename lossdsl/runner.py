@@ -17,29 +17,24 @@ import numpy as np
 from .diagnostics import Diagnostic, LossError
 
 
+def _backend(name: str):
+    from lossdsl.backends import get_backend
+
+    try:
+        return get_backend(name)
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}") from None
+
+
 def to_backend(backend: str, value: Any, dtype: str = "float32", device: str | None = None) -> Any:
     """A NumPy value (or a dict of them) as the backend's tensor; floats in `dtype`."""
     if isinstance(value, dict):
         return {k: to_backend(backend, v, dtype, device) for k, v in value.items()}
+    be = _backend(backend)
     arr = np.asarray(value)
     if arr.dtype.kind == "f":
         arr = arr.astype({"float64": np.float64, "float32": np.float32, "float16": np.float16}[dtype])
-    if backend == "numpy":
-        return arr
-    if backend == "torch":
-        import torch
-
-        t = torch.as_tensor(arr)
-        return t.to(device) if device and device != "cpu" else t
-    if backend == "jax":
-        import jax.numpy as jnp
-
-        return jnp.asarray(arr)
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.convert_to_tensor(arr)
-    raise ValueError(f"unknown backend {backend!r}")
+    return be.from_numpy(arr, device)
 
 
 @overload
@@ -60,38 +55,10 @@ def to_numpy(x: Any) -> np.ndarray | None:
 
 def value_and_grads(f, backend: str, args: dict[str, Any], preds: list[str], dtype: str = "float64",
                     device: str | None = None, **call_kwargs: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    be = _backend(backend)
     conv = {k: to_backend(backend, v, dtype, device) for k, v in args.items()}
-    if backend == "numpy":
-        return to_numpy(f(**conv, **call_kwargs)), {}
-    if backend == "torch":
-        import torch
-
-        for p in preds:
-            conv[p] = conv[p].clone().requires_grad_(True)
-        out = f(**conv, **call_kwargs)
-        total = out.sum() if out.dim() else out
-        grads = torch.autograd.grad(total, [conv[p] for p in preds], allow_unused=True)
-        return to_numpy(out), {p: _zeros_if_none(to_numpy(g), args[p]) for p, g in zip(preds, grads)}
-    if backend == "jax":
-        import jax
-
-        def fn(pvals):
-            out = f(**{**conv, **pvals}, **call_kwargs)
-            return out.sum(), out
-
-        (_, out), grads = jax.value_and_grad(fn, has_aux=True)({p: conv[p] for p in preds})
-        return to_numpy(out), {p: to_numpy(grads[p]) for p in preds}
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            for p in preds:
-                tape.watch(conv[p])
-            out = f(**conv, **call_kwargs)
-            total = tf.reduce_sum(out)
-        grads = tape.gradient(total, [conv[p] for p in preds])
-        return to_numpy(out), {p: _zeros_if_none(to_numpy(g), args[p]) for p, g in zip(preds, grads)}
-    raise ValueError(f"unknown backend {backend!r}")
+    out, grads = be.value_and_grads(lambda **tensors: f(**tensors, **call_kwargs), conv, preds)
+    return to_numpy(out), {p: _zeros_if_none(to_numpy(g), args[p]) for p, g in grads.items()}
 
 
 def _zeros_if_none(g, like):
