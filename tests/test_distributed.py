@@ -5,7 +5,7 @@
 - JAX: shard_map over four host devices, and jax.jit over sharded global arrays;
 - TensorFlow: MirroredStrategy over two logical CPU devices with a custom step.
 
-The scenarios (tests/dist_workers.py) include a masked cross-entropy, a weighted_mean, the
+The scenarios (tests/workers/dist_workers.py) include a masked cross-entropy, a weighted_mean, the
 group-weighted seed loss, unequal shards, a replica with no valid label, and an empty group."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from lossdsl import LossError
 from conftest import EXAMPLES, ROOT, available, needs
 
 TESTS = ROOT / "tests"
+WORKERS = TESTS / "workers"  # the scripts the multi-process tests run
 
 
 @pytest.mark.slow
@@ -31,13 +32,14 @@ TESTS = ROOT / "tests"
 def test_torch_ddp_step_equals_the_single_process_step(tmp_path):
     import torch.multiprocessing as mp
 
-    sys.path.insert(0, str(TESTS))
+    sys.path.insert(0, str(WORKERS))  # also for the spawned processes, which unpickle the worker by module
     try:
         import dist_workers
+
+        mp.spawn(dist_workers.ddp_worker, args=(2, f"file://{tmp_path}/rendezvous", str(tmp_path)), nprocs=2,
+                 join=True)
     finally:
-        sys.path.pop(0)
-    mp.spawn(dist_workers.ddp_worker, args=(2, f"file://{tmp_path}/rendezvous", str(tmp_path)), nprocs=2,
-             join=True)
+        sys.path.remove(str(WORKERS))
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for name in dist_workers.scenarios():
         ref_loss, ref_params = dist_workers.single_process_step(name)
@@ -48,9 +50,9 @@ def test_torch_ddp_step_equals_the_single_process_step(tmp_path):
 
 
 def _run(script: str, env_extra=None):
-    env = {**os.environ, "PYTHONPATH": str(TESTS), **(env_extra or {})}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(WORKERS), str(TESTS)]), **(env_extra or {})}
     env.pop("JAX_PLATFORMS", None)
-    return subprocess.run([sys.executable, str(TESTS / script)], cwd=TESTS, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, str(WORKERS / script)], cwd=TESTS, env=env, capture_output=True, text=True,
                           timeout=600, stdin=subprocess.DEVNULL)
 
 
@@ -106,11 +108,11 @@ def test_a_context_with_the_sharded_dimension_is_rejected():
 
 @needs("torch")
 def test_torch_collectives_outside_a_process_group_say_what_to_do():
-    sys.path.insert(0, str(TESTS))
+    sys.path.insert(0, str(WORKERS))
     try:
         import dist_workers
     finally:
-        sys.path.pop(0)
+        sys.path.remove(str(WORKERS))
     message = dist_workers.uninitialised_error()
     assert "torch.distributed is not initialised" in message and "init_process_group" in message
 

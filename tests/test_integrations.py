@@ -30,7 +30,8 @@ def test_keras_loss_trains_reads_metadata_updates_params_and_reloads(keras_backe
     if not available("tensorflow") or not available(keras_backend):
         pytest.skip(f"MISSING FRAMEWORK: keras on {keras_backend} is not installed")
     env = {**os.environ, "KERAS_BACKEND": keras_backend}
-    r = subprocess.run([sys.executable, str(ROOT / "tests" / "keras_worker.py")], env=env, capture_output=True,
+    worker = ROOT / "tests" / "workers" / "keras_worker.py"
+    r = subprocess.run([sys.executable, str(worker)], env=env, capture_output=True,
                        text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
     assert f"keras on {keras_backend}: OK" in r.stdout

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -32,6 +34,29 @@ UNARY = ["abs({})", "square({})", "tanh({})", "sigmoid({})", "relu({})", "softpl
 BINARY = ["({} + {})", "({} - {})", "({} * {})", "({} / (abs({}) + 0.5))", "maximum({}, {})", "minimum({}, {})",
           "where({} > {}, {}, {})", "clip({}, -1.0, {})"]
 REDUCE = ["sum", "mean", "max", "min", "logsumexp", "prod"]
+SPREAD = ["var", "std", "norm"]
+# Along one axis of a [B, C] expression; `{}` is the operand.
+AXIS_OPS = ["softmax({}, axis={axis})", "log_softmax({}, axis={axis})", "cumsum({}, axis={axis})",
+            "log(softmax({}, axis={axis}))"]
+AXES = ["C", "B", "-1"]
+# Forms that produce a shape from operands of others: shape -> templates whose holes `{BC}`, `{B}`,
+# `{C}` are filled with independently drawn expressions of that shape.
+SPECIAL = {
+    "B": ["pick({BC}, k)",
+          "dot({BC}, {BC}, axis=C)",
+          "sum(({BC})[:, 1:] - ({BC})[:, :-1], axis=C)",
+          # an index computed from the data, and a gather by it
+          "pick({BC}, argmax({BC}, axis=C))", "pick({BC}, argmin({BC}, axis=C))",
+          "(({C})[k] * {B})",
+          "(({BC}) @ ({C}))"],
+    "C": ["segment_sum({B}, k, C)", "segment_mean({B}, k, C)"],
+    "S": ["(({C}) @ ({C}))"],
+    "BC": ["one_hot(k, C) * ({BC})",
+           "({B})[:, None] * {BC}",
+           "transpose(transpose({BC}))",
+           "(({BC}) @ (transpose({BC}) @ a))"],
+}
+_HOLE = re.compile(r"\{(BC|B|C)\}")
 
 
 def _fill(template: str, parts: list[str]) -> str:
@@ -62,7 +87,7 @@ def expressions(draw, shape: str, depth: int):
             parts = [parts[1], parts[2], parts[0], parts[3]]
         return t.format(*parts)
     if kind == "reduce":
-        fn = draw(st.sampled_from(REDUCE + ["var", "std", "norm"]))
+        fn = draw(st.sampled_from(REDUCE + SPREAD))
         if shape == "S":
             src = draw(st.sampled_from(["BC", "B", "C"]))
             return f"{fn}({draw(expressions(src, depth - 1))})" if fn != "prod" else \
@@ -76,51 +101,48 @@ def expressions(draw, shape: str, depth: int):
         inner = draw(expressions("BC", depth - 1))
         return f"{fn}({inner}, axis=C, keepdims=true) * ({draw(expressions('BC', depth - 1))})"
     if kind == "axis" and shape == "BC":
-        fn = draw(st.sampled_from(["softmax", "log_softmax", "cumsum", "log(softmax"]))
-        axis = draw(st.sampled_from(['C', 'B', '-1']))
-        inner = draw(expressions('BC', depth - 1))
-        return f"log(softmax({inner}, axis={axis}))" if fn == "log(softmax" else f"{fn}({inner}, axis={axis})"
-    if shape == "B":
-        choice = draw(st.integers(0, 5))
-        if choice == 0:
-            return f"pick({draw(expressions('BC', depth - 1))}, k)"
-        if choice == 3:  # an index computed from the data, and a gather by it
-            fn = draw(st.sampled_from(["argmax", "argmin"]))
-            return f"pick({draw(expressions('BC', depth - 1))}, {fn}({draw(expressions('BC', depth - 1))}, axis=C))"
-        if choice == 4:
-            return f"(({draw(expressions('C', depth - 1))})[k] * {draw(expressions('B', depth - 1))})"
-        if choice == 5:
-            return f"(({draw(expressions('BC', depth - 1))}) @ ({draw(expressions('C', depth - 1))}))"
-        if choice == 1:
-            return f"dot({draw(expressions('BC', depth - 1))}, {draw(expressions('BC', depth - 1))}, axis=C)"
-        if choice == 2:
-            return f"sum(({draw(expressions('BC', depth - 1))})[:, 1:] - ({draw(expressions('BC', depth - 1))})[:, :-1], axis=C)"
-    if shape == "C":
-        fn = draw(st.sampled_from(["segment_sum", "segment_mean"]))
-        return f"{fn}({draw(expressions('B', depth - 1))}, k, C)"
-    if shape == "S":
-        return f"(({draw(expressions('C', depth - 1))}) @ ({draw(expressions('C', depth - 1))}))"
-    if shape == "BC":
-        choice = draw(st.integers(0, 3))
-        if choice == 3:
-            return f"(({draw(expressions('BC', depth - 1))}) @ (transpose({draw(expressions('BC', depth - 1))}) @ a))"
-        if choice == 0:
-            return f"one_hot(k, C) * ({draw(expressions('BC', depth - 1))})"
-        if choice == 1:
-            return f"({draw(expressions('B', depth - 1))})[:, None] * {draw(expressions('BC', depth - 1))}"
-        return f"transpose(transpose({draw(expressions('BC', depth - 1))}))"
+        t = draw(st.sampled_from(AXIS_OPS))
+        return t.format(draw(expressions("BC", depth - 1)), axis=draw(st.sampled_from(AXES)))
+    if kind in ("axis", "special"):
+        t = draw(st.sampled_from(SPECIAL[shape]))
+        return _HOLE.sub(lambda hole: draw(expressions(hole.group(1), depth - 1)), t)
     return draw(expressions(shape, depth - 1))
 
 
-def test_the_random_expressions_cover_the_whole_function_table():
-    import re
-    from pathlib import Path
+def every_form() -> list[tuple[str, str]]:
+    """(shape, expression) for each form the generator draws from, its operands leaves."""
+    leaf = {"BC": "a", "B": "u", "C": "v", "S": "0.5"}
+    forms = [(shape, _fill(t, [leaf[shape]])) for t in UNARY for shape in leaf]
+    forms += [("BC", t.format(*["a"] * t.count("{}"))) for t in BINARY]
+    forms += [("S", f"{fn}(a)") for fn in REDUCE + SPREAD]
+    forms += [("BC", t.format("a", axis=axis)) for t in AXIS_OPS for axis in AXES]
+    forms += [(shape, _HOLE.sub(lambda hole: leaf[hole.group(1)], t)) for shape, ts in SPECIAL.items() for t in ts]
+    return forms
 
+
+def _called(module) -> set[str]:
+    """The functions the `loss` statement of a parsed spec calls (from its syntax tree)."""
+    from lossdsl import syntax
+
+    (loss,) = [st for st in module.statements if isinstance(st, syntax.LossStmt)]
+    return {e.func for e in syntax.walk(loss.value) if isinstance(e, syntax.Call)}
+
+
+@pytest.mark.parametrize("shape_and_form", every_form(), ids=lambda sf: f"{sf[0]}:{sf[1]}")
+def test_each_form_of_the_generator_checks(shape_and_form):
+    _, form = shape_and_form
+    assert lossdsl.check(spec_for(form)).loss.type.rank == 0
+
+
+def test_the_random_expressions_cover_the_whole_function_table():
+    """Every user function of lossdsl.functions is called by some form the generator draws from."""
     from lossdsl.functions import USER_FUNCTIONS
 
-    text = Path(__file__).read_text().split("def test_the_random_expressions_cover")[0]
-    uncovered = [name for name in USER_FUNCTIONS
-                 if not re.search(rf"(\b{name}\(|[\"']{name}[\"'])", text)]
+    called: set[str] = set()
+    for _, form in every_form():
+        called |= _called(lossdsl.parse(spec_for(form)))
+    assert called <= set(USER_FUNCTIONS), called - set(USER_FUNCTIONS)
+    uncovered = sorted(set(USER_FUNCTIONS) - called)
     assert not uncovered, f"the expression generator never uses {uncovered}"
 
 

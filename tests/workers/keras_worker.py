@@ -17,7 +17,7 @@ import keras  # noqa: E402
 import lossdsl  # noqa: E402
 import lossdsl.keras  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "examples" / "group_weighted_cce.loss"
 
 

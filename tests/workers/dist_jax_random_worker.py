@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
 os.environ["JAX_PLATFORMS"] = "cpu"
@@ -23,6 +24,7 @@ from jax.sharding import Mesh, PartitionSpec as P  # noqa: E402
 
 import lossdsl  # noqa: E402
 from lossdsl.sampling import random_inputs  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the generator of test_properties.py
 from test_properties import expressions, spec_for  # noqa: E402
 
 MESH = Mesh(np.array(jax.devices()), ("batch",))

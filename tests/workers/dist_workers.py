@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 F_IN, CLASSES = 6, 3
 _BATCH_SPEC = "pred yhat: float[B, C]\nloss = {}\n"
 
