@@ -374,7 +374,7 @@ def section_compile_time() -> list[str]:
     from lossdsl.frontend import check_source
     from lossdsl.passes import lower
     from lossdsl.printing import printer_for
-    from lossdsl.source import load_source
+    from lossdsl.loading import load_source
 
     specs = sorted((ROOT / "examples").glob("*.loss")) + sorted((ROOT / "lossdsl" / "std").glob("*.loss"))
     printer = printer_for("torch")

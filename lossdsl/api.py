@@ -20,9 +20,9 @@ from .checked import CheckedModule, Declaration
 from .codegen import generate
 from .diagnostics import Diagnostic, LossError
 from .frontend import check_source
+from .loading import load_source
 from .passes import lower
 from .runtime import CompiledLoss, Runtime
-from .source import load_source
 from .types import BOOL, FLOAT, INT, TensorType
 
 _counter = 0

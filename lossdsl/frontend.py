@@ -12,8 +12,9 @@ from .analysis import domain_findings, gradient_findings
 from .checked import CheckedModule
 from .checker import check_module
 from .diagnostics import Diagnostic, LossError
+from .loading import load_source
 from .parser import parse, parse_source
-from .source import Source, load_source
+from .source import Source
 
 __all__ = ["analyze", "check", "check_source", "findings_for", "parse"]
 
