@@ -37,7 +37,6 @@ from .loading import load_source
 from .parser import ParseResult, parse_source
 from .passes import lower as lower_ir
 from .runtime import CompiledLoss, Runtime
-from .source import Source
 
 __all__ = ["Emitted", "Lowered", "backend_class", "backend_name", "check", "check_sharded", "emit",
            "instantiate", "lower", "parse", "printer_for"]
@@ -50,8 +49,7 @@ def parse(spec: Any, *, allow_quick: bool = True) -> ParseResult:
     """Parse a spec (a path, source text or a `Source`). Its syntax errors are findings on the
     result, reported with the checker's by `check`; a quick form that does not parse raises.
     `compile` parses once and reads from the result whether the text is the quick form."""
-    source = spec if isinstance(spec, Source) else load_source(spec)
-    return parse_source(source, allow_quick=allow_quick)
+    return parse_source(load_source(spec), allow_quick=allow_quick)
 
 
 def check(parsed: ParseResult) -> CheckedModule:

@@ -1,7 +1,7 @@
 """The text form of a checked module: `lossdsl ir`.
 
 `printer_for` (a backend's printer class, as `lossdsl emit` uses it) is `lossdsl.pipeline`'s,
-named here too for the tests and benchmarks that read or patch a printer's tables.
+named here too for the tests that read or patch a printer's tables.
 """
 
 from __future__ import annotations

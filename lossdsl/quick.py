@@ -45,14 +45,13 @@ class QuickLoss:
     def __init__(self, parsed: ParseResult, backend, *, context: Mapping[str, Any], params: Mapping[str, Any],
                  check_indices: bool = True):
         """`parsed`: the quick form as `lossdsl.pipeline.parse` read it (the text is parsed once)."""
-        result = parsed
         self._check_indices = check_indices
-        if result.findings:
-            raise LossError(result.findings)
-        self.source = result.module.source
+        if parsed.findings:
+            raise LossError(parsed.findings)
+        self.source = parsed.module.source
         self.backend = backend.name
         self._backend = backend
-        self.expr = result.module.quick_expr
+        self.expr = parsed.module.quick_expr
         if context or params:
             raise LossError([Diagnostic("the quick form takes no context or params; declare them in a spec",
                                         self.expr.span, "E806")])
