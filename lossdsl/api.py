@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any, cast
 
-from lossdsl.backends import canonical_name, get_backend
+from lossdsl.backends import get_backend
 
 from .checked import CheckedModule, Declaration
 from .diagnostics import Diagnostic, LossError
@@ -31,9 +31,8 @@ def resolve_backend(name: str):
     try:
         return get_backend(key)
     except ImportError as e:
-        extra = {"tensorflow": "tensorflow"}.get(canonical_name(name), canonical_name(name))
-        raise ImportError(f"the {canonical_name(name)} backend needs its framework: "
-                          f"pip install 'lossdsl[{extra}]' ({e})") from e
+        # Each backend's extra in pyproject.toml is named after it.
+        raise ImportError(f"the {key} backend needs its framework: pip install 'lossdsl[{key}]' ({e})") from e
 
 
 def compile(spec, backend: str = "torch", *, context: Mapping[str, Any] | None = None,
