@@ -315,7 +315,7 @@ def section_value_grad(compiled: bool) -> list[str]:
 
 def section_kernels_off() -> list[str]:
     """The torch eager cases again with kernel selection switched off: what it buys."""
-    from lossdsl.printing import printer_for
+    from lossdsl.pipeline import printer_for
 
     rng = np.random.default_rng(0)
     inputs = make_inputs(rng, QUICK)
@@ -370,22 +370,19 @@ def jaxpr_counts() -> list[str]:
 
 
 def section_compile_time() -> list[str]:
-    from lossdsl.codegen import generate
-    from lossdsl.frontend import check_source
-    from lossdsl.passes import lower
-    from lossdsl.printing import printer_for
-    from lossdsl.source import load_source
+    from lossdsl import pipeline
+    from lossdsl.source import Source
 
     specs = sorted((ROOT / "examples").glob("*.loss")) + sorted((ROOT / "lossdsl" / "std").glob("*.loss"))
-    printer = printer_for("torch")
+    torch_backend = pipeline.backend_class("torch")
     per_spec = []
     for path in specs:
         text = path.read_text()
         times = []
         for _ in range(5 if QUICK else 30):
             start = time.perf_counter()
-            checked = check_source(load_source(lossdsl.source.Source(text, str(path))))
-            generate(checked, lower(checked, kernels=printer.KERNELS), printer, static_dims=dict(checked.bindings))
+            checked = pipeline.check(pipeline.parse(Source(text, str(path)), allow_quick=False))
+            pipeline.emit(checked, torch_backend, static_dims=checked.bindings)
             times.append(time.perf_counter() - start)
         per_spec.append((path.name, statistics.median(times)))
     full = []

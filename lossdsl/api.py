@@ -10,38 +10,29 @@ backend's framework is imported here, and only that one.
 
 from __future__ import annotations
 
-import builtins
 import difflib
-import linecache
 from collections.abc import Mapping
 from typing import Any, cast
 
-from .checked import CheckedModule, Declaration
-from .codegen import generate
-from .diagnostics import Diagnostic, LossError
-from .frontend import check_source
-from .passes import lower
-from .runtime import CompiledLoss, Runtime
-from .source import load_source
-from .types import BOOL, FLOAT, INT, TensorType
+from lossdsl.backends import get_backend
 
-_counter = 0
+from .checked import CheckedModule, Declaration
+from .diagnostics import Diagnostic, LossError
+from .pipeline import backend_class, backend_name, check, check_sharded, emit, instantiate, parse
+from .quick import QuickLoss
+from .runtime import CompiledLoss
+from .types import BOOL, FLOAT, INT, TensorType
 
 
 def resolve_backend(name: str):
-    from lossdsl.backends import NAMES, canonical_name, get_backend
-
-    if not isinstance(name, str) or canonical_name(name) is None:
-        close = difflib.get_close_matches(str(name), list(NAMES) + ["tf"], n=1)
-        raise LossError([Diagnostic(f"unknown backend {name!r}", None, "E810", path="<compile>",
-                                    help=(f"did you mean {close[0]!r}? " if close else "")
-                                    + "backends: 'torch', 'tensorflow' (or 'tf'), 'jax', 'numpy'")])
+    """The loaded backend called `name` (E810 for an unknown name, ImportError with the
+    install command when its framework is missing)."""
+    key = backend_name(name)
     try:
-        return get_backend(name)
+        return get_backend(key)
     except ImportError as e:
-        extra = {"tensorflow": "tensorflow"}.get(canonical_name(name), canonical_name(name))
-        raise ImportError(f"the {canonical_name(name)} backend needs its framework: "
-                          f"pip install 'lossdsl[{extra}]' ({e})") from e
+        # Each backend's extra in pyproject.toml is named after it.
+        raise ImportError(f"the {key} backend needs its framework: pip install 'lossdsl[{key}]' ({e})") from e
 
 
 def compile(spec, backend: str = "torch", *, context: Mapping[str, Any] | None = None,
@@ -64,120 +55,52 @@ def compile(spec, backend: str = "torch", *, context: Mapping[str, Any] | None =
     Under jit, `tf.function` or `torch.compile` the values are not there to read and the check
     is skipped."""
     be = resolve_backend(backend)
-    source = load_source(spec)
-    from .parser import parse_source
-
-    if parse_source(source, allow_quick=True).module.quick:
-        from .quick import QuickLoss
-
+    # Parsed once: the same result says whether the text is the quick form and is then checked.
+    parsed = parse(spec, allow_quick=True)
+    if parsed.module.quick:
         if sharded:
             raise LossError([Diagnostic("the quick form cannot be sharded; declare the spec", None, "E811",
-                                        path=source.name)])
-        return QuickLoss(source, be, context=context or {}, params=params or {}, check_indices=check_indices)
-    checked = check_source(source)
-    return build(checked, be, context=context or {}, params=params or {}, sharded=sharded, group=group,
+                                        path=parsed.module.source.name)])
+        return QuickLoss(parsed, be, context=context or {}, params=params or {}, check_indices=check_indices)
+    return build(check(parsed), be, context=context or {}, params=params or {}, sharded=sharded, group=group,
                  fused_backward=fused_backward, check_indices=check_indices)
-
-
-def _check_sharded(checked: CheckedModule, sharded: Any) -> None:
-    symbols = checked.symbols
-    if not isinstance(sharded, str) or sharded not in symbols:
-        raise LossError([Diagnostic(f"`sharded={sharded!r}` names no dimension of this spec", None, "E811",
-                                    path=checked.source.name,
-                                    help=f"its dimensions are {', '.join(f'`{s}`' for s in symbols)}" if symbols
-                                    else "it has no dimension symbols")])
-    for d in checked.of_kind("context"):
-        for leaf in d.leaves:
-            if any(dim.sym == sharded for dim in leaf.type.shape):
-                raise LossError([Diagnostic(f"context `{leaf.label}: {leaf.type}` has the sharded dimension "
-                                            f"`{sharded}`, but a context tensor is the same on every replica",
-                                            leaf.span, "E811",
-                                            help="make it an input, so each replica passes its own part")])
 
 
 def build(checked: CheckedModule, be, *, context: Mapping[str, Any], params: Mapping[str, Any],
           sharded: str | None = None, group: Any = None, fused_backward: bool = True,
           check_indices: bool = True) -> CompiledLoss:
+    """A checked spec compiled for a loaded backend, with its context and params bound."""
+    static, ctx_values, param_values = _bind(checked, be, context, params, sharded)
+    code = emit(checked, be, static_dims=static, sharded=sharded, fused_backward=fused_backward,
+                check_indices=check_indices)
+    return instantiate(checked, be, code, context_values=ctx_values, param_values=param_values, group=group)
+
+
+def generate_source(spec, backend: str = "torch", *, context: Mapping[str, Any] | None = None,
+                    params: Mapping[str, Any] | None = None, sharded: str | None = None,
+                    fused_backward: bool = True, check_indices: bool = True) -> str:
+    """The code `compile` runs with the same arguments (what `lossdsl emit` prints). The backend's
+    framework is not imported. Context may be left out: its sizes are then checked at each call."""
+    be = backend_class(backend)
+    checked = check(parse(spec, allow_quick=False))
+    static, _, _ = _bind(checked, be, context or None, params or {}, sharded)
+    return emit(checked, be, static_dims=static, sharded=sharded, fused_backward=fused_backward,
+                check_indices=check_indices).source
+
+
+def _bind(checked: CheckedModule, be, context: Mapping[str, Any] | None, params: Mapping[str, Any],
+          sharded: str | None) -> tuple[dict[str, tuple[int, str]], dict[str, Any], dict[str, Any]]:
+    """The sizes known at compile time (the spec's, the context's, the params'), and the context
+    and param values. `context=None` leaves the context unbound (only `generate_source` does)."""
     static = dict(checked.bindings)
     if sharded is not None:
-        _check_sharded(checked, sharded)
+        check_sharded(checked, sharded)
         if sharded in static:
             raise LossError([Diagnostic(f"`{sharded}` has a fixed size ({static[sharded][0]}), so it cannot be split "
                                         "across replicas", None, "E811", path=checked.source.name)])
-    ctx_values = _bind_context(checked, be, context, static)
+    ctx_values = _bind_context(checked, be, context, static) if context is not None else {}
     param_values = _bind_params(checked, be, params, static)
-    made_global: list = []
-    root, derivative = plan(checked, be.printer, sharded=sharded, made_global=made_global,
-                            fused_backward=fused_backward)
-    gen = generate(checked, root, be.printer, static_dims=static, dynamic_sizes=be.dynamic_sizes,
-                   sharded=sharded is not None, derivative=derivative, check_indices=check_indices)
-    runtime = Runtime(checked, be, gen.leaves, ctx_values, param_values, gen.index_reads)
-    namespace = runtime.namespace()
-    dist = be.collectives(group, source_name=checked.source.name) if sharded is not None else None
-    namespace["_dist"] = dist
-    global _counter
-    _counter += 1
-    filename = f"<lossdsl:{checked.source.name}:{be.name}:{_counter}>"
-    linecache.cache[filename] = (len(gen.source), None, gen.source.splitlines(True), filename)
-    exec(builtins.compile(gen.source, filename, "exec"), namespace)
-    compute = be.wrap_compute(namespace["compute"], gen.static_args, sharded=sharded is not None)
-    namespace["compute"] = compute
-    entry = be.wrap_entry(namespace["entry"])
-    loss = CompiledLoss(checked, be, gen.source, entry, compute, runtime, gen.entry_args)
-    if sharded is not None:
-        loss._shard(sharded, dist, made_global)
-    return loss
-
-
-# Elementwise kernels that fuse a subtraction and an abs or a square, but reduce nothing: worth
-# less than a backward derived for the whole loss, which they would prevent.
-_ELEMENTWISE_KERNELS = ("mse", "l1", "huber", "smooth_l1", "bce_logits")
-
-
-def plan(checked: CheckedModule, printer, *, sharded: str | None = None, made_global: list | None = None,
-         fused_backward: bool = True):
-    """The lowered IR a backend prints, and the derived backward when it will use one
-    (lossdsl/autodiff.py): with every kernel the backend has, or, failing a derivation, without
-    the elementwise ones if that makes the whole loss derivable."""
-    kernels = printer.KERNELS
-    root = lower(checked, kernels=kernels, sharded=sharded, made_global=made_global)
-    if not (fused_backward and printer.FUSED_BACKWARD):
-        return root, None
-    from .autodiff import derive
-    from .ir import Arg, topological
-
-    def attempt(r):
-        return derive(r, [n for n in topological(r) if isinstance(n, Arg) and n.kind == "pred"])
-
-    derivative = attempt(root)
-    if derivative is None:
-        reducing = {k: {r for r in v if r != "none"} if k in _ELEMENTWISE_KERNELS else v for k, v in kernels.items()}
-        other = lower(checked, kernels=reducing, sharded=sharded)
-        alt = attempt(other)
-        if alt is not None:
-            return other, alt
-    return root, derivative
-
-
-def generate_source(spec, backend: str = "torch", *, context=None, params=None) -> str:
-    """The code `compile` would run (what `lossdsl emit` prints)."""
-    be_name = backend
-    from lossdsl.backends import canonical_name
-
-    if canonical_name(be_name) is None:
-        resolve_backend(be_name)
-    source = load_source(spec)
-    checked = check_source(source)
-    from .printing import printer_for
-
-    printer = printer_for(canonical_name(be_name))
-    static = dict(checked.bindings)
-    if context:
-        _bind_context(checked, None, context, static)
-    root, derivative = plan(checked, printer)
-    gen = generate(checked, root, printer, static_dims=static, dynamic_sizes=canonical_name(be_name) == "tensorflow",
-                   derivative=derivative)
-    return gen.source
+    return static, ctx_values, param_values
 
 
 # ---- context and params -----------------------------------------------------------------------

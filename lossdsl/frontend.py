@@ -2,6 +2,9 @@
 
     parse(spec) -> syntax.Module
     check(spec) -> CheckedModule          (raises LossError; warnings on .warnings)
+    check_parsed(parse_result) -> CheckedModule   (for a caller that has parsed already)
+
+The rest of the way to code (lowering, code generation) is `lossdsl.pipeline`.
 
 Imports no ML framework and no NumPy, so `lossdsl check` starts fast.
 """
@@ -12,10 +15,11 @@ from .analysis import domain_findings, gradient_findings
 from .checked import CheckedModule
 from .checker import check_module
 from .diagnostics import Diagnostic, LossError
-from .parser import parse, parse_source
-from .source import Source, load_source
+from .loading import load_source
+from .parser import ParseResult, parse, parse_source
+from .source import Source
 
-__all__ = ["analyze", "check", "check_source", "findings_for", "parse"]
+__all__ = ["analyze", "check", "check_parsed", "check_source", "findings_for", "parse"]
 
 
 def check(spec, *, allow_quick: bool = False) -> CheckedModule:
@@ -25,7 +29,11 @@ def check(spec, *, allow_quick: bool = False) -> CheckedModule:
 
 
 def check_source(source: Source, *, allow_quick: bool = False) -> CheckedModule:
-    result = parse_source(source, allow_quick=allow_quick)
+    return check_parsed(parse_source(source, allow_quick=allow_quick))
+
+
+def check_parsed(result: ParseResult) -> CheckedModule:
+    """Check what the parser made of a spec, reporting its syntax findings with the checker's."""
     findings: list[Diagnostic] = list(result.findings)
     try:
         checked = check_module(result.module, broken=result.broken)

@@ -30,7 +30,8 @@ import keras
 import numpy as np
 
 from .diagnostics import Diagnostic, LossError
-from .source import Source, is_path_like, load_source
+from .loading import load_source
+from .source import Source, is_path_like
 from .types import BOOL, INT, TensorType
 
 __all__ = ["Loss", "UpdateParams", "pack"]

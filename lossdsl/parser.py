@@ -21,7 +21,8 @@ from lark.lark import PostLex
 
 from . import syntax as S
 from .diagnostics import Collector, Diagnostic, LossError
-from .source import Source, Span, load_source
+from .loading import load_source
+from .source import Source, Span
 
 STATEMENT_KEYWORDS = ("pred", "target", "input", "context", "param", "let", "def", "loss")
 KEYWORDS = frozenset(STATEMENT_KEYWORDS + ("float", "int", "bool", "true", "false", "and", "or", "not", "None"))

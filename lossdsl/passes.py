@@ -30,6 +30,8 @@ from typing import cast
 from .checked import CheckedModule
 from .functions import ELEMENTWISE, FUNCTIONS, REDUCES, ROWS, NoRule
 from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem, rebuild, rewrite_bottom_up
+from .kernels import select_kernels
+from .sharding import globalize
 from .types import BOOL, FLOAT, INT, ONE, DType, TensorType
 
 # ---- helpers ------------------------------------------------------------------------
@@ -320,13 +322,9 @@ def lower(checked: CheckedModule, *, kernels: dict[str, set[str]] | None = None,
     for p in (lowering_rules, share_common, guard_wheres, fold_constants, insert_casts, share_common):
         root = p(root)
     if sharded:
-        from .sharding import globalize
-
         root, made = globalize(root, sharded, checked.source.name)
         if made_global is not None:
             made_global.extend(made)
     if kernels:
-        from .kernels import select_kernels
-
         root = select_kernels(root, kernels)
     return guard_wheres(root, domains=False, data=True)

@@ -1,20 +1,14 @@
-"""Text forms of a checked module: `lossdsl ir` and the printer lookup for `lossdsl emit`."""
+"""The text form of a checked module: `lossdsl ir`.
+
+`printer_for` (a backend's printer class, as `lossdsl emit` uses it) is `lossdsl.pipeline`'s,
+named here too for the tests that read or patch a printer's tables.
+"""
 
 from __future__ import annotations
 
-import importlib
-
 from .checked import CheckedModule
 from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, describe, topological
-
-
-def printer_for(backend: str):
-    """The printer class of a backend, without importing its framework."""
-    from lossdsl.backends import _MODULES
-
-    module_name, cls_name = _MODULES[backend]
-    module = importlib.import_module(module_name)
-    return getattr(module, cls_name).printer
+from .pipeline import check_sharded, lower, printer_for
 
 
 def format_ir(checked: CheckedModule, *, lowered: bool = False, sharded: str | None = None) -> str:
@@ -22,13 +16,11 @@ def format_ir(checked: CheckedModule, *, lowered: bool = False, sharded: str | N
     root = checked.loss
     made: list = []
     if lowered:
-        from .passes import lower
-
         if sharded:
-            from .api import _check_sharded
-
-            _check_sharded(checked, sharded)
-        root = lower(checked, sharded=sharded, made_global=made)
+            check_sharded(checked, sharded)
+        # The passes every backend shares: no backend's kernels, no derived backward.
+        shared = lower(checked, sharded=sharded)
+        root, made = shared.root, shared.made_global
     names: dict[int, str] = {}
     let_of = {id(node): name for name, node in checked.lets.items()}
     lines = [f"# {checked.source.name}: {checked.signature()}"]

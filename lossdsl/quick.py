@@ -17,13 +17,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import syntax as S
-from .api import build
-from .checker import check_module
 from .diagnostics import Diagnostic, LossError
-from .frontend import analyze
 from .functions import USER_FUNCTIONS
-from .parser import parse_source
-from .source import Source
+from .parser import ParseResult
+from .pipeline import check, emit, instantiate
 
 PRED_NAMES = ("yhat", "y_pred")
 TARGET_NAMES = ("y", "y_true")
@@ -45,16 +42,16 @@ def free_names(expr: S.Expr) -> list[str]:
 
 
 class QuickLoss:
-    def __init__(self, source: Source, backend, *, context: Mapping[str, Any], params: Mapping[str, Any],
+    def __init__(self, parsed: ParseResult, backend, *, context: Mapping[str, Any], params: Mapping[str, Any],
                  check_indices: bool = True):
-        result = parse_source(source, allow_quick=True)
+        """`parsed`: the quick form as `lossdsl.pipeline.parse` read it (the text is parsed once)."""
         self._check_indices = check_indices
-        if result.findings:
-            raise LossError(result.findings)
-        self.source = source
+        if parsed.findings:
+            raise LossError(parsed.findings)
+        self.source = parsed.module.source
         self.backend = backend.name
         self._backend = backend
-        self.expr = result.module.quick_expr
+        self.expr = parsed.module.quick_expr
         if context or params:
             raise LossError([Diagnostic("the quick form takes no context or params; declare them in a spec",
                                         self.expr.span, "E806")])
@@ -126,5 +123,7 @@ class QuickLoss:
                                             "E306")])
             decls.append(S.Decl(kind, name, self._type_expr(tkey, span), None, span, span))
         module = S.Module(self.source, tuple(decls) + (S.LossStmt(self.expr, span),), quick=True)
-        checked = analyze(check_module(module))
-        return build(checked, self._backend, context={}, params={}, check_indices=self._check_indices)
+        # Typed from this call: a module with no syntax findings, and no context or params to bind.
+        checked = check(ParseResult(module, [], {}))
+        code = emit(checked, self._backend, static_dims=checked.bindings, check_indices=self._check_indices)
+        return instantiate(checked, self._backend, code, context_values={}, param_values={})

@@ -3,6 +3,9 @@
 A `Source` is the text of one spec and the name it is shown under; a `Span` is a
 range in it, 1-based like every compiler's messages. Every later stage keeps the
 spans of what it builds, so an error found anywhere can point back at the text.
+
+This module is below `diagnostics` (a finding points at a `Span`); reading a spec from a
+file, which can fail with a finding, is `lossdsl.loading`.
 """
 
 from __future__ import annotations
@@ -66,27 +69,3 @@ def is_path_like(spec: object) -> bool:
     if isinstance(spec, os.PathLike):
         return True
     return isinstance(spec, str) and spec.rstrip().endswith(".loss") and "\n" not in spec.strip()
-
-
-def load_source(spec: str | os.PathLike[str] | Source) -> Source:
-    """Read `spec` as a file if it names one, else take it as source text."""
-    from .diagnostics import LossError  # local: diagnostics imports this module
-
-    if isinstance(spec, Source):
-        return spec
-    if is_path_like(spec):
-        path = pathlib.Path(os.fspath(spec))
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise LossError.plain(f"no such file: {path}", path=str(path), code="E001") from None
-        except IsADirectoryError:
-            raise LossError.plain(f"is a directory, not a .loss file: {path}", path=str(path), code="E001") from None
-        except UnicodeDecodeError as e:
-            raise LossError.plain(f"cannot read {path} as UTF-8: {e.reason}", path=str(path), code="E001") from None
-        except OSError as e:
-            raise LossError.plain(f"cannot read {path}: {e.strerror}", path=str(path), code="E001") from None
-        return Source(text, str(path), path)
-    if isinstance(spec, str):
-        return Source(spec, "<string>")
-    raise TypeError(f"expected a path or source text, got {type(spec).__name__}")
