@@ -83,7 +83,9 @@ def generate_source(spec, backend: str = "torch", *, context: Mapping[str, Any] 
     framework is not imported. Context may be left out: its sizes are then checked at each call."""
     be = backend_class(backend)
     checked = check(parse(spec, allow_quick=False))
-    static, _, _ = _bind(checked, be, context or None, params or {}, sharded)
+    # Context and params are checked as `compile` checks them, read through NumPy: only their
+    # sizes reach the code, and the framework stays unloaded.
+    static, _, _ = _bind(checked, get_backend("numpy"), context or None, params or {}, sharded)
     return emit(checked, be, static_dims=static, sharded=sharded, fused_backward=fused_backward,
                 check_indices=check_indices).source
 
@@ -109,8 +111,6 @@ def _bind(checked: CheckedModule, be, context: Mapping[str, Any] | None, params:
 def _np_kind(x: Any, be) -> tuple[str, tuple]:
     """(dtype kind, shape) of a value given at compile time: a tensor of the backend `be`
     (None where no framework is loaded), or anything NumPy reads."""
-    from lossdsl.backends import get_backend
-
     if be is None or not be.is_tensor(x):
         be = get_backend("numpy")
         try:

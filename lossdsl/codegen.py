@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .checked import CheckedModule, Leaf
-from .functions import index_uses
+from .functions import FUNCTIONS, index_uses
 from .ir import Apply, Arg, Const, DimSize, Index, Node, topological
 from .source import Span
 from .types import BOOL, FLOAT, INT, Dim
@@ -122,8 +122,13 @@ def _emit(order, root, printer, names, taken, let_name_of, uses, lines, force, t
         names[id(n)] = var
 
 
-# Backward functions whose second operand is read for its shape only.
-_SHAPE_ONLY = {"sum_to", "unreduce", "index_grad"}
+def _reads_only_the_shape(user: Apply, n: Node) -> bool:
+    """`user` reads `n` only for its shape (`like` in the derived backward's bookkeeping), so the
+    backward needs to save its shape, not its value."""
+    shape_only = FUNCTIONS[user.fn].shape_only
+    return bool(shape_only) and all(a is not n for i, a in enumerate(user.args) if i not in shape_only)
+
+
 # Below this many pred elements the derived backward (a Python backward function) costs more
 # in overhead than it saves in passes over the data: measured with benches/run.py (the robust
 # case and the seeds' per-sample weights).
@@ -172,7 +177,7 @@ def _derive_backward(root, order, derivative, used_args, printer, names, let_nam
         if isinstance(n, (Const, DimSize)):
             continue
         users = [u for u in bw_order if id(u) not in forward_ids and any(a is n for a in u.inputs)]
-        if all(isinstance(u, Apply) and u.fn in _SHAPE_ONLY and u.args[0] is not n for u in users):
+        if all(isinstance(u, Apply) and _reads_only_the_shape(u, n) for u in users):
             shape_refs.append(n)
         else:
             value_refs.append(n)

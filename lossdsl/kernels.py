@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TypeGuard
 
 from .functions import FUNCTIONS, NoRule
-from .ir import Apply, Arg, Const, Gather, Node, rebuild
+from .ir import Apply, Arg, Const, Gather, Node, rebuild, topological, use_counts
 from .types import FLOAT, TensorType
 
 
@@ -220,19 +220,33 @@ def select(node: Node) -> Node:
     return node
 
 
+def _absorbs_shared(n: Node, kernel: Apply, uses: dict[int, int]) -> bool:
+    """Whether the kernel would hide a node that something outside it also uses: the node
+    would then be computed twice, once inside the fused call (`mean(sq) + sum(sq)`)."""
+    operands = {id(a) for a in kernel.args}
+    inside = [x for x in topological(n, stop=operands) if id(x) not in operands]
+    users: dict[int, int] = {}
+    for x in inside:
+        for a in x.inputs:
+            users[id(a)] = users.get(id(a), 0) + 1
+    return any(uses.get(id(x), 0) > users.get(id(x), 0) for x in inside if x is not n)
+
+
 def select_kernels(root: Node, supported: dict[str, set[str]]) -> Node:
     """Mark the kernels a backend has (`supported`: kernel -> reductions); top-down, so the
     largest match wins (`mean(square(a - b))` before `square(a - b)`)."""
     memo: dict[int, Node] = {}
     if not supported:
         return root
+    uses = use_counts(root)
 
     def visit(n: Node) -> Node:
         hit = memo.get(id(n))
         if hit is not None:
             return hit
         m = select(n)
-        if _is(m, "kernel") and m.attr("reduction") not in supported.get(m.attr("kernel"), ()):
+        if _is(m, "kernel") and (m.attr("reduction") not in supported.get(m.attr("kernel"), ())
+                                 or _absorbs_shared(n, m, uses)):
             m = n
         out = rebuild(m, tuple(visit(a) for a in m.inputs)) if m.inputs else m
         memo[id(n)] = out

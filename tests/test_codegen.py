@@ -135,15 +135,7 @@ def test_a_subexpression_used_twice_is_computed_once(backend):
     assert len(calls_named(compute, "square")) == 1, ast.unparse(compute)
 
 
-_KERNEL_TWICE = ("kernel selection runs after sharing and fuses the shared square into two kernels "
-                 "(the full mean and the per-element one), so the squared difference is computed twice")
-
-
-@pytest.mark.parametrize("backend", [
-    "numpy", "jax",
-    pytest.param("torch", marks=pytest.mark.xfail(strict=True, reason=_KERNEL_TWICE)),
-    pytest.param("tensorflow", marks=pytest.mark.xfail(strict=True, reason=_KERNEL_TWICE)),
-])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_shared_subexpression_is_computed_once_also_where_a_kernel_fuses_it(backend):
     compute = forward(generate_source(SHARED_KERNEL, backend))
     assert len(operations_on_both(compute, "yhat", "y")) == 1, ast.unparse(compute)

@@ -48,7 +48,8 @@ define("all_min", X, "internal", identity, "min over the replicas (of a value wi
 # every analysis and pass.
 _BACKWARD = {"lanes": MIXES, "sharding": NoRule("built after the sharding pass"),
              "fold": NoRule("built after constant folding"),
-             "value_range": NoRule("built after the domain analysis"), "user": False, "grad_args": ()}
+             "value_range": NoRule("built after the domain analysis"), "user": False, "grad_args": (),
+             "shape_only": (1,)}
 define("sum_to", (Param("g"), Param("like")), "internal", identity, "g summed down to the shape of `like`",
        **_BACKWARD)
 define("unreduce", (Param("g"), Param("like")), "internal", identity,

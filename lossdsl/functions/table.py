@@ -20,6 +20,7 @@ The rules, by the pass that reads them:
     lower           passes: a rewrite into other functions of the table (stable forms)
     cast            passes: how operands reach the compute dtype
     index_operands  runtime checks, sampling: the operands read as indices, and into what
+    shape_only      codegen: operands read for their shape alone (the derived backward saves that)
     kernel_arith    kernels: may appear in the elementwise body of a fused loss
 
 Spellings are the backends' part: each printer maps every name to its framework
@@ -165,6 +166,7 @@ class Function:
     cast: str = "result"
     keep_dtype: tuple[int, ...] = ()  # operands that keep their own dtype (conditions, indices)
     index_operands: Callable[[Apply], list[tuple[Node, Dim]]] | None = None
+    shape_only: tuple[int, ...] = ()  # operands read for their shape alone (codegen saves only that)
     # A polynomial or piecewise-linear function of its operands: agreeing at enough points means
     # agreeing everywhere, so kernel selection may evaluate it (lossdsl/kernels.py).
     kernel_arith: bool = False
