@@ -20,6 +20,7 @@ def numpy_like_table(xp: str) -> dict[str, str]:
         "cos": f"{xp}.cos({{x}})", "tanh": f"{xp}.tanh({{x}})",
         "sigmoid": "rt.sigmoid({x})", "log_sigmoid": "rt.log_sigmoid({x})",
         "softplus": f"{xp}.logaddexp({{x}}, 0.0)",
+        "logaddexp": f"{xp}.logaddexp({{a}}, {{b}})",
         "minimum": f"{xp}.minimum({{a}}, {{b}})", "maximum": f"{xp}.maximum({{a}}, {{b}})",
         "clip": f"{xp}.minimum({xp}.maximum({{x}}, {{lo}}), {{hi}})",
         "where": f"{xp}.where({{cond}}, {{a}}, {{b}})",

@@ -32,7 +32,7 @@ class TensorflowPrinter(Printer):
         "log1p": "tf.math.log1p({x})", "sqrt": "tf.sqrt({x})", "sin": "tf.sin({x})", "cos": "tf.cos({x})",
         "tanh": "tf.tanh({x})", "sigmoid": "tf.sigmoid({x})", "log_sigmoid": "tf.math.log_sigmoid({x})",
         "softplus": "tf.math.softplus({x})",
-        "minimum": "rt.minimum({a}, {b})", "maximum": "rt.maximum({a}, {b})",
+        "logaddexp": "rt.logaddexp({a}, {b})", "minimum": "rt.minimum({a}, {b})", "maximum": "rt.maximum({a}, {b})",
         "clip": "tf.minimum(tf.maximum({x}, {lo}), {hi})",
         "where": "tf.where({cond}, {a}, {b})",
         "sum": "tf.reduce_sum({x}{reduce_kw})", "mean": "tf.reduce_mean({x}{reduce_kw})",
@@ -126,6 +126,13 @@ def _runtime(tf) -> types.SimpleNamespace:
     def minimum(a, b):
         return tf.where(tf.equal(a, b), a * 0.5 + b * 0.5, tf.minimum(a, b))
 
+    def logaddexp(a, b):
+        # TensorFlow has none: shifted by the larger operand (held constant, so each operand's
+        # gradient is its share e^a / (e^a + e^b)); a non-finite larger one shifts by 0.
+        m = tf.stop_gradient(tf.maximum(a, b))
+        m = tf.where(tf.math.is_finite(m), m, tf.zeros_like(m))
+        return m + tf.math.log(tf.exp(a - m) + tf.exp(b - m))
+
     def _first_index(x, axis, keepdims, pick):
         rank = x.shape.rank
         target = pick(x, axis=axis, keepdims=True)
@@ -196,7 +203,7 @@ def _runtime(tf) -> types.SimpleNamespace:
     def weighted_mean_of(loss, w):
         return tf.reduce_sum(w * loss) / tf.reduce_sum(w)
 
-    return types.SimpleNamespace(weighted_mean_of=weighted_mean_of, maximum=maximum, minimum=minimum,
+    return types.SimpleNamespace(weighted_mean_of=weighted_mean_of, maximum=maximum, minimum=minimum, logaddexp=logaddexp,
                                  argmax=argmax, argmin=argmin, var=var,
                                  std=std, norm=norm, matmul=matmul, gather=gather, segment_sum=segment_sum,
                                  segment_mean=segment_mean)

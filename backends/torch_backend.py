@@ -32,7 +32,7 @@ class TorchPrinter(Printer):
         "exp": "torch.exp({x})", "expm1": "torch.expm1({x})", "log": "torch.log({x})", "log1p": "torch.log1p({x})",
         "sqrt": "torch.sqrt({x})", "sin": "torch.sin({x})", "cos": "torch.cos({x})", "tanh": "torch.tanh({x})",
         "sigmoid": "torch.sigmoid({x})", "log_sigmoid": "F.logsigmoid({x})", "softplus": "F.softplus({x})",
-        "minimum": "torch.minimum({a}, {b})", "maximum": "torch.maximum({a}, {b})",
+        "logaddexp": "torch.logaddexp({a}, {b})", "minimum": "torch.minimum({a}, {b})", "maximum": "torch.maximum({a}, {b})",
         "where": "torch.where({cond}, {a}, {b})",
         "sum": "torch.sum({x}{reduce_kw})", "mean": "torch.mean({x}{reduce_kw})",
         "max": "torch.amax({x}, dim={axes}, keepdim={keepdims})",

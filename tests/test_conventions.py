@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import lossdsl
+import lossdsl.codegen
 
 from conftest import available
 from harness import BACKENDS, GRAD_BACKENDS, value_and_grads
@@ -74,6 +75,24 @@ def test_maximum_with_a_literal_splits_the_tie_too(backend):
     v, g = run("pred a: float[N]\nloss = sum(maximum(a, 0.0))\n", backend, a=vec(0.0, 1.0, -1.0))
     assert v == 1.0
     np.testing.assert_array_equal(g["a"], [0.5, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("backend", GRAD)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("derived", [False, True], ids=["framework-grad", "derived-backward"])
+def test_logaddexp_is_stable_far_out_and_splits_ties_evenly(backend, dtype, derived, monkeypatch):
+    if derived:  # torch's backward derived from the table's rule, from the first element on
+        monkeypatch.setattr(lossdsl.codegen, "FUSED_MIN_ELEMENTS", 1)
+    a, b = vec(0.0, 1e4, -1e4, 3.0, -np.inf), vec(0.0, 1e4 - 2.0, -1e4, 1.0, 2.0)
+    v, g = run("pred a: float[N]\npred b: float[N]\nloss = sum(logaddexp(a, b) * w)\ninput w: float[N]\n",
+               backend, dtype, a=a, b=b, w=vec(1, 2, 3, 4, 5))
+    share = 1.0 / (1.0 + np.exp(-2.0))  # e^a / (e^a + e^b) at a - b = 2
+    want = np.logaddexp(a, b)
+    np.testing.assert_allclose(v, (want * vec(1, 2, 3, 4, 5)).sum(), rtol=1e-6)
+    # at |a| = 1e4 a float32 ulp is 1e-3: a share computed as e^(a - result) is good to about 4e-4
+    rtol = 1e-3 if dtype == "float32" else 1e-9
+    np.testing.assert_allclose(g["a"], [0.5, 2 * share, 1.5, 4 * share, 0.0], rtol=rtol)
+    np.testing.assert_allclose(g["b"], [0.5, 2 * (1 - share), 1.5, 4 * (1 - share), 5.0], rtol=rtol)
 
 
 @pytest.mark.parametrize("fn", ["max", "min"])

@@ -31,7 +31,7 @@ UNARY = ["abs({})", "square({})", "tanh({})", "sigmoid({})", "relu({})", "softpl
          "round({}) + {}", "floor({}) * 0.1 + ceil({}) * 0.1 + {}", "sign({}) * {}", "exp(-square({}))",
          "log(sigmoid({}))", "log(1.0 - sigmoid({}))", "log1p(exp({}))", "(abs({}) + 0.5) ^ 1.5",
          "where(({} > 0.5) or not ({} > -0.5), {}, 0.0)", "where(({} > -1.0) and ({} < 1.0), square({}), {})"]
-BINARY = ["({} + {})", "({} - {})", "({} * {})", "({} / (abs({}) + 0.5))", "maximum({}, {})", "minimum({}, {})",
+BINARY = ["({} + {})", "({} - {})", "({} * {})", "({} / (abs({}) + 0.5))", "maximum({}, {})", "minimum({}, {})", "logaddexp({}, {})",
           "where({} > {}, {}, {})", "clip({}, -1.0, {})"]
 REDUCE = ["sum", "mean", "max", "min", "logsumexp", "prod"]
 SPREAD = ["var", "std", "norm"]

@@ -145,6 +145,22 @@ def _where_vjp(b, n, g, give):
     give(y, b.where(c, zero, g, t))
 
 
+def _logaddexp_vjp(b, n, g, give):
+    a, c = n.args  # each operand gets its share of the sum: e^a / (e^a + e^c), 0.5 each at a == c
+    give(a, b.mul(g, b.ap("exp", (b.sub(a, n, n.type),), n.type)))
+    give(c, b.mul(g, b.ap("exp", (b.sub(c, n, n.type),), n.type)))
+
+
+def _logaddexp(a: float, b: float) -> float:
+    m = max(a, b)
+    return m + math.log1p(math.exp(-abs(a - b))) if math.isfinite(m) else m
+
+
+define("logaddexp", (Param("a"), Param("b")), "elementwise", arithmetic("float"),
+       "log(e^a + e^b), stable for large |a| and |b|", grad_args=(0, 1), grad="0.5 to each operand where a == b",
+       vjp=_logaddexp_vjp, value_range=lambda a, n: (max(a[0][0], a[1][0]), max(a[0][1], a[1][1]) + math.log(2.0)),
+       fold=_logaddexp, **_EACH)
+
 TIES = "0.5 to each operand where a == b (TensorFlow alone gives 1 to one side)"
 define("minimum", (Param("a"), Param("b")), "elementwise", arithmetic("promote"), "elementwise minimum",
        grad_args=(0, 1), grad=TIES, vjp=_extremum_vjp("lt"),
