@@ -28,6 +28,7 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check lossdsl backends
+	$(VENV)/bin/ruff format --check lossdsl backends
 	$(VENV)/bin/mypy
 
 bench: venv

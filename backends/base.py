@@ -37,13 +37,30 @@ PREC_MUL = 6
 PREC_ADD = 5
 PREC_CMP = 3
 
-_BINARY = {"add": ("+", PREC_ADD), "sub": ("-", PREC_ADD), "mul": ("*", PREC_MUL), "div": ("/", PREC_MUL),
-           "matmul": ("@", PREC_MUL), "pow": ("**", PREC_POW), "lt": ("<", PREC_CMP), "le": ("<=", PREC_CMP),
-           "gt": (">", PREC_CMP), "ge": (">=", PREC_CMP), "eq": ("==", PREC_CMP), "ne": ("!=", PREC_CMP)}
+_BINARY = {
+    "add": ("+", PREC_ADD),
+    "sub": ("-", PREC_ADD),
+    "mul": ("*", PREC_MUL),
+    "div": ("/", PREC_MUL),
+    "matmul": ("@", PREC_MUL),
+    "pow": ("**", PREC_POW),
+    "lt": ("<", PREC_CMP),
+    "le": ("<=", PREC_CMP),
+    "gt": (">", PREC_CMP),
+    "ge": (">=", PREC_CMP),
+    "eq": ("==", PREC_CMP),
+    "ne": ("!=", PREC_CMP),
+}
 
 
-_AST_PREC = {ast.Add: PREC_ADD, ast.Sub: PREC_ADD, ast.Mult: PREC_MUL, ast.Div: PREC_MUL,
-             ast.MatMult: PREC_MUL, ast.Pow: PREC_POW}
+_AST_PREC = {
+    ast.Add: PREC_ADD,
+    ast.Sub: PREC_ADD,
+    ast.Mult: PREC_MUL,
+    ast.Div: PREC_MUL,
+    ast.MatMult: PREC_MUL,
+    ast.Pow: PREC_POW,
+}
 
 
 def precedence_of(text: str) -> int:
@@ -178,8 +195,11 @@ class Printer:
         spec = FUNCTIONS[node.fn]
         out: dict[str, Any] = {}
         for p, a in zip(spec.tensor_params, node.args):
-            if isinstance(a, (Const, DimSize)) and p.name not in self.SCALAR_OK.get(node.fn, ()) \
-                    and id(a) not in self.names:
+            if (
+                isinstance(a, (Const, DimSize))
+                and p.name not in self.SCALAR_OK.get(node.fn, ())
+                and id(a) not in self.names
+            ):
                 text, prec = self.const_arg(a, node), PREC_ATOM
             else:
                 text, prec = self._p(a)
@@ -443,8 +463,9 @@ class Backend:
         return self.place_like(x, like) if like is not None else x
 
     # ---- evaluation with gradients (lossdsl/runner.py) ----
-    def value_and_grads(self, fn: Callable[..., Any], args: dict[str, Any],
-                        preds: list[str]) -> tuple[Any, dict[str, Any]]:
+    def value_and_grads(
+        self, fn: Callable[..., Any], args: dict[str, Any], preds: list[str]
+    ) -> tuple[Any, dict[str, Any]]:
         """`fn(**args)`, and the gradient of the sum of its value with respect to each arg named
         in `preds` (None where the value does not depend on it). A backend without autodiff
         (NumPy) gives no gradients."""

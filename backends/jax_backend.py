@@ -27,10 +27,12 @@ class JaxPrinter(NumpyPrinter):
         "abs": "rt.abs({x})",
         "clip": "rt.clip({x}, {lo}, {hi})",
         "relu": "jax.nn.relu({x})",
-        "sigmoid": "jax.nn.sigmoid({x})", "log_sigmoid": "jax.nn.log_sigmoid({x})",
+        "sigmoid": "jax.nn.sigmoid({x})",
+        "log_sigmoid": "jax.nn.log_sigmoid({x})",
         "softplus": "jax.nn.softplus({x})",
         "logsumexp": "jax.nn.logsumexp({x}, axis={axes}, keepdims={keepdims})",
-        "softmax": "jax.nn.softmax({x}, axis={axis})", "log_softmax": "jax.nn.log_softmax({x}, axis={axis})",
+        "softmax": "jax.nn.softmax({x}, axis={axis})",
+        "log_softmax": "jax.nn.log_softmax({x}, axis={axis})",
         "one_hot": "jax.nn.one_hot({idx}, {depth}, dtype=_cdt)",
         "stop_gradient": "jax.lax.stop_gradient({x})",
     }
@@ -40,8 +42,7 @@ class JaxPrinter(NumpyPrinter):
     KERNELS = {"nll": {"none", "mean", "weighted_mean"}}
 
     def _kernel_nll(self, node, z, y, w=None):
-        per = (f"jax.nn.logsumexp({z}, axis=-1) - "
-               f"jnp.take_along_axis({z}, jnp.expand_dims({y}, -1), axis=-1)[..., 0]")
+        per = f"jax.nn.logsumexp({z}, axis=-1) - jnp.take_along_axis({z}, jnp.expand_dims({y}, -1), axis=-1)[..., 0]"
         reduction = node.attr("reduction")
         if reduction == "none":
             return per
@@ -77,15 +78,20 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
 
     def segment_sum(v, ids, groups):
         flat_ids = ids.reshape(-1)
-        flat_v = v.reshape((-1,) + v.shape[ids.ndim:])
+        flat_v = v.reshape((-1,) + v.shape[ids.ndim :])
         return jax.ops.segment_sum(flat_v, flat_ids, num_segments=groups)  # out-of-range ids dropped
 
     def weighted_mean_of(loss, w):
         return jnp.sum(w * loss) / jnp.sum(w)
 
-    return types.SimpleNamespace(abs=abs_, clip=clip, norm=norm, segment_sum=segment_sum,
-                                 segment_mean=numpy_like_segment_mean(jnp, segment_sum),
-                                 weighted_mean_of=weighted_mean_of)
+    return types.SimpleNamespace(
+        abs=abs_,
+        clip=clip,
+        norm=norm,
+        segment_sum=segment_sum,
+        segment_mean=numpy_like_segment_mean(jnp, segment_sum),
+        weighted_mean_of=weighted_mean_of,
+    )
 
 
 class JaxCollectives(LocalCollectives):

@@ -13,15 +13,24 @@ from .base import Backend, Printer
 def numpy_like_table(xp: str) -> dict[str, str]:
     """Spellings shared by NumPy and jax.numpy."""
     return {
-        "abs": f"{xp}.abs({{x}})", "sign": f"{xp}.sign({{x}})", "square": f"{xp}.square({{x}})",
+        "abs": f"{xp}.abs({{x}})",
+        "sign": f"{xp}.sign({{x}})",
+        "square": f"{xp}.square({{x}})",
         "relu": f"{xp}.maximum({{x}}, 0)",
-        "exp": f"{xp}.exp({{x}})", "expm1": f"{xp}.expm1({{x}})", "log": f"{xp}.log({{x}})",
-        "log1p": f"{xp}.log1p({{x}})", "sqrt": f"{xp}.sqrt({{x}})", "sin": f"{xp}.sin({{x}})",
-        "cos": f"{xp}.cos({{x}})", "tanh": f"{xp}.tanh({{x}})",
-        "sigmoid": "rt.sigmoid({x})", "log_sigmoid": "rt.log_sigmoid({x})",
+        "exp": f"{xp}.exp({{x}})",
+        "expm1": f"{xp}.expm1({{x}})",
+        "log": f"{xp}.log({{x}})",
+        "log1p": f"{xp}.log1p({{x}})",
+        "sqrt": f"{xp}.sqrt({{x}})",
+        "sin": f"{xp}.sin({{x}})",
+        "cos": f"{xp}.cos({{x}})",
+        "tanh": f"{xp}.tanh({{x}})",
+        "sigmoid": "rt.sigmoid({x})",
+        "log_sigmoid": "rt.log_sigmoid({x})",
         "softplus": f"{xp}.logaddexp({{x}}, 0.0)",
         "logaddexp": f"{xp}.logaddexp({{a}}, {{b}})",
-        "minimum": f"{xp}.minimum({{a}}, {{b}})", "maximum": f"{xp}.maximum({{a}}, {{b}})",
+        "minimum": f"{xp}.minimum({{a}}, {{b}})",
+        "maximum": f"{xp}.maximum({{a}}, {{b}})",
         "clip": f"{xp}.minimum({xp}.maximum({{x}}, {{lo}}), {{hi}})",
         "where": f"{xp}.where({{cond}}, {{a}}, {{b}})",
         "sum": f"{xp}.sum({{x}}{{reduce_kw}})",
@@ -35,7 +44,8 @@ def numpy_like_table(xp: str) -> dict[str, str]:
         "norm": "rt.norm({x}, {p}, {axes}, {keepdims})",
         "argmax": f"{xp}.argmax({{x}}, axis={{axis0}}, keepdims={{keepdims}})",
         "argmin": f"{xp}.argmin({{x}}, axis={{axis0}}, keepdims={{keepdims}})",
-        "softmax": "rt.softmax({x}, {axis})", "log_softmax": "rt.log_softmax({x}, {axis})",
+        "softmax": "rt.softmax({x}, {axis})",
+        "log_softmax": "rt.log_softmax({x}, {axis})",
         "cumsum": f"{xp}.cumsum({{x}}, axis={{axis}})",
         "pick": f"{xp}.take_along_axis({{x}}, {xp}.expand_dims({{idx}}, -1), axis=-1)[..., 0]",
         "one_hot": "rt.one_hot({idx}, {depth}, _cdt)",
@@ -45,10 +55,14 @@ def numpy_like_table(xp: str) -> dict[str, str]:
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups}, _cdt)",
         "ones_like": f"{xp}.ones({xp}.shape({{x}}), dtype={{dtype}})",
         "stop_gradient": "{x}",
-        "and": f"{xp}.logical_and({{a}}, {{b}})", "or": f"{xp}.logical_or({{a}}, {{b}})",
+        "and": f"{xp}.logical_and({{a}}, {{b}})",
+        "or": f"{xp}.logical_or({{a}}, {{b}})",
         "not": f"{xp}.logical_not({{x}})",
-        "floor": f"{xp}.floor({{x}})", "ceil": f"{xp}.ceil({{x}})", "round": f"{xp}.round({{x}})",
-        "cast_float": f"{xp}.asarray({{x}}, dtype=_cdt)", "cast_int": f"{xp}.asarray({{x}}).astype(_INT)",
+        "floor": f"{xp}.floor({{x}})",
+        "ceil": f"{xp}.ceil({{x}})",
+        "round": f"{xp}.round({{x}})",
+        "cast_float": f"{xp}.asarray({{x}}, dtype=_cdt)",
+        "cast_int": f"{xp}.asarray({{x}}).astype(_INT)",
     }
 
 
@@ -96,7 +110,7 @@ class numpy_rt:
             return np.sum(a, axis=axis, keepdims=keepdims)
         if p == 2:
             return np.sqrt(np.sum(a * a, axis=axis, keepdims=keepdims))
-        return np.sum(a ** p, axis=axis, keepdims=keepdims) ** (1.0 / p)
+        return np.sum(a**p, axis=axis, keepdims=keepdims) ** (1.0 / p)
 
     @staticmethod
     def one_hot(idx, depth, dtype):
@@ -107,9 +121,9 @@ class numpy_rt:
         ids = np.asarray(ids)
         v = np.asarray(v)
         flat_ids = ids.reshape(-1)
-        flat_v = v.reshape((-1,) + v.shape[ids.ndim:])
+        flat_v = v.reshape((-1,) + v.shape[ids.ndim :])
         keep = (flat_ids >= 0) & (flat_ids < groups)
-        out = np.zeros((groups,) + v.shape[ids.ndim:], dtype=v.dtype)
+        out = np.zeros((groups,) + v.shape[ids.ndim :], dtype=v.dtype)
         np.add.at(out, flat_ids[keep], flat_v[keep])
         return out
 

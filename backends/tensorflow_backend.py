@@ -27,21 +27,39 @@ class TensorflowPrinter(Printer):
     imports = ("import tensorflow as tf",)
     ONES_ON_TAPE = "tf.where(tf.zeros_like({x}, dtype=tf.bool), {x}, tf.ones_like({x}))"
     FUNCTIONS = {
-        "abs": "tf.abs({x})", "sign": "tf.sign({x})", "square": "tf.square({x})", "relu": "tf.nn.relu({x})",
-        "exp": "tf.exp({x})", "expm1": "tf.math.expm1({x})", "log": "tf.math.log({x})",
-        "log1p": "tf.math.log1p({x})", "sqrt": "tf.sqrt({x})", "sin": "tf.sin({x})", "cos": "tf.cos({x})",
-        "tanh": "tf.tanh({x})", "sigmoid": "tf.sigmoid({x})", "log_sigmoid": "tf.math.log_sigmoid({x})",
+        "abs": "tf.abs({x})",
+        "sign": "tf.sign({x})",
+        "square": "tf.square({x})",
+        "relu": "tf.nn.relu({x})",
+        "exp": "tf.exp({x})",
+        "expm1": "tf.math.expm1({x})",
+        "log": "tf.math.log({x})",
+        "log1p": "tf.math.log1p({x})",
+        "sqrt": "tf.sqrt({x})",
+        "sin": "tf.sin({x})",
+        "cos": "tf.cos({x})",
+        "tanh": "tf.tanh({x})",
+        "sigmoid": "tf.sigmoid({x})",
+        "log_sigmoid": "tf.math.log_sigmoid({x})",
         "softplus": "tf.math.softplus({x})",
-        "logaddexp": "rt.logaddexp({a}, {b})", "minimum": "rt.minimum({a}, {b})", "maximum": "rt.maximum({a}, {b})",
+        "logaddexp": "rt.logaddexp({a}, {b})",
+        "minimum": "rt.minimum({a}, {b})",
+        "maximum": "rt.maximum({a}, {b})",
         "clip": "tf.minimum(tf.maximum({x}, {lo}), {hi})",
         "where": "tf.where({cond}, {a}, {b})",
-        "sum": "tf.reduce_sum({x}{reduce_kw})", "mean": "tf.reduce_mean({x}{reduce_kw})",
-        "prod": "tf.reduce_prod({x}{reduce_kw})", "max": "tf.reduce_max({x}{reduce_kw})",
-        "min": "tf.reduce_min({x}{reduce_kw})", "logsumexp": "tf.reduce_logsumexp({x}{reduce_kw})",
-        "var": "rt.var({x}, {axes}, {ddof}, {keepdims})", "std": "rt.std({x}, {axes}, {ddof}, {keepdims})",
+        "sum": "tf.reduce_sum({x}{reduce_kw})",
+        "mean": "tf.reduce_mean({x}{reduce_kw})",
+        "prod": "tf.reduce_prod({x}{reduce_kw})",
+        "max": "tf.reduce_max({x}{reduce_kw})",
+        "min": "tf.reduce_min({x}{reduce_kw})",
+        "logsumexp": "tf.reduce_logsumexp({x}{reduce_kw})",
+        "var": "rt.var({x}, {axes}, {ddof}, {keepdims})",
+        "std": "rt.std({x}, {axes}, {ddof}, {keepdims})",
         "norm": "rt.norm({x}, {p}, {axes}, {keepdims})",
-        "argmax": "rt.argmax({x}, {axis0}, {keepdims})", "argmin": "rt.argmin({x}, {axis0}, {keepdims})",
-        "softmax": "tf.nn.softmax({x}, axis={axis})", "log_softmax": "tf.nn.log_softmax({x}, axis={axis})",
+        "argmax": "rt.argmax({x}, {axis0}, {keepdims})",
+        "argmin": "rt.argmin({x}, {axis0}, {keepdims})",
+        "softmax": "tf.nn.softmax({x}, axis={axis})",
+        "log_softmax": "tf.nn.log_softmax({x}, axis={axis})",
         "cumsum": "tf.math.cumsum({x}, axis={axis})",
         "pick": "tf.gather({x}, {idx}, batch_dims={idx_rank})",
         "one_hot": "tf.one_hot({idx}, {depth}, dtype=_cdt)",
@@ -51,11 +69,17 @@ class TensorflowPrinter(Printer):
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
         "ones_like": "tf.ones_like({x}, dtype={dtype})",
         "stop_gradient": "tf.stop_gradient({x})",
-        "and": "tf.logical_and({a}, {b})", "or": "tf.logical_or({a}, {b})", "not": "tf.logical_not({x})",
-        "eq": "tf.equal({a}, {b})", "ne": "tf.not_equal({a}, {b})",
+        "and": "tf.logical_and({a}, {b})",
+        "or": "tf.logical_or({a}, {b})",
+        "not": "tf.logical_not({x})",
+        "eq": "tf.equal({a}, {b})",
+        "ne": "tf.not_equal({a}, {b})",
         "matmul": "rt.matmul({a}, {b})",
-        "cast_float": "tf.cast({x}, _cdt)", "cast_int": "tf.cast({x}, tf.int64)",
-        "floor": "tf.floor({x})", "ceil": "tf.math.ceil({x})", "round": "tf.round({x})",
+        "cast_float": "tf.cast({x}, _cdt)",
+        "cast_int": "tf.cast({x}, tf.int64)",
+        "floor": "tf.floor({x})",
+        "ceil": "tf.math.ceil({x})",
+        "round": "tf.round({x})",
     }
 
     def const_arg(self, const, node: Apply) -> str:
@@ -164,8 +188,11 @@ def _runtime(tf) -> types.SimpleNamespace:
         s = tf.reduce_sum(tf.abs(x) ** p if p != 2 else tf.square(x), axis=axes, keepdims=keepdims)
         nonzero = s > 0
         # The root's gradient is infinite at 0: feed it a safe 1 there and select 0.
-        root = tf.where(nonzero, s, tf.ones_like(s)) ** (1.0 / p) if p != 2 else tf.sqrt(
-            tf.where(nonzero, s, tf.ones_like(s)))
+        root = (
+            tf.where(nonzero, s, tf.ones_like(s)) ** (1.0 / p)
+            if p != 2
+            else tf.sqrt(tf.where(nonzero, s, tf.ones_like(s)))
+        )
         return tf.where(nonzero, root, tf.zeros_like(s))
 
     def matmul(a, b):
@@ -203,10 +230,21 @@ def _runtime(tf) -> types.SimpleNamespace:
     def weighted_mean_of(loss, w):
         return tf.reduce_sum(w * loss) / tf.reduce_sum(w)
 
-    return types.SimpleNamespace(weighted_mean_of=weighted_mean_of, maximum=maximum, minimum=minimum, logaddexp=logaddexp,
-                                 argmax=argmax, argmin=argmin, var=var,
-                                 std=std, norm=norm, matmul=matmul, gather=gather, segment_sum=segment_sum,
-                                 segment_mean=segment_mean)
+    return types.SimpleNamespace(
+        weighted_mean_of=weighted_mean_of,
+        maximum=maximum,
+        minimum=minimum,
+        logaddexp=logaddexp,
+        argmax=argmax,
+        argmin=argmin,
+        var=var,
+        std=std,
+        norm=norm,
+        matmul=matmul,
+        gather=gather,
+        segment_sum=segment_sum,
+        segment_mean=segment_mean,
+    )
 
 
 class TensorflowCollectives(LocalCollectives):

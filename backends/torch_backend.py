@@ -27,14 +27,27 @@ class TorchPrinter(Printer):
     FUSED_BACKWARD = True
     ONES_ON_TAPE = "torch.where(torch.zeros_like({x}, dtype=torch.bool), {x}, 1.0)"
     FUNCTIONS = {
-        "abs": "torch.abs({x})", "sign": "torch.sign({x})", "square": "torch.square({x})",
+        "abs": "torch.abs({x})",
+        "sign": "torch.sign({x})",
+        "square": "torch.square({x})",
         "relu": "torch.relu({x})",
-        "exp": "torch.exp({x})", "expm1": "torch.expm1({x})", "log": "torch.log({x})", "log1p": "torch.log1p({x})",
-        "sqrt": "torch.sqrt({x})", "sin": "torch.sin({x})", "cos": "torch.cos({x})", "tanh": "torch.tanh({x})",
-        "sigmoid": "torch.sigmoid({x})", "log_sigmoid": "F.logsigmoid({x})", "softplus": "F.softplus({x})",
-        "logaddexp": "torch.logaddexp({a}, {b})", "minimum": "torch.minimum({a}, {b})", "maximum": "torch.maximum({a}, {b})",
+        "exp": "torch.exp({x})",
+        "expm1": "torch.expm1({x})",
+        "log": "torch.log({x})",
+        "log1p": "torch.log1p({x})",
+        "sqrt": "torch.sqrt({x})",
+        "sin": "torch.sin({x})",
+        "cos": "torch.cos({x})",
+        "tanh": "torch.tanh({x})",
+        "sigmoid": "torch.sigmoid({x})",
+        "log_sigmoid": "F.logsigmoid({x})",
+        "softplus": "F.softplus({x})",
+        "logaddexp": "torch.logaddexp({a}, {b})",
+        "minimum": "torch.minimum({a}, {b})",
+        "maximum": "torch.maximum({a}, {b})",
         "where": "torch.where({cond}, {a}, {b})",
-        "sum": "torch.sum({x}{reduce_kw})", "mean": "torch.mean({x}{reduce_kw})",
+        "sum": "torch.sum({x}{reduce_kw})",
+        "mean": "torch.mean({x}{reduce_kw})",
         "max": "torch.amax({x}, dim={axes}, keepdim={keepdims})",
         "min": "torch.amin({x}, dim={axes}, keepdim={keepdims})",
         "prod": "rt.prod({x}, {axes}, {keepdims})",
@@ -44,7 +57,8 @@ class TorchPrinter(Printer):
         "norm": "torch.linalg.vector_norm({x}, ord={p}, dim={axes}, keepdim={keepdims})",
         "argmax": "torch.argmax({x}, dim={axis0}, keepdim={keepdims})",
         "argmin": "torch.argmin({x}, dim={axis0}, keepdim={keepdims})",
-        "softmax": "torch.softmax({x}, dim={axis})", "log_softmax": "torch.log_softmax({x}, dim={axis})",
+        "softmax": "torch.softmax({x}, dim={axis})",
+        "log_softmax": "torch.log_softmax({x}, dim={axis})",
         "cumsum": "torch.cumsum({x}, dim={axis})",
         "pick": "torch.gather({x}, -1, torch.unsqueeze({idx}, -1)).squeeze(-1)",
         "one_hot": "(torch.unsqueeze({idx}, -1) == torch.arange({depth}, device=_dev)).to(_cdt)",
@@ -54,9 +68,14 @@ class TorchPrinter(Printer):
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
         "ones_like": "torch.ones_like({x}, dtype={dtype})",
         "stop_gradient": "{x_p}.detach()",
-        "and": "torch.logical_and({a}, {b})", "or": "torch.logical_or({a}, {b})", "not": "torch.logical_not({x})",
-        "floor": "torch.floor({x})", "ceil": "torch.ceil({x})", "round": "torch.round({x})",
-        "cast_float": "{x_p}.to(_cdt)", "cast_int": "{x_p}.to(torch.int64)",
+        "and": "torch.logical_and({a}, {b})",
+        "or": "torch.logical_or({a}, {b})",
+        "not": "torch.logical_not({x})",
+        "floor": "torch.floor({x})",
+        "ceil": "torch.ceil({x})",
+        "round": "torch.round({x})",
+        "cast_float": "{x_p}.to(_cdt)",
+        "cast_int": "{x_p}.to(torch.int64)",
     }
     # A size is a Python int, which has no `.to`.
     SIZE_CASTS = {"cast_float": "_k(float({x}), _cdt, _dev)", "cast_int": "int({x})"}
@@ -73,9 +92,15 @@ class TorchPrinter(Printer):
         return f"torch.clamp({f['x']}, {f['lo']}, {f['hi']})"
 
     # ---- fused losses (lossdsl/kernels.py); their gradients meet docs/language.md §4 at the kinks ----
-    KERNELS = {"mse": {"mean", "none"}, "l1": {"mean", "none"}, "huber": {"mean", "none"},
-               "smooth_l1": {"mean", "none"}, "bce_logits": {"mean", "none"},
-               "nll": {"mean", "none", "weighted_mean"}, "soft_ce": {"none"}}
+    KERNELS = {
+        "mse": {"mean", "none"},
+        "l1": {"mean", "none"},
+        "huber": {"mean", "none"},
+        "smooth_l1": {"mean", "none"},
+        "bce_logits": {"mean", "none"},
+        "nll": {"mean", "none", "weighted_mean"},
+        "soft_ce": {"none"},
+    }
 
     @staticmethod
     def _reduction(node: Apply) -> str:
@@ -108,13 +133,17 @@ class TorchPrinter(Printer):
     # ---- the backward of a derived gradient (lossdsl/autodiff.py) ----
     def derived_compute(self, plan: DerivedBackward) -> list[str]:
         # An autograd.Function: the forward records no tape and saves only what the backward reads.
-        fw = [*plan.forward,
-              f"rt.save(ctx, {_tuple(plan.saved)}, ({', '.join(plan.tensors)},))",
-              f"ctx.shapes = {_tuple([f'{n}.shape' for n in plan.shaped])}",
-              f"ctx.statics = ({', '.join(plan.statics)},)",
-              f"return {plan.out}"]
-        bw = ["if torch.is_grad_enabled():  # a graph of the gradient is asked for: differentiate the plain compute",
-              f"    return rt.plain_backward(ctx, _plain, {plan.seed})"]
+        fw = [
+            *plan.forward,
+            f"rt.save(ctx, {_tuple(plan.saved)}, ({', '.join(plan.tensors)},))",
+            f"ctx.shapes = {_tuple([f'{n}.shape' for n in plan.shaped])}",
+            f"ctx.statics = ({', '.join(plan.statics)},)",
+            f"return {plan.out}",
+        ]
+        bw = [
+            "if torch.is_grad_enabled():  # a graph of the gradient is asked for: differentiate the plain compute",
+            f"    return rt.plain_backward(ctx, _plain, {plan.seed})",
+        ]
         if plan.saved:
             bw.append(f"{_tuple(plan.saved)[1:-1]} = rt.saved(ctx)")
         if plan.shape_vars:
@@ -163,8 +192,14 @@ class TorchPrinter(Printer):
 
     def _fn_index_grad(self, node: Apply) -> str:
         g, x = node.args
-        items = ", ".join("None" if it is None else f"slice({it.start}, {it.stop}, {it.step})"
-                          if isinstance(it, SliceItem) else str(it) for it in node.attr("items"))
+        items = ", ".join(
+            "None"
+            if it is None
+            else f"slice({it.start}, {it.stop}, {it.step})"
+            if isinstance(it, SliceItem)
+            else str(it)
+            for it in node.attr("items")
+        )
         return f"rt.index_grad({self.expr(g)}, {self.shape_of(x)}, ({items},))"
 
 
@@ -182,7 +217,7 @@ def _runtime(torch) -> types.SimpleNamespace:
 
     def segment_sum(v, ids, groups):
         flat_ids = ids.reshape(-1)
-        tail = tuple(v.shape[ids.dim():])
+        tail = tuple(v.shape[ids.dim() :])
         flat_v = v.reshape((-1,) + tail)
         keep = (flat_ids >= 0) & (flat_ids < groups)  # ids outside [0, G) are dropped
         safe_ids = torch.where(keep, flat_ids, torch.zeros_like(flat_ids))
@@ -228,7 +263,7 @@ def _runtime(torch) -> types.SimpleNamespace:
         return ctx.saved_tensors[: ctx.n_saved]
 
     def plain_backward(ctx, plain, g):
-        tensors = iter(ctx.saved_tensors[ctx.n_saved:])
+        tensors = iter(ctx.saved_tensors[ctx.n_saved :])
         args = [next(tensors) if k is _TENSOR else k for k in ctx.leaf_kinds] + list(ctx.statics)
         wants = ctx.needs_input_grad
         inputs = [a for a, w in zip(args, wants) if w]
@@ -237,9 +272,17 @@ def _runtime(torch) -> types.SimpleNamespace:
             grads = iter(torch.autograd.grad(out, inputs, g, create_graph=True, materialize_grads=True))
         return tuple(next(grads) if w else None for w in wants)
 
-    return types.SimpleNamespace(prod=prod, segment_sum=segment_sum, segment_mean=segment_mean, unreduce=unreduce,
-                                 index_grad=index_grad, save=save, saved=saved, plain_backward=plain_backward,
-                                 transformed=transformed)
+    return types.SimpleNamespace(
+        prod=prod,
+        segment_sum=segment_sum,
+        segment_mean=segment_mean,
+        unreduce=unreduce,
+        index_grad=index_grad,
+        save=save,
+        saved=saved,
+        plain_backward=plain_backward,
+        transformed=transformed,
+    )
 
 
 _TENSOR = object()  # marks the tensor arguments among those a derived backward keeps
@@ -257,11 +300,18 @@ class TorchCollectives(LocalCollectives):
         if not (dist.is_available() and dist.is_initialized()):
             from lossdsl.diagnostics import Diagnostic, LossError
 
-            raise LossError([Diagnostic(
-                "this loss was compiled with `sharded=...`, but torch.distributed is not initialised", None,
-                "E811", path=self.source_name,
-                help="call torch.distributed.init_process_group(...) in each process before the loss, or compile "
-                     "without `sharded=` for a single process")])
+            raise LossError(
+                [
+                    Diagnostic(
+                        "this loss was compiled with `sharded=...`, but torch.distributed is not initialised",
+                        None,
+                        "E811",
+                        path=self.source_name,
+                        help="call torch.distributed.init_process_group(...) in each process before the loss, or compile "
+                        "without `sharded=` for a single process",
+                    )
+                ]
+            )
 
     def _tensor(self, x, dev):
         return x if isinstance(x, self.torch.Tensor) else self.torch.tensor(x, device=dev)
@@ -325,8 +375,12 @@ class TorchBackend(Backend):
 
     def value_range(self, x: Any) -> tuple[int, int] | None:
         torch = self.torch
-        if x.numel() == 0 or torch.compiler.is_compiling() or torch.jit.is_tracing() \
-                or torch._C._functorch.is_functorch_wrapped_tensor(x):  # under torch.func.vmap/grad
+        if (
+            x.numel() == 0
+            or torch.compiler.is_compiling()
+            or torch.jit.is_tracing()
+            or torch._C._functorch.is_functorch_wrapped_tensor(x)
+        ):  # under torch.func.vmap/grad
             return None
         lo, hi = torch.aminmax(x)
         return tuple(torch.stack((lo, hi)).tolist())  # one transfer from the device

@@ -19,10 +19,27 @@ __version__ = "0.1.0"
 __all__ = ["CheckedModule", "Diagnostic", "LossError", "__version__", "check", "compile", "parse"]
 
 
-def compile(spec, backend: str = "torch", *, context=None, params=None, sharded=None, group=None,
-            fused_backward=True, check_indices=True):
+def compile(
+    spec,
+    backend: str = "torch",
+    *,
+    context=None,
+    params=None,
+    sharded=None,
+    group=None,
+    fused_backward=True,
+    check_indices=True,
+):
     """Compile a spec (a path or source text) for a backend; see `lossdsl.api.compile`."""
     from .api import compile as _compile
 
-    return _compile(spec, backend=backend, context=context, params=params, sharded=sharded, group=group,
-                    fused_backward=fused_backward, check_indices=check_indices)
+    return _compile(
+        spec,
+        backend=backend,
+        context=context,
+        params=params,
+        sharded=sharded,
+        group=group,
+        fused_backward=fused_backward,
+        check_indices=check_indices,
+    )

@@ -56,9 +56,14 @@ def gradient_findings(checked: CheckedModule) -> list[Diagnostic]:
         if decl.name in grad[id(loss)]:
             continue
         if decl.name not in reach[id(loss)]:
-            findings.append(Diagnostic(
-                f"pred `{decl.name}` is not used by `loss`, so its gradient would be zero everywhere",
-                decl.name_span, "E604", help="every pred must reach `loss`; use it, or remove the declaration"))
+            findings.append(
+                Diagnostic(
+                    f"pred `{decl.name}` is not used by `loss`, so its gradient would be zero everywhere",
+                    decl.name_span,
+                    "E604",
+                    help="every pred must reach `loss`; use it, or remove the declaration",
+                )
+            )
             continue
         where = blockers.get(decl.name, [])
         names = []
@@ -68,9 +73,15 @@ def gradient_findings(checked: CheckedModule) -> list[Diagnostic]:
                 names.append(label)
         notes = [f"`{_op_label(b)}` at line {b.span.line}, column {b.span.col} stops the gradient" for b in where[:3]]
         via = " or ".join(f"`{n}`" for n in names) or "non-differentiable operations"
-        findings.append(Diagnostic(
-            f"the gradient of pred `{decl.name}` would be zero everywhere: it reaches `loss` only through {via}",
-            decl.name_span, "E603", notes=tuple(notes), help=_gradient_help(names, decl.name)))
+        findings.append(
+            Diagnostic(
+                f"the gradient of pred `{decl.name}` would be zero everywhere: it reaches `loss` only through {via}",
+                decl.name_span,
+                "E603",
+                notes=tuple(notes),
+                help=_gradient_help(names, decl.name),
+            )
+        )
     return findings
 
 
@@ -85,8 +96,10 @@ def _op_label(node: Node) -> str:
 
 def _gradient_help(names: list[str], pred: str) -> str:
     if "argmax" in names or "argmin" in names:
-        return f"`argmax` picks an index and has no gradient; use the scores themselves in a differentiable " \
-               f"term, e.g. `-pick(log_softmax({pred}), y)`"
+        return (
+            f"`argmax` picks an index and has no gradient; use the scores themselves in a differentiable "
+            f"term, e.g. `-pick(log_softmax({pred}), y)`"
+        )
     if "stop_gradient" in names:
         return "remove `stop_gradient`, or add a term through which the pred is trained"
     if any(n in names for n in ("<", "<=", ">", ">=", "==", "!=")):
@@ -134,6 +147,7 @@ def _refine(cond: Node, taken: bool) -> dict[int, tuple[float, float]]:
 
 def _param_range(default) -> tuple[float, float]:
     """A param is assumed to keep the sign of its default (its value may change per call)."""
+
     def flat(v):
         if isinstance(v, list):
             for x in v:
@@ -202,8 +216,16 @@ class _Domains:
         if key in self.seen:
             return
         self.seen.add(key)
-        self.findings.append(Diagnostic(warning.message, span, "W701", severity="warning", help=warning.help,
-                                        notes=(warning.note,) if warning.note else ()))
+        self.findings.append(
+            Diagnostic(
+                warning.message,
+                span,
+                "W701",
+                severity="warning",
+                help=warning.help,
+                notes=(warning.note,) if warning.note else (),
+            )
+        )
 
 
 def domain_findings(checked: CheckedModule) -> list[Diagnostic]:

@@ -35,9 +35,17 @@ def resolve_backend(name: str):
         raise ImportError(f"the {key} backend needs its framework: pip install 'lossdsl[{key}]' ({e})") from e
 
 
-def compile(spec, backend: str = "torch", *, context: Mapping[str, Any] | None = None,
-            params: Mapping[str, Any] | None = None, sharded: str | None = None, group: Any = None,
-            fused_backward: bool = True, check_indices: bool = True):
+def compile(
+    spec,
+    backend: str = "torch",
+    *,
+    context: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    sharded: str | None = None,
+    group: Any = None,
+    fused_backward: bool = True,
+    check_indices: bool = True,
+):
     """Compile a spec (a path, or source text) for `backend`. Raises `LossError` for any
     mistake in the spec or in the context and params given here.
 
@@ -59,26 +67,58 @@ def compile(spec, backend: str = "torch", *, context: Mapping[str, Any] | None =
     parsed = parse(spec, allow_quick=True)
     if parsed.module.quick:
         if sharded:
-            raise LossError([Diagnostic("the quick form cannot be sharded; declare the spec", None, "E811",
-                                        path=parsed.module.source.name)])
+            raise LossError(
+                [
+                    Diagnostic(
+                        "the quick form cannot be sharded; declare the spec",
+                        None,
+                        "E811",
+                        path=parsed.module.source.name,
+                    )
+                ]
+            )
         return QuickLoss(parsed, be, context=context or {}, params=params or {}, check_indices=check_indices)
-    return build(check(parsed), be, context=context or {}, params=params or {}, sharded=sharded, group=group,
-                 fused_backward=fused_backward, check_indices=check_indices)
+    return build(
+        check(parsed),
+        be,
+        context=context or {},
+        params=params or {},
+        sharded=sharded,
+        group=group,
+        fused_backward=fused_backward,
+        check_indices=check_indices,
+    )
 
 
-def build(checked: CheckedModule, be, *, context: Mapping[str, Any], params: Mapping[str, Any],
-          sharded: str | None = None, group: Any = None, fused_backward: bool = True,
-          check_indices: bool = True) -> CompiledLoss:
+def build(
+    checked: CheckedModule,
+    be,
+    *,
+    context: Mapping[str, Any],
+    params: Mapping[str, Any],
+    sharded: str | None = None,
+    group: Any = None,
+    fused_backward: bool = True,
+    check_indices: bool = True,
+) -> CompiledLoss:
     """A checked spec compiled for a loaded backend, with its context and params bound."""
     static, ctx_values, param_values = _bind(checked, be, context, params, sharded)
-    code = emit(checked, be, static_dims=static, sharded=sharded, fused_backward=fused_backward,
-                check_indices=check_indices)
+    code = emit(
+        checked, be, static_dims=static, sharded=sharded, fused_backward=fused_backward, check_indices=check_indices
+    )
     return instantiate(checked, be, code, context_values=ctx_values, param_values=param_values, group=group)
 
 
-def generate_source(spec, backend: str = "torch", *, context: Mapping[str, Any] | None = None,
-                    params: Mapping[str, Any] | None = None, sharded: str | None = None,
-                    fused_backward: bool = True, check_indices: bool = True) -> str:
+def generate_source(
+    spec,
+    backend: str = "torch",
+    *,
+    context: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    sharded: str | None = None,
+    fused_backward: bool = True,
+    check_indices: bool = True,
+) -> str:
     """The code `compile` runs with the same arguments (what `lossdsl emit` prints). The backend's
     framework is not imported. Context may be left out: its sizes are then checked at each call."""
     be = backend_class(backend)
@@ -86,20 +126,30 @@ def generate_source(spec, backend: str = "torch", *, context: Mapping[str, Any] 
     # Context and params are checked as `compile` checks them, read through NumPy: only their
     # sizes reach the code, and the framework stays unloaded.
     static, _, _ = _bind(checked, get_backend("numpy"), context or None, params or {}, sharded)
-    return emit(checked, be, static_dims=static, sharded=sharded, fused_backward=fused_backward,
-                check_indices=check_indices).source
+    return emit(
+        checked, be, static_dims=static, sharded=sharded, fused_backward=fused_backward, check_indices=check_indices
+    ).source
 
 
-def _bind(checked: CheckedModule, be, context: Mapping[str, Any] | None, params: Mapping[str, Any],
-          sharded: str | None) -> tuple[dict[str, tuple[int, str]], dict[str, Any], dict[str, Any]]:
+def _bind(
+    checked: CheckedModule, be, context: Mapping[str, Any] | None, params: Mapping[str, Any], sharded: str | None
+) -> tuple[dict[str, tuple[int, str]], dict[str, Any], dict[str, Any]]:
     """The sizes known at compile time (the spec's, the context's, the params'), and the context
     and param values. `context=None` leaves the context unbound (only `generate_source` does)."""
     static = dict(checked.bindings)
     if sharded is not None:
         check_sharded(checked, sharded)
         if sharded in static:
-            raise LossError([Diagnostic(f"`{sharded}` has a fixed size ({static[sharded][0]}), so it cannot be split "
-                                        "across replicas", None, "E811", path=checked.source.name)])
+            raise LossError(
+                [
+                    Diagnostic(
+                        f"`{sharded}` has a fixed size ({static[sharded][0]}), so it cannot be split across replicas",
+                        None,
+                        "E811",
+                        path=checked.source.name,
+                    )
+                ]
+            )
     ctx_values = _bind_context(checked, be, context, static) if context is not None else {}
     param_values = _bind_params(checked, be, params, static)
     return static, ctx_values, param_values
@@ -120,32 +170,54 @@ def _np_kind(x: Any, be) -> tuple[str, tuple]:
     return be.dtype_kind(x), tuple(int(s) for s in be.shape(x))
 
 
-def _check_static_value(decl: Declaration, path: tuple[str, ...], t: TensorType, value: Any,
-                        static: dict[str, tuple[int, str]], what: str, be) -> None:
+def _check_static_value(
+    decl: Declaration,
+    path: tuple[str, ...],
+    t: TensorType,
+    value: Any,
+    static: dict[str, tuple[int, str]],
+    what: str,
+    be,
+) -> None:
     kind, shape = _np_kind(value, be)
     label = ".".join((decl.name,) + path)
     span = decl.leaf_spans.get(path, decl.type_span)
     want = t.dtype
-    ok = (want is FLOAT and kind in ("float", "int", "bool")) or (want is INT and kind == "int") or (
-        want is BOOL and kind == "bool")
+    ok = (
+        (want is FLOAT and kind in ("float", "int", "bool"))
+        or (want is INT and kind == "int")
+        or (want is BOOL and kind == "bool")
+    )
     if not ok:
-        raise LossError([Diagnostic(f"{decl.kind} `{label}` must be {want} (`{t}`), found {kind} values", span,
-                                    "E803")])
+        raise LossError(
+            [Diagnostic(f"{decl.kind} `{label}` must be {want} (`{t}`), found {kind} values", span, "E803")]
+        )
     if len(shape) != t.rank:
-        raise LossError([Diagnostic(f"{decl.kind} `{label}` must have rank {t.rank} (`{t}`), found shape "
-                                    f"{tuple(shape)}", span, "E804")])
+        raise LossError(
+            [
+                Diagnostic(
+                    f"{decl.kind} `{label}` must have rank {t.rank} (`{t}`), found shape {tuple(shape)}", span, "E804"
+                )
+            ]
+        )
     leaf = next(lf for lf in decl.leaves if lf.path == path)
     for k, (d, n) in enumerate(zip(t.shape, shape)):
         dspan = leaf.dim_spans[k] if k < len(leaf.dim_spans) else span
         if d.is_literal:
             if d.value != n:
-                raise LossError([Diagnostic(f"axis {k} of {decl.kind} `{label}` must have size {d.value}, found {n}",
-                                            dspan, "E805")])
+                raise LossError(
+                    [
+                        Diagnostic(
+                            f"axis {k} of {decl.kind} `{label}` must have size {d.value}, found {n}", dspan, "E805"
+                        )
+                    ]
+                )
             continue
         assert d.sym is not None  # not is_literal
         if d.sym in static and static[d.sym][0] != n:
-            raise LossError([Diagnostic(f"`{d.sym}` is {static[d.sym][0]} {static[d.sym][1]} but {n} {what}",
-                                        dspan, "E805")])
+            raise LossError(
+                [Diagnostic(f"`{d.sym}` is {static[d.sym][0]} {static[d.sym][1]} but {n} {what}", dspan, "E805")]
+            )
         static.setdefault(d.sym, (n, what))
 
 
@@ -155,16 +227,34 @@ def _bind_context(checked: CheckedModule, be, context: Mapping[str, Any], static
     for key in context:
         if key not in names:
             close = difflib.get_close_matches(key, list(names), n=1)
-            raise LossError([Diagnostic(f"`{key}` is not a context of this spec", None, "E806",
-                                        path=checked.source.name,
-                                        help=f"did you mean `{close[0]}`?" if close else
-                                        (f"its context tensors: {', '.join(sorted(names))}" if names else
-                                         "it declares no context"))])
+            raise LossError(
+                [
+                    Diagnostic(
+                        f"`{key}` is not a context of this spec",
+                        None,
+                        "E806",
+                        path=checked.source.name,
+                        help=f"did you mean `{close[0]}`?"
+                        if close
+                        else (
+                            f"its context tensors: {', '.join(sorted(names))}" if names else "it declares no context"
+                        ),
+                    )
+                ]
+            )
     values: dict[str, Any] = {}
     for d in decls:
         if d.name not in context:
-            raise LossError([Diagnostic(f"context `{d.name}: {d.type}` is not bound", d.name_span, "E806",
-                                        help=f"pass it once: `lossdsl.compile(..., context={{'{d.name}': ...}})`")])
+            raise LossError(
+                [
+                    Diagnostic(
+                        f"context `{d.name}: {d.type}` is not bound",
+                        d.name_span,
+                        "E806",
+                        help=f"pass it once: `lossdsl.compile(..., context={{'{d.name}': ...}})`",
+                    )
+                ]
+            )
         value = context[d.name]
         for leaf in d.leaves:
             v = value
@@ -182,14 +272,21 @@ def _bind_params(checked: CheckedModule, be, params: Mapping[str, Any], static) 
     for key in params:
         if key not in decls:
             close = difflib.get_close_matches(key, list(decls), n=1)
-            raise LossError([Diagnostic(f"`{key}` is not a param of this spec", None, "E806",
-                                        path=checked.source.name,
-                                        help=f"did you mean `{close[0]}`?" if close else None)])
+            raise LossError(
+                [
+                    Diagnostic(
+                        f"`{key}` is not a param of this spec",
+                        None,
+                        "E806",
+                        path=checked.source.name,
+                        help=f"did you mean `{close[0]}`?" if close else None,
+                    )
+                ]
+            )
     values: dict[str, Any] = {}
     for name, d in decls.items():
         if name in params:
-            _check_static_value(d, (), cast(TensorType, d.type), params[name], static, f"from param `{name}`",
-                                be)
+            _check_static_value(d, (), cast(TensorType, d.type), params[name], static, f"from param `{name}`", be)
             values[name] = params[name]
         elif d.has_default:
             values[name] = d.default

@@ -61,8 +61,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     shown = findings if not args.quiet else errors + (warnings if args.strict else [])
     out = sys.stdout
     if args.format == "json":
-        json.dump({"files": len(files), "errors": len(errors), "warnings": len(warnings),
-                   "findings": [d.as_json() for d in shown]}, out, indent=2)
+        json.dump(
+            {
+                "files": len(files),
+                "errors": len(errors),
+                "warnings": len(warnings),
+                "findings": [d.as_json() for d in shown],
+            },
+            out,
+            indent=2,
+        )
         out.write("\n")
     elif args.format == "github":
         for d in shown:
@@ -107,8 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="check .loss files and folders without running any backend")
     c.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders to search for *.loss")
-    c.add_argument("--format", choices=("text", "json", "github"), default="text",
-                   help="text (default), json, or GitHub Actions annotations")
+    c.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text (default), json, or GitHub Actions annotations",
+    )
     c.add_argument("-q", "--quiet", action="store_true", help="print errors only, without the summary line")
     c.add_argument("--strict", action="store_true", help="fail on warnings too")
     c.set_defaults(func=cmd_check)

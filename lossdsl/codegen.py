@@ -96,10 +96,11 @@ def _let_namer(checked: CheckedModule, order: list[Node]):
     return let_name_of
 
 
-def _emit(order, root, printer, names, taken, let_name_of, uses, lines, force, temp_prefix="t",
-          skip=frozenset()) -> None:
+def _emit(
+    order, root, printer, names, taken, let_name_of, uses, lines, force, temp_prefix="t", skip=frozenset()
+) -> None:
     """Assignments for the nodes that get a variable: a `let`, a node used twice, a forced one."""
-    temp = sum(1 for v in taken if v.startswith(temp_prefix) and v[len(temp_prefix):].isdigit())
+    temp = sum(1 for v in taken if v.startswith(temp_prefix) and v[len(temp_prefix) :].isdigit())
     for n in order:
         if isinstance(n, (Arg, Const, DimSize)) or n is root or id(n) in names or id(n) in skip:
             continue
@@ -159,8 +160,9 @@ class DerivedBackward:
         return self.tensors + self.statics
 
 
-def _derive_backward(root, order, derivative, used_args, printer, names, let_name_of, leaf_names, static_args,
-                     uses) -> DerivedBackward:
+def _derive_backward(
+    root, order, derivative, used_args, printer, names, let_name_of, leaf_names, static_args, uses
+) -> DerivedBackward:
     """The forward, saving only what the derived backward reads, and the backward as one function."""
     grad_roots = [derivative.grads.get((a.name, a.path)) if a.kind == "pred" else None for a in used_args]
     forward_ids = {id(n) for n in order}
@@ -211,12 +213,19 @@ def _derive_backward(root, order, derivative, used_args, printer, names, let_nam
             # Forward nodes are read from what forward saved, never computed again.
             _emit(order_g, g, bprinter, bnames, btaken, None, buses, bw, set(), temp_prefix="b", skip=forward_ids)
     return DerivedBackward(
-        tensors=leaf_names, statics=static_args,
+        tensors=leaf_names,
+        statics=static_args,
         preds=[names[id(a)] for a in used_args if a.kind == "pred"],
-        forward=fw.lines, out=out, saved=[names[id(n)] for n in value_refs],
-        shaped=[names[id(n)] for n in shape_refs], shape_vars=list(shape_names.values()), seed=seed,
-        backward=bw.lines, grads=[bprinter.expr(g) if g is not None else "None" for g in grad_roots],
-        min_elements=FUSED_MIN_ELEMENTS)
+        forward=fw.lines,
+        out=out,
+        saved=[names[id(n)] for n in value_refs],
+        shaped=[names[id(n)] for n in shape_refs],
+        shape_vars=list(shape_names.values()),
+        seed=seed,
+        backward=bw.lines,
+        grads=[bprinter.expr(g) if g is not None else "None" for g in grad_roots],
+        min_elements=FUSED_MIN_ELEMENTS,
+    )
 
 
 def _read_indices(root: Node) -> list[tuple[Node, Arg, Dim]]:
@@ -240,9 +249,18 @@ def _read_indices(root: Node) -> list[tuple[Node, Arg, Dim]]:
     return list(out.values())
 
 
-def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: dict[str, tuple[int, str]],
-             dynamic_sizes: bool = False, source_name: str = "", sharded: bool = False,
-             derivative=None, check_indices: bool = True) -> Generated:
+def generate(
+    checked: CheckedModule,
+    root: Node,
+    printer_cls,
+    *,
+    static_dims: dict[str, tuple[int, str]],
+    dynamic_sizes: bool = False,
+    source_name: str = "",
+    sharded: bool = False,
+    derivative=None,
+    check_indices: bool = True,
+) -> Generated:
     """Python source for `entry` and `compute`. `static_dims` are sizes known before any call
     (from the spec itself, context tensors and params bound at compile time). `check_indices`
     makes the entry check the values of int arguments read as indices (one read from the device)."""
@@ -263,8 +281,9 @@ def generate(checked: CheckedModule, root: Node, printer_cls, *, static_dims: di
         *entry.lines.lines,
         "",
     ]
-    return Generated("\n".join(source), entry.args, entry.leaves, compute.static_args, dict(static_dims),
-                     entry.index_reads)
+    return Generated(
+        "\n".join(source), entry.args, entry.leaves, compute.static_args, dict(static_dims), entry.index_reads
+    )
 
 
 @dataclass
@@ -298,16 +317,16 @@ def _write_compute(checked: CheckedModule, root: Node, printer_cls, derivative) 
     # The plain compute: one framework call per node, the framework's autodiff.
     plain_names = dict(arg_names)
     body = _Lines(1)
-    _emit(order, root, printer_cls(plain_names), plain_names, set(arg_names.values()), let_name_of, uses, body,
-          set())
+    _emit(order, root, printer_cls(plain_names), plain_names, set(arg_names.values()), let_name_of, uses, body, set())
     body(f"return {printer_cls(plain_names).expr(root)}")
     if derivative is None:
         lines = [f"def compute({', '.join(params)}):", *body.lines]
     else:
         names = dict(arg_names)
         printer = printer_cls(names)
-        plan = _derive_backward(root, order, derivative, used_args, printer, names, let_name_of, leaf_names,
-                                static_args, uses)
+        plan = _derive_backward(
+            root, order, derivative, used_args, printer, names, let_name_of, leaf_names, static_args, uses
+        )
         lines = [f"def _plain({', '.join(params)}):", *body.lines, "", "", *printer.derived_compute(plan)]
     return _Compute(lines, arg_names, params, static_args, dims_needed)
 
@@ -318,8 +337,7 @@ class _EntryWriter:
     constraints and index values, then calls compute. Straight-line code, so that a call costs
     what hand-written checks cost."""
 
-    def __init__(self, checked: CheckedModule, printer, static_dims: dict[str, tuple[int, str]],
-                 dynamic_sizes: bool):
+    def __init__(self, checked: CheckedModule, printer, static_dims: dict[str, tuple[int, str]], dynamic_sizes: bool):
         self.checked = checked
         self.printer = printer  # knows the arguments' variables, no temporaries
         self.static_dims = static_dims
@@ -457,8 +475,9 @@ class _EntryWriter:
             where = "the declaration" if dim.sym is None else self.bound.get(dim.sym, "")
             self.index_reads.append(IndexRead(idx, label, leaf.span if node is arg else node.span, dim, where))
             guard = f"if d_{dim.sym} is not None: " if self.dynamic_sizes and dim.sym is not None else ""
-            self.lines(f"{guard}_check_index({len(self.index_reads) - 1}, {self.printer.expr(node)}, "
-                       f"{self.printer.dim(dim)})")
+            self.lines(
+                f"{guard}_check_index({len(self.index_reads) - 1}, {self.printer.expr(node)}, {self.printer.dim(dim)})"
+            )
 
 
 __all__ = ["BOOL", "Generated", "generate", "leaf_var"]

@@ -117,11 +117,20 @@ class Diagnostic:
         return "\n".join(out)
 
     def as_json(self) -> dict:
-        d: dict = {"path": self.span.path if self.span else self.path, "severity": self.severity, "code": self.code,
-                   "message": self.message}
+        d: dict = {
+            "path": self.span.path if self.span else self.path,
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+        }
         if self.span is not None:
-            d.update(line=self.span.line, column=self.span.col, end_line=self.span.end_line,
-                     end_column=self.span.end_col, source_line=self.span.source.line(self.span.line))
+            d.update(
+                line=self.span.line,
+                column=self.span.col,
+                end_line=self.span.end_line,
+                end_column=self.span.end_col,
+                source_line=self.span.source.line(self.span.line),
+            )
         d["help"] = self.help
         d["notes"] = list(self.notes)
         return d
@@ -187,8 +196,16 @@ class LossError(ValueError):
         super().__init__(self._text())
 
     @classmethod
-    def plain(cls, message: str, *, path: str | None = None, code: str = "E101", help: str | None = None,
-              span: Span | None = None, notes: Iterable[str] = ()) -> LossError:
+    def plain(
+        cls,
+        message: str,
+        *,
+        path: str | None = None,
+        code: str = "E101",
+        help: str | None = None,
+        span: Span | None = None,
+        notes: Iterable[str] = (),
+    ) -> LossError:
         return cls([Diagnostic(message, span, code=code, help=help, path=path, notes=tuple(notes))])
 
     @property
@@ -232,12 +249,14 @@ class Collector:
     findings: list[Diagnostic] = field(default_factory=list)
     _seen: set = field(default_factory=set)
 
-    def error(self, message: str, span: Span | None, code: str, help: str | None = None,
-              notes: Iterable[str] = ()) -> None:
+    def error(
+        self, message: str, span: Span | None, code: str, help: str | None = None, notes: Iterable[str] = ()
+    ) -> None:
         self.add(Diagnostic(message, span, code=code, help=help, notes=tuple(notes)))
 
-    def warning(self, message: str, span: Span | None, code: str, help: str | None = None,
-                notes: Iterable[str] = ()) -> None:
+    def warning(
+        self, message: str, span: Span | None, code: str, help: str | None = None, notes: Iterable[str] = ()
+    ) -> None:
         self.add(Diagnostic(message, span, code=code, severity="warning", help=help, notes=tuple(notes)))
 
     def add(self, d: Diagnostic) -> None:

@@ -44,11 +44,23 @@ def _as_list(value: Any) -> Any:
 
 @keras.saving.register_keras_serializable(package="lossdsl")
 class Loss(keras.losses.Loss):
-    def __init__(self, spec, *, context: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
-                 y_true: Sequence[str] | None = None, spec_name: str | None = None, name: str | None = None,
-                 reduction: str = "sum_over_batch_size", dtype=None):
-        source = load_source(spec) if is_path_like(spec) or isinstance(spec, Source) else Source(
-            spec, spec_name or "<string>")
+    def __init__(
+        self,
+        spec,
+        *,
+        context: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        y_true: Sequence[str] | None = None,
+        spec_name: str | None = None,
+        name: str | None = None,
+        reduction: str = "sum_over_batch_size",
+        dtype=None,
+    ):
+        source = (
+            load_source(spec)
+            if is_path_like(spec) or isinstance(spec, Source)
+            else Source(spec, spec_name or "<string>")
+        )
         super().__init__(name=name or _default_name(source), reduction=reduction, dtype=dtype)
         import lossdsl
 
@@ -58,9 +70,16 @@ class Loss(keras.losses.Loss):
         checked = lossdsl.check(source)
         preds = checked.preds
         if len(preds) != 1:
-            raise LossError([Diagnostic(f"a Keras loss takes one prediction, and this spec declares {len(preds)} "
-                                        "preds", preds[-1].name_span if preds else None, "E806",
-                                        help="use lossdsl.compile(...) in a custom training step instead")])
+            raise LossError(
+                [
+                    Diagnostic(
+                        f"a Keras loss takes one prediction, and this spec declares {len(preds)} preds",
+                        preds[-1].name_span if preds else None,
+                        "E806",
+                        help="use lossdsl.compile(...) in a custom training step instead",
+                    )
+                ]
+            )
         self._pred = preds[0].name
         self._fields = [d for d in checked.call_args if d.kind != "pred"]
         self._layout = list(y_true) if y_true is not None else None
@@ -74,14 +93,31 @@ class Loss(keras.losses.Loss):
                 elif n in leaves:
                     self._packed.append((leaves[n], n))
                 else:
-                    raise LossError([Diagnostic(f"`{n}` is not a target or input of this spec", None, "E806",
-                                                path=source.name,
-                                                help=f"y_true can carry: {', '.join(sorted(leaves))}")])
+                    raise LossError(
+                        [
+                            Diagnostic(
+                                f"`{n}` is not a target or input of this spec",
+                                None,
+                                "E806",
+                                path=source.name,
+                                help=f"y_true can carry: {', '.join(sorted(leaves))}",
+                            )
+                        ]
+                    )
             packed = {label for _, label in self._packed}
             unpacked = [d.name for d in self._fields if any(lf.label not in packed for lf in d.leaves)]
             if unpacked:
-                raise LossError([Diagnostic(f"y_true=[...] leaves out {', '.join(unpacked)}", None, "E807",
-                                            path=source.name, help="every target and input must travel in y_true")])
+                raise LossError(
+                    [
+                        Diagnostic(
+                            f"y_true=[...] leaves out {', '.join(unpacked)}",
+                            None,
+                            "E807",
+                            path=source.name,
+                            help="every target and input must travel in y_true",
+                        )
+                    ]
+                )
         # Params live in Keras variables: a callback may assign them without a retrace.
         initial = {d.name: d.default for d in checked.of_kind("param") if d.has_default}
         initial.update(params or {})
@@ -89,8 +125,9 @@ class Loss(keras.losses.Loss):
         for d in checked.of_kind("param"):
             if d.name in initial:
                 dtype_name = {INT: "int32", BOOL: "bool"}.get(cast(TensorType, d.type).dtype, "float32")
-                self._param_vars[d.name] = keras.Variable(np.asarray(initial[d.name], dtype=dtype_name),
-                                                          trainable=False, name=f"lossdsl_{d.name}")
+                self._param_vars[d.name] = keras.Variable(
+                    np.asarray(initial[d.name], dtype=dtype_name), trainable=False, name=f"lossdsl_{d.name}"
+                )
         backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[self.backend_name]
         self.compiled = lossdsl.compile(source, backend=backend, context=self._context, params=dict(initial))
         self._checked = self.compiled.spec
@@ -105,8 +142,16 @@ class Loss(keras.losses.Loss):
         for k, v in values.items():
             var = self._param_vars.get(k)
             if var is None:
-                raise LossError([Diagnostic(f"`{k}` is not a param of this spec (or has no value to start from)",
-                                            None, "E806", path=self._source.name)])
+                raise LossError(
+                    [
+                        Diagnostic(
+                            f"`{k}` is not a param of this spec (or has no value to start from)",
+                            None,
+                            "E806",
+                            path=self._source.name,
+                        )
+                    ]
+                )
             var.assign(np.asarray(v, dtype=var.dtype))
 
     def track(self, model) -> None:
@@ -132,8 +177,9 @@ class Loss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         fields = self._split(y_true, y_pred)
         params = {k: v.value for k, v in self._param_vars.items()}
-        return self.compiled(**{self._pred: y_pred}, **fields, **params,
-                             reduction="none" if self._per_sample else "mean")
+        return self.compiled(
+            **{self._pred: y_pred}, **fields, **params, reduction="none" if self._per_sample else "mean"
+        )
 
     def _split(self, y_true, y_pred) -> dict[str, Any]:
         ops = keras.ops
@@ -143,26 +189,41 @@ class Loss(keras.losses.Loss):
                     self._missing(d)
             extra = [k for k in y_true if k not in {d.name for d in self._fields}]
             if extra:
-                raise LossError([Diagnostic(f"y_true has a field `{extra[0]}` that the spec does not take", None,
-                                            "E807", path=self._source.name,
-                                            help="its targets and inputs: "
-                                                 + ", ".join(f"`{d.name}`" for d in self._fields))])
+                raise LossError(
+                    [
+                        Diagnostic(
+                            f"y_true has a field `{extra[0]}` that the spec does not take",
+                            None,
+                            "E807",
+                            path=self._source.name,
+                            help="its targets and inputs: " + ", ".join(f"`{d.name}`" for d in self._fields),
+                        )
+                    ]
+                )
             return {d.name: self._cast_fields(d, y_true[d.name]) for d in self._fields}
         if self._layout is None:
             if len(self._fields) != 1:
                 names = ", ".join(d.name for d in self._fields)
-                raise LossError([Diagnostic(f"y_true is one tensor, but the spec takes {names}", None, "E807",
-                                            path=self._source.name,
-                                            help="pass a dict, or name the packed order with "
-                                                 "`Loss(..., y_true=[...])` and build y_true with "
-                                                 "`lossdsl.keras.pack`")])
+                raise LossError(
+                    [
+                        Diagnostic(
+                            f"y_true is one tensor, but the spec takes {names}",
+                            None,
+                            "E807",
+                            path=self._source.name,
+                            help="pass a dict, or name the packed order with "
+                            "`Loss(..., y_true=[...])` and build y_true with "
+                            "`lossdsl.keras.pack`",
+                        )
+                    ]
+                )
             return {self._fields[0].name: self._cast_fields(self._fields[0], y_true)}
         widths = self._widths(tuple(y_pred.shape))  # static sizes; the batch may be unknown
         out: dict[str, Any] = {}
         start = 0
         for leaf, label in self._packed:
             w = widths[label]
-            part = ops.reshape(y_true[..., start:start + w], (-1, *widths[label + ":trailing"]))
+            part = ops.reshape(y_true[..., start : start + w], (-1, *widths[label + ":trailing"]))
             start += w
             target = out
             for p in (leaf.decl.name,) + leaf.path[:-1]:
@@ -179,23 +240,37 @@ class Loss(keras.losses.Loss):
                 sizes.setdefault(d.sym, n)
         for d in self._checked.of_kind("context"):
             for leaf in d.leaves:
-                for dim, n in zip(leaf.type.shape, np.shape(self._context[leaf.label] if not leaf.path else
-                                                              _dig(self._context[d.name], leaf.path))):
+                for dim, n in zip(
+                    leaf.type.shape,
+                    np.shape(self._context[leaf.label] if not leaf.path else _dig(self._context[d.name], leaf.path)),
+                ):
                     if dim.is_symbol:
                         sizes.setdefault(dim.sym, int(n))
         out: dict[str, Any] = {}
         for leaf, label in self._packed:
             if not leaf.type.rank:
-                raise LossError([Diagnostic(f"`{label}` cannot be packed: only tensors with a leading batch axis "
-                                            "can", leaf.span, "E807")])
+                raise LossError(
+                    [
+                        Diagnostic(
+                            f"`{label}` cannot be packed: only tensors with a leading batch axis can", leaf.span, "E807"
+                        )
+                    ]
+                )
             values = []
             for dim in leaf.type.shape[1:]:
                 size = dim.value if dim.is_literal else sizes.get(cast(str, dim.sym))
                 if size is None:
-                    raise LossError([Diagnostic(f"the size `{dim}` of `{label}` is not known when y_true is "
-                                                "unpacked", leaf.span, "E809",
-                                                help="give it through the prediction's shape, a context tensor or "
-                                                     "a param, or pass y_true as a dict")])
+                    raise LossError(
+                        [
+                            Diagnostic(
+                                f"the size `{dim}` of `{label}` is not known when y_true is unpacked",
+                                leaf.span,
+                                "E809",
+                                help="give it through the prediction's shape, a context tensor or "
+                                "a param, or pass y_true as a dict",
+                            )
+                        ]
+                    )
                 values.append(size)
             out[label] = math.prod(values) if values else 1
             out[label + ":trailing"] = tuple(values)
@@ -222,15 +297,20 @@ class Loss(keras.losses.Loss):
         return value
 
     def _missing(self, decl):
-        raise LossError([Diagnostic(f"y_true has no `{decl.name}`", decl.name_span, "E807",
-                                    help="add it to the y_true dict")])
+        raise LossError(
+            [Diagnostic(f"y_true has no `{decl.name}`", decl.name_span, "E807", help="add it to the y_true dict")]
+        )
 
     # ---- saving ----
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(spec=self._source.text, spec_name=self._source.name,
-                      context={k: _as_list(v) for k, v in self._context.items()},
-                      params={k: _as_list(v) for k, v in self.params.items()}, y_true=self._layout)
+        config.update(
+            spec=self._source.text,
+            spec_name=self._source.name,
+            context={k: _as_list(v) for k, v in self._context.items()},
+            params={k: _as_list(v) for k, v in self.params.items()},
+            y_true=self._layout,
+        )
         return config
 
     @classmethod
@@ -255,8 +335,17 @@ def pack(loss: Loss, **arrays: Any) -> np.ndarray:
     """One float32 array with the named targets and inputs side by side, in the order of
     `Loss(..., y_true=[...])`, for `model.fit(x, pack(loss, y=..., group=...))`."""
     if loss._layout is None:
-        raise LossError([Diagnostic("this loss has no y_true layout", None, "E807", path=loss._source.name,
-                                    help="create it with `Loss(spec, y_true=[names...])`")])
+        raise LossError(
+            [
+                Diagnostic(
+                    "this loss has no y_true layout",
+                    None,
+                    "E807",
+                    path=loss._source.name,
+                    help="create it with `Loss(spec, y_true=[names...])`",
+                )
+            ]
+        )
     labels = [label for _, label in loss._packed]
 
     def lookup(label: str):
@@ -271,17 +360,27 @@ def pack(loss: Loss, **arrays: Any) -> np.ndarray:
     missing = [n for n in labels if lookup(n) is None]
     extra = [n for n in arrays if n not in loss._layout and n not in labels]
     if missing or extra:
-        raise LossError([Diagnostic(f"pack needs {', '.join(labels)}" + (f"; missing {', '.join(missing)}"
-                                    if missing else "") + (f"; unexpected {', '.join(extra)}" if extra else ""),
-                                    None, "E807", path=loss._source.name)])
+        raise LossError(
+            [
+                Diagnostic(
+                    f"pack needs {', '.join(labels)}"
+                    + (f"; missing {', '.join(missing)}" if missing else "")
+                    + (f"; unexpected {', '.join(extra)}" if extra else ""),
+                    None,
+                    "E807",
+                    path=loss._source.name,
+                )
+            ]
+        )
     cols = []
     batch = None
     for n in labels:
         a = np.asarray(lookup(n))
         batch = a.shape[0] if batch is None else batch
         if a.shape[0] != batch:
-            raise LossError([Diagnostic(f"`{n}` has {a.shape[0]} rows, the others {batch}", None, "E805",
-                                        path=loss._source.name)])
+            raise LossError(
+                [Diagnostic(f"`{n}` has {a.shape[0]} rows, the others {batch}", None, "E805", path=loss._source.name)]
+            )
         cols.append(a.reshape(batch, -1).astype(np.float32))
     return np.concatenate(cols, axis=1)
 

@@ -49,6 +49,7 @@ def _residual(node: Node) -> tuple[Node, Node] | None:
 
 # ---- a tiny evaluator: is this expression of r the function we think? ---------------------------
 
+
 def _as_function(expr: Node, var: Node) -> Callable[[float], float] | None:
     """`expr` as a Python function of `var`, if it uses only `var`, literals and the functions the
     table marks `kernel_arith` (polynomial or piecewise linear: + - * / ^ neg square abs)."""
@@ -131,9 +132,14 @@ def _bce_body(node: Node) -> tuple[Node, Node, Node | None] | None:
             continue
         pos, ls = p.args if _is(p.args[1], "log_sigmoid") else p.args[::-1]
         one_minus, ls_neg = q.args if _is(q.args[1], "log_sigmoid") else q.args[::-1]
-        if not (_is(ls, "log_sigmoid", 1) and _is(ls_neg, "log_sigmoid", 1) and _is(ls_neg.args[0], "neg", 1)
-                and ls_neg.args[0].args[0] is ls.args[0] and _is(one_minus, "sub", 2)
-                and _const(one_minus.args[0]) == 1.0):
+        if not (
+            _is(ls, "log_sigmoid", 1)
+            and _is(ls_neg, "log_sigmoid", 1)
+            and _is(ls_neg.args[0], "neg", 1)
+            and ls_neg.args[0].args[0] is ls.args[0]
+            and _is(one_minus, "sub", 2)
+            and _const(one_minus.args[0]) == 1.0
+        ):
             continue
         y, z = one_minus.args[1], ls.args[0]
         pw = None
@@ -245,8 +251,9 @@ def select_kernels(root: Node, supported: dict[str, set[str]]) -> Node:
         if hit is not None:
             return hit
         m = select(n)
-        if _is(m, "kernel") and (m.attr("reduction") not in supported.get(m.attr("kernel"), ())
-                                 or _absorbs_shared(n, m, uses)):
+        if _is(m, "kernel") and (
+            m.attr("reduction") not in supported.get(m.attr("kernel"), ()) or _absorbs_shared(n, m, uses)
+        ):
             m = n
         out = rebuild(m, tuple(visit(a) for a in m.inputs)) if m.inputs else m
         memo[id(n)] = out

@@ -57,9 +57,13 @@ class BracketNewlines(PostLex):
                 if not opened or opened[-1].type != _CLOSE[kind]:
                     if opened:
                         want = _CLOSING_CHAR[opened[-1].type]
-                        raise _BracketError(tok, f"`{tok}` does not match `{_OPEN[opened[-1].type]}`", "E103",
-                                            f"the `{_OPEN[opened[-1].type]}` at line {opened[-1].line}, column "
-                                            f"{opened[-1].column} is closed by `{want}`")
+                        raise _BracketError(
+                            tok,
+                            f"`{tok}` does not match `{_OPEN[opened[-1].type]}`",
+                            "E103",
+                            f"the `{_OPEN[opened[-1].type]}` at line {opened[-1].line}, column "
+                            f"{opened[-1].column} is closed by `{want}`",
+                        )
                     raise _BracketError(tok, f"`{tok}` has no opening bracket", "E103", "remove it")
                 opened.pop()
             elif kind == "_NL" and opened:
@@ -68,8 +72,9 @@ class BracketNewlines(PostLex):
             yield tok
         if opened:
             tok = opened[-1]
-            raise _BracketError(tok, f"`{tok}` is never closed", "E102",
-                                f"add `{_CLOSING_CHAR[tok.type]}` where the expression ends")
+            raise _BracketError(
+                tok, f"`{tok}` is never closed", "E102", f"add `{_CLOSING_CHAR[tok.type]}` where the expression ends"
+            )
         if last is None or last.type != "_NL":
             yield Token("_NL", "\n", line=getattr(last, "end_line", 1), column=getattr(last, "end_column", 1))
 
@@ -79,8 +84,16 @@ def _lark() -> Lark:
     from importlib import resources
 
     grammar = resources.files("lossdsl.grammars").joinpath("loss.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="basic", start=["start", "quick"], propagate_positions=True,
-                maybe_placeholders=True, postlex=BracketNewlines(), cache=_cache_path(grammar))
+    return Lark(
+        grammar,
+        parser="lalr",
+        lexer="basic",
+        start=["start", "quick"],
+        propagate_positions=True,
+        maybe_placeholders=True,
+        postlex=BracketNewlines(),
+        cache=_cache_path(grammar),
+    )
 
 
 def _cache_path(grammar: str) -> str | bool:
@@ -165,8 +178,14 @@ class _ToSyntax(Transformer):
     def def_stmt(self, meta, c):
         name, params, body = c
         params = params or []
-        return S.Def(str(name), tuple(str(p) for p in params), tuple(_tok_span(self.src, p) for p in params), body,
-                     self._span(meta), _tok_span(self.src, name))
+        return S.Def(
+            str(name),
+            tuple(str(p) for p in params),
+            tuple(_tok_span(self.src, p) for p in params),
+            body,
+            self._span(meta),
+            _tok_span(self.src, name),
+        )
 
     def names(self, meta, c):
         return [t for t in c if t is not None]
@@ -286,8 +305,12 @@ class _ToSyntax(Transformer):
         args = args or []
         bad = _positional_after_keyword(args)
         if bad is not None:
-            self.diags.error("positional argument after a keyword argument", bad.span, "E108",
-                             help="put positional arguments first, then `name=value` ones")
+            self.diags.error(
+                "positional argument after a keyword argument",
+                bad.span,
+                "E108",
+                help="put positional arguments first, then `name=value` ones",
+            )
             # Keep what came before the mistake, so the checker does not report it again.
             first_kw = next(i for i, a in enumerate(args) if isinstance(a, S.Keyword))
             args = args[:first_kw] + [a for a in args[first_kw:] if isinstance(a, S.Keyword)]
@@ -393,8 +416,12 @@ def _syntax_diagnostic(err: Exception, src: Source, chunk_open: list[Token]) -> 
     if isinstance(err, UnexpectedEOF):
         if chunk_open:
             tok = chunk_open[-1]
-            return Diagnostic(f"`{tok}` is never closed", _tok_span(src, tok), "E102",
-                              help=f"add `{_CLOSING_CHAR[tok.type]}` where the expression ends")
+            return Diagnostic(
+                f"`{tok}` is never closed",
+                _tok_span(src, tok),
+                "E102",
+                help=f"add `{_CLOSING_CHAR[tok.type]}` where the expression ends",
+            )
         last_line = max(1, len(src.text.split("\n")))
         return Diagnostic("unexpected end of file", Span(src, last_line, 1, last_line, 1), "E101")
 
@@ -410,11 +437,16 @@ def _syntax_diagnostic(err: Exception, src: Source, chunk_open: list[Token]) -> 
     prev_char = src.line(sp.line)[sp.col - 2 : sp.col - 1] if sp.col > 1 else ""
 
     if tok.type == "STAR" and prev_char == "*":
-        return Diagnostic("`**` is not an operator", Span(src, sp.line, sp.col - 1, sp.line, sp.col + 1), "E104",
-                          help="use `^` for powers: `x ^ 2`")
+        return Diagnostic(
+            "`**` is not an operator",
+            Span(src, sp.line, sp.col - 1, sp.line, sp.col + 1),
+            "E104",
+            help="use `^` for powers: `x ^ 2`",
+        )
     if tok.type == "COMP_OP" and "COMP_OP" not in expected and "NAME" not in expected:
-        return Diagnostic("comparisons do not chain", sp, "E105",
-                          help="join two comparisons with `and`: `a < b and b < c`")
+        return Diagnostic(
+            "comparisons do not chain", sp, "E105", help="join two comparisons with `and`: `a < b and b < c`"
+        )
     if tok.type == "EQUAL" and "EQUAL" not in expected:
         return Diagnostic("unexpected `=`", sp, "E109", help="to compare, use `==`")
     if tok.type == "NAME" and expected & {"PRED", "LET", "LOSS"}:
@@ -424,11 +456,15 @@ def _syntax_diagnostic(err: Exception, src: Source, chunk_open: list[Token]) -> 
             help = f"to name a value, write `let {tok} = ...`"
         return Diagnostic(f"expected a statement, found `{tok}`", sp, "E101", help=help)
     if expected & {"FLOAT", "INT", "BOOL"} and tok.type == "NAME" and "NAME" not in expected:
-        return Diagnostic(f"unknown type `{tok}`", sp, "E101", help="the types are `float`, `int` and `bool`, "
-                          "with a shape such as `float[B, C]`, or a record `{field: float[B]}`")
+        return Diagnostic(
+            f"unknown type `{tok}`",
+            sp,
+            "E101",
+            help="the types are `float`, `int` and `bool`, "
+            "with a shape such as `float[B, C]`, or a record `{field: float[B]}`",
+        )
     if str(tok) in KEYWORDS and tok.type != "NAME" and "NAME" in expected:
-        return Diagnostic(f"`{tok}` is a keyword and cannot be used as a name", sp, "E101",
-                          help="choose another name")
+        return Diagnostic(f"`{tok}` is a keyword and cannot be used as a name", sp, "E101", help="choose another name")
     help = None
     if chunk_open and tok.type in ("_NL", "$END"):
         o = chunk_open[-1]
@@ -532,8 +568,9 @@ def _parse_per_statement(source: Source, diags: Collector, first_err: Exception)
             continue
         statements.extend(_ToSyntax(source, diags).transform(tree))
     if not diags.has_errors:  # the chunking found nothing: report the whole-file error as it is
-        diags.add(_syntax_diagnostic(first_err, source,
-                                     list(cast(BracketNewlines, lark.options.postlex).open_brackets)))
+        diags.add(
+            _syntax_diagnostic(first_err, source, list(cast(BracketNewlines, lark.options.postlex).open_brackets))
+        )
     return ParseResult(S.Module(source, tuple(statements)), diags.findings, broken)
 
 

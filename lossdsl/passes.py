@@ -51,6 +51,7 @@ def _is_const(node: Node, value) -> bool:
 def lowering_rules(root: Node) -> Node:
     """Each function's `lower` rule (lossdsl/functions/): the stable forms of `log`, small
     powers, `std` with gradient 0 where the spread is 0."""
+
     def fix(n: Node) -> Node:
         if isinstance(n, Apply):
             rule = FUNCTIONS[n.fn].lower
@@ -62,6 +63,7 @@ def lowering_rules(root: Node) -> Node:
 
 
 # ---- where guards ------------------------------------------------------------------------
+
 
 def _safe_const(operand: Node, value) -> Const:
     dt = operand.type.dtype
@@ -127,8 +129,7 @@ def guard_wheres(root: Node, *, domains: bool = True, data: bool = False) -> Nod
             c2 = visit(c, fitted(cond, c.type.shape))
             taken = both(fitted(cond, node.type.shape), c2)
             not_taken = both(fitted(cond, node.type.shape), negate(c2))
-            return rebuild(node, (c2, visit(a, fitted(taken, a.type.shape)),
-                                   visit(b, fitted(not_taken, b.type.shape))))
+            return rebuild(node, (c2, visit(a, fitted(taken, a.type.shape)), visit(b, fitted(not_taken, b.type.shape))))
         if isinstance(node, Apply):
             f = FUNCTIONS[node.fn]
             domain = f.safe_of(node)
@@ -220,6 +221,7 @@ def _expand_for_reduction(cond: Node, red: Apply, x: Node) -> Node | None:
 
 # ---- constant folding ----------------------------------------------------------------------
 
+
 def fold_constants(root: Node) -> Node:
     def fold(n: Node) -> Node:
         if isinstance(n, Apply) and n.fn == "where" and isinstance(n.args[0], Const):
@@ -245,6 +247,7 @@ def fold_constants(root: Node) -> Node:
 
 
 # ---- casts ---------------------------------------------------------------------------------
+
 
 def _cast(node: Node, dtype: DType) -> Node:
     if node.type.dtype is dtype:
@@ -276,8 +279,10 @@ def insert_casts(root: Node) -> Node:
             target = n.type.dtype
         else:
             return n
-        args = tuple(a if i in f.keep_dtype or (a.type.dtype is BOOL and target is BOOL) else _cast(a, target)
-                     for i, a in enumerate(n.args))
+        args = tuple(
+            a if i in f.keep_dtype or (a.type.dtype is BOOL and target is BOOL) else _cast(a, target)
+            for i, a in enumerate(n.args)
+        )
         return rebuild(n, args)
 
     return rewrite_bottom_up(root, fix)
@@ -313,8 +318,13 @@ def share_common(root: Node) -> Node:
     return rewrite_bottom_up(root, merge)
 
 
-def lower(checked: CheckedModule, *, kernels: dict[str, set[str]] | None = None, sharded: str | None = None,
-          made_global: list | None = None) -> Node:
+def lower(
+    checked: CheckedModule,
+    *,
+    kernels: dict[str, set[str]] | None = None,
+    sharded: str | None = None,
+    made_global: list | None = None,
+) -> Node:
     """The IR a backend prints; `kernels` are the fused losses that backend has (see kernels.py);
     `sharded` names a dimension split across replicas (see sharding.py), and the reductions made
     global are appended to `made_global`."""

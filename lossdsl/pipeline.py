@@ -38,8 +38,19 @@ from .parser import ParseResult, parse_source
 from .passes import lower as lower_ir
 from .runtime import CompiledLoss, Runtime
 
-__all__ = ["Emitted", "Lowered", "backend_class", "backend_name", "check", "check_sharded", "emit",
-           "instantiate", "lower", "parse", "printer_for"]
+__all__ = [
+    "Emitted",
+    "Lowered",
+    "backend_class",
+    "backend_name",
+    "check",
+    "check_sharded",
+    "emit",
+    "instantiate",
+    "lower",
+    "parse",
+    "printer_for",
+]
 
 
 # ---- text -> checked IR --------------------------------------------------------------------
@@ -65,9 +76,18 @@ def backend_name(name: Any) -> str:
     key = canonical_name(name) if isinstance(name, str) else None
     if key is None:
         close = difflib.get_close_matches(str(name), list(NAMES) + ["tf"], n=1)
-        raise LossError([Diagnostic(f"unknown backend {name!r}", None, "E810", path="<compile>",
-                                    help=(f"did you mean {close[0]!r}? " if close else "")
-                                    + "backends: 'torch', 'tensorflow' (or 'tf'), 'jax', 'numpy'")])
+        raise LossError(
+            [
+                Diagnostic(
+                    f"unknown backend {name!r}",
+                    None,
+                    "E810",
+                    path="<compile>",
+                    help=(f"did you mean {close[0]!r}? " if close else "")
+                    + "backends: 'torch', 'tensorflow' (or 'tf'), 'jax', 'numpy'",
+                )
+            ]
+        )
     return key
 
 
@@ -93,17 +113,33 @@ def check_sharded(checked: CheckedModule, sharded: Any) -> None:
     """E811 unless `sharded` names a dimension of the spec that no context tensor has."""
     symbols = checked.symbols
     if not isinstance(sharded, str) or sharded not in symbols:
-        raise LossError([Diagnostic(f"`sharded={sharded!r}` names no dimension of this spec", None, "E811",
-                                    path=checked.source.name,
-                                    help=f"its dimensions are {', '.join(f'`{s}`' for s in symbols)}" if symbols
-                                    else "it has no dimension symbols")])
+        raise LossError(
+            [
+                Diagnostic(
+                    f"`sharded={sharded!r}` names no dimension of this spec",
+                    None,
+                    "E811",
+                    path=checked.source.name,
+                    help=f"its dimensions are {', '.join(f'`{s}`' for s in symbols)}"
+                    if symbols
+                    else "it has no dimension symbols",
+                )
+            ]
+        )
     for d in checked.of_kind("context"):
         for leaf in d.leaves:
             if any(dim.sym == sharded for dim in leaf.type.shape):
-                raise LossError([Diagnostic(f"context `{leaf.label}: {leaf.type}` has the sharded dimension "
-                                            f"`{sharded}`, but a context tensor is the same on every replica",
-                                            leaf.span, "E811",
-                                            help="make it an input, so each replica passes its own part")])
+                raise LossError(
+                    [
+                        Diagnostic(
+                            f"context `{leaf.label}: {leaf.type}` has the sharded dimension "
+                            f"`{sharded}`, but a context tensor is the same on every replica",
+                            leaf.span,
+                            "E811",
+                            help="make it an input, so each replica passes its own part",
+                        )
+                    ]
+                )
 
 
 @dataclass
@@ -121,8 +157,9 @@ class Lowered:
 ELEMENTWISE_KERNELS = ("mse", "l1", "huber", "smooth_l1", "bce_logits")
 
 
-def lower(checked: CheckedModule, backend: Any = None, *, sharded: str | None = None,
-          fused_backward: bool = True) -> Lowered:
+def lower(
+    checked: CheckedModule, backend: Any = None, *, sharded: str | None = None, fused_backward: bool = True
+) -> Lowered:
     """The lowered IR. Without a backend: the passes every backend shares (`lossdsl ir --lowered`).
     With one: also its kernels, and the derived backward where its printer uses one
     (lossdsl/autodiff.py), with every kernel it has or, failing a derivation, without the
@@ -162,14 +199,28 @@ class Emitted:
         return self.generated.source
 
 
-def emit(checked: CheckedModule, backend: Any, *, static_dims: Mapping[str, tuple[int, str]],
-         sharded: str | None = None, fused_backward: bool = True, check_indices: bool = True) -> Emitted:
+def emit(
+    checked: CheckedModule,
+    backend: Any,
+    *,
+    static_dims: Mapping[str, tuple[int, str]],
+    sharded: str | None = None,
+    fused_backward: bool = True,
+    check_indices: bool = True,
+) -> Emitted:
     """Lower for `backend` and print its code. `static_dims` are the sizes known before any call:
     the spec's own, and those of the context and params bound at compile time."""
     lowered = lower(checked, backend, sharded=sharded, fused_backward=fused_backward)
-    generated = generate(checked, lowered.root, backend.printer, static_dims=dict(static_dims),
-                         dynamic_sizes=backend.dynamic_sizes, sharded=sharded is not None,
-                         derivative=lowered.derivative, check_indices=check_indices)
+    generated = generate(
+        checked,
+        lowered.root,
+        backend.printer,
+        static_dims=dict(static_dims),
+        dynamic_sizes=backend.dynamic_sizes,
+        sharded=sharded is not None,
+        derivative=lowered.derivative,
+        check_indices=check_indices,
+    )
     return Emitted(lowered, generated, sharded)
 
 
@@ -179,8 +230,15 @@ def emit(checked: CheckedModule, backend: Any, *, static_dims: Mapping[str, tupl
 _compilations = itertools.count(1)
 
 
-def instantiate(checked: CheckedModule, backend: Backend, code: Emitted, *, context_values: dict[str, Any],
-                param_values: dict[str, Any], group: Any = None) -> CompiledLoss:
+def instantiate(
+    checked: CheckedModule,
+    backend: Backend,
+    code: Emitted,
+    *,
+    context_values: dict[str, Any],
+    param_values: dict[str, Any],
+    group: Any = None,
+) -> CompiledLoss:
     """Execute the emitted code with a loaded backend: the callable `compile` returns.
     The source is registered with `linecache` so tracebacks and debuggers show its lines."""
     gen = code.generated

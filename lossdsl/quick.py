@@ -42,8 +42,15 @@ def free_names(expr: S.Expr) -> list[str]:
 
 
 class QuickLoss:
-    def __init__(self, parsed: ParseResult, backend, *, context: Mapping[str, Any], params: Mapping[str, Any],
-                 check_indices: bool = True):
+    def __init__(
+        self,
+        parsed: ParseResult,
+        backend,
+        *,
+        context: Mapping[str, Any],
+        params: Mapping[str, Any],
+        check_indices: bool = True,
+    ):
         """`parsed`: the quick form as `lossdsl.pipeline.parse` read it (the text is parsed once)."""
         self._check_indices = check_indices
         if parsed.findings:
@@ -53,15 +60,28 @@ class QuickLoss:
         self._backend = backend
         self.expr = parsed.module.quick_expr
         if context or params:
-            raise LossError([Diagnostic("the quick form takes no context or params; declare them in a spec",
-                                        self.expr.span, "E806")])
+            raise LossError(
+                [
+                    Diagnostic(
+                        "the quick form takes no context or params; declare them in a spec", self.expr.span, "E806"
+                    )
+                ]
+            )
         names = [n for n in free_names(self.expr) if n not in USER_FUNCTIONS or n in PRED_NAMES + TARGET_NAMES]
         self.preds = [n for n in names if n in PRED_NAMES]
         self.targets = [n for n in names if n in TARGET_NAMES]
         self.inputs = [n for n in names if n not in PRED_NAMES + TARGET_NAMES]
         if not self.preds:
-            raise LossError([Diagnostic("the quick form needs a pred named `yhat` or `y_pred`", self.expr.span,
-                                        "E209", help="or write a spec with declarations: `pred out: float[B]`")])
+            raise LossError(
+                [
+                    Diagnostic(
+                        "the quick form needs a pred named `yhat` or `y_pred`",
+                        self.expr.span,
+                        "E209",
+                        help="or write a spec with declarations: `pred out: float[B]`",
+                    )
+                ]
+            )
         self.order = self.preds + self.targets + self.inputs
         self._compiled: dict[tuple, Any] = {}
 
@@ -74,13 +94,29 @@ class QuickLoss:
 
     def __call__(self, *args: Any, reduction: str = "mean", sample_weight: Any = None, **kwargs: Any) -> Any:
         if len(args) > len(self.order):
-            raise LossError([Diagnostic(f"too many positional arguments: {len(self.order)} expected "
-                                        f"({', '.join(self.order)}), found {len(args)}", self.expr.span, "E802")])
+            raise LossError(
+                [
+                    Diagnostic(
+                        f"too many positional arguments: {len(self.order)} expected "
+                        f"({', '.join(self.order)}), found {len(args)}",
+                        self.expr.span,
+                        "E802",
+                    )
+                ]
+            )
         values = dict(zip(self.order, args))
         for k, v in kwargs.items():
             if k not in self.order:
-                raise LossError([Diagnostic(f"unexpected argument `{k}`; the expression reads "
-                                            f"{', '.join(f'`{n}`' for n in self.order)}", self.expr.span, "E802")])
+                raise LossError(
+                    [
+                        Diagnostic(
+                            f"unexpected argument `{k}`; the expression reads "
+                            f"{', '.join(f'`{n}`' for n in self.order)}",
+                            self.expr.span,
+                            "E802",
+                        )
+                    ]
+                )
             if k in values:
                 raise LossError([Diagnostic(f"argument `{k}` is given twice", self.expr.span, "E802")])
             values[k] = v
@@ -104,13 +140,13 @@ class QuickLoss:
 
     def _type_expr(self, key, span) -> S.TypeExpr:
         if key[0] == "record":
-            return S.RecordTypeExpr(tuple(S.FieldExpr(str(k), self._type_expr(v, span), span) for k, v in key[1]),
-                                    span)
+            return S.RecordTypeExpr(tuple(S.FieldExpr(str(k), self._type_expr(v, span), span) for k, v in key[1]), span)
         kind, shape = key
         if kind not in ("float", "int", "bool"):
             raise LossError([Diagnostic(f"unsupported dtype in the quick form: {kind}", span, "E803")])
-        dims = tuple(S.DimLiteral(int(n), span) if n is not None else S.DimSymbol(f"N{i}", span)
-                     for i, n in enumerate(shape))
+        dims = tuple(
+            S.DimLiteral(int(n), span) if n is not None else S.DimSymbol(f"N{i}", span) for i, n in enumerate(shape)
+        )
         return S.TensorTypeExpr(kind, dims, span)
 
     def _compile(self, key):
@@ -119,8 +155,9 @@ class QuickLoss:
         for name, tkey in key:
             kind = "pred" if name in self.preds else "target" if name in self.targets else "input"
             if kind == "pred" and tkey[0] != "float":
-                raise LossError([Diagnostic(f"the pred `{name}` must be a float tensor, found {tkey[0]}", span,
-                                            "E306")])
+                raise LossError(
+                    [Diagnostic(f"the pred `{name}` must be a float tensor, found {tkey[0]}", span, "E306")]
+                )
             decls.append(S.Decl(kind, name, self._type_expr(tkey, span), None, span, span))
         module = S.Module(self.source, tuple(decls) + (S.LossStmt(self.expr, span),), quick=True)
         # Typed from this call: a module with no syntax findings, and no context or params to bind.

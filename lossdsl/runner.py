@@ -53,8 +53,15 @@ def to_numpy(x: Any) -> np.ndarray | None:
     return arr.astype(np.float64) if arr.dtype.kind == "f" else arr
 
 
-def value_and_grads(f, backend: str, args: dict[str, Any], preds: list[str], dtype: str = "float64",
-                    device: str | None = None, **call_kwargs: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def value_and_grads(
+    f,
+    backend: str,
+    args: dict[str, Any],
+    preds: list[str],
+    dtype: str = "float64",
+    device: str | None = None,
+    **call_kwargs: Any,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     be = _backend(backend)
     conv = {k: to_backend(backend, v, dtype, device) for k, v in args.items()}
     out, grads = be.value_and_grads(lambda **tensors: f(**tensors, **call_kwargs), conv, preds)
@@ -73,13 +80,15 @@ def _parse_assignments(items: list[str], what: str, cast) -> dict[str, Any]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise LossError([Diagnostic(f"--{what} takes NAME=VALUE, found {item!r}", None, "E808",
-                                        path="<command line>")])
+            raise LossError(
+                [Diagnostic(f"--{what} takes NAME=VALUE, found {item!r}", None, "E808", path="<command line>")]
+            )
         try:
             out[name.strip()] = cast(value)
         except ValueError:
-            raise LossError([Diagnostic(f"--{what} {name}: {value!r} is not a number", None, "E808",
-                                        path="<command line>")]) from None
+            raise LossError(
+                [Diagnostic(f"--{what} {name}: {value!r} is not a number", None, "E808", path="<command line>")]
+            ) from None
     return out
 
 
@@ -113,10 +122,17 @@ def load_npz(path: str, checked) -> tuple[dict, dict, dict]:
         elif not (d.kind == "param" and d.has_default):
             missing.append(f"{d.name} ({d.kind}, {d.type})")
     if missing:
-        raise LossError([Diagnostic(f"{path} lacks {len(missing)} array{'s' if len(missing) > 1 else ''}: "
-                                    + ", ".join(missing), None, "E801", path=path,
-                                    help=f"save them with np.savez({path!r}, name=array, ...); a record field "
-                                         "is saved as 'name.field'")])
+        raise LossError(
+            [
+                Diagnostic(
+                    f"{path} lacks {len(missing)} array{'s' if len(missing) > 1 else ''}: " + ", ".join(missing),
+                    None,
+                    "E801",
+                    path=path,
+                    help=f"save them with np.savez({path!r}, name=array, ...); a record field is saved as 'name.field'",
+                )
+            ]
+        )
     return args, context, params
 
 
@@ -137,8 +153,9 @@ def run_spec(ns) -> int:
     from lossdsl.backends import canonical_name
 
     backend = canonical_name(ns.backend) or ns.backend
-    f = compile_spec(ns.spec, backend=backend, context={k: to_backend(backend, v) for k, v in context.items()},
-                     params=params or None)
+    f = compile_spec(
+        ns.spec, backend=backend, context={k: to_backend(backend, v) for k, v in context.items()}, params=params or None
+    )
     preds = [d.name for d in checked.preds]
     value, grads = value_and_grads(f, backend, args, preds, "float32", reduction=ns.reduction)
     out = sys.stdout

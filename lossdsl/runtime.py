@@ -37,8 +37,15 @@ def _shape_text(shape: Sequence) -> str:
 class Runtime:
     """The helpers of one compiled spec on one backend (bound into the generated module)."""
 
-    def __init__(self, checked: CheckedModule, backend, leaves: list[Leaf], context: dict[str, Any],
-                 params: dict[str, Any], index_reads: Sequence = ()):
+    def __init__(
+        self,
+        checked: CheckedModule,
+        backend,
+        leaves: list[Leaf],
+        context: dict[str, Any],
+        params: dict[str, Any],
+        index_reads: Sequence = (),
+    ):
         self.checked = checked
         self.backend = backend
         self.leaves = leaves
@@ -50,23 +57,42 @@ class Runtime:
     def namespace(self) -> dict[str, Any]:
         be = self.backend
         return {
-            "_arg_float": self.arg_float, "_arg_int": self.arg_int, "_arg_bool": self.arg_bool,
-            "_shape": be.shape, "_fail_rank": self.fail_rank, "_fail_size": self.fail_size,
-            "_merge_size": self.merge_size, "_fail_min": self.fail_min, "_record": self.record,
+            "_arg_float": self.arg_float,
+            "_arg_int": self.arg_int,
+            "_arg_bool": self.arg_bool,
+            "_shape": be.shape,
+            "_fail_rank": self.fail_rank,
+            "_fail_size": self.fail_size,
+            "_merge_size": self.merge_size,
+            "_fail_min": self.fail_min,
+            "_record": self.record,
             "_check_index": self.check_index,
-            "_compute_dtype": be.compute_dtype, "_to_float": be.to_float, "_to_int": be.to_int,
-            "_param": self.param, "_context": self.context_value, "_dynamic_size": getattr(be, "dynamic_size", None),
+            "_compute_dtype": be.compute_dtype,
+            "_to_float": be.to_float,
+            "_to_int": be.to_int,
+            "_param": self.param,
+            "_context": self.context_value,
+            "_dynamic_size": getattr(be, "dynamic_size", None),
             "_device": be.device_key,
             **be.namespace(),
         }
 
     # ---- errors ----
-    def _error(self, message: str, leaf: Leaf | None, code: str, *, help: str | None = None, span=None,
-               notes: Sequence[str] = ()) -> LossError:
+    def _error(
+        self,
+        message: str,
+        leaf: Leaf | None,
+        code: str,
+        *,
+        help: str | None = None,
+        span=None,
+        notes: Sequence[str] = (),
+    ) -> LossError:
         if span is None and leaf is not None:
             span = leaf.span
-        return LossError([Diagnostic(message, span, code, help=help, notes=tuple(notes),
-                                     path=self.checked.source.name)])
+        return LossError(
+            [Diagnostic(message, span, code, help=help, notes=tuple(notes), path=self.checked.source.name)]
+        )
 
     def _what(self, leaf: Leaf) -> str:
         return f"{leaf.kind} `{leaf.label}`"
@@ -76,14 +102,24 @@ class Runtime:
         help = None
         if len(shape) == leaf.type.rank + 1 and shape[-1] == 1:
             # A model head of one unit (Keras Dense(1), nn.Linear(d, 1)) outputs a trailing axis of 1.
-            help = (f"drop the trailing axis of size 1 before the call (`{leaf.label}[..., 0]`, "
-                    f"`.squeeze(-1)`, or a `Reshape`/`Flatten` after a one-unit `Dense`), "
-                    f"or declare it: `{leaf.type.dtype}[{', '.join([str(d) for d in leaf.type.shape] + ['1'])}]`")
-        elif len(shape) + 1 == leaf.type.rank and leaf.type.shape and leaf.type.shape[-1].is_literal \
-                and leaf.type.shape[-1].value == 1:
+            help = (
+                f"drop the trailing axis of size 1 before the call (`{leaf.label}[..., 0]`, "
+                f"`.squeeze(-1)`, or a `Reshape`/`Flatten` after a one-unit `Dense`), "
+                f"or declare it: `{leaf.type.dtype}[{', '.join([str(d) for d in leaf.type.shape] + ['1'])}]`"
+            )
+        elif (
+            len(shape) + 1 == leaf.type.rank
+            and leaf.type.shape
+            and leaf.type.shape[-1].is_literal
+            and leaf.type.shape[-1].value == 1
+        ):
             help = f"add the trailing axis of size 1 before the call (`{leaf.label}[..., None]`)"
-        raise self._error(f"{self._what(leaf)} must have rank {leaf.type.rank} (`{leaf.type}`), found shape "
-                          f"{_shape_text(shape)}", leaf, "E804", help=help) from None
+        raise self._error(
+            f"{self._what(leaf)} must have rank {leaf.type.rank} (`{leaf.type}`), found shape {_shape_text(shape)}",
+            leaf,
+            "E804",
+            help=help,
+        ) from None
 
     def fail_size(self, i: int, k: int, shape, expected, where: str) -> None:
         leaf = self.leaves[i]
@@ -94,8 +130,9 @@ class Runtime:
             msg = f"axis {k} of {self._what(leaf)} must have size {dim.value} (`{leaf.type}`), found {found}"
         else:
             msg = f"`{dim.sym}` is {expected} {where} but {found} from `{leaf.label}` (axis {k})"
-        raise self._error(msg, leaf, "E805", span=span, notes=[f"`{leaf.label}` has shape {_shape_text(shape)}"]
-                          ) from None
+        raise self._error(
+            msg, leaf, "E805", span=span, notes=[f"`{leaf.label}` has shape {_shape_text(shape)}"]
+        ) from None
 
     def merge_size(self, i: int, k: int, shape, current, where: str):
         found = shape[k]
@@ -109,8 +146,9 @@ class Runtime:
 
     def fail_min(self, ci: int, size) -> None:
         c = self.checked.constraints[ci]
-        raise self._error(f"{c.what} needs `{c.dim}` to be at least {c.minimum}, found {size}", None, "E805",
-                          span=c.span) from None
+        raise self._error(
+            f"{c.what} needs `{c.dim}` to be at least {c.minimum}, found {size}", None, "E805", span=c.span
+        ) from None
 
     def check_index(self, k: int, x: Any, size: int) -> None:
         """Every value of an int argument read as an index (read `k` of the generated entry)
@@ -132,21 +170,28 @@ class Runtime:
         dim = read.dim
         of = f"an axis of size {size}" if dim.sym is None else f"`{dim}`, which is {size} {read.where}".rstrip()
         what = self._what(leaf) if read.label == leaf.label else f"`{read.label}`"
-        help = ("indices are not counted from the end; to leave samples out (PyTorch's ignore_index), guard "
-                f"the read: `where({read.label} >= 0, -pick(logp, {read.label}), 0.0)`, as lossdsl.std's "
-                "cross_entropy does" if bad < 0 else None)
-        raise self._error(f"{what} holds {bad} at {at}, outside [0, {size}): it indexes {of}", leaf, "E812",
-                          help=help, span=read.span) from None
+        help = (
+            "indices are not counted from the end; to leave samples out (PyTorch's ignore_index), guard "
+            f"the read: `where({read.label} >= 0, -pick(logp, {read.label}), 0.0)`, as lossdsl.std's "
+            "cross_entropy does"
+            if bad < 0
+            else None
+        )
+        raise self._error(
+            f"{what} holds {bad} at {at}, outside [0, {size}): it indexes {of}", leaf, "E812", help=help, span=read.span
+        ) from None
 
     def record(self, i: int, value: Any, paths: list[list[str]]) -> None:
         leaf = self.leaves[i]
         decl = leaf.decl
         if not isinstance(value, Mapping):
-            raise self._error(f"{decl.kind} `{decl.name}` is a record `{decl.type}`: pass a dict, found "
-                              f"{type(value).__name__}", leaf, "E807", span=decl.type_span,
-                              help=f"e.g. {decl.name}={{"
-                                   f"{', '.join(repr(n) + ': ...' for n in cast(RecordType, decl.type).names)}}}"
-                              ) from None
+            raise self._error(
+                f"{decl.kind} `{decl.name}` is a record `{decl.type}`: pass a dict, found {type(value).__name__}",
+                leaf,
+                "E807",
+                span=decl.type_span,
+                help=f"e.g. {decl.name}={{{', '.join(repr(n) + ': ...' for n in cast(RecordType, decl.type).names)}}}",
+            ) from None
         self._fields(decl, value, decl.type, ())
 
     def _fields(self, decl: Declaration, value: Mapping, rtype, prefix: tuple[str, ...]) -> None:
@@ -156,22 +201,30 @@ class Runtime:
         label = ".".join((decl.name,) + prefix)
         for name in names:
             if name not in value:
-                raise self._error(f"{decl.kind} `{label}` is missing field `{name}`", None, "E807",
-                                  span=decl.leaf_spans.get(prefix + (name,), decl.type_span),
-                                  help=f"it has {', '.join(repr(k) for k in value) or 'no fields'}") from None
+                raise self._error(
+                    f"{decl.kind} `{label}` is missing field `{name}`",
+                    None,
+                    "E807",
+                    span=decl.leaf_spans.get(prefix + (name,), decl.type_span),
+                    help=f"it has {', '.join(repr(k) for k in value) or 'no fields'}",
+                ) from None
             sub = rtype.field(name)
             if isinstance(sub, RecordType):
                 if not isinstance(value[name], Mapping):
-                    raise self._error(f"field `{label}.{name}` is a record: pass a dict", None, "E807",
-                                      span=decl.type_span) from None
+                    raise self._error(
+                        f"field `{label}.{name}` is a record: pass a dict", None, "E807", span=decl.type_span
+                    ) from None
                 self._fields(decl, value[name], sub, prefix + (name,))
         extra = [k for k in value if k not in names]
         if extra:
             close = difflib.get_close_matches(str(extra[0]), names, n=1)
-            raise self._error(f"{decl.kind} `{label}` has no field `{extra[0]}`", None, "E807",
-                              span=decl.type_span,
-                              help=f"did you mean `{close[0]}`?" if close else
-                              f"its fields are {', '.join(f'`{n}`' for n in names)}") from None
+            raise self._error(
+                f"{decl.kind} `{label}` has no field `{extra[0]}`",
+                None,
+                "E807",
+                span=decl.type_span,
+                help=f"did you mean `{close[0]}`?" if close else f"its fields are {', '.join(f'`{n}`' for n in names)}",
+            ) from None
 
     # ---- conversion ----
     def _tensor(self, i: int, x: Any) -> Any:
@@ -182,13 +235,18 @@ class Runtime:
             return be.asarray(x)
         except Exception as e:  # any framework's conversion error becomes ours
             leaf = self.leaves[i]
-            raise self._error(f"{self._what(leaf)} must be a tensor, found {type(x).__name__} ({e})", leaf,
-                              "E803") from None
+            raise self._error(
+                f"{self._what(leaf)} must be a tensor, found {type(x).__name__} ({e})", leaf, "E803"
+            ) from None
 
     def _dtype_error(self, i: int, x: Any, want: str, help: str | None = None) -> LossError:
         leaf = self.leaves[i]
-        return self._error(f"{self._what(leaf)} must be {want} (`{leaf.type}`), found "
-                           f"{self.backend.dtype_name(x)}", leaf, "E803", help=help)
+        return self._error(
+            f"{self._what(leaf)} must be {want} (`{leaf.type}`), found {self.backend.dtype_name(x)}",
+            leaf,
+            "E803",
+            help=help,
+        )
 
     def arg_float(self, i: int, x: Any) -> Any:
         x = self._tensor(i, x)
@@ -203,8 +261,13 @@ class Runtime:
         x = self._tensor(i, x)
         if self.backend.dtype_kind(x) == "int":
             return x
-        raise self._dtype_error(i, x, "an int tensor", help="indices and ids must be integers; convert them "
-                                "(`.long()` in torch, `.astype(int)` in NumPy/JAX, `tf.cast` in TensorFlow)")
+        raise self._dtype_error(
+            i,
+            x,
+            "an int tensor",
+            help="indices and ids must be integers; convert them "
+            "(`.long()` in torch, `.astype(int)` in NumPy/JAX, `tf.cast` in TensorFlow)",
+        )
 
     def arg_bool(self, i: int, x: Any) -> Any:
         x = self._tensor(i, x)
@@ -238,18 +301,25 @@ class Runtime:
             if hit is not None:
                 return hit
             if leaf.label not in self.params:
-                raise self._error(f"param `{leaf.label}` has no value: it has no default and was not bound",
-                                  None, "E801", span=leaf.decl.name_span,
-                                  help=f"pass it at the call (`{leaf.label}=...`) or bind it once with "
-                                       f"`lossdsl.compile(..., params={{'{leaf.label}': ...}})`") from None
+                raise self._error(
+                    f"param `{leaf.label}` has no value: it has no default and was not bound",
+                    None,
+                    "E801",
+                    span=leaf.decl.name_span,
+                    help=f"pass it at the call (`{leaf.label}=...`) or bind it once with "
+                    f"`lossdsl.compile(..., params={{'{leaf.label}': ...}})`",
+                ) from None
             out = self._convert_static(leaf, self.params[leaf.label], cdt, like)
             self._cache[key] = out
             return out
         x = self._tensor(i, value)
         kind = self.backend.dtype_kind(x)
         want = leaf.type.dtype.value
-        if (want == "float" and kind not in ("float", "int")) or (want == "int" and kind != "int") or \
-                (want == "bool" and kind != "bool"):
+        if (
+            (want == "float" and kind not in ("float", "int"))
+            or (want == "int" and kind != "int")
+            or (want == "bool" and kind != "bool")
+        ):
             raise self._dtype_error(i, x, f"a {want} value")
         if leaf.type.rank == 0 and len(self.backend.shape(x)) != 0:
             self.fail_rank(i, self.backend.shape(x))
@@ -266,13 +336,14 @@ class Runtime:
 class CompiledLoss:
     """A spec compiled for one backend. Call it with the backend's own tensors:
 
-        f(yhat, y, x={"feature": feat})             positional, in declaration order
-        f(yhat=yhat, y=y, x=..., alpha=0.3)         by name; params by keyword only
-        f(..., reduction="sum", sample_weight=w)    for a per-sample loss
+    f(yhat, y, x={"feature": feat})             positional, in declaration order
+    f(yhat=yhat, y=y, x=..., alpha=0.3)         by name; params by keyword only
+    f(..., reduction="sum", sample_weight=w)    for a per-sample loss
     """
 
-    def __init__(self, checked: CheckedModule, backend, source: str, entry, compute, runtime: Runtime,
-                 entry_args: list[str]):
+    def __init__(
+        self, checked: CheckedModule, backend, source: str, entry, compute, runtime: Runtime, entry_args: list[str]
+    ):
         self.spec = checked
         self.backend = backend.name
         self._backend = backend
@@ -314,8 +385,9 @@ class CompiledLoss:
         """Names, kinds, dtypes and symbolic shapes of everything the loss takes."""
         out = []
         for d in self.spec.declarations:
-            out.append({"name": d.name, "kind": d.kind, "type": str(d.type),
-                        "default": d.default if d.has_default else None})
+            out.append(
+                {"name": d.name, "kind": d.kind, "type": str(d.type), "default": d.default if d.has_default else None}
+            )
         return out
 
     @property
@@ -326,8 +398,9 @@ class CompiledLoss:
         """Change the compile-time value of params (no recompilation)."""
         for name, value in values.items():
             if name not in {d.name for d in self._param_decls}:
-                raise LossError([Diagnostic(f"`{name}` is not a param of this spec", None, "E806",
-                                            path=self.spec.source.name)])
+                raise LossError(
+                    [Diagnostic(f"`{name}` is not a param of this spec", None, "E806", path=self.spec.source.name)]
+                )
             self._runtime.params[name] = value
         self._runtime.clear_cache()
 
@@ -348,10 +421,17 @@ class CompiledLoss:
                 return self._dist.finish(reduced)  # the same global value on every replica
             return reduced
         if sample_weight is not None:
-            raise LossError([Diagnostic("`sample_weight` needs a per-sample loss, but this `loss` is a scalar",
-                                        self.spec.loss.span, "E808",
-                                        help="make `loss` per-sample (shape [B]) and let the API reduce it",
-                                        path=self.spec.source.name)])
+            raise LossError(
+                [
+                    Diagnostic(
+                        "`sample_weight` needs a per-sample loss, but this `loss` is a scalar",
+                        self.spec.loss.span,
+                        "E808",
+                        help="make `loss` per-sample (shape [B]) and let the API reduce it",
+                        path=self.spec.source.name,
+                    )
+                ]
+            )
         if reduction not in REDUCTIONS:
             self._bad_reduction(reduction)
         return out if self._dist is None else self._dist.finish(out)
@@ -362,22 +442,46 @@ class CompiledLoss:
         src = self.spec.source.name
         if len(args) > n:
             names = ", ".join(d.name for d in decls)
-            raise LossError([Diagnostic(f"too many positional arguments: {n} expected ({names}), found {len(args)}",
-                                        None, "E802", path=src,
-                                        help="params are passed by keyword" if self._param_decls else None)])
+            raise LossError(
+                [
+                    Diagnostic(
+                        f"too many positional arguments: {n} expected ({names}), found {len(args)}",
+                        None,
+                        "E802",
+                        path=src,
+                        help="params are passed by keyword" if self._param_decls else None,
+                    )
+                ]
+            )
         values: list = list(args) + [None] * (n - len(args)) + list(self._defaults)
         given = [True] * len(args) + [False] * (n - len(args))
         for name, value in kwargs.items():
             slot = self._slots.get(name)
             if slot is None:
                 if name in self._context_names:
-                    raise LossError([Diagnostic(
-                        f"context `{name}` is bound once, at compile time, not at each call", None, "E806",
-                        path=src, help=f"pass it to `lossdsl.compile(..., context={{'{name}': ...}})`")])
+                    raise LossError(
+                        [
+                            Diagnostic(
+                                f"context `{name}` is bound once, at compile time, not at each call",
+                                None,
+                                "E806",
+                                path=src,
+                                help=f"pass it to `lossdsl.compile(..., context={{'{name}': ...}})`",
+                            )
+                        ]
+                    )
                 close = difflib.get_close_matches(name, list(self._slots), n=1)
-                raise LossError([Diagnostic(f"unexpected argument `{name}`", None, "E802", path=src,
-                                            help=f"did you mean `{close[0]}`?" if close else
-                                            f"the loss takes {self.signature}")])
+                raise LossError(
+                    [
+                        Diagnostic(
+                            f"unexpected argument `{name}`",
+                            None,
+                            "E802",
+                            path=src,
+                            help=f"did you mean `{close[0]}`?" if close else f"the loss takes {self.signature}",
+                        )
+                    ]
+                )
             if slot < n:
                 if given[slot]:
                     raise LossError([Diagnostic(f"argument `{name}` is given twice", None, "E802", path=src)])
@@ -386,13 +490,31 @@ class CompiledLoss:
         for i, ok in enumerate(given):
             if not ok:
                 d = decls[i]
-                raise LossError([Diagnostic(f"missing {d.kind} `{d.name}: {d.type}`", d.name_span, "E801",
-                                            path=src, help=f"pass it positionally or as `{d.name}=...`")])
+                raise LossError(
+                    [
+                        Diagnostic(
+                            f"missing {d.kind} `{d.name}: {d.type}`",
+                            d.name_span,
+                            "E801",
+                            path=src,
+                            help=f"pass it positionally or as `{d.name}=...`",
+                        )
+                    ]
+                )
         return values
 
     def _bad_reduction(self, reduction: Any) -> None:
-        raise LossError([Diagnostic(f"unknown reduction {reduction!r}", None, "E808", path=self.spec.source.name,
-                                    help="use " + ", ".join(repr(r) for r in REDUCTIONS))])
+        raise LossError(
+            [
+                Diagnostic(
+                    f"unknown reduction {reduction!r}",
+                    None,
+                    "E808",
+                    path=self.spec.source.name,
+                    help="use " + ", ".join(repr(r) for r in REDUCTIONS),
+                )
+            ]
+        )
 
     def _reduce(self, loss: Any, reduction: str, sample_weight: Any) -> Any:
         be = self._backend
@@ -402,12 +524,20 @@ class CompiledLoss:
             w = sample_weight if be.is_tensor(sample_weight) else be.asarray(sample_weight)
             ws, ls = be.shape(w), be.shape(loss)
             if len(ws) != 1 or (ws[0] is not None and ls[0] is not None and ws[0] != ls[0]):
-                raise LossError([Diagnostic(
-                    f"`sample_weight` must have shape ({ls[0]},), one weight per sample, found {_shape_text(ws)}",
-                    self.spec.loss.span, "E808", path=self.spec.source.name)])
+                raise LossError(
+                    [
+                        Diagnostic(
+                            f"`sample_weight` must have shape ({ls[0]},), one weight per sample, found {_shape_text(ws)}",
+                            self.spec.loss.span,
+                            "E808",
+                            path=self.spec.source.name,
+                        )
+                    ]
+                )
             if be.dtype_kind(w) not in ("float", "int", "bool"):
-                raise LossError([Diagnostic("`sample_weight` must be numeric", None, "E808",
-                                            path=self.spec.source.name)])
+                raise LossError(
+                    [Diagnostic("`sample_weight` must be numeric", None, "E808", path=self.spec.source.name)]
+                )
             w = be.place_like(be.to_float(w, be.dtype_of(loss)), loss)
             weighted = loss * w
         else:

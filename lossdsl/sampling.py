@@ -59,8 +59,9 @@ def random_value(t, sizes, rng, bound: Dim | None = None, *, dtype=np.float64) -
     return rng.random(shape) < 0.5
 
 
-def random_inputs(checked: CheckedModule, rng: np.random.Generator, sizes: dict[str, int] | None = None,
-                  *, dtype=np.float64) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def random_inputs(
+    checked: CheckedModule, rng: np.random.Generator, sizes: dict[str, int] | None = None, *, dtype=np.float64
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(call arguments, context, params) as NumPy arrays; records as dicts. Params with a
     default are left out (the default is used)."""
     sizes = dimension_sizes(checked, sizes)

@@ -54,10 +54,17 @@ class _Globalizer:
         self.source_name = source_name
 
     def fail(self, node: Node, what: str) -> None:
-        raise LossError([Diagnostic(
-            f"{what} along the sharded dimension `{self.sym}` needs the whole batch on one replica", node.span,
-            "E811", help=f"compute it on each replica's part (along another axis), or compile without "
-                         f"`sharded={self.sym!r}` and gather the batch first")])
+        raise LossError(
+            [
+                Diagnostic(
+                    f"{what} along the sharded dimension `{self.sym}` needs the whole batch on one replica",
+                    node.span,
+                    "E811",
+                    help=f"compute it on each replica's part (along another axis), or compile without "
+                    f"`sharded={self.sym!r}` and gather the batch first",
+                )
+            ]
+        )
 
     def axes_on(self, x: Node, axes) -> list[int]:
         hits = []
@@ -78,10 +85,14 @@ class _Globalizer:
         return _apply(fn, (sg,), x.type, x.span)
 
     def reduce(self, fn: str, x: Node, axes, keep: bool, span, dtype=None) -> Node:
-        shape = tuple(ONE if i in axes else d for i, d in enumerate(x.type.shape)) if keep else tuple(
-            d for i, d in enumerate(x.type.shape) if i not in axes)
-        return _apply(fn, (x,), TensorType(dtype or x.type.dtype, shape), span,
-                      (("axis", tuple(axes)), ("keepdims", keep)))
+        shape = (
+            tuple(ONE if i in axes else d for i, d in enumerate(x.type.shape))
+            if keep
+            else tuple(d for i, d in enumerate(x.type.shape) if i not in axes)
+        )
+        return _apply(
+            fn, (x,), TensorType(dtype or x.type.dtype, shape), span, (("axis", tuple(axes)), ("keepdims", keep))
+        )
 
     def global_count(self, x: Node, axes, span) -> Node:
         """The number of elements reduced, over all replicas, as a float scalar."""
@@ -91,8 +102,11 @@ class _Globalizer:
             d = x.type.shape[k]
             if d == self.dim:
                 continue
-            size = Const(_scalar(), span, float(d.value)) if d.is_literal else _apply(
-                "cast_float", (DimSize(_scalar(INT), span, d),), _scalar(), span)
+            size = (
+                Const(_scalar(), span, float(d.value))
+                if d.is_literal
+                else _apply("cast_float", (DimSize(_scalar(INT), span, d),), _scalar(), span)
+            )
             total = _apply("mul", (total, size), _scalar(), span)
         return total
 

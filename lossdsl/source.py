@@ -54,7 +54,7 @@ class Span:
         """The source text it covers, when on one line."""
         if self.line != self.end_line:
             return None
-        return self.source.line(self.line)[self.col - 1:self.end_col - 1]
+        return self.source.line(self.line)[self.col - 1 : self.end_col - 1]
 
     def to(self, other: Span) -> Span:
         """The span from the start of self to the end of other."""

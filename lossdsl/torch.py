@@ -26,13 +26,26 @@ def _buffer_name(label: str) -> str:
 
 
 class LossModule(nn.Module):
-    def __init__(self, spec, *, context: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
-                 fused_backward: bool = True, check_indices: bool = True):
+    def __init__(
+        self,
+        spec,
+        *,
+        context: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        fused_backward: bool = True,
+        check_indices: bool = True,
+    ):
         super().__init__()
         import lossdsl
 
-        self.loss_fn = lossdsl.compile(spec, backend="torch", context=context, params=params,
-                                       fused_backward=fused_backward, check_indices=check_indices)
+        self.loss_fn = lossdsl.compile(
+            spec,
+            backend="torch",
+            context=context,
+            params=params,
+            fused_backward=fused_backward,
+            check_indices=check_indices,
+        )
         self._labels: list[str] = []
         for decl in self.loss_fn.spec.of_kind("context"):
             for leaf in decl.leaves:

@@ -15,8 +15,16 @@ from .dims import Dims
 from .report import Reporter, where
 
 
-def broadcast_shapes(report: Reporter, dims: Dims, site: CallSite, shapes: Sequence[Shape],
-                     types: Sequence[TensorType | None], texts: Sequence[str], *, quick: bool) -> Shape:
+def broadcast_shapes(
+    report: Reporter,
+    dims: Dims,
+    site: CallSite,
+    shapes: Sequence[Shape],
+    types: Sequence[TensorType | None],
+    texts: Sequence[str],
+    *,
+    quick: bool,
+) -> Shape:
     """The broadcast of `shapes`, aligned from the right; `types` and `texts` (the operands as
     written) only shape the messages."""
     if quick:
@@ -53,23 +61,30 @@ def _quick_same_shapes(report: Reporter, dims: Dims, site: CallSite, shapes, typ
     axis the expression inserts itself with `None` says how the axes line up, and is allowed."""
     tensors = [(i, s) for i, s in enumerate(shapes) if len(s) > 0]
     for (i, a), (j, b) in itertools.pairwise(tensors):
-        if len(a) == len(b) and all(dims.resolve(x) == dims.resolve(y) or x.inserted or y.inserted
-                                    for x, y in zip(a, b)):
+        if len(a) == len(b) and all(
+            dims.resolve(x) == dims.resolve(y) or x.inserted or y.inserted for x, y in zip(a, b)
+        ):
             continue
         ta = str(types[i]) if types[i] is not None else shape_str(a)
         tb = str(types[j]) if types[j] is not None else shape_str(b)
         notes = ["without declarations the checker cannot tell which axes are meant to line up"]
         short, long_ = (a, b) if len(a) < len(b) else (b, a)
         if len(long_) == len(short) + 1 and long_[-1] == ONE:
-            notes.append(f"`{shape_str(long_)}` against `{shape_str(short)}` would make a "
-                         f"`{shape_str(long_[:-1] + short[-1:])}` outer product")
-        report.fail(f"the quick form does not broadcast `{ta}` with `{tb}`", site.span, "E401", notes=notes,
-                    help="declare the tensors in a spec, so that each axis has a name (`pred yhat: float[B]`), "
-                         "or give the operands equal shapes in the expression (`yhat[:, 0]`, `w[:, None]`)")
+            notes.append(
+                f"`{shape_str(long_)}` against `{shape_str(short)}` would make a "
+                f"`{shape_str(long_[:-1] + short[-1:])}` outer product"
+            )
+        report.fail(
+            f"the quick form does not broadcast `{ta}` with `{tb}`",
+            site.span,
+            "E401",
+            notes=notes,
+            help="declare the tensors in a spec, so that each axis has a name (`pred yhat: float[B]`), "
+            "or give the operands equal shapes in the expression (`yhat[:, 0]`, `w[:, None]`)",
+        )
 
 
-def _no_self_outer_product(report: Reporter, dims: Dims, site: CallSite, shapes, types, texts,
-                           result: Shape) -> None:
+def _no_self_outer_product(report: Reporter, dims: Dims, site: CallSite, shapes, types, texts, result: Shape) -> None:
     """A declared size-1 axis stretched against a dimension the result already has on another
     axis makes an outer product of that dimension with itself: `float[B, 1]` with `float[B]`
     is `[B, B]`, the Dense(1)-output bug. Allowed when each stretched 1 was inserted with
@@ -95,23 +110,36 @@ def _no_self_outer_product(report: Reporter, dims: Dims, site: CallSite, shapes,
                 continue
             i = stretched[0]
             t = str(types[i]) if types[i] is not None else shape_str(shapes[i])
-            others = [str(types[j]) if types[j] is not None else shape_str(shapes[j])
-                      for j in range(len(shapes)) if j != i and shapes[j]]
+            others = [
+                str(types[j]) if types[j] is not None else shape_str(shapes[j])
+                for j in range(len(shapes))
+                if j != i and shapes[j]
+            ]
             text = texts[i] if texts[i] and len(texts[i]) <= 24 else "x"
             lone = [k for k, d in enumerate(shapes[i]) if d == ONE and not d.inserted]
-            fix = (f"`{text}[{', '.join([':'] * lone[0] + ['0'])}]`" if len(lone) == 1
-                   else f"`{text}` reshaped so its axes line up")
-            report.fail(f"broadcasting `{t}` with `{' with '.join(others) or 'itself'}` makes a "
-                        f"`{shape_str(result)}` outer product of `{a}` with itself", site.span, "E403",
-                        notes=[f"the size-1 axis of `{t}` is stretched to `{a}`, which the result already "
-                               "has on another axis; a `[B, 1]` model output against `[B]` labels is the "
-                               "usual cause"],
-                        help=f"drop the size-1 axis: {fix}; for an outer product, write the axes with "
-                             "`None`: `x[:, None] - x[None, :]`")
+            fix = (
+                f"`{text}[{', '.join([':'] * lone[0] + ['0'])}]`"
+                if len(lone) == 1
+                else f"`{text}` reshaped so its axes line up"
+            )
+            report.fail(
+                f"broadcasting `{t}` with `{' with '.join(others) or 'itself'}` makes a "
+                f"`{shape_str(result)}` outer product of `{a}` with itself",
+                site.span,
+                "E403",
+                notes=[
+                    f"the size-1 axis of `{t}` is stretched to `{a}`, which the result already "
+                    "has on another axis; a `[B, 1]` model output against `[B]` labels is the "
+                    "usual cause"
+                ],
+                help=f"drop the size-1 axis: {fix}; for an outer product, write the axes with "
+                "`None`: `x[:, None] - x[None, :]`",
+            )
 
 
-def _broadcast_error(report: Reporter, dims: Dims, site: CallSite, shapes, types, texts, i: int, j: int,
-                     a: Dim, b: Dim) -> NoReturn:
+def _broadcast_error(
+    report: Reporter, dims: Dims, site: CallSite, shapes, types, texts, i: int, j: int, a: Dim, b: Dim
+) -> NoReturn:
     """Operand `i`'s dim `a` clashed with operand `j`'s dim `b`."""
     ta = str(types[i]) if types[i] is not None else "[" + ", ".join(map(str, shapes[i])) + "]"
     tb = str(types[j]) if types[j] is not None else "[" + ", ".join(map(str, shapes[j])) + "]"
@@ -122,17 +150,27 @@ def _broadcast_error(report: Reporter, dims: Dims, site: CallSite, shapes, types
         sym = a if a.sym else b
         other = b if a.sym else a
         value, bound_where = dims.bound[sym.sym]  # type: ignore[index]
-        report.fail(f"`{sym.sym}` is {value} {bound_where} but {dims.resolve(other)} here", site.span, "E402",
-                    notes=[f"in the shapes `{ta}` and `{tb}`"])
+        report.fail(
+            f"`{sym.sym}` is {value} {bound_where} but {dims.resolve(other)} here",
+            site.span,
+            "E402",
+            notes=[f"in the shapes `{ta}` and `{tb}`"],
+        )
     if a.sym and b.sym and a.sym == b.sym:
         notes.append(f"`{a}` and `{b}` differ by {abs(a.offset - b.offset)}")
         help = "slice both operands the same way, e.g. `x[1:] - y[1:]`"
     else:
-        notes.append(f"aligned from the right, `{a}` meets `{b}`"
-                     + ("; different dimensions never broadcast, even when their sizes agree at run time"
-                        if (a.sym or b.sym) else ""))
-        small, big, text = (shapes[i], shapes[j], texts[i]) if len(shapes[i]) < len(shapes[j]) else (
-            shapes[j], shapes[i], texts[j])
+        notes.append(
+            f"aligned from the right, `{a}` meets `{b}`"
+            + (
+                "; different dimensions never broadcast, even when their sizes agree at run time"
+                if (a.sym or b.sym)
+                else ""
+            )
+        )
+        small, big, text = (
+            (shapes[i], shapes[j], texts[i]) if len(shapes[i]) < len(shapes[j]) else (shapes[j], shapes[i], texts[j])
+        )
         if len(text) > 24 or not text:
             text = "x"
         suggestion = broadcast_suggestion(small, big, text)

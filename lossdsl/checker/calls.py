@@ -14,13 +14,32 @@ from .literals import int_literal, number_literal
 from .report import POISON, Reporter, did_you_mean
 
 # What users of other libraries write for our keywords.
-KEYWORD_ALIASES = {"dim": "axis", "axes": "axis", "keepdim": "keepdims", "keep_dims": "keepdims",
-                   "correction": "ddof", "unbiased": "ddof", "ord": "p", "num_classes": "C", "depth": "C",
-                   "num_segments": "G", "min": "lo", "max": "hi", "a_min": "lo", "a_max": "hi"}
+KEYWORD_ALIASES = {
+    "dim": "axis",
+    "axes": "axis",
+    "keepdim": "keepdims",
+    "keep_dims": "keepdims",
+    "correction": "ddof",
+    "unbiased": "ddof",
+    "ord": "p",
+    "num_classes": "C",
+    "depth": "C",
+    "num_segments": "G",
+    "min": "lo",
+    "max": "hi",
+    "a_min": "lo",
+    "a_max": "hi",
+}
 
 
-def bind_arguments(report: Reporter, fn: Function, args: list[S.Expr], kwargs: list[S.Keyword], span: Span,
-                   is_value: Callable[[str], bool]) -> tuple[dict[str, tuple[S.Expr, Span]], bool]:
+def bind_arguments(
+    report: Reporter,
+    fn: Function,
+    args: list[S.Expr],
+    kwargs: list[S.Keyword],
+    span: Span,
+    is_value: Callable[[str], bool],
+) -> tuple[dict[str, tuple[S.Expr, Span]], bool]:
     """Each parameter's argument (and the span to blame), and whether the call's arity and
     keywords are right; every mistake is reported. `is_value(name)`: a value of that name is in
     scope, so `f(x, name=...)` was likely meant as a comparison."""
@@ -55,8 +74,12 @@ def bind_arguments(report: Reporter, fn: Function, args: list[S.Expr], kwargs: l
             bound[param.name] = (kw.value, kw.span)
     missing = [p.name for p in params if p.default is REQUIRED and p.name not in bound]
     if arity_ok and missing:
-        report.error(arity_message(fn, len(args) + len(kwargs)), span, "E501",
-                     help=f"missing: {', '.join(f'`{m}`' for m in missing)}")
+        report.error(
+            arity_message(fn, len(args) + len(kwargs)),
+            span,
+            "E501",
+            help=f"missing: {', '.join(f'`{m}`' for m in missing)}",
+        )
         arity_ok = False
     return bound, arity_ok
 
@@ -70,11 +93,18 @@ def arity_message(fn: Function, given: int) -> str:
         count = f"{total} argument{'s' if total != 1 else ''}"
     else:
         count = f"{len(required)} to {total} arguments"
-    return f"`{fn.name}` takes {count} ({fn.signature()[len(fn.name) + 1:-1]}), found {given}"
+    return f"`{fn.name}` takes {count} ({fn.signature()[len(fn.name) + 1 : -1]}), found {given}"
 
 
-def static_argument(report: Reporter, fn: Function, pname: str, kind: str, e: S.Expr,
-                    is_value: Callable[[str], bool], known_symbols: set[str]) -> Any:
+def static_argument(
+    report: Reporter,
+    fn: Function,
+    pname: str,
+    kind: str,
+    e: S.Expr,
+    is_value: Callable[[str], bool],
+    known_symbols: set[str],
+) -> Any:
     """The value of a static argument of kind `kind` (see `functions.Param`), or POISON
     (reported). An axis is a list of (integer or dimension name, span)."""
     label = fn.name
@@ -89,8 +119,12 @@ def static_argument(report: Reporter, fn: Function, pname: str, kind: str, e: S.
             elif isinstance(it, S.Name) and not is_value(it.id):
                 out.append((it.id, it.span))
             else:
-                report.error(f"`{pname}` of `{label}` must be an integer, a dimension name or a tuple of them",
-                             it.span, "E504", help="for example `axis=-1`, `axis=C` or `axis=(H, W)`")
+                report.error(
+                    f"`{pname}` of `{label}` must be an integer, a dimension name or a tuple of them",
+                    it.span,
+                    "E504",
+                    help="for example `axis=-1`, `axis=C` or `axis=(H, W)`",
+                )
                 return POISON
         return out
     if kind == "bool":
@@ -119,12 +153,20 @@ def static_argument(report: Reporter, fn: Function, pname: str, kind: str, e: S.
             return Dim.lit(v)
         if isinstance(e, S.Name):
             if e.id not in known_symbols:
-                report.error(f"dimension `{e.id}` is not declared anywhere, so nothing gives its size", e.span,
-                             "E809", help=f"use it in a declaration (e.g. `param group_w: float[{e.id}]`), "
-                                          "or write the size as an integer")
+                report.error(
+                    f"dimension `{e.id}` is not declared anywhere, so nothing gives its size",
+                    e.span,
+                    "E809",
+                    help=f"use it in a declaration (e.g. `param group_w: float[{e.id}]`), "
+                    "or write the size as an integer",
+                )
                 return POISON
             return Dim(e.id)
-        report.error(f"`{pname}` of `{label}` must be a dimension name or an integer", e.span, "E504",
-                     help=f"for example `{label}(..., C)`")
+        report.error(
+            f"`{pname}` of `{label}` must be a dimension name or an integer",
+            e.span,
+            "E504",
+            help=f"for example `{label}(..., C)`",
+        )
         return POISON
     raise AssertionError(kind)

@@ -47,14 +47,22 @@ class Names:
             span = stmt.name_span
             if name in RESERVED:
                 self.broken.add(name)  # its uses stay quiet
-                self.report.error(f"`{name}` is reserved for the Python API and cannot be declared", span, "E207",
-                                  help=f"`{name}=` is passed when the compiled loss is called (docs/language.md "
-                                       "§6); choose another name")
+                self.report.error(
+                    f"`{name}` is reserved for the Python API and cannot be declared",
+                    span,
+                    "E207",
+                    help=f"`{name}=` is passed when the compiled loss is called (docs/language.md "
+                    "§6); choose another name",
+                )
                 continue
             if name in seen:
-                self.report.error(f"`{name}` is defined twice", span, "E203",
-                                  notes=[f"first defined at line {seen[name].line}, column {seen[name].col}"],
-                                  help="a name is defined once; rename one of them")
+                self.report.error(
+                    f"`{name}` is defined twice",
+                    span,
+                    "E203",
+                    notes=[f"first defined at line {seen[name].line}, column {seen[name].col}"],
+                    help="a name is defined once; rename one of them",
+                )
                 continue
             seen[name] = span
             if isinstance(stmt, S.Decl):
@@ -68,8 +76,12 @@ class Names:
                 self.lets[name] = stmt
             elif isinstance(stmt, S.Def):
                 if name in USER_FUNCTIONS:
-                    self.report.error(f"`{name}` is a built-in function and cannot be redefined", span, "E211",
-                                      help="choose another name for your function")
+                    self.report.error(
+                        f"`{name}` is a built-in function and cannot be redefined",
+                        span,
+                        "E211",
+                        help="choose another name for your function",
+                    )
                     continue
                 self.defs[name] = stmt
 
@@ -80,15 +92,27 @@ class Names:
         # A declaration with an error is still declared, so that its uses do not cascade.
         decl = Declaration(d.kind, d.name, vtype, d.span, d.type.span, d.name_span)
         if d.kind == "pred" and not (isinstance(vtype, TensorType) and vtype.dtype is FLOAT):
-            self.report.error(f"a pred must be a float tensor, found `{vtype}`", d.type.span, "E306",
-                              help="declare one `pred` per model output, e.g. `pred yhat: float[B, C]`")
+            self.report.error(
+                f"a pred must be a float tensor, found `{vtype}`",
+                d.type.span,
+                "E306",
+                help="declare one `pred` per model output, e.g. `pred yhat: float[B, C]`",
+            )
         if d.kind == "param" and not isinstance(vtype, TensorType):
-            self.report.error(f"a param must be a tensor, found the record `{vtype}`", d.type.span, "E309",
-                              help="declare one param per value")
+            self.report.error(
+                f"a param must be a tensor, found the record `{vtype}`",
+                d.type.span,
+                "E309",
+                help="declare one param per value",
+            )
         if d.default is not None:
             if d.kind != "param":
-                self.report.error(f"only a param may have a default; `{d.name}` is a {d.kind}", d.default.span,
-                                  "E305", help="a default belongs to a hyperparameter: `param alpha: float = 0.5`")
+                self.report.error(
+                    f"only a param may have a default; `{d.name}` is a {d.kind}",
+                    d.default.span,
+                    "E305",
+                    help="a default belongs to a hyperparameter: `param alpha: float = 0.5`",
+                )
             elif isinstance(vtype, TensorType) and self._check_default(d, vtype):
                 decl.default, decl.has_default = d.default.value, True
         for path, texpr in _leaves(d.type):
@@ -126,24 +150,29 @@ class Names:
             return False
         shape = _list_shape(lit.value)
         if shape is None:
-            self.report.error(f"the default of `{d.name}` is a ragged list", lit.span, "E305",
-                              help="every row of a list default must have the same length")
+            self.report.error(
+                f"the default of `{d.name}` is a ragged list",
+                lit.span,
+                "E305",
+                help="every row of a list default must have the same length",
+            )
             return False
         if len(shape) != t.rank:
             what = "a number" if not shape else f"a list of shape {list(shape)}"
-            self.report.error(f"the default of `{d.name}: {t}` must have rank {t.rank}, found {what}", lit.span,
-                              "E305")
+            self.report.error(f"the default of `{d.name}: {t}` must have rank {t.rank}, found {what}", lit.span, "E305")
             return False
         for dim, n in zip(t.shape, shape):
             if dim.is_literal and dim.value != n:
-                self.report.error(f"the default of `{d.name}: {t}` has {n} entries where `{dim}` are declared",
-                                  lit.span, "E305")
+                self.report.error(
+                    f"the default of `{d.name}: {t}` has {n} entries where `{dim}` are declared", lit.span, "E305"
+                )
                 return False
             if dim.is_symbol:
                 prev = self.dims.bound.get(dim.sym)  # type: ignore[arg-type]
                 if prev is not None and prev[0] != n:
-                    self.report.error(f"`{dim.sym}` is {prev[0]} {prev[1]} but {n} from the default of `{d.name}`",
-                                      lit.span, "E402")
+                    self.report.error(
+                        f"`{dim.sym}` is {prev[0]} {prev[1]} but {n} from the default of `{d.name}`", lit.span, "E402"
+                    )
                     return False
                 self.dims.bind(dim.sym, n, f"from the default of `{d.name}` (line {lit.span.line})")  # type: ignore
         return True
@@ -155,16 +184,20 @@ class Names:
         calls: dict[str, set[str]] = {}
         for name, d in self.defs.items():
             params = set(d.params)
-            calls[name] = {e.func for e in S.walk(d.body) if isinstance(e, S.Call) and e.func in self.defs
-                           and e.func not in params}
+            calls[name] = {
+                e.func for e in S.walk(d.body) if isinstance(e, S.Call) and e.func in self.defs and e.func not in params
+            }
         for start in self.defs:
             path = _cycle_from(start, calls)
             if path and start not in self.recursive_defs:
                 self.recursive_defs.update(path[:-1])
                 chain = " -> ".join(f"`{p}`" for p in path)
-                self.report.error(f"`{start}` calls itself ({chain}); a `def` is inlined and cannot recurse",
-                                  self.defs[start].name_span, "E206",
-                                  help="write the repetition with a reduction or `cumsum` instead")
+                self.report.error(
+                    f"`{start}` calls itself ({chain}); a `def` is inlined and cannot recurse",
+                    self.defs[start].name_span,
+                    "E206",
+                    help="write the repetition with a reduction or `cumsum` instead",
+                )
 
 
 def _cycle_from(start: str, calls: dict[str, set[str]]) -> list[str] | None:

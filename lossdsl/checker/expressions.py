@@ -59,8 +59,12 @@ class Expressions:
         v = self.expr(e)
         if isinstance(v, RecordRef):
             fields = ", ".join(f"`{n}`" for n in v.type.names)
-            self.report.error(f"`{v.label}` is a record, not a value", e.span, "E307",
-                              help=f"read one of its fields: {fields}" if fields else None)
+            self.report.error(
+                f"`{v.label}` is a record, not a value",
+                e.span,
+                "E307",
+                help=f"read one of its fields: {fields}" if fields else None,
+            )
             return POISON
         return v
 
@@ -70,9 +74,13 @@ class Expressions:
             return self.let_values[name]
         lets = self.names.lets
         if name in self.let_stack:
-            cycle = self.let_stack[self.let_stack.index(name):] + [name]
-            self.report.error(f"`{name}` is defined in terms of itself ({' -> '.join(f'`{c}`' for c in cycle)})",
-                              lets[name].name_span, "E206", help="a `let` cannot refer to itself, directly or not")
+            cycle = self.let_stack[self.let_stack.index(name) :] + [name]
+            self.report.error(
+                f"`{name}` is defined in terms of itself ({' -> '.join(f'`{c}`' for c in cycle)})",
+                lets[name].name_span,
+                "E206",
+                help="a `let` cannot refer to itself, directly or not",
+            )
             for c in cycle:
                 self.let_values[c] = POISON
             return POISON
@@ -106,8 +114,12 @@ class Expressions:
         return Const(TensorType(BOOL), e.span, e.value)
 
     def _expr_Tuple(self, e: S.Tuple) -> Node:
-        self.report.error("a tuple is only allowed as `axis=`", e.span, "E308",
-                          help="remove the comma, or pass several axes as `axis=(B, C)`")
+        self.report.error(
+            "a tuple is only allowed as `axis=`",
+            e.span,
+            "E308",
+            help="remove the comma, or pass several axes as `axis=(B, C)`",
+        )
         return POISON
 
     def _expr_Name(self, e: S.Name) -> Any:
@@ -133,8 +145,12 @@ class Expressions:
             self.report.error(f"`{name}` is a function; call it as `{name}(...)`", e.span, "E208")
             return POISON
         if name == "loss":
-            self.report.error("`loss` is the result and cannot be used in an expression", e.span, "E201",
-                              help="name the value with `let` and use that name")
+            self.report.error(
+                "`loss` is the result and cannot be used in an expression",
+                e.span,
+                "E201",
+                help="name the value with `let` and use that name",
+            )
             return POISON
         candidates = list(self.locals) + list(names.decls) + list(names.lets) + sorted(names.known_symbols)
         self.report.error(f"unknown name `{name}`", e.span, "E201", help=did_you_mean(name, candidates, "declare it"))
@@ -153,14 +169,23 @@ class Expressions:
         if base is POISON:
             return POISON
         if not isinstance(base, RecordRef):
-            self.report.error(f"`.{e.field}` on a value of type `{base.type}`, which is not a record", e.field_span,
-                              "E210", help="only inputs declared as records (`input x: {w: float[B]}`) have fields")
+            self.report.error(
+                f"`.{e.field}` on a value of type `{base.type}`, which is not a record",
+                e.field_span,
+                "E210",
+                help="only inputs declared as records (`input x: {w: float[B]}`) have fields",
+            )
             return POISON
         sub = base.type.field(e.field)
         if sub is None:
-            self.report.error(f"`{base.label}` has no field `{e.field}`", e.field_span, "E210",
-                              help=did_you_mean(e.field, base.type.names,
-                                                f"its fields are {', '.join(f'`{n}`' for n in base.type.names)}"))
+            self.report.error(
+                f"`{base.label}` has no field `{e.field}`",
+                e.field_span,
+                "E210",
+                help=did_you_mean(
+                    e.field, base.type.names, f"its fields are {', '.join(f'`{n}`' for n in base.type.names)}"
+                ),
+            )
             return POISON
         path = base.path + (e.field,)
         if isinstance(sub, RecordType):
@@ -190,9 +215,14 @@ class Expressions:
             return POISON
         if name in names.broken:
             return POISON
-        self.report.error(f"unknown function `{name}`", e.func_span, "E202",
-                          help=did_you_mean(name, list(USER_FUNCTIONS) + list(names.defs),
-                                            "see the function list in docs/language.md"))
+        self.report.error(
+            f"unknown function `{name}`",
+            e.func_span,
+            "E202",
+            help=did_you_mean(
+                name, list(USER_FUNCTIONS) + list(names.defs), "see the function list in docs/language.md"
+            ),
+        )
         return POISON
 
     def _expr_Index(self, e: S.Index) -> Node:
@@ -213,13 +243,20 @@ class Expressions:
         bound: dict[str, S.Expr] = dict(zip(d.params, e.args))
         ok = True
         if len(e.args) > n:
-            self.report.error(f"`{d.name}` takes {n} argument{'s' if n != 1 else ''} ({', '.join(d.params)}), "
-                              f"found {given}", e.span, "E501")
+            self.report.error(
+                f"`{d.name}` takes {n} argument{'s' if n != 1 else ''} ({', '.join(d.params)}), found {given}",
+                e.span,
+                "E501",
+            )
             ok = False
         for kw in e.kwargs:
             if kw.name not in d.params:
-                self.report.error(f"`{d.name}` has no parameter `{kw.name}`", kw.span, "E502",
-                                  help=did_you_mean(kw.name, d.params, f"its parameters are {', '.join(d.params)}"))
+                self.report.error(
+                    f"`{d.name}` has no parameter `{kw.name}`",
+                    kw.span,
+                    "E502",
+                    help=did_you_mean(kw.name, d.params, f"its parameters are {', '.join(d.params)}"),
+                )
                 ok = False
             elif kw.name in bound:
                 self.report.error(f"`{kw.name}` is given twice", kw.span, "E503")
@@ -228,8 +265,12 @@ class Expressions:
                 bound[kw.name] = kw.value
         missing = [p for p in d.params if p not in bound]
         if ok and missing:
-            self.report.error(f"`{d.name}` takes {n} argument{'s' if n != 1 else ''} ({', '.join(d.params)}), "
-                              f"found {given}", e.span, "E501", help=f"missing: {', '.join(f'`{m}`' for m in missing)}")
+            self.report.error(
+                f"`{d.name}` takes {n} argument{'s' if n != 1 else ''} ({', '.join(d.params)}), found {given}",
+                e.span,
+                "E501",
+                help=f"missing: {', '.join(f'`{m}`' for m in missing)}",
+            )
             ok = False
         values = {p: self.expr(x) for p, x in bound.items()}
         if not ok or any(v is POISON for v in values.values()):
@@ -249,8 +290,9 @@ class Expressions:
         for p in fn.params:
             if p.static:
                 if p.name in bound:
-                    value = static_argument(self.report, fn, p.name, p.kind, bound[p.name][0], self._is_value,
-                                            self.names.known_symbols)
+                    value = static_argument(
+                        self.report, fn, p.name, p.kind, bound[p.name][0], self._is_value, self.names.known_symbols
+                    )
                     if value is POISON:
                         poisoned = True
                     static[p.name] = StaticArg(value, bound[p.name][0].span)

@@ -42,19 +42,30 @@ class Indexing:
         indices: list[Node] = []
         for it, node in zip(e.items, tensor_items):
             if isinstance(it, (S.Slice, S.EllipsisIndex, S.NewAxis)):
-                self.report.error("an int-tensor index cannot be mixed with slices, `...` or `None`", it.span,
-                                  "E409", help="index every leading axis with int tensors or integers, or gather "
-                                               "first and slice the result")
+                self.report.error(
+                    "an int-tensor index cannot be mixed with slices, `...` or `None`",
+                    it.span,
+                    "E409",
+                    help="index every leading axis with int tensors or integers, or gather first and slice the result",
+                )
                 return POISON
             if node is None:
                 node = Const(TensorType(INT), it.span, cast(int, int_literal(it)))  # an int literal
             if node.type.dtype is BOOL:
-                self.report.error("a bool mask cannot be an index: the result's shape would depend on the data",
-                                  it.span, "E408", help="keep the shape and zero the rest: `where(mask, x, 0.0)`")
+                self.report.error(
+                    "a bool mask cannot be an index: the result's shape would depend on the data",
+                    it.span,
+                    "E408",
+                    help="keep the shape and zero the rest: `where(mask, x, 0.0)`",
+                )
                 return POISON
             if node.type.dtype is not INT:
-                self.report.error(f"indices must be int, found `{node.type}`", it.span, "E304",
-                                  help="class indices come from `argmax(...)` or an `int` declaration")
+                self.report.error(
+                    f"indices must be int, found `{node.type}`",
+                    it.span,
+                    "E304",
+                    help="class indices come from `argmax(...)` or an `int` declaration",
+                )
                 return POISON
             indices.append(node)
         if len(indices) > x.type.rank:
@@ -63,13 +74,14 @@ class Indexing:
         if not self._gather_indices_in_range(x, e, indices):
             return POISON
         # The indices broadcast with each other, as the operands of `+` do.
-        site = CallSite(FUNCTIONS["add"], indices, [it.span for it in e.items], [span_text(it.span)
-                                                                                 for it in e.items], {}, e.span)
+        site = CallSite(
+            FUNCTIONS["add"], indices, [it.span for it in e.items], [span_text(it.span) for it in e.items], {}, e.span
+        )
         try:
             shape = self.rules.broadcast(site) if len(indices) > 1 else indices[0].type.shape
         except RuleFailed:
             return POISON
-        out = TensorType(x.type.dtype, tuple(shape) + x.type.shape[len(indices):])
+        out = TensorType(x.type.dtype, tuple(shape) + x.type.shape[len(indices) :])
         return Gather(out, e.span, x, tuple(indices))
 
     def _gather_indices_in_range(self, x: Node, e: S.Index, indices: list[Node]) -> bool:
@@ -86,17 +98,26 @@ class Indexing:
                     self.rules.need_size(dim, v + 1 if v >= 0 else -v, it.span)
             elif isinstance(node, DimSize):
                 size = self.dims.resolve(node.dim)
-                past_end = (size.sym == dim.sym and size.offset >= dim.offset) if size.sym is not None \
+                past_end = (
+                    (size.sym == dim.sym and size.offset >= dim.offset)
+                    if size.sym is not None
                     else dim.is_literal and size.offset >= dim.value
+                )
                 if past_end:
                     if len(indices) > 1 and all(isinstance(i, DimSize) for i in indices):
                         shape = "[" + ", ".join(span_text(i.span) for i in e.items) + "]"
-                        hint = ("a shape written after an expression is read as an index; to note the shape, "
-                                f"make it a comment: `# {shape}`")
+                        hint = (
+                            "a shape written after an expression is read as an index; to note the shape, "
+                            f"make it a comment: `# {shape}`"
+                        )
                     else:
                         hint = "indices count from 0: the last element is at `-1`"
-                    self.report.error(f"index `{span_text(it.span)}` is past the end of an axis of size {dim}",
-                                      it.span, "E406", help=hint)
+                    self.report.error(
+                        f"index `{span_text(it.span)}` is past the end of an axis of size {dim}",
+                        it.span,
+                        "E406",
+                        help=hint,
+                    )
                     return False
         return True
 
@@ -110,10 +131,12 @@ class Indexing:
         consuming = sum(not isinstance(it, (S.EllipsisIndex, S.NewAxis)) for it in e.items)
         rank = x.type.rank
         if consuming > rank:
-            self.report.error(f"too many indices for `{x.type}`: {consuming} given, it has {rank} "
-                              f"ax{'is' if rank == 1 else 'es'}", e.span, "E406",
-                              help="`None` adds an axis; an integer or a slice reads one" if rank else
-                              "a scalar cannot be indexed")
+            self.report.error(
+                f"too many indices for `{x.type}`: {consuming} given, it has {rank} ax{'is' if rank == 1 else 'es'}",
+                e.span,
+                "E406",
+                help="`None` adds an axis; an integer or a slice reads one" if rank else "a scalar cannot be indexed",
+            )
             return POISON
         # `...` (or nothing, at the end) stands for a full slice of each axis not indexed.
         items: list = []
@@ -146,8 +169,12 @@ class Indexing:
                         continue
                     v = int_literal(part)
                     if v is None:
-                        self.report.error("slice bounds must be integer literals", part.span, "E407",
-                                          help="to select by a computed index, use an int tensor index or `pick`")
+                        self.report.error(
+                            "slice bounds must be integer literals",
+                            part.span,
+                            "E407",
+                            help="to select by a computed index, use an int tensor index or `pick`",
+                        )
                         return POISON
                     bounds.append(v)
                 start, stop, step = bounds

@@ -44,13 +44,22 @@ def check_module(module: S.Module, *, broken: dict[str, str] | None = None) -> C
     for c in rules.constraints:
         rd = dims.resolve(c.dim)
         if rd.is_literal and rd.value < c.minimum:
-            report.error(f"this index needs an axis of at least {c.minimum}, but `{c.dim}` is {rd.value}",
-                         c.span, "E406")
+            report.error(
+                f"this index needs an axis of at least {c.minimum}, but `{c.dim}` is {rd.value}", c.span, "E406"
+            )
     report.diags.raise_if_errors()
     lets = {k: v for k, v in ex.let_values.items() if isinstance(v, Node) and v is not POISON}
-    return CheckedModule(module.source, names.decl_order, loss, lets, dict(ex.args), dict(dims.bound),
-                         [c for c in rules.constraints if not dims.resolve(c.dim).is_literal], [],
-                         quick=module.quick)
+    return CheckedModule(
+        module.source,
+        names.decl_order,
+        loss,
+        lets,
+        dict(ex.args),
+        dict(dims.bound),
+        [c for c in rules.constraints if not dims.resolve(c.dim).is_literal],
+        [],
+        quick=module.quick,
+    )
 
 
 def _check_file_shape(module: S.Module, names: Names, report: Reporter, broken_kinds: set[str]) -> list[S.LossStmt]:
@@ -62,33 +71,52 @@ def _check_file_shape(module: S.Module, names: Names, report: Reporter, broken_k
         help = "declare the model output, e.g. `pred yhat: float[B]`"
         if module.quick:
             help = "a bare expression is the quick form, which only the Python API accepts; " + help
-        report.error("no `pred` is declared; the loss must depend on a model output", _file_start(src), "E209",
-                     help=help)
+        report.error(
+            "no `pred` is declared; the loss must depend on a model output", _file_start(src), "E209", help=help
+        )
     if not loss_stmts:
         if "loss" not in broken_kinds:
             report.error("no `loss` statement", _file_end(src), "E204", help="end the file with `loss = <expression>`")
     elif len(loss_stmts) > 1:
         for extra in loss_stmts[1:]:
-            report.error("`loss` is defined twice", extra.span, "E205",
-                         notes=[f"first defined at line {loss_stmts[0].span.line}"],
-                         help="a file has exactly one `loss`; combine the terms with `+`")
+            report.error(
+                "`loss` is defined twice",
+                extra.span,
+                "E205",
+                notes=[f"first defined at line {loss_stmts[0].span.line}"],
+                help="a file has exactly one `loss`; combine the terms with `+`",
+            )
     return loss_stmts
 
 
 def _check_def_bodies(names: Names, report: Reporter) -> None:
     """Unknown names inside a `def` body are errors even if the def is never called."""
     for d in names.defs.values():
-        known = set(d.params) | set(names.decls) | set(names.lets) | set(names.defs) | names.known_symbols | \
-            names.broken
+        known = (
+            set(d.params) | set(names.decls) | set(names.lets) | set(names.defs) | names.known_symbols | names.broken
+        )
         for node in S.walk(d.body):
             if isinstance(node, S.Name) and node.id not in known and node.id not in USER_FUNCTIONS:
-                report.error(f"unknown name `{node.id}`", node.span, "E201",
-                             help=did_you_mean(node.id, list(known), "declare it"),
-                             notes=[f"in the body of `{d.name}`"])
-            elif isinstance(node, S.Call) and node.func not in USER_FUNCTIONS and node.func not in names.defs \
-                    and node.func not in names.broken and node.func not in d.params:
-                report.error(f"unknown function `{node.func}`", node.func_span, "E202",
-                             help=did_you_mean(node.func, list(USER_FUNCTIONS) + list(names.defs)))
+                report.error(
+                    f"unknown name `{node.id}`",
+                    node.span,
+                    "E201",
+                    help=did_you_mean(node.id, list(known), "declare it"),
+                    notes=[f"in the body of `{d.name}`"],
+                )
+            elif (
+                isinstance(node, S.Call)
+                and node.func not in USER_FUNCTIONS
+                and node.func not in names.defs
+                and node.func not in names.broken
+                and node.func not in d.params
+            ):
+                report.error(
+                    f"unknown function `{node.func}`",
+                    node.func_span,
+                    "E202",
+                    help=did_you_mean(node.func, list(USER_FUNCTIONS) + list(names.defs)),
+                )
 
 
 def _check_loss(loss: Node, span: Span, decls: list[Declaration], dims: Dims, report: Reporter) -> None:
@@ -99,22 +127,34 @@ def _check_loss(loss: Node, span: Span, decls: list[Declaration], dims: Dims, re
         return
     if t.rank == 0:
         return
-    leading = [d.type.shape[0] for d in decls if d.kind == "pred" and isinstance(d.type, TensorType)
-               and d.type.rank > 0]
+    leading = [
+        d.type.shape[0] for d in decls if d.kind == "pred" and isinstance(d.type, TensorType) and d.type.rank > 0
+    ]
     if t.rank == 1 and any(dims.resolve(t.shape[0]) == dims.resolve(b) for b in leading):
         return
     if t.rank == 1:
         lead = ", ".join(f"`{b}`" for b in dict.fromkeys(map(str, leading))) or "none"
-        report.error(f"`loss` of shape `{t}` is per `{t.shape[0]}`, which is not the leading dimension of a pred",
-                     span, "E602", notes=[f"leading dimensions of the preds: {lead}"],
-                     help="reduce it: `mean(...)` or `sum(...)`")
+        report.error(
+            f"`loss` of shape `{t}` is per `{t.shape[0]}`, which is not the leading dimension of a pred",
+            span,
+            "E602",
+            notes=[f"leading dimensions of the preds: {lead}"],
+            help="reduce it: `mean(...)` or `sum(...)`",
+        )
         return
     rest = ", ".join(str(d) for d in t.shape[1:])
     axes = t.shape[1:]
-    axis_txt = str(axes[0]) if len(axes) == 1 and axes[0].is_symbol else (
-        "(" + ", ".join(str(i + 1) for i in range(len(axes))) + ")" if len(axes) > 1 else "-1")
-    report.error(f"`loss` must be a scalar or per-sample `[{t.shape[0]}]`, found `{t}`", span, "E602",
-                 help=f"reduce the other axes ({rest}): `mean(..., axis={axis_txt})`, or everything: `mean(...)`")
+    axis_txt = (
+        str(axes[0])
+        if len(axes) == 1 and axes[0].is_symbol
+        else ("(" + ", ".join(str(i + 1) for i in range(len(axes))) + ")" if len(axes) > 1 else "-1")
+    )
+    report.error(
+        f"`loss` must be a scalar or per-sample `[{t.shape[0]}]`, found `{t}`",
+        span,
+        "E602",
+        help=f"reduce the other axes ({rest}): `mean(..., axis={axis_txt})`, or everything: `mean(...)`",
+    )
 
 
 def _file_start(src: Source) -> Span:

@@ -31,14 +31,15 @@ class Reporter:
         self.diags = Collector()
         self.calls: tuple[tuple[str, Span], ...] = ()
 
-    def error(self, message: str, span: Span | None, code: str, help: str | None = None,
-              notes: Sequence[str] = ()) -> None:
-        notes = list(notes) + [f"in `{name}`, called at line {sp.line}, column {sp.col}"
-                               for name, sp in reversed(self.calls)]
+    def error(
+        self, message: str, span: Span | None, code: str, help: str | None = None, notes: Sequence[str] = ()
+    ) -> None:
+        notes = list(notes) + [
+            f"in `{name}`, called at line {sp.line}, column {sp.col}" for name, sp in reversed(self.calls)
+        ]
         self.diags.error(message, span, code, help, notes)
 
-    def fail(self, message: str, span: Span, code: str, help: str | None = None,
-             notes: Sequence[str] = ()) -> NoReturn:
+    def fail(self, message: str, span: Span, code: str, help: str | None = None, notes: Sequence[str] = ()) -> NoReturn:
         self.error(message, span, code, help, notes)
         raise RuleFailed()
 

@@ -27,8 +27,7 @@ class CheckerRuleContext:
         # Minimum sizes of symbolic dims, checked at each call (one per dim, the largest).
         self.constraints: list[SizeConstraint] = []
 
-    def fail(self, message: str, span: Span, code: str, help: str | None = None,
-             notes: Sequence[str] = ()) -> NoReturn:
+    def fail(self, message: str, span: Span, code: str, help: str | None = None, notes: Sequence[str] = ()) -> NoReturn:
         self.report.fail(message, span, code, help, notes)
 
     def need_dtype(self, site: CallSite, i: int, allowed: set[DType], what: str = "") -> DType:
@@ -39,19 +38,31 @@ class CheckerRuleContext:
         name = site.fn.symbol or site.fn.name
         text = site.arg_texts[i]
         if dt is BOOL and BOOL not in allowed:
-            self.fail(what or f"`{name}` needs numbers, found `bool`", span, "E302",
-                      help=f"convert with `float({text})`, or select with `where({text}, a, b)`")
+            self.fail(
+                what or f"`{name}` needs numbers, found `bool`",
+                span,
+                "E302",
+                help=f"convert with `float({text})`, or select with `where({text}, a, b)`",
+            )
         if allowed == {BOOL}:
-            self.fail(what + f": expected `bool`, found `{dt}`" if what else f"expected `bool`, found `{dt}`",
-                      span, "E303", help=f"compare to get a bool, e.g. `{text} > 0`")
+            self.fail(
+                what + f": expected `bool`, found `{dt}`" if what else f"expected `bool`, found `{dt}`",
+                span,
+                "E303",
+                help=f"compare to get a bool, e.g. `{text} > 0`",
+            )
         if allowed == {INT}:
-            self.fail((what + ": " if what else "") + f"expected `int`, found `{dt}`", span, "E304",
-                      help=f"class indices come from `argmax(...)` or an `int` declaration; "
-                           f"`int({text})` truncates")
+            self.fail(
+                (what + ": " if what else "") + f"expected `int`, found `{dt}`",
+                span,
+                "E304",
+                help=f"class indices come from `argmax(...)` or an `int` declaration; `int({text})` truncates",
+            )
         self.fail(f"expected {' or '.join(f'`{a}`' for a in sorted(map(str, allowed)))}, found `{dt}`", span, "E301")
 
-    def broadcast(self, site: CallSite, indices: Sequence[int] | None = None,
-                  shapes: Sequence[Shape] | None = None) -> Shape:
+    def broadcast(
+        self, site: CallSite, indices: Sequence[int] | None = None, shapes: Sequence[Shape] | None = None
+    ) -> Shape:
         types: list[TensorType | None]
         if shapes is None:
             idx = list(indices) if indices is not None else list(range(len(site.args)))
@@ -63,8 +74,9 @@ class CheckerRuleContext:
             types = [None, None]
         return broadcast_shapes(self.report, self.dims, site, shapes, types, texts, quick=self.quick)
 
-    def axes(self, site: CallSite, t: TensorType, *, single: bool = False,
-             param: str = "axis") -> tuple[int, ...] | None:
+    def axes(
+        self, site: CallSite, t: TensorType, *, single: bool = False, param: str = "axis"
+    ) -> tuple[int, ...] | None:
         spec = site.static[param].value
         if spec is None:
             return None
@@ -83,8 +95,12 @@ class CheckerRuleContext:
                     axes_txt = ", ".join(f"`{d}`" for d in t.shape) or "none"
                     self.fail(f"`{value}` is not an axis of `{t}`", span, "E405", help=f"its axes are {axes_txt}")
                 if len(hits) > 1:
-                    self.fail(f"`{value}` names {len(hits)} axes of `{t}`", span, "E405",
-                              help="say which one with an integer axis, e.g. `axis=-1`")
+                    self.fail(
+                        f"`{value}` names {len(hits)} axes of `{t}`",
+                        span,
+                        "E405",
+                        help="say which one with an integer axis, e.g. `axis=-1`",
+                    )
                 k = hits[0]
             if k in out:
                 self.fail(f"axis {value} is given twice", span, "E405")
@@ -105,10 +121,15 @@ class CheckerRuleContext:
                     sym = x if x.sym else y
                     value, bound_where = self.dims.bound[sym.sym]  # type: ignore[index]
                     other = y if x.sym else x
-                    self.fail(f"`{sym.sym}` is {value} {bound_where} but {self.dims.resolve(other)} in {what}", span,
-                              "E402")
-                self.fail(f"{what} must have shape `{sa}`, found `{sb}`", span, "E401",
-                          notes=[f"`{x}` meets `{y}`; different dimensions never unify"])
+                    self.fail(
+                        f"`{sym.sym}` is {value} {bound_where} but {self.dims.resolve(other)} in {what}", span, "E402"
+                    )
+                self.fail(
+                    f"{what} must have shape `{sa}`, found `{sb}`",
+                    span,
+                    "E401",
+                    notes=[f"`{x}` meets `{y}`; different dimensions never unify"],
+                )
 
     def same_dim(self, a: Dim, b: Dim, span: Span, message: str, code: str, help: str | None = None) -> None:
         if self.dims.unify(a, b, broadcast=False, span=span, where=where(span)) is None:

@@ -43,6 +43,22 @@ def index_uses(node: Node) -> list[tuple[Node, Dim]]:
     return rule(node) if rule is not None else []  # type: ignore[arg-type]
 
 
-__all__ = ["BINARY_OPERATORS", "ELEMENTWISE", "FUNCTIONS", "LOCAL", "MIXES", "REDUCES", "REQUIRED", "ROWS",
-           "RULE_KINDS", "USER_FUNCTIONS", "CallSite", "Function", "NoRule", "Param", "RuleContext", "StaticArg",
-           "index_uses"]
+__all__ = [
+    "BINARY_OPERATORS",
+    "ELEMENTWISE",
+    "FUNCTIONS",
+    "LOCAL",
+    "MIXES",
+    "REDUCES",
+    "REQUIRED",
+    "ROWS",
+    "RULE_KINDS",
+    "USER_FUNCTIONS",
+    "CallSite",
+    "Function",
+    "NoRule",
+    "Param",
+    "RuleContext",
+    "StaticArg",
+    "index_uses",
+]

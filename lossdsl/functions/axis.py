@@ -45,11 +45,39 @@ def _cumsum_range(a, n):
     return iv.FULL if a[0][0] < 0 else a[0]
 
 
-define("softmax", AXIS, "axis", along_axis("float"), "softmax along `axis`", vjp=_softmax_vjp,
-       value_range=iv.constant(0.0, 1.0), fold=HAS_AXIS, lanes=MIXES,
-       sharding=_refused_along_sharded_axis("a softmax"))
-define("log_softmax", AXIS, "axis", along_axis("float"), "log(softmax(x)), stable", vjp=_log_softmax_vjp,
-       value_range=iv.unbounded, fold=HAS_AXIS, lanes=MIXES, sharding=_refused_along_sharded_axis("a log-softmax"))
-define("cumsum", AXIS, "axis", along_axis("same"), "running sum along `axis`",
-       vjp=NoRule("the framework differentiates it"), value_range=_cumsum_range, fold=lambda a: a, lanes=MIXES,
-       sharding=_refused_along_sharded_axis("a running sum"))
+define(
+    "softmax",
+    AXIS,
+    "axis",
+    along_axis("float"),
+    "softmax along `axis`",
+    vjp=_softmax_vjp,
+    value_range=iv.constant(0.0, 1.0),
+    fold=HAS_AXIS,
+    lanes=MIXES,
+    sharding=_refused_along_sharded_axis("a softmax"),
+)
+define(
+    "log_softmax",
+    AXIS,
+    "axis",
+    along_axis("float"),
+    "log(softmax(x)), stable",
+    vjp=_log_softmax_vjp,
+    value_range=iv.unbounded,
+    fold=HAS_AXIS,
+    lanes=MIXES,
+    sharding=_refused_along_sharded_axis("a log-softmax"),
+)
+define(
+    "cumsum",
+    AXIS,
+    "axis",
+    along_axis("same"),
+    "running sum along `axis`",
+    vjp=NoRule("the framework differentiates it"),
+    value_range=_cumsum_range,
+    fold=lambda a: a,
+    lanes=MIXES,
+    sharding=_refused_along_sharded_axis("a running sum"),
+)

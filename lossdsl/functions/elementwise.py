@@ -18,6 +18,7 @@ NO_GRAD = "none: stops the gradient"
 
 def _unary(fn):
     """The vjp of f(x) from f'(x) built as IR: `deriv(builder, node, x)`."""
+
     def vjp(b, n, g, give):
         give(n.args[0], b.mul(g, fn(b, n, n.args[0])))
 
@@ -29,8 +30,10 @@ def _sigmoid(x: float) -> float:
 
 
 def _bound_away(fn: str) -> str:
-    return (f"bound it away from 0: `{fn}(clip(p, 1e-7, 1.0))` or `{fn}(p + 1e-7)`; "
-            "on logits, use `log_softmax` or `log_sigmoid`")
+    return (
+        f"bound it away from 0: `{fn}(clip(p, 1e-7, 1.0))` or `{fn}(p + 1e-7)`; "
+        "on logits, use `log_softmax` or `log_sigmoid`"
+    )
 
 
 def _is_literal(node: Node, value) -> bool:
@@ -62,59 +65,232 @@ def stable_log(node: Apply) -> Node | None:
     return None
 
 
-define("abs", X, "elementwise", same_type, "|x|", grad="0 at x = 0 (JAX alone gives 1)",
-       vjp=_unary(lambda b, n, x: b.ap("sign", (x,), x.type)),  # sign(0) = 0: §4
-       value_range=iv.constant(0.0, INF), fold=abs, kernel_arith=True, **_EACH)
-define("sign", X, "elementwise", same_type, "-1, 0 or 1", grad_args=(), grad=NO_GRAD,
-       value_range=iv.unbounded, fold=lambda a: (a > 0) - (a < 0), **_EACH)
-define("square", X, "elementwise", same_type, "x * x", vjp=_unary(lambda b, n, x: b.mul(b.c(2.0), x)),
-       value_range=iv.constant(0.0, INF), fold=lambda a: a * a, kernel_arith=True, **_EACH)
-define("relu", X, "elementwise", same_type, "max(x, 0)", grad="0 at x = 0",
-       vjp=_unary(lambda b, n, x: b.as_float(b.cmp("gt", x, b.c(0.0)))),  # 0 at 0: §4
-       value_range=lambda a, n: (max(0.0, a[0][0]), INF), fold=lambda a: max(a, 0), **_EACH)
-define("floor", X, "elementwise", same_type, "round down", grad_args=(), grad=NO_GRAD,
-       value_range=iv.unbounded, fold=math.floor, **_EACH)
-define("ceil", X, "elementwise", same_type, "round up", grad_args=(), grad=NO_GRAD,
-       value_range=iv.unbounded, fold=math.ceil, **_EACH)
-define("round", X, "elementwise", same_type, "round half to even", grad_args=(), grad=NO_GRAD,
-       value_range=iv.unbounded, fold=round, **_EACH)
-define("exp", X, "elementwise", to_float, "e^x", vjp=_unary(lambda b, n, x: n),
-       value_range=iv.constant(0.0, INF), fold=math.exp, safe={0: 0}, **_EACH)
-define("expm1", X, "elementwise", to_float, "e^x - 1, accurate near 0",
-       vjp=_unary(lambda b, n, x: b.add(n, b.c(1.0))), value_range=iv.unbounded, fold=math.expm1, safe={0: 0},
-       **_EACH)
-define("log", X, "elementwise", to_float, "natural logarithm",
-       vjp=lambda b, n, g, give: give(n.args[0], b.div(g, n.args[0])), value_range=iv.unbounded, fold=math.log,
-       safe={0: 1}, lower=stable_log,
-       domain=DomainWarning(0, lambda r: not r[0] > 0, "`log` may see 0 or a negative value here",
-                            "0 gives -inf and a negative value NaN", _bound_away("log")), **_EACH)
-define("log1p", X, "elementwise", to_float, "log(1 + x), accurate near 0",
-       vjp=lambda b, n, g, give: give(n.args[0], b.div(g, b.add(n.args[0], b.c(1.0)))), value_range=iv.unbounded,
-       fold=math.log1p, safe={0: 0},
-       domain=DomainWarning(0, lambda r: not r[0] > -1, "`log1p` may see a value at or below -1 here", None,
-                            _bound_away("log1p")), **_EACH)
-define("sin", X, "elementwise", to_float, "sine", vjp=_unary(lambda b, n, x: b.ap("cos", (x,), x.type)),
-       value_range=iv.constant(-1.0, 1.0), fold=math.sin, **_EACH)
-define("cos", X, "elementwise", to_float, "cosine",
-       vjp=lambda b, n, g, give: give(n.args[0], b.neg(b.mul(g, b.ap("sin", (n.args[0],), n.args[0].type)))),
-       value_range=iv.constant(-1.0, 1.0), fold=math.cos, **_EACH)
-define("tanh", X, "elementwise", to_float, "hyperbolic tangent",
-       vjp=_unary(lambda b, n, x: b.sub(b.c(1.0), b.ap("square", (n,), n.type))),
-       value_range=iv.constant(-1.0, 1.0), fold=math.tanh, **_EACH)
-define("sigmoid", X, "elementwise", to_float, "1 / (1 + e^-x)",
-       vjp=_unary(lambda b, n, x: b.mul(n, b.sub(b.c(1.0), n))), value_range=iv.constant(0.0, 1.0), fold=_sigmoid,
-       **_EACH)
-define("log_sigmoid", X, "elementwise", to_float, "log(sigmoid(x)), stable for large |x|",
-       vjp=_unary(lambda b, n, x: b.ap("sigmoid", (b.neg(x),), x.type)), value_range=iv.unbounded,
-       fold=lambda a: min(a, 0) - math.log1p(math.exp(-abs(a))), **_EACH)
-define("softplus", X, "elementwise", to_float, "log(1 + e^x), stable for large |x|",
-       vjp=_unary(lambda b, n, x: b.ap("sigmoid", (x,), x.type)), value_range=iv.constant(0.0, INF),
-       fold=lambda a: max(a, 0) + math.log1p(math.exp(-abs(a))), **_EACH)
-define("sqrt", X, "elementwise", to_float, "square root", grad="+inf at x = 0 (as all three frameworks)",
-       vjp=lambda b, n, g, give: give(n.args[0], b.div(b.mul(g, b.c(0.5)), n)),  # +inf at 0, as the frameworks
-       value_range=iv.constant(0.0, INF), fold=math.sqrt, safe={0: 1},
-       domain=DomainWarning(0, lambda r: r[0] < 0, "`sqrt` may see a negative value here", "a negative value gives NaN",
-                            _bound_away("sqrt")), **_EACH)
+define(
+    "abs",
+    X,
+    "elementwise",
+    same_type,
+    "|x|",
+    grad="0 at x = 0 (JAX alone gives 1)",
+    vjp=_unary(lambda b, n, x: b.ap("sign", (x,), x.type)),  # sign(0) = 0: §4
+    value_range=iv.constant(0.0, INF),
+    fold=abs,
+    kernel_arith=True,
+    **_EACH,
+)
+define(
+    "sign",
+    X,
+    "elementwise",
+    same_type,
+    "-1, 0 or 1",
+    grad_args=(),
+    grad=NO_GRAD,
+    value_range=iv.unbounded,
+    fold=lambda a: (a > 0) - (a < 0),
+    **_EACH,
+)
+define(
+    "square",
+    X,
+    "elementwise",
+    same_type,
+    "x * x",
+    vjp=_unary(lambda b, n, x: b.mul(b.c(2.0), x)),
+    value_range=iv.constant(0.0, INF),
+    fold=lambda a: a * a,
+    kernel_arith=True,
+    **_EACH,
+)
+define(
+    "relu",
+    X,
+    "elementwise",
+    same_type,
+    "max(x, 0)",
+    grad="0 at x = 0",
+    vjp=_unary(lambda b, n, x: b.as_float(b.cmp("gt", x, b.c(0.0)))),  # 0 at 0: §4
+    value_range=lambda a, n: (max(0.0, a[0][0]), INF),
+    fold=lambda a: max(a, 0),
+    **_EACH,
+)
+define(
+    "floor",
+    X,
+    "elementwise",
+    same_type,
+    "round down",
+    grad_args=(),
+    grad=NO_GRAD,
+    value_range=iv.unbounded,
+    fold=math.floor,
+    **_EACH,
+)
+define(
+    "ceil",
+    X,
+    "elementwise",
+    same_type,
+    "round up",
+    grad_args=(),
+    grad=NO_GRAD,
+    value_range=iv.unbounded,
+    fold=math.ceil,
+    **_EACH,
+)
+define(
+    "round",
+    X,
+    "elementwise",
+    same_type,
+    "round half to even",
+    grad_args=(),
+    grad=NO_GRAD,
+    value_range=iv.unbounded,
+    fold=round,
+    **_EACH,
+)
+define(
+    "exp",
+    X,
+    "elementwise",
+    to_float,
+    "e^x",
+    vjp=_unary(lambda b, n, x: n),
+    value_range=iv.constant(0.0, INF),
+    fold=math.exp,
+    safe={0: 0},
+    **_EACH,
+)
+define(
+    "expm1",
+    X,
+    "elementwise",
+    to_float,
+    "e^x - 1, accurate near 0",
+    vjp=_unary(lambda b, n, x: b.add(n, b.c(1.0))),
+    value_range=iv.unbounded,
+    fold=math.expm1,
+    safe={0: 0},
+    **_EACH,
+)
+define(
+    "log",
+    X,
+    "elementwise",
+    to_float,
+    "natural logarithm",
+    vjp=lambda b, n, g, give: give(n.args[0], b.div(g, n.args[0])),
+    value_range=iv.unbounded,
+    fold=math.log,
+    safe={0: 1},
+    lower=stable_log,
+    domain=DomainWarning(
+        0,
+        lambda r: not r[0] > 0,
+        "`log` may see 0 or a negative value here",
+        "0 gives -inf and a negative value NaN",
+        _bound_away("log"),
+    ),
+    **_EACH,
+)
+define(
+    "log1p",
+    X,
+    "elementwise",
+    to_float,
+    "log(1 + x), accurate near 0",
+    vjp=lambda b, n, g, give: give(n.args[0], b.div(g, b.add(n.args[0], b.c(1.0)))),
+    value_range=iv.unbounded,
+    fold=math.log1p,
+    safe={0: 0},
+    domain=DomainWarning(
+        0, lambda r: not r[0] > -1, "`log1p` may see a value at or below -1 here", None, _bound_away("log1p")
+    ),
+    **_EACH,
+)
+define(
+    "sin",
+    X,
+    "elementwise",
+    to_float,
+    "sine",
+    vjp=_unary(lambda b, n, x: b.ap("cos", (x,), x.type)),
+    value_range=iv.constant(-1.0, 1.0),
+    fold=math.sin,
+    **_EACH,
+)
+define(
+    "cos",
+    X,
+    "elementwise",
+    to_float,
+    "cosine",
+    vjp=lambda b, n, g, give: give(n.args[0], b.neg(b.mul(g, b.ap("sin", (n.args[0],), n.args[0].type)))),
+    value_range=iv.constant(-1.0, 1.0),
+    fold=math.cos,
+    **_EACH,
+)
+define(
+    "tanh",
+    X,
+    "elementwise",
+    to_float,
+    "hyperbolic tangent",
+    vjp=_unary(lambda b, n, x: b.sub(b.c(1.0), b.ap("square", (n,), n.type))),
+    value_range=iv.constant(-1.0, 1.0),
+    fold=math.tanh,
+    **_EACH,
+)
+define(
+    "sigmoid",
+    X,
+    "elementwise",
+    to_float,
+    "1 / (1 + e^-x)",
+    vjp=_unary(lambda b, n, x: b.mul(n, b.sub(b.c(1.0), n))),
+    value_range=iv.constant(0.0, 1.0),
+    fold=_sigmoid,
+    **_EACH,
+)
+define(
+    "log_sigmoid",
+    X,
+    "elementwise",
+    to_float,
+    "log(sigmoid(x)), stable for large |x|",
+    vjp=_unary(lambda b, n, x: b.ap("sigmoid", (b.neg(x),), x.type)),
+    value_range=iv.unbounded,
+    fold=lambda a: min(a, 0) - math.log1p(math.exp(-abs(a))),
+    **_EACH,
+)
+define(
+    "softplus",
+    X,
+    "elementwise",
+    to_float,
+    "log(1 + e^x), stable for large |x|",
+    vjp=_unary(lambda b, n, x: b.ap("sigmoid", (x,), x.type)),
+    value_range=iv.constant(0.0, INF),
+    fold=lambda a: max(a, 0) + math.log1p(math.exp(-abs(a))),
+    **_EACH,
+)
+define(
+    "sqrt",
+    X,
+    "elementwise",
+    to_float,
+    "square root",
+    grad="+inf at x = 0 (as all three frameworks)",
+    vjp=lambda b, n, g, give: give(n.args[0], b.div(b.mul(g, b.c(0.5)), n)),  # +inf at 0, as the frameworks
+    value_range=iv.constant(0.0, INF),
+    fold=math.sqrt,
+    safe={0: 1},
+    domain=DomainWarning(
+        0, lambda r: r[0] < 0, "`sqrt` may see a negative value here", "a negative value gives NaN", _bound_away("sqrt")
+    ),
+    **_EACH,
+)
 
 
 def _extremum_vjp(wins_fn: str):
@@ -156,24 +332,71 @@ def _logaddexp(a: float, b: float) -> float:
     return m + math.log1p(math.exp(-abs(a - b))) if math.isfinite(m) else m
 
 
-define("logaddexp", (Param("a"), Param("b")), "elementwise", arithmetic("float"),
-       "log(e^a + e^b), stable for large |a| and |b|", grad_args=(0, 1), grad="0.5 to each operand where a == b",
-       vjp=_logaddexp_vjp, value_range=lambda a, n: (max(a[0][0], a[1][0]), max(a[0][1], a[1][1]) + math.log(2.0)),
-       fold=_logaddexp, **_EACH)
+define(
+    "logaddexp",
+    (Param("a"), Param("b")),
+    "elementwise",
+    arithmetic("float"),
+    "log(e^a + e^b), stable for large |a| and |b|",
+    grad_args=(0, 1),
+    grad="0.5 to each operand where a == b",
+    vjp=_logaddexp_vjp,
+    value_range=lambda a, n: (max(a[0][0], a[1][0]), max(a[0][1], a[1][1]) + math.log(2.0)),
+    fold=_logaddexp,
+    **_EACH,
+)
 
 TIES = "0.5 to each operand where a == b (TensorFlow alone gives 1 to one side)"
-define("minimum", (Param("a"), Param("b")), "elementwise", arithmetic("promote"), "elementwise minimum",
-       grad_args=(0, 1), grad=TIES, vjp=_extremum_vjp("lt"),
-       value_range=lambda a, n: (min(a[0][0], a[1][0]), min(a[0][1], a[1][1])), fold=min, **_EACH)
-define("maximum", (Param("a"), Param("b")), "elementwise", arithmetic("promote"), "elementwise maximum",
-       grad_args=(0, 1), grad=TIES, vjp=_extremum_vjp("gt"),
-       value_range=lambda a, n: (max(a[0][0], a[1][0]), max(a[0][1], a[1][1])), fold=max, **_EACH)
-define("clip", (Param("x"), Param("lo"), Param("hi")), "elementwise", arithmetic("promote"),
-       "x limited to [lo, hi]", grad_args=(0, 1, 2),
-       grad="1 to x at x == lo and x == hi (JAX alone gives 0.5); lo and hi get the gradient where they are the value",
-       vjp=_clip_vjp, value_range=lambda a, n: (max(a[0][0], a[1][0]), min(max(a[0][1], a[1][1]), a[2][1])),
-       fold=lambda x, lo, hi: min(max(x, lo), hi), **_EACH)
-define("where", (Param("cond"), Param("a"), Param("b")), "elementwise", select, "a where cond, else b",
-       grad_args=(1, 2), grad="the branch not taken contributes exactly 0, even where it is inf or NaN",
-       vjp=_where_vjp, value_range=lambda a, n: iv.hull(a[1], a[2]), fold=lambda c, a, b: a if c else b,
-       keep_dtype=(0,), **_EACH)
+define(
+    "minimum",
+    (Param("a"), Param("b")),
+    "elementwise",
+    arithmetic("promote"),
+    "elementwise minimum",
+    grad_args=(0, 1),
+    grad=TIES,
+    vjp=_extremum_vjp("lt"),
+    value_range=lambda a, n: (min(a[0][0], a[1][0]), min(a[0][1], a[1][1])),
+    fold=min,
+    **_EACH,
+)
+define(
+    "maximum",
+    (Param("a"), Param("b")),
+    "elementwise",
+    arithmetic("promote"),
+    "elementwise maximum",
+    grad_args=(0, 1),
+    grad=TIES,
+    vjp=_extremum_vjp("gt"),
+    value_range=lambda a, n: (max(a[0][0], a[1][0]), max(a[0][1], a[1][1])),
+    fold=max,
+    **_EACH,
+)
+define(
+    "clip",
+    (Param("x"), Param("lo"), Param("hi")),
+    "elementwise",
+    arithmetic("promote"),
+    "x limited to [lo, hi]",
+    grad_args=(0, 1, 2),
+    grad="1 to x at x == lo and x == hi (JAX alone gives 0.5); lo and hi get the gradient where they are the value",
+    vjp=_clip_vjp,
+    value_range=lambda a, n: (max(a[0][0], a[1][0]), min(max(a[0][1], a[1][1]), a[2][1])),
+    fold=lambda x, lo, hi: min(max(x, lo), hi),
+    **_EACH,
+)
+define(
+    "where",
+    (Param("cond"), Param("a"), Param("b")),
+    "elementwise",
+    select,
+    "a where cond, else b",
+    grad_args=(1, 2),
+    grad="the branch not taken contributes exactly 0, even where it is inf or NaN",
+    vjp=_where_vjp,
+    value_range=lambda a, n: iv.hull(a[1], a[2]),
+    fold=lambda c, a, b: a if c else b,
+    keep_dtype=(0,),
+    **_EACH,
+)

@@ -23,10 +23,28 @@ def _dot_sharding(g, n: Apply) -> Node:
     return n
 
 
-define("dot", (Param("a"), Param("b"), Param("axis", "axis", -1)), "linalg", dot, "sum(a * b, axis)",
-       grad_args=(0, 1), vjp=NoRule("the framework differentiates it"), value_range=iv.unbounded,
-       fold=NoRule("its operands have at least one axis"), lanes=MIXES, sharding=_dot_sharding)
-define("transpose", (Param("x"),), "linalg", transpose, "swap the last two axes",
-       vjp=lambda b, n, g, give: give(n.args[0], b.ap("transpose", (g,), TensorType(FLOAT, n.args[0].type.shape))),
-       value_range=iv.same_as_operand, fold=NoRule("its operand has at least two axes"), lanes=MIXES,
-       sharding=LOCAL)  # each replica's rows stay its own
+define(
+    "dot",
+    (Param("a"), Param("b"), Param("axis", "axis", -1)),
+    "linalg",
+    dot,
+    "sum(a * b, axis)",
+    grad_args=(0, 1),
+    vjp=NoRule("the framework differentiates it"),
+    value_range=iv.unbounded,
+    fold=NoRule("its operands have at least one axis"),
+    lanes=MIXES,
+    sharding=_dot_sharding,
+)
+define(
+    "transpose",
+    (Param("x"),),
+    "linalg",
+    transpose,
+    "swap the last two axes",
+    vjp=lambda b, n, g, give: give(n.args[0], b.ap("transpose", (g,), TensorType(FLOAT, n.args[0].type.shape))),
+    value_range=iv.same_as_operand,
+    fold=NoRule("its operand has at least two axes"),
+    lanes=MIXES,
+    sharding=LOCAL,
+)  # each replica's rows stay its own

@@ -97,28 +97,113 @@ def _matmul_sharding(g, n: Apply) -> Node:
 
 
 _arith = {"lanes": ELEMENTWISE, "sharding": LOCAL, "kernel_arith": True, "grad_args": (0, 1)}
-define("add", AB, "operator", arithmetic("promote"), "a + b", symbol="+", user=False, vjp=_add_vjp,
-       value_range=lambda a, n: iv.add(a[0], a[1]), fold=operator.add, **_arith)
-define("sub", AB, "operator", arithmetic("promote"), "a - b", symbol="-", user=False, vjp=_sub_vjp,
-       value_range=lambda a, n: iv.add(a[0], iv.neg(a[1])), fold=operator.sub, **_arith)
-define("mul", AB, "operator", arithmetic("promote"), "a * b", symbol="*", user=False, vjp=_mul_vjp,
-       value_range=lambda a, n: iv.mul(a[0], a[1]), fold=operator.mul, **_arith)
-define("div", AB, "operator", arithmetic("float"), "a / b, always true division in the compute dtype", symbol="/",
-       user=False, vjp=_div_vjp, value_range=lambda a, n: iv.div(a[0], a[1]), fold=operator.truediv,
-       safe={1: 1}, domain=DomainWarning(1, lambda r: r[0] <= 0 <= r[1], "the divisor may be 0 here",
-                                         "x / 0 is inf or NaN, and so is its gradient",
-                                         "add a small constant (`x / (s + 1e-7)`) or select with "
-                                         "`where(s != 0, x / s, 0.0)`"), **_arith)
-define("pow", AB, "operator", power, "a ^ b; `x ^ 0` is 1 with gradient 0, also at x = 0", symbol="^", user=False,
-       vjp=_pow_vjp, vjp_needs=_literal_exponent, value_range=_pow_range, fold=operator.pow, safe=_pow_safe,
-       lower=small_powers, cast="exponent", **_arith)
-define("matmul", AB, "operator", matmul, "matrix product with NumPy's rules for 1-D operands and batch axes",
-       symbol="@", user=False, grad_args=(0, 1),
-       vjp=NoRule("the framework differentiates a matrix product"), value_range=iv.unbounded,
-       fold=NoRule("its operands have at least one axis"), lanes=MIXES, sharding=_matmul_sharding)
-define("neg", X, "operator", same_type, "-x", symbol="-", user=False, vjp=lambda b, n, g, give: give(n.args[0], b.neg(g)),
-       value_range=lambda a, n: iv.neg(a[0]), fold=operator.neg, lanes=ELEMENTWISE, sharding=LOCAL,
-       kernel_arith=True)
+define(
+    "add",
+    AB,
+    "operator",
+    arithmetic("promote"),
+    "a + b",
+    symbol="+",
+    user=False,
+    vjp=_add_vjp,
+    value_range=lambda a, n: iv.add(a[0], a[1]),
+    fold=operator.add,
+    **_arith,
+)
+define(
+    "sub",
+    AB,
+    "operator",
+    arithmetic("promote"),
+    "a - b",
+    symbol="-",
+    user=False,
+    vjp=_sub_vjp,
+    value_range=lambda a, n: iv.add(a[0], iv.neg(a[1])),
+    fold=operator.sub,
+    **_arith,
+)
+define(
+    "mul",
+    AB,
+    "operator",
+    arithmetic("promote"),
+    "a * b",
+    symbol="*",
+    user=False,
+    vjp=_mul_vjp,
+    value_range=lambda a, n: iv.mul(a[0], a[1]),
+    fold=operator.mul,
+    **_arith,
+)
+define(
+    "div",
+    AB,
+    "operator",
+    arithmetic("float"),
+    "a / b, always true division in the compute dtype",
+    symbol="/",
+    user=False,
+    vjp=_div_vjp,
+    value_range=lambda a, n: iv.div(a[0], a[1]),
+    fold=operator.truediv,
+    safe={1: 1},
+    domain=DomainWarning(
+        1,
+        lambda r: r[0] <= 0 <= r[1],
+        "the divisor may be 0 here",
+        "x / 0 is inf or NaN, and so is its gradient",
+        "add a small constant (`x / (s + 1e-7)`) or select with `where(s != 0, x / s, 0.0)`",
+    ),
+    **_arith,
+)
+define(
+    "pow",
+    AB,
+    "operator",
+    power,
+    "a ^ b; `x ^ 0` is 1 with gradient 0, also at x = 0",
+    symbol="^",
+    user=False,
+    vjp=_pow_vjp,
+    vjp_needs=_literal_exponent,
+    value_range=_pow_range,
+    fold=operator.pow,
+    safe=_pow_safe,
+    lower=small_powers,
+    cast="exponent",
+    **_arith,
+)
+define(
+    "matmul",
+    AB,
+    "operator",
+    matmul,
+    "matrix product with NumPy's rules for 1-D operands and batch axes",
+    symbol="@",
+    user=False,
+    grad_args=(0, 1),
+    vjp=NoRule("the framework differentiates a matrix product"),
+    value_range=iv.unbounded,
+    fold=NoRule("its operands have at least one axis"),
+    lanes=MIXES,
+    sharding=_matmul_sharding,
+)
+define(
+    "neg",
+    X,
+    "operator",
+    same_type,
+    "-x",
+    symbol="-",
+    user=False,
+    vjp=lambda b, n, g, give: give(n.args[0], b.neg(g)),
+    value_range=lambda a, n: iv.neg(a[0]),
+    fold=operator.neg,
+    lanes=ELEMENTWISE,
+    sharding=LOCAL,
+    kernel_arith=True,
+)
 
 # Comparisons stop the gradient. Compared with a literal, they tell the domain analysis an
 # interval for the other operand in each branch of a `where`.
@@ -129,19 +214,89 @@ _REFINE = {
     "lt": lambda k: (-INF, k - TINY if k <= 0 else k),
     "le": lambda k: (-INF, k),
 }
-for _name, _sym, _fold, _negation in [("lt", "<", operator.lt, "ge"), ("le", "<=", operator.le, "gt"),
-                                      ("gt", ">", operator.gt, "le"), ("ge", ">=", operator.ge, "lt")]:
-    define(_name, AB, "operator", ordered, f"a {_sym} b (bool)", symbol=_sym, user=False, grad_args=(),
-           grad="none: comparisons stop the gradient", value_range=iv.unbounded, fold=_fold, lanes=ELEMENTWISE,
-           sharding=LOCAL, cast="compare", negation=_negation, refine=_REFINE[_name])
+for _name, _sym, _fold, _negation in [
+    ("lt", "<", operator.lt, "ge"),
+    ("le", "<=", operator.le, "gt"),
+    ("gt", ">", operator.gt, "le"),
+    ("ge", ">=", operator.ge, "lt"),
+]:
+    define(
+        _name,
+        AB,
+        "operator",
+        ordered,
+        f"a {_sym} b (bool)",
+        symbol=_sym,
+        user=False,
+        grad_args=(),
+        grad="none: comparisons stop the gradient",
+        value_range=iv.unbounded,
+        fold=_fold,
+        lanes=ELEMENTWISE,
+        sharding=LOCAL,
+        cast="compare",
+        negation=_negation,
+        refine=_REFINE[_name],
+    )
 for _name, _sym, _fold in [("eq", "==", operator.eq), ("ne", "!=", operator.ne)]:
-    define(_name, AB, "operator", equality, f"a {_sym} b (bool)", symbol=_sym, user=False, grad_args=(),
-           grad="none: comparisons stop the gradient", value_range=iv.unbounded, fold=_fold, lanes=ELEMENTWISE,
-           sharding=LOCAL, cast="compare")
-define("and", AB, "operator", logical, "logical and", symbol="and", user=False, grad_args=(),
-       value_range=iv.unbounded, fold=lambda a, b: a and b, lanes=ELEMENTWISE, sharding=LOCAL, keep_dtype=(0, 1))
-define("or", AB, "operator", logical, "logical or", symbol="or", user=False, grad_args=(),
-       value_range=iv.unbounded, fold=lambda a, b: a or b, lanes=ELEMENTWISE, sharding=LOCAL, keep_dtype=(0, 1))
-define("not", X, "operator", logical, "logical not", symbol="not", user=False, grad_args=(),
-       value_range=iv.unbounded, fold=operator.not_, lanes=ELEMENTWISE, sharding=LOCAL, keep_dtype=(0,))
-
+    define(
+        _name,
+        AB,
+        "operator",
+        equality,
+        f"a {_sym} b (bool)",
+        symbol=_sym,
+        user=False,
+        grad_args=(),
+        grad="none: comparisons stop the gradient",
+        value_range=iv.unbounded,
+        fold=_fold,
+        lanes=ELEMENTWISE,
+        sharding=LOCAL,
+        cast="compare",
+    )
+define(
+    "and",
+    AB,
+    "operator",
+    logical,
+    "logical and",
+    symbol="and",
+    user=False,
+    grad_args=(),
+    value_range=iv.unbounded,
+    fold=lambda a, b: a and b,
+    lanes=ELEMENTWISE,
+    sharding=LOCAL,
+    keep_dtype=(0, 1),
+)
+define(
+    "or",
+    AB,
+    "operator",
+    logical,
+    "logical or",
+    symbol="or",
+    user=False,
+    grad_args=(),
+    value_range=iv.unbounded,
+    fold=lambda a, b: a or b,
+    lanes=ELEMENTWISE,
+    sharding=LOCAL,
+    keep_dtype=(0, 1),
+)
+define(
+    "not",
+    X,
+    "operator",
+    logical,
+    "logical not",
+    symbol="not",
+    user=False,
+    grad_args=(),
+    value_range=iv.unbounded,
+    fold=operator.not_,
+    lanes=ELEMENTWISE,
+    sharding=LOCAL,
+    keep_dtype=(0,),
+)

@@ -50,19 +50,60 @@ def _segment_ids(n: Apply):
     return [(n.args[1], n.attr("groups"))]
 
 
-define("pick", (Param("x"), Param("idx")), "picking", pick,
-       "x[..., idx[...]] along the last axis; idx has x's shape less the last axis", vjp=FRAMEWORK,
-       value_range=iv.same_as_operand, fold=NOT_SCALAR, lanes=ROWS, sharding=_pick_sharding, safe={1: 0},
-       keep_dtype=(1,), index_operands=lambda n: [(n.args[1], n.args[0].type.shape[-1])])
-define("one_hot", (Param("idx"), Param("C", "dim")), "picking", one_hot,
-       "float[..., C]: 1 at idx, 0 elsewhere (also 0 everywhere for an idx outside [0, C))", grad_args=(),
-       value_range=iv.constant(0.0, 1.0), fold=NoRule("its result has an axis more than its operand"), lanes=MIXES,
-       sharding=_one_hot_sharding, keep_dtype=(0,), index_operands=lambda n: [(n.args[0], n.attr("depth"))])
-define("segment_sum", (Param("v"), Param("ids"), Param("G", "dim")), "group", segment("same"),
-       "sum of the rows of v with each id, shape [G, ...]; ids outside [0, G) are dropped", vjp=FRAMEWORK,
-       value_range=lambda a, n: iv.sum_of(a[0]), fold=NOT_SCALAR, lanes=MIXES, sharding=_segment_sharding,
-       keep_dtype=(1,), index_operands=_segment_ids)
-define("segment_mean", (Param("v"), Param("ids"), Param("G", "dim")), "group", segment("float"),
-       "mean of the rows of v with each id, shape [G, ...]; the mean of an empty group is 0", vjp=FRAMEWORK,
-       value_range=iv.unbounded, fold=NOT_SCALAR, lanes=MIXES, sharding=_segment_sharding, keep_dtype=(1,),
-       index_operands=_segment_ids)
+define(
+    "pick",
+    (Param("x"), Param("idx")),
+    "picking",
+    pick,
+    "x[..., idx[...]] along the last axis; idx has x's shape less the last axis",
+    vjp=FRAMEWORK,
+    value_range=iv.same_as_operand,
+    fold=NOT_SCALAR,
+    lanes=ROWS,
+    sharding=_pick_sharding,
+    safe={1: 0},
+    keep_dtype=(1,),
+    index_operands=lambda n: [(n.args[1], n.args[0].type.shape[-1])],
+)
+define(
+    "one_hot",
+    (Param("idx"), Param("C", "dim")),
+    "picking",
+    one_hot,
+    "float[..., C]: 1 at idx, 0 elsewhere (also 0 everywhere for an idx outside [0, C))",
+    grad_args=(),
+    value_range=iv.constant(0.0, 1.0),
+    fold=NoRule("its result has an axis more than its operand"),
+    lanes=MIXES,
+    sharding=_one_hot_sharding,
+    keep_dtype=(0,),
+    index_operands=lambda n: [(n.args[0], n.attr("depth"))],
+)
+define(
+    "segment_sum",
+    (Param("v"), Param("ids"), Param("G", "dim")),
+    "group",
+    segment("same"),
+    "sum of the rows of v with each id, shape [G, ...]; ids outside [0, G) are dropped",
+    vjp=FRAMEWORK,
+    value_range=lambda a, n: iv.sum_of(a[0]),
+    fold=NOT_SCALAR,
+    lanes=MIXES,
+    sharding=_segment_sharding,
+    keep_dtype=(1,),
+    index_operands=_segment_ids,
+)
+define(
+    "segment_mean",
+    (Param("v"), Param("ids"), Param("G", "dim")),
+    "group",
+    segment("float"),
+    "mean of the rows of v with each id, shape [G, ...]; the mean of an empty group is 0",
+    vjp=FRAMEWORK,
+    value_range=iv.unbounded,
+    fold=NOT_SCALAR,
+    lanes=MIXES,
+    sharding=_segment_sharding,
+    keep_dtype=(1,),
+    index_operands=_segment_ids,
+)

@@ -23,6 +23,7 @@ def _scalar(dtype=FLOAT) -> TensorType:
 
 def _over_sharded_axis(rule):
     """A reduction's sharding rule: nothing to do unless it reduces the sharded dimension."""
+
     def shard(g, n: Apply) -> Node:
         x, axes = n.args[0], n.attr("axis")
         if not g.axes_on(x, axes):
@@ -35,6 +36,7 @@ def _over_sharded_axis(rule):
 
 def _refused_over_sharded_axis(what: str):
     """A reduction that partial results cannot give: an error (E811) along the sharded dimension."""
+
     def shard(g, n: Apply) -> Node:
         if g.axes_on(n.args[0], n.attr("axis")):
             g.fail(n, what)
@@ -89,8 +91,12 @@ def _global_logsumexp(g, n, x, axes, keep):
 def _global_var(root: bool):
     def rule(g, n, x, axes, keep):
         count = g.global_count(x, axes, n.span)
-        mean = _ap("div", (g.all_sum(g.reduce("sum", x, axes, True, n.span)), count),
-                   g.reduce("sum", x, axes, True, n.span).type, n.span)
+        mean = _ap(
+            "div",
+            (g.all_sum(g.reduce("sum", x, axes, True, n.span)), count),
+            g.reduce("sum", x, axes, True, n.span).type,
+            n.span,
+        )
         dev = _ap("square", (_ap("sub", (x, mean), x.type, n.span),), x.type, n.span)
         ss = g.all_sum(g.reduce("sum", dev, axes, keep, n.span))
         ddof = n.attr("ddof") or 0
@@ -106,20 +112,30 @@ def _global_norm(g, n, x, axes, keep):
     absx = _ap("abs", (x,), x.type, span)
     if p == 1:
         return g.all_sum(g.reduce("sum", absx, axes, keep, span))
-    powered = _ap("square", (x,), x.type, span) if p == 2 else _ap(
-        "pow", (absx, Const(_scalar(), span, float(p))), x.type, span)
+    powered = (
+        _ap("square", (x,), x.type, span)
+        if p == 2
+        else _ap("pow", (absx, Const(_scalar(), span, float(p))), x.type, span)
+    )
     s = g.all_sum(g.reduce("sum", powered, axes, keep, span))
     zero, one = Const(_scalar(), span, 0.0), Const(_scalar(), span, 1.0)
     nonzero = _ap("gt", (s, zero), TensorType(BOOL, s.type.shape), span)
     safe = _ap("where", (nonzero, s, one), s.type, span)
-    root = _ap("sqrt", (safe,), s.type, span) if p == 2 else _ap(
-        "pow", (safe, Const(_scalar(), span, 1.0 / p)), s.type, span)
+    root = (
+        _ap("sqrt", (safe,), s.type, span)
+        if p == 2
+        else _ap("pow", (safe, Const(_scalar(), span, 1.0 / p)), s.type, span)
+    )
     return _ap("where", (nonzero, root, zero), n.type, span)
 
 
 def _unreduce(b, g, x, n):
-    return b.ap("unreduce", (g, x), TensorType(FLOAT, x.type.shape),
-                (("axis", n.attr("axis")), ("keepdims", n.attr("keepdims"))))
+    return b.ap(
+        "unreduce",
+        (g, x),
+        TensorType(FLOAT, x.type.shape),
+        (("axis", n.attr("axis")), ("keepdims", n.attr("keepdims"))),
+    )
 
 
 def _sum_vjp(b, n, g, give):
@@ -162,34 +178,138 @@ def _identity(a):
 
 
 _R = {"lanes": REDUCES}
-define("sum", REDUCE, "reduction", reduction("same"), "sum", vjp=_sum_vjp,
-       value_range=lambda a, n: iv.sum_of(a[0]), fold=_identity, sharding=_over_sharded_axis(_global_sum), **_R)
-define("mean", REDUCE, "reduction", reduction("float"), "arithmetic mean", vjp=_mean_vjp,
-       value_range=iv.same_as_operand, fold=_identity, sharding=_over_sharded_axis(_global_mean), **_R)
-define("prod", REDUCE, "reduction", reduction("same"), "product", vjp=FRAMEWORK, value_range=iv.unbounded,
-       fold=_identity, sharding=_refused_over_sharded_axis("a product"), **_R)
-define("max", REDUCE, "reduction", reduction("same"), "largest element", grad=TIES, needs_elements=True,
-       vjp=FRAMEWORK, value_range=iv.same_as_operand, fold=_identity,
-       sharding=_over_sharded_axis(_global_extremum("max")), **_R)
-define("min", REDUCE, "reduction", reduction("same"), "smallest element", grad=TIES, needs_elements=True,
-       vjp=FRAMEWORK, value_range=iv.same_as_operand, fold=_identity,
-       sharding=_over_sharded_axis(_global_extremum("min")), **_R)
-define("logsumexp", REDUCE, "reduction", reduction("float"), "log(sum(exp(x))), stable", needs_elements=True,
-       vjp=_logsumexp_vjp, value_range=iv.unbounded, fold=_identity,
-       sharding=_over_sharded_axis(_global_logsumexp), **_R)
-define("var", REDUCE + (Param("ddof", "int", 0),), "reduction", reduction("float"),
-       "variance, population form (ddof=0) unless `ddof=` is given", vjp=FRAMEWORK,
-       value_range=iv.constant(0.0, INF), fold=lambda a: 0.0, sharding=_over_sharded_axis(_global_var(False)), **_R)
-define("std", REDUCE + (Param("ddof", "int", 0),), "reduction", reduction("float"),
-       "standard deviation, population form (ddof=0) unless `ddof=` is given",
-       grad="0 where the spread is 0 (JAX and TensorFlow give NaN)", lower=safe_std,
-       vjp=NoRule("lowered to `var` and `sqrt` before differentiation"), value_range=iv.constant(0.0, INF),
-       fold=lambda a: 0.0, sharding=_over_sharded_axis(_global_var(True)), **_R)
-define("norm", (Param("x"), Param("p", "number", 2), Param("axis", "axis", None), Param("keepdims", "bool", False)),
-       "reduction", reduction("float"), "p-norm (p >= 1)", grad="0 at x = 0 (JAX and TensorFlow give NaN)",
-       vjp=FRAMEWORK, value_range=iv.constant(0.0, INF), fold=abs, sharding=_over_sharded_axis(_global_norm), **_R)
-for _name, _doc in [("argmax", "index of the largest element (the first, on ties)"),
-                    ("argmin", "index of the smallest element (the first, on ties)")]:
-    define(_name, REDUCE, "reduction", reduction("index"), _doc, grad_args=(), grad="none: not differentiable",
-           needs_elements=True, value_range=iv.unbounded, fold=NoRule("an index is not a value to fold"),
-           sharding=_refused_over_sharded_axis("an index"), keep_dtype=(0,), **_R)
+define(
+    "sum",
+    REDUCE,
+    "reduction",
+    reduction("same"),
+    "sum",
+    vjp=_sum_vjp,
+    value_range=lambda a, n: iv.sum_of(a[0]),
+    fold=_identity,
+    sharding=_over_sharded_axis(_global_sum),
+    **_R,
+)
+define(
+    "mean",
+    REDUCE,
+    "reduction",
+    reduction("float"),
+    "arithmetic mean",
+    vjp=_mean_vjp,
+    value_range=iv.same_as_operand,
+    fold=_identity,
+    sharding=_over_sharded_axis(_global_mean),
+    **_R,
+)
+define(
+    "prod",
+    REDUCE,
+    "reduction",
+    reduction("same"),
+    "product",
+    vjp=FRAMEWORK,
+    value_range=iv.unbounded,
+    fold=_identity,
+    sharding=_refused_over_sharded_axis("a product"),
+    **_R,
+)
+define(
+    "max",
+    REDUCE,
+    "reduction",
+    reduction("same"),
+    "largest element",
+    grad=TIES,
+    needs_elements=True,
+    vjp=FRAMEWORK,
+    value_range=iv.same_as_operand,
+    fold=_identity,
+    sharding=_over_sharded_axis(_global_extremum("max")),
+    **_R,
+)
+define(
+    "min",
+    REDUCE,
+    "reduction",
+    reduction("same"),
+    "smallest element",
+    grad=TIES,
+    needs_elements=True,
+    vjp=FRAMEWORK,
+    value_range=iv.same_as_operand,
+    fold=_identity,
+    sharding=_over_sharded_axis(_global_extremum("min")),
+    **_R,
+)
+define(
+    "logsumexp",
+    REDUCE,
+    "reduction",
+    reduction("float"),
+    "log(sum(exp(x))), stable",
+    needs_elements=True,
+    vjp=_logsumexp_vjp,
+    value_range=iv.unbounded,
+    fold=_identity,
+    sharding=_over_sharded_axis(_global_logsumexp),
+    **_R,
+)
+define(
+    "var",
+    REDUCE + (Param("ddof", "int", 0),),
+    "reduction",
+    reduction("float"),
+    "variance, population form (ddof=0) unless `ddof=` is given",
+    vjp=FRAMEWORK,
+    value_range=iv.constant(0.0, INF),
+    fold=lambda a: 0.0,
+    sharding=_over_sharded_axis(_global_var(False)),
+    **_R,
+)
+define(
+    "std",
+    REDUCE + (Param("ddof", "int", 0),),
+    "reduction",
+    reduction("float"),
+    "standard deviation, population form (ddof=0) unless `ddof=` is given",
+    grad="0 where the spread is 0 (JAX and TensorFlow give NaN)",
+    lower=safe_std,
+    vjp=NoRule("lowered to `var` and `sqrt` before differentiation"),
+    value_range=iv.constant(0.0, INF),
+    fold=lambda a: 0.0,
+    sharding=_over_sharded_axis(_global_var(True)),
+    **_R,
+)
+define(
+    "norm",
+    (Param("x"), Param("p", "number", 2), Param("axis", "axis", None), Param("keepdims", "bool", False)),
+    "reduction",
+    reduction("float"),
+    "p-norm (p >= 1)",
+    grad="0 at x = 0 (JAX and TensorFlow give NaN)",
+    vjp=FRAMEWORK,
+    value_range=iv.constant(0.0, INF),
+    fold=abs,
+    sharding=_over_sharded_axis(_global_norm),
+    **_R,
+)
+for _name, _doc in [
+    ("argmax", "index of the largest element (the first, on ties)"),
+    ("argmin", "index of the smallest element (the first, on ties)"),
+]:
+    define(
+        _name,
+        REDUCE,
+        "reduction",
+        reduction("index"),
+        _doc,
+        grad_args=(),
+        grad="none: not differentiable",
+        needs_elements=True,
+        value_range=iv.unbounded,
+        fold=NoRule("an index is not a value to fold"),
+        sharding=_refused_over_sharded_axis("an index"),
+        keep_dtype=(0,),
+        **_R,
+    )

@@ -58,8 +58,12 @@ def ordered(ck: RuleContext, site: CallSite):
 def equality(ck: RuleContext, site: CallSite):
     a, b = site.t(0).dtype, site.t(1).dtype
     if (a is BOOL) != (b is BOOL):
-        ck.fail(f"cannot compare `{a}` with `{b}`", site.span, "E301",
-                help="compare bools with bools and numbers with numbers")
+        ck.fail(
+            f"cannot compare `{a}` with `{b}`",
+            site.span,
+            "E301",
+            help="compare bools with bools and numbers with numbers",
+        )
     return TensorType(BOOL, ck.broadcast(site)), {}
 
 
@@ -73,8 +77,12 @@ def select(ck: RuleContext, site: CallSite):
     ck.need_dtype(site, 0, {BOOL}, "the condition of `where` must be bool")
     a, b = site.t(1).dtype, site.t(2).dtype
     if (a is BOOL) != (b is BOOL):
-        ck.fail(f"the branches of `where` have dtypes `{a}` and `{b}`", site.span, "E301",
-                help="give both branches the same kind of value, e.g. `float(mask)`")
+        ck.fail(
+            f"the branches of `where` have dtypes `{a}` and `{b}`",
+            site.span,
+            "E301",
+            help="give both branches the same kind of value, e.g. `float(mask)`",
+        )
     dt = BOOL if a is BOOL else promote(a, b)
     return TensorType(dt, ck.broadcast(site)), {}
 
@@ -85,16 +93,23 @@ def reduction(out: str, *, arg_dtypes=NUMERIC) -> Rule:
         t = site.t(0)
         single = out == "index"
         if single and t.rank > 1 and site.static["axis"].value is None:
-            ck.fail(f"`{site.fn.name}` of a rank-{t.rank} value needs `axis=`", site.span, "E405",
-                    help=f"say which axis holds the candidates, e.g. `{site.fn.name}({site.arg_texts[0]}, axis=-1)`")
+            ck.fail(
+                f"`{site.fn.name}` of a rank-{t.rank} value needs `axis=`",
+                site.span,
+                "E405",
+                help=f"say which axis holds the candidates, e.g. `{site.fn.name}({site.arg_texts[0]}, axis=-1)`",
+            )
         axes = ck.axes(site, t, single=single)
         keep = bool(site.static["keepdims"].value)
         all_axes = tuple(range(t.rank)) if axes is None else axes
         if site.fn.needs_elements:
             for i in all_axes:
                 ck.need_size(t.shape[i], 1, site.span, f"`{site.fn.name}` over `{t.shape[i]}`")
-        shape = tuple(ONE if i in all_axes else d for i, d in enumerate(t.shape)) if keep else tuple(
-            d for i, d in enumerate(t.shape) if i not in all_axes)
+        shape = (
+            tuple(ONE if i in all_axes else d for i, d in enumerate(t.shape))
+            if keep
+            else tuple(d for i, d in enumerate(t.shape) if i not in all_axes)
+        )
         dtype = {"same": dt, "float": FLOAT, "index": INT}[out]
         attrs: dict[str, Any] = {"axis": all_axes, "keepdims": keep}
         if "ddof" in site.static:
@@ -105,8 +120,12 @@ def reduction(out: str, *, arg_dtypes=NUMERIC) -> Rule:
         if "p" in site.static:
             p = site.static["p"].value
             if not p >= 1:
-                ck.fail(f"`p` must be 1 or more, found {p}", site.static["p"].span or site.span, "E504",
-                        help="`norm` is a norm for p >= 1")
+                ck.fail(
+                    f"`p` must be 1 or more, found {p}",
+                    site.static["p"].span or site.span,
+                    "E504",
+                    help="`norm` is a norm for p >= 1",
+                )
             attrs["p"] = float(p)
         return TensorType(dtype, shape), attrs
 
@@ -131,9 +150,13 @@ def pick(ck: RuleContext, site: CallSite):
     if x.rank == 0:
         ck.fail("`pick` needs a value with at least one axis, found a scalar", site.span, "E404")
     if idx.rank != x.rank - 1:
-        ck.fail(f"`pick` indices must have the shape of `{site.arg_texts[0]}` less its last axis "
-                f"({_shape(x.shape[:-1])}), found {_shape(idx.shape)}", site.arg_spans[1], "E404",
-                help="`pick(x, idx)` is `x[..., idx[...]]`: one index per row of the last axis")
+        ck.fail(
+            f"`pick` indices must have the shape of `{site.arg_texts[0]}` less its last axis "
+            f"({_shape(x.shape[:-1])}), found {_shape(idx.shape)}",
+            site.arg_spans[1],
+            "E404",
+            help="`pick(x, idx)` is `x[..., idx[...]]`: one index per row of the last axis",
+        )
     ck.same_shape(x.shape[:-1], idx.shape, site.arg_spans[1], "`pick` indices")
     return TensorType(x.dtype, x.shape[:-1]), {}
 
@@ -150,12 +173,16 @@ def segment(out: str) -> Rule:
         ck.need_dtype(site, 1, {INT}, "segment ids must be int")
         v, ids = site.t(0), site.t(1)
         if ids.rank == 0 or ids.rank > v.rank:
-            ck.fail(f"segment ids must have the leading axes of `{site.arg_texts[0]}` ({_shape(v.shape)}), "
-                    f"found {_shape(ids.shape)}", site.arg_spans[1], "E404",
-                    help="give one group id per row: ids of shape [N] for values of shape [N, ...]")
+            ck.fail(
+                f"segment ids must have the leading axes of `{site.arg_texts[0]}` ({_shape(v.shape)}), "
+                f"found {_shape(ids.shape)}",
+                site.arg_spans[1],
+                "E404",
+                help="give one group id per row: ids of shape [N] for values of shape [N, ...]",
+            )
         ck.same_shape(v.shape[: ids.rank], ids.shape, site.arg_spans[1], "segment ids")
         groups: Dim = site.static["G"].value
-        return TensorType(dt if out == "same" else FLOAT, (groups,) + v.shape[ids.rank:]), {"groups": groups}
+        return TensorType(dt if out == "same" else FLOAT, (groups,) + v.shape[ids.rank :]), {"groups": groups}
 
     return rule
 
@@ -168,9 +195,15 @@ def matmul(ck: RuleContext, site: CallSite):
         ck.fail("`@` needs operands with at least one axis; use `*` for scalars", site.span, "E404")
     a2 = a if len(a) > 1 else (ONE,) + a
     b2 = b if len(b) > 1 else b + (ONE,)
-    ck.same_dim(a2[-1], b2[-2], site.span, "the inner dimensions of `@` differ: `{a}` and `{b}`", "E410",
-                help=f"`a @ b` needs the last axis of `{site.arg_texts[0]}` to match the second-to-last of "
-                     f"`{site.arg_texts[1]}`; `transpose(...)` swaps the last two axes")
+    ck.same_dim(
+        a2[-1],
+        b2[-2],
+        site.span,
+        "the inner dimensions of `@` differ: `{a}` and `{b}`",
+        "E410",
+        help=f"`a @ b` needs the last axis of `{site.arg_texts[0]}` to match the second-to-last of "
+        f"`{site.arg_texts[1]}`; `transpose(...)` swaps the last two axes",
+    )
     batch = ck.broadcast(site, shapes=(a2[:-2], b2[:-2]))
     shape = batch + ((a2[-2],) if len(a) > 1 else ()) + ((b2[-1],) if len(b) > 1 else ())
     return TensorType(promote(a_dt, b_dt), shape), {}

@@ -28,8 +28,12 @@ def path(name: str) -> Path:
         from lossdsl.diagnostics import LossError
 
         close = difflib.get_close_matches(name, names(), n=1)
-        raise LossError.plain(f"no standard loss called {name!r}", path="lossdsl.std", code="E001",
-                              help=f"did you mean {close[0]!r}?" if close else f"there are: {', '.join(names())}")
+        raise LossError.plain(
+            f"no standard loss called {name!r}",
+            path="lossdsl.std",
+            code="E001",
+            help=f"did you mean {close[0]!r}?" if close else f"there are: {', '.join(names())}",
+        )
     return Path(str(candidate))
 
 
