@@ -23,7 +23,7 @@ from .checked import CheckedModule, Leaf
 from .functions import FUNCTIONS, index_uses
 from .ir import Apply, Arg, Const, DimSize, Index, Node, topological
 from .source import Span
-from .types import BOOL, FLOAT, INT, Dim
+from .types import FLOAT, INT, Dim
 
 
 def leaf_var(kind: str, name: str, path: tuple[str, ...] = ()) -> str:
@@ -480,4 +480,4 @@ class _EntryWriter:
             )
 
 
-__all__ = ["BOOL", "Generated", "generate", "leaf_var"]
+__all__ = ["Generated", "generate", "leaf_var"]

@@ -41,10 +41,6 @@ def _apply(fn: str, args: tuple[Node, ...], type_: TensorType, span, attrs=()) -
     return Apply(type_, span, fn, tuple(args), tuple(attrs))
 
 
-def _is_const(node: Node, value) -> bool:
-    return isinstance(node, Const) and not isinstance(node.value, bool) and node.value == value
-
-
 # ---- the functions' own lowering rules ---------------------------------------------------
 
 

@@ -7,7 +7,7 @@ named here too for the tests that read or patch a printer's tables.
 from __future__ import annotations
 
 from .checked import CheckedModule
-from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, describe, topological
+from .ir import Apply, Arg, Const, Gather, Index, describe, topological
 from .pipeline import check_sharded, lower, printer_for
 
 
@@ -59,4 +59,4 @@ def format_ir(checked: CheckedModule, *, lowered: bool = False, sharded: str | N
     return "\n".join(lines)
 
 
-__all__ = ["DimSize", "Node", "format_ir", "printer_for"]
+__all__ = ["format_ir", "printer_for"]

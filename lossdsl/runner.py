@@ -14,12 +14,15 @@ from typing import Any, overload
 
 import numpy as np
 
+from lossdsl.backends import canonical_name, get_backend
+
+from .api import compile as compile_spec
 from .diagnostics import Diagnostic, LossError
+from .frontend import check
+from .sampling import random_inputs
 
 
 def _backend(name: str):
-    from lossdsl.backends import get_backend
-
     try:
         return get_backend(name)
     except KeyError:
@@ -138,10 +141,6 @@ def load_npz(path: str, checked) -> tuple[dict, dict, dict]:
 
 def run_spec(ns) -> int:
     """`lossdsl run SPEC --backend B (--data F.npz | --random) [--dim B=32]`."""
-    from .api import compile as compile_spec
-    from .frontend import check
-    from .sampling import random_inputs
-
     checked = check(ns.spec)
     dims = _parse_assignments(ns.dim, "dim", int)
     overrides = _parse_assignments(ns.param, "param", float)
@@ -150,8 +149,6 @@ def run_spec(ns) -> int:
     else:
         args, context, params = load_npz(ns.data, checked)
     params.update(overrides)
-    from lossdsl.backends import canonical_name
-
     backend = canonical_name(ns.backend) or ns.backend
     f = compile_spec(
         ns.spec, backend=backend, context={k: to_backend(backend, v) for k, v in context.items()}, params=params or None

@@ -15,7 +15,8 @@ from typing import Any, cast
 
 from .checked import CheckedModule, Declaration, Leaf
 from .diagnostics import Diagnostic, LossError
-from .types import FLOAT, INT, RecordType, TensorType
+from .ir import describe
+from .types import FLOAT, INT, RecordType
 
 REDUCTIONS = ("mean", "sum", "weighted_mean", "none")
 
@@ -195,8 +196,6 @@ class Runtime:
         self._fields(decl, value, decl.type, ())
 
     def _fields(self, decl: Declaration, value: Mapping, rtype, prefix: tuple[str, ...]) -> None:
-        from .types import RecordType
-
         names = rtype.names
         label = ".".join((decl.name,) + prefix)
         for name in names:
@@ -369,8 +368,6 @@ class CompiledLoss:
         self._dist = dist
         loss_dim = self.spec.loss.type.shape[0] if self._per_sample else None
         self._global_reduction = loss_dim is not None and loss_dim.sym == sym and loss_dim.offset == 0
-        from .ir import describe
-
         self.global_reductions = [f"{describe(n)} at line {n.span.line}, column {n.span.col}" for n in made_global]
         if self._global_reduction:
             self.global_reductions.append(f"the per-sample loss's reduction (`reduction=`) over `{sym}`")
@@ -571,4 +568,4 @@ class CompiledLoss:
         return be.safe_divide(total, denom)
 
 
-__all__ = ["DEFAULT", "REDUCTIONS", "CompiledLoss", "Runtime", "TensorType"]
+__all__ = ["DEFAULT", "REDUCTIONS", "CompiledLoss", "Runtime"]

@@ -21,10 +21,6 @@ class DType(Enum):
     def __str__(self) -> str:
         return self.value
 
-    @property
-    def is_numeric(self) -> bool:
-        return self is not DType.BOOL
-
 
 FLOAT, INT, BOOL = DType.FLOAT, DType.INT, DType.BOOL
 
@@ -97,10 +93,6 @@ class TensorType:
     def rank(self) -> int:
         return len(self.shape)
 
-    @property
-    def is_scalar(self) -> bool:
-        return not self.shape
-
     def with_dtype(self, dtype: DType) -> TensorType:
         return TensorType(dtype, self.shape)
 
@@ -141,27 +133,6 @@ def leaves(t: ValueType, path: tuple[str, ...] = ()):
 
 
 # ---- broadcasting --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BroadcastClash:
-    """Why two shapes did not broadcast: the axis (from the right) and the two dims there."""
-
-    axis_from_right: int
-    left: Dim
-    right: Dim
-
-
-def broadcast_dims(a: Dim, b: Dim) -> Dim | None:
-    """The broadcast of two dims, or None if they clash. A literal meeting a symbol is
-    not decided here: the checker binds the symbol (see `Dims.unify`)."""
-    if a == b:
-        return a
-    if a == ONE:
-        return b
-    if b == ONE:
-        return a
-    return None
 
 
 def broadcast_suggestion(small: Shape, big: Shape, expr_text: str) -> str | None:

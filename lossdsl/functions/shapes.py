@@ -12,7 +12,6 @@ from ..types import BOOL, FLOAT, INT, ONE, Dim, DType, Shape, TensorType, promot
 from .table import CallSite, Rule, RuleContext
 
 NUMERIC = {FLOAT, INT}
-ANY = {FLOAT, INT, BOOL}
 
 # ---- rules ---------------------------------------------------------------------------
 
