@@ -139,9 +139,11 @@ class Loss(keras.losses.Loss):
         return {k: keras.ops.convert_to_numpy(v.value) for k, v in self._param_vars.items()}
 
     def set_params(self, **values: Any) -> None:
-        for k, v in values.items():
-            var = self._param_vars.get(k)
-            if var is None:
+        """New values for the param variables, checked as `lossdsl.compile` checks them (dtype,
+        rank, the sizes the loss was compiled for); nothing changes unless all pass."""
+        self.compiled.check_params(**values)
+        for k in values:
+            if k not in self._param_vars:
                 raise LossError(
                     [
                         Diagnostic(
@@ -152,6 +154,8 @@ class Loss(keras.losses.Loss):
                         )
                     ]
                 )
+        for k, v in values.items():
+            var = self._param_vars[k]
             var.assign(np.asarray(v, dtype=var.dtype))
 
     def track(self, model) -> None:
@@ -374,8 +378,10 @@ def pack(loss: Loss, **arrays: Any) -> np.ndarray:
         )
     cols = []
     batch = None
+    leaves = dict((label, leaf) for leaf, label in loss._packed)
     for n in labels:
         a = np.asarray(lookup(n))
+        _check_packable(loss, n, leaves[n].type, a)
         batch = a.shape[0] if batch is None else batch
         if a.shape[0] != batch:
             raise LossError(
@@ -383,6 +389,43 @@ def pack(loss: Loss, **arrays: Any) -> np.ndarray:
             )
         cols.append(a.reshape(batch, -1).astype(np.float32))
     return np.concatenate(cols, axis=1)
+
+
+# float32 holds every integer up to 2^24 exactly; a larger id would come back as another one.
+_EXACT_IN_FLOAT32 = 1 << 24
+
+
+def _check_packable(loss: Loss, label: str, t: TensorType, a: np.ndarray) -> None:
+    """An int target or input travels as float32 and is cast back: only ints that float32
+    holds exactly may go in. A float where an int is declared is refused, as at a call (E803),
+    rather than rounded (0.6 would become group 1)."""
+    if t.dtype is not INT:
+        return
+    if a.dtype.kind not in "iu":
+        raise LossError(
+            [
+                Diagnostic(
+                    f"`{label}` is declared `{t}` but holds {a.dtype} values",
+                    None,
+                    "E803",
+                    path=loss._source.name,
+                    help=f"pass ints (`{label}.astype(int)` if the values are whole numbers); a float id "
+                    "is never rounded",
+                )
+            ]
+        )
+    if a.size and int(np.abs(a).max()) > _EXACT_IN_FLOAT32:
+        raise LossError(
+            [
+                Diagnostic(
+                    f"`{label}` holds ints beyond 2^24, which a packed float32 y_true cannot carry exactly",
+                    None,
+                    "E803",
+                    path=loss._source.name,
+                    help="pass y_true as a dict from a custom training step instead of packing it",
+                )
+            ]
+        )
 
 
 class UpdateParams(keras.callbacks.Callback):

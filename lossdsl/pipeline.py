@@ -193,6 +193,7 @@ class Emitted:
     lowered: Lowered
     generated: Generated
     sharded: str | None = None
+    static_dims: Mapping[str, tuple[int, str]] = field(default_factory=dict)  # the sizes it takes as known
 
     @property
     def source(self) -> str:
@@ -221,7 +222,7 @@ def emit(
         derivative=lowered.derivative,
         check_indices=check_indices,
     )
-    return Emitted(lowered, generated, sharded)
+    return Emitted(lowered, generated, sharded, dict(static_dims))
 
 
 # ---- code -> a compiled loss ---------------------------------------------------------------
@@ -253,7 +254,7 @@ def instantiate(
     compute = backend.wrap_compute(namespace["compute"], gen.static_args, sharded=sharded is not None)
     namespace["compute"] = compute
     entry = backend.wrap_entry(namespace["entry"])
-    loss = CompiledLoss(checked, backend, gen.source, entry, compute, runtime, gen.entry_args)
+    loss = CompiledLoss(checked, backend, gen.source, entry, compute, runtime, gen.entry_args, code.static_dims)
     if sharded is not None:
         loss._shard(sharded, dist, code.lowered.made_global)
     return loss

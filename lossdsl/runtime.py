@@ -13,6 +13,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+from .binding import bind_params
 from .checked import CheckedModule, Declaration, Leaf
 from .diagnostics import Diagnostic, LossError
 from .ir import describe
@@ -341,7 +342,15 @@ class CompiledLoss:
     """
 
     def __init__(
-        self, checked: CheckedModule, backend, source: str, entry, compute, runtime: Runtime, entry_args: list[str]
+        self,
+        checked: CheckedModule,
+        backend,
+        source: str,
+        entry,
+        compute,
+        runtime: Runtime,
+        entry_args: list[str],
+        static_dims: Mapping[str, tuple[int, str]] | None = None,
     ):
         self.spec = checked
         self.backend = backend.name
@@ -350,6 +359,7 @@ class CompiledLoss:
         self._entry = entry
         self.compute = compute
         self._runtime = runtime
+        self._static_dims = dict(static_dims or {})  # sizes the code was generated for
         self._call_decls = checked.call_args
         self._param_decls = checked.of_kind("param")
         self._n_call = len(self._call_decls)
@@ -391,13 +401,16 @@ class CompiledLoss:
     def params(self) -> dict[str, Any]:
         return dict(self._runtime.params)
 
+    def check_params(self, **values: Any) -> None:
+        """Raise the LossError `set_params` would raise for these values, changing nothing."""
+        bind_params(self.spec, self._backend, values, dict(self._static_dims))
+
     def set_params(self, **values: Any) -> None:
-        """Change the compile-time value of params (no recompilation)."""
+        """Change the compile-time value of params (no recompilation). Each value is checked as at
+        `lossdsl.compile`: its dtype, rank and the sizes the code was generated for; nothing
+        changes unless every value passes."""
+        self.check_params(**values)
         for name, value in values.items():
-            if name not in {d.name for d in self._param_decls}:
-                raise LossError(
-                    [Diagnostic(f"`{name}` is not a param of this spec", None, "E806", path=self.spec.source.name)]
-                )
             self._runtime.params[name] = value
         self._runtime.clear_cache()
 

@@ -5,9 +5,10 @@
     loss = criterion(emb)                 # same call as the compiled function
     criterion.set_params(alpha=0.3)       # or per call: criterion(emb, alpha=0.3)
 
-Context tensors are registered as buffers, so `.to(device)`, `state_dict()` and
-`load_state_dict()` treat them like any other state; the module works inside
-`torch.compile`d training steps.
+Context tensors and the values of params are registered as buffers, so `.to(device)`,
+`state_dict()` and `load_state_dict()` treat them like any other state: a checkpoint keeps
+the params set by `set_params` (per-epoch group weights survive a resume). The module works
+inside `torch.compile`d training steps.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ __all__ = ["LossModule"]
 
 def _buffer_name(label: str) -> str:
     return "ctx_" + label.replace(".", "__")
+
+
+def _param_buffer_name(name: str) -> str:
+    return "param_" + name
+
+
+_TORCH_DTYPES = {"float": torch.float32, "int": torch.int64, "bool": torch.bool}
 
 
 class LossModule(nn.Module):
@@ -55,6 +63,15 @@ class LossModule(nn.Module):
                     value = value[p]
                 self.register_buffer(_buffer_name(leaf.label), torch.as_tensor(value))
                 self._labels.append(leaf.label)
+        # Params with a value (a default, or bound here) are buffers too; those without one are
+        # given at each call and are no state of the module.
+        self._param_names: list[str] = []
+        for decl in self.loss_fn.spec.of_kind("param"):
+            if decl.name in self.loss_fn.params:
+                dtype = _TORCH_DTYPES[decl.type.dtype.value]
+                value = torch.as_tensor(self.loss_fn.params[decl.name], dtype=dtype)
+                self.register_buffer(_param_buffer_name(decl.name), value)
+                self._param_names.append(decl.name)
         self._seen: tuple = ()
 
     @property
@@ -63,26 +80,44 @@ class LossModule(nn.Module):
 
     @property
     def params(self) -> dict[str, Any]:
-        return self.loss_fn.params
+        """The current param values, as Python numbers and lists."""
+        return {name: getattr(self, _param_buffer_name(name)).tolist() for name in self._param_names}
 
     def set_params(self, **values: Any) -> None:
-        self.loss_fn.set_params(**values)
+        """New param values, checked as `lossdsl.compile` checks them, kept in the param buffers
+        (so in `state_dict()`) on the buffers' device."""
+        self.loss_fn.check_params(**values)
+        for name, value in values.items():
+            old = getattr(self, _param_buffer_name(name), None)
+            dtype = old.dtype if old is not None else _TORCH_DTYPES[self._param_dtype(name)]
+            new = torch.as_tensor(value, dtype=dtype, device=old.device if old is not None else None)
+            self.register_buffer(_param_buffer_name(name), new)
+            if name not in self._param_names:
+                self._param_names.append(name)
+        self._sync_state()
 
-    def _sync_context(self) -> None:
+    def _param_dtype(self, name: str) -> str:
+        decl = next(d for d in self.loss_fn.spec.of_kind("param") if d.name == name)
+        return decl.type.dtype.value
+
+    def _sync_state(self) -> None:
         # The buffers may have moved (.to), been replaced or loaded in place (load_state_dict):
         # hand the current ones to the compiled loss, whose per-device cache is then renewed.
-        buffers = [getattr(self, _buffer_name(label)) for label in self._labels]
-        key = tuple((id(b), b._version, b.device) for b in buffers)
+        contexts = [getattr(self, _buffer_name(label)) for label in self._labels]
+        params = [getattr(self, _param_buffer_name(name)) for name in self._param_names]
+        key = tuple((id(b), b._version, b.device) for b in contexts + params)
         if key != self._seen:
             runtime = self.loss_fn._runtime
-            for label, b in zip(self._labels, buffers):
+            for label, b in zip(self._labels, contexts):
                 runtime.context[label] = b
+            for name, b in zip(self._param_names, params):
+                runtime.params[name] = b
             runtime.clear_cache()
             self._seen = key
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if self._labels:
-            self._sync_context()
+        if self._labels or self._param_names:
+            self._sync_state()
         return self.loss_fn(*args, **kwargs)
 
     def extra_repr(self) -> str:

@@ -100,6 +100,40 @@ def test_params_bound_at_compile_and_changed_without_recompiling(rng):
     assert f.params == {"smoothing": 0.3}
 
 
+SIZED_PARAMS = spec("""
+    pred  yhat:    float[B]
+    input group:   int[B]
+    param alpha:   float = 0.1
+    param group_w: float[G]
+    loss = mean((1.0 + alpha) * yhat * group_w[group])
+""")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax", "tensorflow"])
+@pytest.mark.parametrize(
+    ("values", "code", "words"),
+    [
+        ({"group_w": "abc"}, "E803", ["group_w", "float"]),
+        ({"alpha": [1.0, 2.0, 3.0]}, "E804", ["alpha", "rank 0"]),
+        ({"group_w": [1.0, 2.0]}, "E805", ["G", "3"]),
+        ({"group_w": [[1.0, 2.0, 3.0]]}, "E804", ["group_w", "rank 1"]),
+        ({"gruop_w": [1.0, 2.0, 3.0]}, "E806", ["did you mean `group_w`"]),
+    ],
+)
+def test_set_params_checks_each_value_as_compile_does_and_changes_nothing_on_error(backend, values, code, words):
+    if not available(backend):
+        pytest.skip(f"MISSING FRAMEWORK: {backend}")
+    f = lossdsl.compile(SIZED_PARAMS, backend=backend, params={"group_w": [1.0, 1.0, 1.0]})
+    before = dict(f.params)
+    valid = {"alpha": 0.5} if "alpha" not in values else {"group_w": [2.0, 2.0, 2.0]}
+    with pytest.raises(LossError) as e:
+        f.set_params(**valid, **values)
+    assert e.value.first.code == code, str(e.value)
+    text = str(e.value)
+    assert all(w in text for w in words), text
+    assert f.params == before  # the valid value given with it was not applied either
+
+
 def test_a_param_without_default_must_be_bound():
     src = "pred yhat: float[B]\nparam alpha: float\nloss = alpha * mean(yhat)\n"
     f = lossdsl.compile(src, backend="numpy")

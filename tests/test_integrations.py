@@ -68,6 +68,30 @@ def test_torch_module_keeps_context_as_buffers(rng):
 
 
 @needs("torch")
+def test_torch_module_keeps_params_in_its_state_dict_and_restores_them(rng):
+    import torch
+
+    import lossdsl.torch
+
+    x, y = torch.randn(8, 3), torch.nn.functional.one_hot(torch.tensor(rng.integers(0, 3, 8)), 3).float()
+    group = torch.tensor(rng.integers(0, 2, 8))
+    m = lossdsl.torch.LossModule(GROUP)
+    m.set_params(group_w=[1.0, 0.25])
+    state = m.state_dict()
+    assert state["param_group_w"].tolist() == [1.0, 0.25]
+    resumed = lossdsl.torch.LossModule(GROUP)  # starts from the default [1.0, 0.5]
+    resumed.load_state_dict(state)
+    assert resumed.params == {"group_w": [1.0, 0.25]}
+    expected = lossdsl.compile(GROUP, backend="torch")(x, y, group, group_w=torch.tensor([1.0, 0.25]))
+    torch.testing.assert_close(resumed(x, y, group), expected)
+    torch.testing.assert_close(m(x, y, group), expected)
+    # a value that does not fit is refused and changes nothing
+    with pytest.raises(lossdsl.LossError, match="E805"):
+        m.set_params(group_w=[1.0, 2.0, 3.0])
+    assert m.params == {"group_w": [1.0, 0.25]}
+
+
+@needs("torch")
 def test_torch_module_trains_and_matches_the_compiled_function(rng):
     import torch
 

@@ -61,6 +61,22 @@ def main() -> int:
     # The params changed during fit without a retrace: the weights of the last epoch were used.
     assert history.history["loss"][-1] > 0
 
+    # set_params checks each value as lossdsl.compile does and changes nothing on an error.
+    for bad, code in (({"group_w": [1.0, 2.0, 3.0]}, "E805"), ({"group_w": "abc"}, "E803"),
+                      ({"group_wt": [1.0, 2.0]}, "E806")):
+        try:
+            loss.set_params(**bad)
+            raise AssertionError(f"no error for {bad}")
+        except lossdsl.LossError as e:
+            assert e.first.code == code, str(e)
+    np.testing.assert_allclose(loss.params["group_w"], [1.0, 1.25])
+    # A float where an int group id is declared is refused, not rounded.
+    try:
+        lossdsl.keras.pack(loss, y=y, group=group + 0.4)
+        raise AssertionError("no error for float group ids")
+    except lossdsl.LossError as e:
+        assert e.first.code == "E803" and "`group`" in str(e), str(e)
+
     # With a learning rate of 0 the model stays put, so each epoch's loss shows the param it saw:
     # the value set by the callback reaches the compiled step, epoch after epoch, with no retrace.
     scaled = lossdsl.keras.Loss("pred yhat: float[B, C]\ntarget y: float[B, C]\nparam scale: float = 1.0\n"
