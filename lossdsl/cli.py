@@ -41,6 +41,19 @@ def _loss_files(paths: Sequence[str]) -> list[Path]:
     return files
 
 
+def spec_argument(raw: str) -> Path | str:
+    """The SPEC of `ir`, `emit` and `run`, read as `check` reads its paths: an existing file is
+    read whatever its name; text that looks like a path (one line ending in `.loss`, or with a
+    path separator and no spaces) but names no file is an error; anything else is spec text."""
+    p = Path(raw)
+    if "\n" not in raw and p.is_file():
+        return p
+    one_line = "\n" not in raw.strip()
+    if one_line and (raw.strip().endswith(".loss") or (os.sep in raw and " " not in raw.strip())):
+        raise _UsageError(f"no such file: {raw}")
+    return raw
+
+
 def _use_color(stream) -> bool:
     return hasattr(stream, "isatty") and stream.isatty() and "NO_COLOR" not in os.environ
 
@@ -90,7 +103,7 @@ def cmd_ir(args: argparse.Namespace) -> int:
     from .pipeline import check, parse
     from .printing import format_ir
 
-    checked = check(parse(args.spec, allow_quick=False))
+    checked = check(parse(_as_source(spec_argument(args.spec)), allow_quick=False))
     sys.stdout.write(format_ir(checked, lowered=args.lowered or bool(args.sharded), sharded=args.sharded) + "\n")
     return 0
 
@@ -98,14 +111,22 @@ def cmd_ir(args: argparse.Namespace) -> int:
 def cmd_emit(args: argparse.Namespace) -> int:
     from .api import generate_source
 
-    sys.stdout.write(generate_source(args.spec, backend=args.backend))
+    sys.stdout.write(generate_source(_as_source(spec_argument(args.spec)), backend=args.backend))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_spec
 
+    args.spec = _as_source(spec_argument(args.spec))
     return run_spec(args)
+
+
+def _as_source(spec: Path | str):
+    from .loading import load_source
+    from .source import Source
+
+    return load_source(spec) if isinstance(spec, Path) else Source(spec, "<command line>")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--random", action="store_true", help="draw inputs that fit the declared shapes")
     r.add_argument("--dim", action="append", default=[], metavar="SYM=N", help="size of a dimension for --random")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override a scalar param")
+    r.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a param's value: a number or a list such as [1.0, 0.5]",
+    )
     r.add_argument("--reduction", default="mean")
     r.set_defaults(func=cmd_run)
     return p

@@ -9,7 +9,10 @@ value)/d pred (empty for the NumPy backend, which has no gradients).
 
 from __future__ import annotations
 
+import ast
+import difflib
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any, overload
 
 import numpy as np
@@ -90,9 +93,52 @@ def _parse_assignments(items: list[str], what: str, cast) -> dict[str, Any]:
             out[name.strip()] = cast(value)
         except ValueError:
             raise LossError(
-                [Diagnostic(f"--{what} {name}: {value!r} is not a number", None, "E808", path="<command line>")]
+                [
+                    Diagnostic(
+                        f"--{what} {name}: {value!r} is not a number",
+                        None,
+                        "E808",
+                        path="<command line>",
+                        help="a list is written [1.0, 0.5]" if what == "param" else None,
+                    )
+                ]
             ) from None
     return out
+
+
+def _number_or_list(text: str) -> Any:
+    """`0.5` or `[1.0, 0.5]` (nested lists for higher ranks): what a param's default may be."""
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        raise ValueError(text) from None
+    flat = np.asarray(value)
+    if flat.dtype.kind not in "iufb":
+        raise ValueError(text)
+    return value
+
+
+def _known_names(given: Mapping[str, Any], known: Sequence[str], what: str, flag: str) -> None:
+    for name in given:
+        if name not in known:
+            same_but_case = [k for k in known if k.lower() == name.lower()]
+            close = same_but_case or difflib.get_close_matches(name, list(known), n=1)
+            hint = (
+                f"did you mean `{close[0]}`?"
+                if close
+                else (f"its {what}s: {', '.join(known)}" if known else f"it has no {what}s")
+            )
+            raise LossError(
+                [
+                    Diagnostic(
+                        f"{flag} {name}: the spec has no {what} `{name}`",
+                        None,
+                        "E806",
+                        path="<command line>",
+                        help=hint,
+                    )
+                ]
+            )
 
 
 def load_npz(path: str, checked) -> tuple[dict, dict, dict]:
@@ -124,6 +170,21 @@ def load_npz(path: str, checked) -> tuple[dict, dict, dict]:
             target[d.name] = data[d.name]
         elif not (d.kind == "param" and d.has_default):
             missing.append(f"{d.name} ({d.kind}, {d.type})")
+    used = {leaf.label for d in checked.declarations for leaf in d.leaves}
+    unknown = sorted(keys - used)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(used), n=1)
+        raise LossError(
+            [
+                Diagnostic(
+                    f"{path} has an array `{unknown[0]}` that the spec does not declare",
+                    None,
+                    "E806",
+                    path=path,
+                    help=f"did you mean `{close[0]}`?" if close else f"its names: {', '.join(sorted(used))}",
+                )
+            ]
+        )
     if missing:
         raise LossError(
             [
@@ -143,7 +204,9 @@ def run_spec(ns) -> int:
     """`lossdsl run SPEC --backend B (--data F.npz | --random) [--dim B=32]`."""
     checked = check(ns.spec)
     dims = _parse_assignments(ns.dim, "dim", int)
-    overrides = _parse_assignments(ns.param, "param", float)
+    _known_names(dims, checked.symbols, "dimension", "--dim")
+    overrides = _parse_assignments(ns.param, "param", _number_or_list)
+    _known_names(overrides, [d.name for d in checked.of_kind("param")], "param", "--param")
     if ns.random:
         args, context, params = random_inputs(checked, np.random.default_rng(ns.seed), dims, dtype=np.float32)
     else:

@@ -110,3 +110,66 @@ def test_no_traceback_on_unreadable_input(tmp_path):
     r = cli("check", str(p))
     assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout
     assert "cannot read" in r.stdout
+
+
+# ---- run: nothing the user typed is ignored -----------------------------------------------------
+
+SIZED = "pred yhat: float[B]\ntarget y: float[B]\nparam w: float[K] = [1.0, 2.0]\nloss = mean((yhat - y)^2) * sum(w)\n"
+
+
+def run_in_process(*args: str, capsys) -> tuple[int, str, str]:
+    from lossdsl.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--dim", "b=4"], "did you mean `B`?"),
+        (["--dim", "Q=3"], "its dimensions: B, K"),
+        (["--param", "wt=[1.0, 2.0]"], "did you mean `w`?"),
+        (["--param", "w=abc"], "a list is written"),
+        (["--param", "w=[1.0, 2.0, 3.0]"], "E805"),
+    ],
+)
+def test_run_refuses_a_dim_or_param_the_spec_does_not_have(tmp_path, capsys, extra, needle):
+    spec = write(tmp_path, "s.loss", SIZED)
+    code, out, err = run_in_process("run", str(spec), "--random", *extra, capsys=capsys)
+    assert code == 1 and needle in err, err
+    assert "loss " not in out
+
+
+def test_run_takes_a_list_for_a_param(tmp_path, capsys):
+    import numpy as np
+
+    spec = write(tmp_path, "s.loss", SIZED)
+    data = tmp_path / "d.npz"
+    np.savez(data, yhat=np.ones(3), y=np.zeros(3))
+    code, out, _ = run_in_process("run", str(spec), "--data", str(data), "--param", "w=[1.0, 3.0]", capsys=capsys)
+    assert code == 0
+    assert "loss      4.0" in out  # mean(1) * (1 + 3)
+
+
+def test_run_refuses_an_npz_array_the_spec_does_not_declare(tmp_path, capsys):
+    import numpy as np
+
+    spec = write(tmp_path, "s.loss", SIZED)
+    data = tmp_path / "d.npz"
+    np.savez(data, yhat=np.ones(3), yy=np.zeros(3))
+    code, _, err = run_in_process("run", str(spec), "--data", str(data), capsys=capsys)
+    assert code == 1 and "`yy`" in err and "did you mean `y`?" in err, err
+
+
+@pytest.mark.parametrize("command", [["ir"], ["emit", "-b", "numpy"], ["run", "--random"]])
+def test_every_command_reads_an_existing_file_whatever_its_name(tmp_path, capsys, command):
+    spec = write(tmp_path, "spec.txt", GOOD)
+    code, out, err = run_in_process(command[0], str(spec), *command[1:], capsys=capsys)
+    assert code == 0, err
+    missing = str(tmp_path / "nothere.loss")
+    code, _, err = run_in_process(command[0], missing, *command[1:], capsys=capsys)
+    assert code == 2 and "no such file" in err, err
+    code, out, err = run_in_process(command[0], GOOD, *command[1:], capsys=capsys)  # spec text itself
+    assert code == 0, err
