@@ -2,9 +2,19 @@
 benchmarks and the parity tests.
 
 Sizes: symbols get the sizes given, else the spec's own, else 3, 4, 5... in order
-of appearance (distinct, so a transposed axis cannot pass by accident). Floats are
-standard normal; ints used as indices, ids or classes are drawn from their valid
-range (read from how the IR uses them); other ints from [0, 3); bools are fair coins.
+of appearance (distinct, so a transposed axis cannot pass by accident). Ints used as
+indices, ids or classes are drawn from their valid range (read from how the IR uses
+them); other ints from [0, 3); bools are fair coins.
+
+Floats follow what the loss does with them (`value_roles`), so that a loss computed on
+them is one a user could see in training:
+- a target multiplied by a log-probability (`y * log(p)`, `y * log_softmax(z)`) is a
+  label: one-hot along its last axis (0 or 1 for a vector);
+- a value whose log is taken (`log(p)`, through `clip`, `maximum` or `+ eps`), or whose
+  complement `1 - p` is, is a probability: rows of a softmax when a one-hot label of its
+  shape multiplies it, else uniform in (0.01, 0.99);
+- other inputs, context and params (weights, masks, features) are positive, in [0.5, 1.5);
+- everything else (preds, regression targets) is standard normal.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import numpy as np
 
 from .checked import CheckedModule
 from .functions import index_uses
-from .ir import Arg, topological
+from .ir import Apply, Arg, Const, Node, topological
 from .types import BOOL, FLOAT, INT, Dim
 
 
@@ -48,15 +58,91 @@ def index_bounds(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], Di
     return out
 
 
-def random_value(t, sizes, rng, bound: Dim | None = None, *, dtype=np.float64) -> np.ndarray:
+LABEL, PROBABILITY, SIMPLEX, POSITIVE, NORMAL = "label", "probability", "simplex", "positive", "normal"
+_THROUGH = ("clip", "maximum", "minimum", "add", "cast_float", "float")  # log(clip(p, eps, 1)), log(p + eps)
+
+
+def _leaf(node: Node) -> tuple[str, tuple[str, ...]] | None:
+    return (node.name, node.path) if isinstance(node, Arg) and node.type.dtype is FLOAT else None
+
+
+def _log_of(node: Node) -> bool:
+    return isinstance(node, Apply) and node.fn in ("log", "log_softmax", "log_sigmoid")
+
+
+def value_roles(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], str]:
+    """The role of each float leaf, read from how the loss uses it (see the module docstring)."""
+    labels: set = set()
+    logged: dict = {}  # leaf -> its node
+    for node in topological(checked.loss):
+        if not isinstance(node, Apply):
+            continue
+        if node.fn == "log":
+            x = node.args[0]
+            while isinstance(x, Apply) and x.fn in _THROUGH:
+                x = next((a for a in x.args if not isinstance(a, Const)), x.args[0])
+            if _leaf(x) is not None:
+                logged[_leaf(x)] = x
+        if node.fn == "sub" and isinstance(node.args[0], Const) and node.args[0].value == 1 and _leaf(node.args[1]):
+            logged.setdefault(_leaf(node.args[1]), node.args[1])  # `1 - c`: a probability, too
+        if node.fn == "mul":
+            for a, b in (node.args, node.args[::-1]):
+                other = b.args if isinstance(b, Apply) and b.fn == "mul" else (b,)
+                if isinstance(a, Arg) and a.kind == "target" and _leaf(a) and any(_log_of(o) for o in other):
+                    labels.add(_leaf(a))
+    shapes_of_labels = {_leaf_type(checked, k).shape for k in labels}
+    roles: dict = {}
+    for d in checked.declarations:
+        for leaf in d.leaves:
+            key = (d.name, leaf.path)
+            if leaf.type.dtype is not FLOAT:
+                continue
+            if key in labels:
+                roles[key] = LABEL
+            elif key in logged:
+                rank2 = leaf.type.rank >= 2 and leaf.type.shape in shapes_of_labels
+                roles[key] = SIMPLEX if rank2 else PROBABILITY
+            elif d.kind in ("input", "context", "param"):
+                roles[key] = POSITIVE
+            else:
+                roles[key] = NORMAL
+    return roles
+
+
+def _leaf_type(checked: CheckedModule, key: tuple[str, tuple[str, ...]]):
+    name, path = key
+    decl = next(d for d in checked.declarations if d.name == name)
+    return next(lf for lf in decl.leaves if lf.path == path).type
+
+
+def random_value(t, sizes, rng, bound: Dim | None = None, *, dtype=np.float64, role: str = NORMAL) -> np.ndarray:
     shape = tuple(_size(d, sizes) for d in t.shape)
     if t.dtype is FLOAT:
-        return rng.standard_normal(shape).astype(dtype)
+        return _float_value(shape, rng, role).astype(dtype)
     if t.dtype is INT:
         high = _size(bound, sizes) if bound is not None else 3
         return rng.integers(0, max(high, 1), size=shape).astype(np.int64)
     assert t.dtype is BOOL
     return rng.random(shape) < 0.5
+
+
+def _float_value(shape: tuple[int, ...], rng: np.random.Generator, role: str) -> np.ndarray:
+    if role == LABEL:
+        if not shape:
+            return np.asarray(float(rng.random() < 0.5))
+        if len(shape) == 1:
+            return (rng.random(shape) < 0.5).astype(np.float64)
+        classes = rng.integers(0, shape[-1], size=shape[:-1])
+        return np.eye(shape[-1])[classes]
+    if role == SIMPLEX:
+        z = rng.standard_normal(shape)
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    if role == PROBABILITY:
+        return rng.uniform(0.01, 0.99, shape)
+    if role == POSITIVE:
+        return rng.uniform(0.5, 1.5, shape)
+    return rng.standard_normal(shape)
 
 
 def random_inputs(
@@ -66,6 +152,7 @@ def random_inputs(
     default are left out (the default is used)."""
     sizes = dimension_sizes(checked, sizes)
     bounds = index_bounds(checked)
+    roles = value_roles(checked)
     args: dict[str, Any] = {}
     context: dict[str, Any] = {}
     params: dict[str, Any] = {}
@@ -74,7 +161,10 @@ def random_inputs(
             continue
         values: dict[tuple[str, ...], np.ndarray] = {}
         for leaf in d.leaves:
-            values[leaf.path] = random_value(leaf.type, sizes, rng, bounds.get((d.name, leaf.path)), dtype=dtype)
+            key = (d.name, leaf.path)
+            values[leaf.path] = random_value(
+                leaf.type, sizes, rng, bounds.get(key), dtype=dtype, role=roles.get(key, NORMAL)
+            )
         value: Any = values[()] if () in values else _nest(values)
         {"context": context, "param": params}.get(d.kind, args)[d.name] = value
     return args, context, params

@@ -1,0 +1,57 @@
+"""`lossdsl run --random`, the demo and the parity suite draw inputs that fit a spec: shapes
+from the declarations, index ranges from how the IR uses ints, and float values from what
+the loss does with them, so that every loss the demo prints is one a user could see."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lossdsl
+from lossdsl.sampling import LABEL, NORMAL, POSITIVE, PROBABILITY, SIMPLEX, random_inputs, value_roles
+
+from conftest import EXAMPLES, spec
+
+
+@pytest.mark.parametrize(
+    ("src", "want"),
+    [
+        (EXAMPLES / "weighted_cce.loss", {"y": LABEL, "probs": SIMPLEX, "class_w": POSITIVE}),
+        (EXAMPLES / "group_weighted_cce.loss", {"y": LABEL, "logits": NORMAL}),
+        (EXAMPLES / "contextual_ce.loss", {"y": LABEL, "c": PROBABILITY}),
+        (EXAMPLES / "spatial_importance.loss", {"logits": NORMAL, "importance": POSITIVE}),
+        (spec("""
+            pred   p: float[B]
+            target y: float[B]
+            loss = -mean(y * log(p + 1e-7) + (1 - y) * log(1 - p + 1e-7))
+        """), {"y": LABEL, "p": PROBABILITY}),
+        (spec("""
+            pred   yhat: float[B]
+            target y:    float[B]
+            loss = mean((yhat - y)^2)
+        """), {"yhat": NORMAL, "y": NORMAL}),
+    ],
+)
+def test_each_float_is_drawn_for_what_the_loss_does_with_it(src, want):
+    roles = {name: role for (name, path), role in value_roles(lossdsl.check(src)).items() if not path}
+    assert {k: roles[k] for k in want} == want
+
+
+def test_labels_are_one_hot_probabilities_on_the_simplex_weights_positive(rng):
+    checked = lossdsl.check(EXAMPLES / "weighted_cce.loss")
+    args, context, _ = random_inputs(checked, rng, {"B": 64, "C": 5})
+    y, probs = args["y"], args["probs"]
+    assert set(np.unique(y)) == {0.0, 1.0} and np.all(y.sum(axis=-1) == 1.0)
+    assert np.all(probs > 0) and np.allclose(probs.sum(axis=-1), 1.0)
+    assert np.all(context["class_w"] >= 0.5)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.loss")), ids=lambda p: p.stem)
+def test_every_example_gives_a_plausible_loss_on_drawn_inputs(path, rng):
+    checked = lossdsl.check(path)
+    args, context, params = random_inputs(checked, rng)
+    value = float(lossdsl.compile(path, backend="numpy", context=context, params=params)(**args))
+    assert np.isfinite(value)
+    # Only a loss that is minus a similarity (a reward to maximise) may be negative.
+    negated_reward = "-sum(" in path.read_text() and "sim" in path.read_text()
+    assert value >= 0 or negated_reward, f"{path.name}: {value}"
