@@ -178,6 +178,23 @@ class Loss(keras.losses.Loss):
                 model._untrack_variable(v)
 
     # ---- the loss ----
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Keras weighs the value `call` returns; a scalar (already reduced) spec has no samples
+        # to weigh, and Keras would silently rescale it by the mean weight. `fit(class_weight=...)`
+        # arrives here as a sample_weight too.
+        if sample_weight is not None and not self._per_sample:
+            raise LossError(
+                [
+                    Diagnostic(
+                        "`sample_weight` (or `class_weight`) needs a per-sample loss, but this `loss` is a scalar",
+                        self._checked.loss.span,
+                        "E808",
+                        help="make `loss` per-sample (shape [B]) and let Keras reduce it",
+                    )
+                ]
+            )
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
     def call(self, y_true, y_pred):
         fields = self._split(y_true, y_pred)
         params = {k: v.value for k, v in self._param_vars.items()}

@@ -77,6 +77,18 @@ def main() -> int:
     except lossdsl.LossError as e:
         assert e.first.code == "E803" and "`group`" in str(e), str(e)
 
+    # A scalar spec cannot be weighted per sample: fit with sample_weight is refused, not rescaled.
+    scalar = lossdsl.keras.Loss("pred yhat: float[B, C]\ntarget y: float[B, C]\nloss = mean((yhat - y)^2)\n",
+                                spec_name="scalar.loss")
+    weighted = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    weighted.compile(optimizer=keras.optimizers.SGD(0.0), loss=scalar)
+    try:
+        weighted.fit(x, y, sample_weight=np.full(96, 2.0, "float32"), epochs=1, verbose=0)
+        raise AssertionError("no error for sample_weight with a scalar spec")
+    except lossdsl.LossError as e:
+        assert e.first.code == "E808", str(e)
+    weighted.fit(x, y, epochs=1, verbose=0)  # without weights it trains
+
     # With a learning rate of 0 the model stays put, so each epoch's loss shows the param it saw:
     # the value set by the callback reaches the compiled step, epoch after epoch, with no retrace.
     scaled = lossdsl.keras.Loss("pred yhat: float[B, C]\ntarget y: float[B, C]\nparam scale: float = 1.0\n"
