@@ -5,14 +5,13 @@ the generated code takes as known."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any, cast
 
 from lossdsl.backends import get_backend
 
 from .checked import CheckedModule, Declaration
-from .diagnostics import Diagnostic, LossError
+from .diagnostics import Diagnostic, LossError, name_hint
 from .types import BOOL, FLOAT, INT, TensorType
 
 
@@ -84,7 +83,7 @@ def bind_context(checked: CheckedModule, be, context: Mapping[str, Any], static)
     names = {d.name for d in decls}
     for key in context:
         if key not in names:
-            close = difflib.get_close_matches(key, list(names), n=1)
+            listing = f"its context tensors: {', '.join(sorted(names))}" if names else "it declares no context"
             raise LossError(
                 [
                     Diagnostic(
@@ -92,11 +91,7 @@ def bind_context(checked: CheckedModule, be, context: Mapping[str, Any], static)
                         None,
                         "E806",
                         path=checked.source.name,
-                        help=f"did you mean `{close[0]}`?"
-                        if close
-                        else (
-                            f"its context tensors: {', '.join(sorted(names))}" if names else "it declares no context"
-                        ),
+                        help=name_hint(key, sorted(names), listing),
                     )
                 ]
             )
@@ -129,7 +124,6 @@ def bind_params(checked: CheckedModule, be, params: Mapping[str, Any], static) -
     decls = {d.name: d for d in checked.of_kind("param")}
     for key in params:
         if key not in decls:
-            close = difflib.get_close_matches(key, list(decls), n=1)
             raise LossError(
                 [
                     Diagnostic(
@@ -137,7 +131,7 @@ def bind_params(checked: CheckedModule, be, params: Mapping[str, Any], static) -
                         None,
                         "E806",
                         path=checked.source.name,
-                        help=f"did you mean `{close[0]}`?" if close else None,
+                        help=name_hint(key, list(decls)),
                     )
                 ]
             )

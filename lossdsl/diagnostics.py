@@ -9,6 +9,7 @@ GitHub Actions annotations.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -273,3 +274,11 @@ class Collector:
     def raise_if_errors(self) -> None:
         if self.has_errors:
             raise LossError(self.findings)
+
+
+def name_hint(name: str, known: Sequence[str], otherwise: str | None = None) -> str | None:
+    """`did you mean `B`?` for a name given where one of `known` was meant (the same name in
+    another case first, then the closest spelling), else `otherwise`."""
+    same_but_case = [k for k in known if k.lower() == name.lower()]
+    close = same_but_case or difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean `{close[0]}`?" if close else otherwise

@@ -10,7 +10,6 @@ value)/d pred (empty for the NumPy backend, which has no gradients).
 from __future__ import annotations
 
 import ast
-import difflib
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, overload
@@ -20,7 +19,7 @@ import numpy as np
 from lossdsl.backends import canonical_name, get_backend
 
 from .api import compile as compile_spec
-from .diagnostics import Diagnostic, LossError
+from .diagnostics import Diagnostic, LossError, name_hint
 from .frontend import check
 from .sampling import random_inputs
 
@@ -121,13 +120,8 @@ def _number_or_list(text: str) -> Any:
 def _known_names(given: Mapping[str, Any], known: Sequence[str], what: str, flag: str) -> None:
     for name in given:
         if name not in known:
-            same_but_case = [k for k in known if k.lower() == name.lower()]
-            close = same_but_case or difflib.get_close_matches(name, list(known), n=1)
-            hint = (
-                f"did you mean `{close[0]}`?"
-                if close
-                else (f"its {what}s: {', '.join(known)}" if known else f"it has no {what}s")
-            )
+            listing = f"its {what}s: {', '.join(known)}" if known else f"it has no {what}s"
+            hint = name_hint(name, known, listing)
             raise LossError(
                 [
                     Diagnostic(
@@ -173,7 +167,6 @@ def load_npz(path: str, checked) -> tuple[dict, dict, dict]:
     used = {leaf.label for d in checked.declarations for leaf in d.leaves}
     unknown = sorted(keys - used)
     if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(used), n=1)
         raise LossError(
             [
                 Diagnostic(
@@ -181,7 +174,7 @@ def load_npz(path: str, checked) -> tuple[dict, dict, dict]:
                     None,
                     "E806",
                     path=path,
-                    help=f"did you mean `{close[0]}`?" if close else f"its names: {', '.join(sorted(used))}",
+                    help=name_hint(unknown[0], sorted(used), f"its names: {', '.join(sorted(used))}"),
                 )
             ]
         )
