@@ -181,3 +181,13 @@ def rewrite_bottom_up(root: Node, fn: Callable[[Node], Node]) -> Node:
         new = rebuild(node, tuple(done[id(a)] for a in node.inputs)) if node.inputs else node
         done[id(node)] = fn(new)
     return done[id(root)]
+
+
+def apply(fn: str, args, type_: TensorType, span: Span, attrs=()) -> Apply:
+    """A new `Apply` node: how the passes and the table's rules build IR."""
+    return Apply(type_, span, fn, tuple(args), tuple(attrs))
+
+
+def is_literal(node: Node, value) -> bool:
+    """`node` is the number literal `value` (a bool literal never is)."""
+    return isinstance(node, Const) and not isinstance(node.value, bool) and node.value == value

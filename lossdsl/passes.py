@@ -29,16 +29,12 @@ from typing import cast
 
 from .checked import CheckedModule
 from .functions import ELEMENTWISE, FUNCTIONS, REDUCES, ROWS, NoRule
-from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem, rebuild, rewrite_bottom_up
+from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem, apply, rebuild, rewrite_bottom_up
 from .kernels import select_kernels
 from .sharding import globalize
 from .types import BOOL, FLOAT, INT, ONE, DType, TensorType
 
 # ---- helpers ------------------------------------------------------------------------
-
-
-def _apply(fn: str, args: tuple[Node, ...], type_: TensorType, span, attrs=()) -> Apply:
-    return Apply(type_, span, fn, tuple(args), tuple(attrs))
 
 
 # ---- the functions' own lowering rules ---------------------------------------------------
@@ -90,13 +86,13 @@ def guard_wheres(root: Node, *, domains: bool = True, data: bool = False) -> Nod
             shape = a.type.shape if len(a.type.shape) >= len(b.type.shape) else b.type.shape
             if not (_fits(a, shape) and _fits(b, shape)):
                 return b
-            conds[key] = _apply("and", (a, b), TensorType(BOOL, shape), b.span)
+            conds[key] = apply("and", (a, b), TensorType(BOOL, shape), b.span)
         return conds[key]
 
     def negate(c: Node) -> Node:
         key = (id(c), -1)
         if key not in conds:
-            conds[key] = _apply("not", (c,), c.type, c.span)
+            conds[key] = apply("not", (c,), c.type, c.span)
         return conds[key]
 
     def guard(node: Node, cond: Node | None, safe, span) -> Node:
@@ -104,7 +100,7 @@ def guard_wheres(root: Node, *, domains: bool = True, data: bool = False) -> Nod
         # bound to the operand keeps naming the operand in the generated code.
         if cond is None or not _fits(cond, node.type.shape):
             return node
-        return _apply("where", (cond, node, _safe_const(node, safe)), node.type, span)
+        return apply("where", (cond, node, _safe_const(node, safe)), node.type, span)
 
     def visit(node: Node, cond: Node | None) -> Node:
         if not node.inputs:
@@ -252,7 +248,7 @@ def _cast(node: Node, dtype: DType) -> Node:
         v = node.value
         return Const(TensorType(dtype), node.span, float(v) if dtype is FLOAT else int(v))
     fn = "cast_float" if dtype is FLOAT else "cast_int"
-    return _apply(fn, (node,), TensorType(dtype, node.type.shape), node.span)
+    return apply(fn, (node,), TensorType(dtype, node.type.shape), node.span)
 
 
 def insert_casts(root: Node) -> Node:

@@ -34,12 +34,8 @@ from __future__ import annotations
 
 from .diagnostics import Diagnostic, LossError
 from .functions import FUNCTIONS, LOCAL, NoRule
-from .ir import Apply, Const, DimSize, Gather, Index, Node, SliceItem, rewrite_bottom_up
+from .ir import Apply, Const, DimSize, Gather, Index, Node, SliceItem, apply, rewrite_bottom_up
 from .types import FLOAT, INT, ONE, Dim, TensorType
-
-
-def _apply(fn, args, t, span, attrs=()):
-    return Apply(t, span, fn, tuple(args), tuple(attrs))
 
 
 def _scalar(dtype=FLOAT) -> TensorType:
@@ -78,11 +74,11 @@ class _Globalizer:
 
     # ---- building blocks ----
     def all_sum(self, x: Node) -> Node:
-        return _apply("all_sum", (x,), x.type, x.span)
+        return apply("all_sum", (x,), x.type, x.span)
 
     def all_max(self, x: Node, fn: str = "all_max") -> Node:
-        sg = _apply("stop_gradient", (x,), x.type, x.span)
-        return _apply(fn, (sg,), x.type, x.span)
+        sg = apply("stop_gradient", (x,), x.type, x.span)
+        return apply(fn, (sg,), x.type, x.span)
 
     def reduce(self, fn: str, x: Node, axes, keep: bool, span, dtype=None) -> Node:
         shape = (
@@ -90,13 +86,13 @@ class _Globalizer:
             if keep
             else tuple(d for i, d in enumerate(x.type.shape) if i not in axes)
         )
-        return _apply(
+        return apply(
             fn, (x,), TensorType(dtype or x.type.dtype, shape), span, (("axis", tuple(axes)), ("keepdims", keep))
         )
 
     def global_count(self, x: Node, axes, span) -> Node:
         """The number of elements reduced, over all replicas, as a float scalar."""
-        local = _apply("cast_float", (DimSize(_scalar(INT), span, self.dim),), _scalar(), span)
+        local = apply("cast_float", (DimSize(_scalar(INT), span, self.dim),), _scalar(), span)
         total: Node = self.all_sum(local)
         for k in axes:
             d = x.type.shape[k]
@@ -105,9 +101,9 @@ class _Globalizer:
             size = (
                 Const(_scalar(), span, float(d.value))
                 if d.is_literal
-                else _apply("cast_float", (DimSize(_scalar(INT), span, d),), _scalar(), span)
+                else apply("cast_float", (DimSize(_scalar(INT), span, d),), _scalar(), span)
             )
-            total = _apply("mul", (total, size), _scalar(), span)
+            total = apply("mul", (total, size), _scalar(), span)
         return total
 
     # ---- the rewrite ----

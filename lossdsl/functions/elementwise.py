@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..ir import Apply, Const, Node
+from ..ir import Apply, Node, is_literal
 from ..types import BOOL, TensorType
 from . import intervals as iv
 from .intervals import INF
@@ -36,10 +36,6 @@ def _bound_away(fn: str) -> str:
     )
 
 
-def _is_literal(node: Node, value) -> bool:
-    return isinstance(node, Const) and not isinstance(node.value, bool) and node.value == value
-
-
 def stable_log(node: Apply) -> Node | None:
     """The stable form of `log(u)` when u is one of the patterns of docs/language.md §4, else None."""
     (u,) = node.args
@@ -50,14 +46,14 @@ def stable_log(node: Apply) -> Node | None:
         return Apply(t, span, "log_softmax", u.args, u.attrs)
     if u.fn == "sigmoid":
         return Apply(t, span, "log_sigmoid", u.args)
-    if u.fn == "sub" and _is_literal(u.args[0], 1) and isinstance(u.args[1], Apply) and u.args[1].fn == "sigmoid":
+    if u.fn == "sub" and is_literal(u.args[0], 1) and isinstance(u.args[1], Apply) and u.args[1].fn == "sigmoid":
         z = u.args[1].args[0]
         return Apply(t, span, "log_sigmoid", (Apply(z.type, z.span, "neg", (z,)),))
     if u.fn == "sum" and isinstance(u.args[0], Apply) and u.args[0].fn == "exp":
         return Apply(t, span, "logsumexp", u.args[0].args, u.attrs)
     if u.fn == "add":
         a, b = u.args
-        x = b if _is_literal(a, 1) else a if _is_literal(b, 1) else None
+        x = b if is_literal(a, 1) else a if is_literal(b, 1) else None
         if x is not None and x.type.shape == u.type.shape:
             if isinstance(x, Apply) and x.fn == "exp":
                 return Apply(t, span, "softplus", x.args)  # log(1 + exp(z)) overflows for large z

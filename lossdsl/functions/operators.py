@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 
-from ..ir import Apply, Const, Node
+from ..ir import Apply, Const, Node, is_literal
 from . import intervals as iv
 from .intervals import INF
 from .shapes import arithmetic, equality, logical, matmul, ordered, power, same_type
@@ -67,10 +67,6 @@ def _pow_safe(n: Apply):
     return {0: 1}
 
 
-def _is_literal(node: Node, value) -> bool:
-    return isinstance(node, Const) and not isinstance(node.value, bool) and node.value == value
-
-
 def small_powers(n: Apply) -> Node | None:
     """`x ^ 0` is ones with no gradient (docs/language.md §4), also at x = 0; `x ^ 1` is x; `x ^ 2`
     is `square(x)`, which every framework differentiates without the log of x that a general
@@ -78,11 +74,11 @@ def small_powers(n: Apply) -> Node | None:
     base, exp = n.args
     if not isinstance(exp, Const) or base.type.shape != n.type.shape or isinstance(exp.value, bool):
         return None
-    if _is_literal(exp, 0):
+    if is_literal(exp, 0):
         return Apply(n.type, n.span, "ones_like", (base,))
-    if _is_literal(exp, 1) and base.type == n.type:
+    if is_literal(exp, 1) and base.type == n.type:
         return base
-    if _is_literal(exp, 2):
+    if is_literal(exp, 2):
         return Apply(n.type, n.span, "square", (base,))
     return None
 

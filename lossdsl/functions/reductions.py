@@ -5,7 +5,7 @@ replicas' partial results (lossdsl/sharding.py gives the building blocks as `g`)
 
 from __future__ import annotations
 
-from ..ir import Apply, Const, DimSize, Node
+from ..ir import Apply, Const, DimSize, Node, apply
 from ..types import BOOL, FLOAT, INT, ONE, TensorType
 from . import intervals as iv
 from .intervals import INF
@@ -17,8 +17,7 @@ TIES = "split evenly among tied elements"
 FRAMEWORK = NoRule("the framework differentiates it")
 
 
-def _scalar(dtype=FLOAT) -> TensorType:
-    return TensorType(dtype)
+SCALAR = TensorType(FLOAT)  # a float scalar, as counts and literals are
 
 
 def _over_sharded_axis(rule):
@@ -45,17 +44,13 @@ def _refused_over_sharded_axis(what: str):
     return shard
 
 
-def _ap(fn: str, args, t: TensorType, span, attrs=()) -> Apply:
-    return Apply(t, span, fn, tuple(args), tuple(attrs))
-
-
 def _global_sum(g, n, x, axes, keep):
     return g.all_sum(n)
 
 
 def _global_mean(g, n, x, axes, keep):
     total = g.all_sum(g.reduce("sum", x, axes, keep, n.span))
-    return _ap("div", (total, g.global_count(x, axes, n.span)), n.type, n.span)
+    return apply("div", (total, g.global_count(x, axes, n.span)), n.type, n.span)
 
 
 def _global_extremum(fn: str):
@@ -68,14 +63,14 @@ def _global_extremum(fn: str):
         # The value is the global max; the gradient goes in equal parts to the tied elements on
         # every replica: (S - stop_gradient(S)) / k is 0, with gradient 1/k on each tie.
         m_keep = g.all_max(g.reduce(fn, x, axes, True, n.span), collective)
-        tie = _ap("eq", (x, m_keep), TensorType(BOOL, x.type.shape), n.span)
-        zero = Const(_scalar(), n.span, 0.0)
-        picked = _ap("where", (tie, x, zero), x.type, n.span)
+        tie = apply("eq", (x, m_keep), TensorType(BOOL, x.type.shape), n.span)
+        zero = Const(SCALAR, n.span, 0.0)
+        picked = apply("where", (tie, x, zero), x.type, n.span)
         s = g.all_sum(g.reduce("sum", picked, axes, keep, n.span))
-        ones = _ap("cast_float", (tie,), x.type, n.span)
+        ones = apply("cast_float", (tie,), x.type, n.span)
         k = g.all_sum(g.reduce("sum", ones, axes, keep, n.span))
-        diff = _ap("sub", (s, _ap("stop_gradient", (s,), s.type, n.span)), s.type, n.span)
-        return _ap("add", (value, _ap("div", (diff, k), s.type, n.span)), n.type, n.span)
+        diff = apply("sub", (s, apply("stop_gradient", (s,), s.type, n.span)), s.type, n.span)
+        return apply("add", (value, apply("div", (diff, k), s.type, n.span)), n.type, n.span)
 
     return rule
 
@@ -83,50 +78,50 @@ def _global_extremum(fn: str):
 def _global_logsumexp(g, n, x, axes, keep):
     m_keep = g.all_max(g.reduce("max", x, axes, True, n.span))
     m_out = g.all_max(g.reduce("max", x, axes, keep, n.span))
-    shifted = _ap("exp", (_ap("sub", (x, m_keep), x.type, n.span),), x.type, n.span)
+    shifted = apply("exp", (apply("sub", (x, m_keep), x.type, n.span),), x.type, n.span)
     total = g.all_sum(g.reduce("sum", shifted, axes, keep, n.span))
-    return _ap("add", (m_out, _ap("log", (total,), total.type, n.span)), n.type, n.span)
+    return apply("add", (m_out, apply("log", (total,), total.type, n.span)), n.type, n.span)
 
 
 def _global_var(root: bool):
     def rule(g, n, x, axes, keep):
         count = g.global_count(x, axes, n.span)
-        mean = _ap(
+        mean = apply(
             "div",
             (g.all_sum(g.reduce("sum", x, axes, True, n.span)), count),
             g.reduce("sum", x, axes, True, n.span).type,
             n.span,
         )
-        dev = _ap("square", (_ap("sub", (x, mean), x.type, n.span),), x.type, n.span)
+        dev = apply("square", (apply("sub", (x, mean), x.type, n.span),), x.type, n.span)
         ss = g.all_sum(g.reduce("sum", dev, axes, keep, n.span))
         ddof = n.attr("ddof") or 0
-        denom = _ap("sub", (count, Const(_scalar(), n.span, float(ddof))), _scalar(), n.span) if ddof else count
-        v = _ap("div", (ss, denom), n.type, n.span)
-        return _ap("sqrt", (v,), n.type, n.span) if root else v
+        denom = apply("sub", (count, Const(SCALAR, n.span, float(ddof))), SCALAR, n.span) if ddof else count
+        v = apply("div", (ss, denom), n.type, n.span)
+        return apply("sqrt", (v,), n.type, n.span) if root else v
 
     return rule
 
 
 def _global_norm(g, n, x, axes, keep):
     p, span = n.attr("p"), n.span
-    absx = _ap("abs", (x,), x.type, span)
+    absx = apply("abs", (x,), x.type, span)
     if p == 1:
         return g.all_sum(g.reduce("sum", absx, axes, keep, span))
     powered = (
-        _ap("square", (x,), x.type, span)
+        apply("square", (x,), x.type, span)
         if p == 2
-        else _ap("pow", (absx, Const(_scalar(), span, float(p))), x.type, span)
+        else apply("pow", (absx, Const(SCALAR, span, float(p))), x.type, span)
     )
     s = g.all_sum(g.reduce("sum", powered, axes, keep, span))
-    zero, one = Const(_scalar(), span, 0.0), Const(_scalar(), span, 1.0)
-    nonzero = _ap("gt", (s, zero), TensorType(BOOL, s.type.shape), span)
-    safe = _ap("where", (nonzero, s, one), s.type, span)
+    zero, one = Const(SCALAR, span, 0.0), Const(SCALAR, span, 1.0)
+    nonzero = apply("gt", (s, zero), TensorType(BOOL, s.type.shape), span)
+    safe = apply("where", (nonzero, s, one), s.type, span)
     root = (
-        _ap("sqrt", (safe,), s.type, span)
+        apply("sqrt", (safe,), s.type, span)
         if p == 2
-        else _ap("pow", (safe, Const(_scalar(), span, 1.0 / p)), s.type, span)
+        else apply("pow", (safe, Const(SCALAR, span, 1.0 / p)), s.type, span)
     )
-    return _ap("where", (nonzero, root, zero), n.type, span)
+    return apply("where", (nonzero, root, zero), n.type, span)
 
 
 def _unreduce(b, g, x, n):
@@ -168,9 +163,9 @@ def safe_std(n: Apply) -> Node:
     TensorFlow give NaN there, PyTorch 0): where(v > 0, sqrt(where(v > 0, v, 1)), 0)."""
     v = Apply(n.type, n.span, "var", n.args, n.attrs)
     zero, one = Const(TensorType(FLOAT), n.span, 0.0), Const(TensorType(FLOAT), n.span, 1.0)
-    spread = _ap("gt", (v, zero), TensorType(BOOL, v.type.shape), n.span)
-    safe = _ap("where", (spread, v, one), v.type, n.span)
-    return _ap("where", (spread, _ap("sqrt", (safe,), v.type, n.span), zero), n.type, n.span)
+    spread = apply("gt", (v, zero), TensorType(BOOL, v.type.shape), n.span)
+    safe = apply("where", (spread, v, one), v.type, n.span)
+    return apply("where", (spread, apply("sqrt", (safe,), v.type, n.span), zero), n.type, n.span)
 
 
 def _identity(a):
