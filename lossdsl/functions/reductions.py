@@ -83,23 +83,16 @@ def _global_logsumexp(g, n, x, axes, keep):
     return apply("add", (m_out, apply("log", (total,), total.type, n.span)), n.type, n.span)
 
 
-def _global_var(root: bool):
-    def rule(g, n, x, axes, keep):
-        count = g.global_count(x, axes, n.span)
-        mean = apply(
-            "div",
-            (g.all_sum(g.reduce("sum", x, axes, True, n.span)), count),
-            g.reduce("sum", x, axes, True, n.span).type,
-            n.span,
-        )
-        dev = apply("square", (apply("sub", (x, mean), x.type, n.span),), x.type, n.span)
-        ss = g.all_sum(g.reduce("sum", dev, axes, keep, n.span))
-        ddof = n.attr("ddof") or 0
-        denom = apply("sub", (count, Const(SCALAR, n.span, float(ddof))), SCALAR, n.span) if ddof else count
-        v = apply("div", (ss, denom), n.type, n.span)
-        return apply("sqrt", (v,), n.type, n.span) if root else v
-
-    return rule
+def _global_var(g, n, x, axes, keep):
+    """Around the global mean, over the global count."""
+    count = g.global_count(x, axes, n.span)
+    local_sum = g.reduce("sum", x, axes, True, n.span)
+    mean = apply("div", (g.all_sum(local_sum), count), local_sum.type, n.span)
+    dev = apply("square", (apply("sub", (x, mean), x.type, n.span),), x.type, n.span)
+    ss = g.all_sum(g.reduce("sum", dev, axes, keep, n.span))
+    ddof = n.attr("ddof") or 0
+    denom = apply("sub", (count, Const(SCALAR, n.span, float(ddof))), SCALAR, n.span) if ddof else count
+    return apply("div", (ss, denom), n.type, n.span)
 
 
 def _global_norm(g, n, x, axes, keep):
@@ -112,16 +105,22 @@ def _global_norm(g, n, x, axes, keep):
         if p == 2
         else apply("pow", (absx, Const(SCALAR, span, float(p))), x.type, span)
     )
-    s = g.all_sum(g.reduce("sum", powered, axes, keep, span))
+    return root_with_gradient_zero_at_zero(g.all_sum(g.reduce("sum", powered, axes, keep, span)), n.type, span, p)
+
+
+def root_with_gradient_zero_at_zero(v: Node, out: TensorType, span, p: float = 2.0) -> Node:
+    """The p-th root of v >= 0 with gradient 0 where v is 0, where the plain root's is infinite
+    (JAX and TensorFlow give NaN for `std` and `norm` there, PyTorch 0):
+    where(v > 0, root(where(v > 0, v, 1)), 0)."""
     zero, one = Const(SCALAR, span, 0.0), Const(SCALAR, span, 1.0)
-    nonzero = apply("gt", (s, zero), TensorType(BOOL, s.type.shape), span)
-    safe = apply("where", (nonzero, s, one), s.type, span)
+    positive = apply("gt", (v, zero), TensorType(BOOL, v.type.shape), span)
+    safe = apply("where", (positive, v, one), v.type, span)
     root = (
-        apply("sqrt", (safe,), s.type, span)
+        apply("sqrt", (safe,), v.type, span)
         if p == 2
-        else apply("pow", (safe, Const(SCALAR, span, 1.0 / p)), s.type, span)
+        else apply("pow", (safe, Const(SCALAR, span, 1.0 / p)), v.type, span)
     )
-    return apply("where", (nonzero, root, zero), n.type, span)
+    return apply("where", (positive, root, zero), out, span)
 
 
 def _unreduce(b, g, x, n):
@@ -159,13 +158,8 @@ def _logsumexp_vjp(b, n, g, give):
 
 
 def safe_std(n: Apply) -> Node:
-    """`std` is the root of `var` with gradient 0 where the spread is 0, as `norm` at 0 (JAX and
-    TensorFlow give NaN there, PyTorch 0): where(v > 0, sqrt(where(v > 0, v, 1)), 0)."""
-    v = Apply(n.type, n.span, "var", n.args, n.attrs)
-    zero, one = Const(TensorType(FLOAT), n.span, 0.0), Const(TensorType(FLOAT), n.span, 1.0)
-    spread = apply("gt", (v, zero), TensorType(BOOL, v.type.shape), n.span)
-    safe = apply("where", (spread, v, one), v.type, n.span)
-    return apply("where", (spread, apply("sqrt", (safe,), v.type, n.span), zero), n.type, n.span)
+    """`std` is the root of `var` with gradient 0 where the spread is 0, as `norm` at 0."""
+    return root_with_gradient_zero_at_zero(Apply(n.type, n.span, "var", n.args, n.attrs), n.type, n.span)
 
 
 def _identity(a):
@@ -259,7 +253,7 @@ define(
     vjp=FRAMEWORK,
     value_range=iv.constant(0.0, INF),
     fold=lambda a: 0.0,
-    sharding=_over_sharded_axis(_global_var(False)),
+    sharding=_over_sharded_axis(_global_var),
     **_R,
 )
 define(
@@ -273,7 +267,7 @@ define(
     vjp=NoRule("lowered to `var` and `sqrt` before differentiation"),
     value_range=iv.constant(0.0, INF),
     fold=lambda a: 0.0,
-    sharding=_over_sharded_axis(_global_var(True)),
+    sharding=NoRule("lowered to `var` and `sqrt` before the sharding pass"),
     **_R,
 )
 define(
