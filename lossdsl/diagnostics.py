@@ -77,6 +77,7 @@ CODES: dict[str, str] = {
     "E810": "unknown backend",
     "E811": "a sharding that cannot be honoured",
     "E812": "an index argument holding a value outside the axis it indexes",
+    "E813": "a Keras metric or class_weight that would read a packed y_true",
 }
 
 

@@ -91,7 +91,10 @@ EXPLAIN = {
             "the size bound earlier; both sources are named. Also a size below what an index needs.",
     "E806": "A context passed at a call (it is bound at compile time), a context missing at compile time, or an "
             "unknown context or param name.",
-    "E807": "A record argument that is not a dict, lacks a field, or has an extra one.",
+    "E807": "A record argument that is not a dict, lacks a field, or has an extra one. In Keras: a `y_true` that "
+            "lacks a field the loss reads, a field named in both `y_true=[...]` and `inputs=[...]`, or a field "
+            "declared in `inputs=[...]` that the model's inputs do not carry (the model is not wrapped in "
+            "`lossdsl.keras.MetadataModel`, or its input dict lacks the name).",
     "E808": "An unknown `reduction`, a `sample_weight` of the wrong shape, or a `sample_weight` with a scalar "
             "loss; also a malformed `--dim`/`--param`.",
     "E809": "A dimension symbol used by `one_hot` or `segment_*` that no declaration mentions, so nothing gives "
@@ -108,6 +111,14 @@ EXPLAIN = {
             "garbage), so the entry checks the values first; an index read under a `where` guard is not checked "
             "(the guard makes the lanes it drops 0 before the read). Skipped while tracing (jit, `tf.function`, `torch.compile`); "
             "`lossdsl.compile(..., check_indices=False)` turns it off.",
+    "E813": "`lossdsl.keras.Loss(..., y_true=[...])` packs targets and metadata side by side in one `y_true`. "
+            "Keras hands that same `y_true` to every compiled metric and computes `class_weight` from it, so a "
+            "plain `metrics=[\"accuracy\"]` or `fit(class_weight=...)` would read the wrong columns and report a "
+            "wrong number. The first step of `fit` or `evaluate` refuses it and leaves the model's weights as they "
+            "were. Wrap each metric (`metrics=[loss.metric(\"accuracy\")]`, or `lossdsl.keras.Metric(spec, "
+            "like=loss)`), or send the metadata through the model's inputs (`Loss(spec, inputs=[\"group\"])` with "
+            "`lossdsl.keras.MetadataModel(model)` and `fit({\"x\": x, \"group\": ids}, y)`): `y_true` is then the "
+            "plain target that metrics and `class_weight` read.",
 }
 
 

@@ -125,7 +125,23 @@ NO_UI_CASE = {
     "E811": (_WHY_CALL, _call(_P + "loss = mean(yhat)\n", _ONES, sharded="N")),
     "E812": (_WHY_CALL, _call("pred p: float[B, C]\ninput k: int[B]\nloss = mean(pick(p, k))\n",
                               np.ones((2, 3)), np.array([0, 3]))),
+    "E813": ("raised inside Keras's fit, which has no source position to show (tests/workers/"
+             "keras_metadata_worker.py trains with it on every Keras backend)", lambda: _keras_packed_metric()),
 }
+
+
+def _keras_packed_metric() -> list[str]:
+    """The check the first step of fit runs, on a model compiled with a plain metric."""
+    import keras
+
+    import lossdsl.keras
+    from lossdsl.keras.loss import refuse_plain_metrics
+
+    loss = lossdsl.keras.Loss("pred p: float[B, C]\ntarget y: float[B, C]\ninput g: int[B]\n"
+                              "loss = -sum(y * log(p), axis=C) * float(g)\n", y_true=["y", "g"])
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    model.compile(loss=loss, metrics=["accuracy"])
+    return _raises(lambda: refuse_plain_metrics(loss, model))
 
 
 def ui_codes() -> dict[str, list[str]]:

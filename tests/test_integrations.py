@@ -37,6 +37,23 @@ def test_keras_loss_trains_reads_metadata_updates_params_and_reloads(keras_backe
     assert f"keras on {keras_backend}: OK" in r.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("keras_backend", ["tensorflow", "jax", "torch"])
+def test_keras_metrics_class_weight_checkpoints_and_callbacks_are_right_or_refused(keras_backend):
+    """Packed y_true: plain metrics and class_weight refused (E813), wrapped metrics right.
+    Metadata through the model's inputs: accuracy, class_weight, validation and per-group
+    metrics right. set_params from a user's callback reaches fit; checkpoints written mid-fit
+    load; a refusal inside fit leaves the model's weights in place."""
+    if not available("tensorflow") or not available(keras_backend):
+        pytest.skip(f"MISSING FRAMEWORK: keras on {keras_backend} is not installed")
+    env = {**os.environ, "KERAS_BACKEND": keras_backend}
+    worker = ROOT / "tests" / "workers" / "keras_metadata_worker.py"
+    r = subprocess.run([sys.executable, str(worker)], env=env, capture_output=True,
+                       text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
+    assert f"keras metadata on {keras_backend}: OK" in r.stdout
+
+
 # ---- PyTorch ----------------------------------------------------------------------------------------
 
 def _graph(rng, n=12, d=4):

@@ -1,0 +1,65 @@
+"""`loss.metric("accuracy")`: any Keras metric, given the plain target out of a loss's
+packed `y_true`."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import keras
+
+from ..types import INT
+from .layout import Layout
+
+
+def keras_metric(identifier: Any, target_type, pred_rank: int) -> keras.metrics.Metric:
+    """`identifier` as a metric object. "accuracy" and "crossentropy" mean what Keras's
+    `compile` makes of them for this target and prediction (categorical for a one-hot
+    target, sparse for int labels, binary for one output)."""
+    if isinstance(identifier, keras.metrics.Metric):
+        return identifier
+    if identifier in ("accuracy", "acc", "crossentropy", "ce"):
+        kind = "accuracy" if identifier in ("accuracy", "acc") else "crossentropy"
+        if target_type.dtype is INT and target_type.rank == pred_rank - 1:
+            return keras.metrics.get(f"sparse_categorical_{kind}")
+        if pred_rank == 1 or target_type.rank < 2:
+            return keras.metrics.get(f"binary_{kind}")
+        return keras.metrics.get(f"categorical_{kind}")
+    return keras.metrics.get(identifier)
+
+
+@keras.saving.register_keras_serializable(package="lossdsl")
+class Unpacked(keras.metrics.Metric):
+    """A Keras metric fed the target out of a packed y_true (`layout` is the loss's)."""
+
+    def __init__(self, layout: Layout, metric: Any, target: str | None = None, name: str | None = None):
+        self.source_layout = layout
+        self.leaf, self.label = layout.target_leaf(target)
+        pred_rank = cast(Any, layout.spec.declaration(layout.pred)).type.rank
+        inner = keras_metric(metric, self.leaf.type, pred_rank)
+        super().__init__(name=name or inner.name)
+        self.inner = inner
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        value: Any = self.source_layout.unpack(y_true, y_pred)
+        for part in self.label.split("."):
+            value = value[part]
+        return self.inner.update_state(value, y_pred, sample_weight=sample_weight)
+
+    def result(self):
+        return self.inner.result()
+
+    def reset_state(self):
+        self.inner.reset_state()
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "metric": keras.metrics.serialize(self.inner),
+            "target": self.label,
+            "layout": self.source_layout.config(),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> Unpacked:
+        inner = keras.metrics.deserialize(config["metric"])
+        return cls(Layout.from_config(config["layout"]), inner, target=config["target"], name=config["name"])

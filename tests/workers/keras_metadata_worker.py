@@ -1,0 +1,161 @@
+"""Run by tests/test_integrations.py in a fresh process per Keras backend
+(KERAS_BACKEND=tensorflow|jax|torch): everything around the loss that reads y_true or the
+params — metrics, class_weight, validation, per-group metrics, checkpoints written mid-fit,
+set_params from a user's own callback — is right, or refused with a LossError."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras  # noqa: E402
+
+import lossdsl  # noqa: E402
+import lossdsl.keras  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP_CCE = ROOT / "examples" / "group_weighted_cce.loss"
+
+# Per-sample cross-entropy weighted by the sample's group: the shape Keras can weigh further.
+PER_SAMPLE = """
+pred   logits:  float[B, C]
+target y:       float[B, C]
+input  group:   int[B]
+param  group_w: float[G] = [1.0, 0.5]
+loss = group_w[group] * -sum(y * log_softmax(logits), axis=C)
+"""
+CE = """
+pred   logits: float[B, C]
+target y:      float[B, C]
+loss = -sum(y * log_softmax(logits), axis=C)
+"""
+
+
+def data(rng, n=96):
+    x = rng.normal(size=(n, 6)).astype("float32")
+    labels = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int) + (x[:, 2] > 1).astype(int)
+    group = (x[:, 3] > 0).astype(int)
+    return x, np.eye(3, dtype="float32")[labels], group
+
+
+def dense(units=3):
+    return keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(units)])
+
+
+def refused(code, needle, fn):
+    try:
+        fn()
+    except lossdsl.LossError as e:
+        assert e.first.code == code, str(e)
+        assert needle in str(e), str(e)
+        return
+    raise AssertionError(f"no {code} error")
+
+
+def ce_numpy(logits, y):
+    z = logits - logits.max(1, keepdims=True)
+    return -np.sum(y * (z - np.log(np.exp(z).sum(1, keepdims=True))), 1)
+
+
+def main() -> int:
+    backend = keras.backend.backend()
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x, y, group = data(rng)
+    labels = y.argmax(1)
+
+    # ---- packed y_true: plain metrics and class_weight are refused; wrapped metrics are right
+    packed_loss = lossdsl.keras.Loss(PER_SAMPLE, y_true=["y", "group"], spec_name="per_sample.loss")
+    packed = lossdsl.keras.pack(packed_loss, y=y, group=group)
+    m = dense()
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=packed_loss, metrics=["accuracy"])
+    refused("E813", "accuracy", lambda: m.fit(x, packed, epochs=1, verbose=0))
+    m = dense()
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=packed_loss)
+    refused("E813", "class_weight", lambda: m.fit(x, packed, epochs=1, verbose=0, class_weight={0: 1.0, 1: 2.0, 2: 1.0}))
+
+    m = dense()
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=packed_loss, metrics=[packed_loss.metric("accuracy")])
+    m.fit(x, packed, epochs=2, batch_size=32, verbose=0)
+    result = m.evaluate(x, packed, batch_size=96, verbose=0, return_dict=True)
+    true_acc = float(np.mean(m.predict(x, verbose=0).argmax(1) == labels))
+    np.testing.assert_allclose(result["categorical_accuracy"], true_acc, rtol=1e-6)
+
+    # ---- metadata through the model's inputs: metrics, class_weight, validation are right
+    loss = lossdsl.keras.Loss(PER_SAMPLE, inputs=["group"], spec_name="per_sample.loss")
+    base = dense()
+    model = lossdsl.keras.MetadataModel(base)
+    per_group = lossdsl.keras.Metric(CE, like=loss, by="group", groups=2, name="ce")
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss, metrics=["accuracy", per_group])
+    inputs = {"x": x, "group": group}
+    cw = {0: 1.0, 1: 3.0, 2: 0.5}
+    history = model.fit(inputs, y, epochs=2, batch_size=32, verbose=0, class_weight=cw,
+                        validation_data=(inputs, y))
+    logs = {k: v[-1] for k, v in history.history.items()}
+    for key in ("loss", "accuracy", "ce_0", "ce_1", "val_loss", "val_accuracy", "val_ce_0", "val_ce_1"):
+        assert key in logs, sorted(logs)
+    logits = model.predict(inputs, verbose=0)
+    np.testing.assert_allclose(logits, base.predict(x, verbose=0), rtol=1e-6)
+    ce = ce_numpy(logits.astype(np.float64), y)
+    np.testing.assert_allclose(logs["val_accuracy"], np.mean(logits.argmax(1) == labels), rtol=1e-6)
+    for g in (0, 1):
+        np.testing.assert_allclose(logs[f"val_ce_{g}"], ce[group == g].mean(), rtol=1e-4)
+    # class_weight weighs each sample by its plain label, as Keras does for any loss:
+    w = np.array([cw[c] for c in labels])
+    weighted = model.evaluate(inputs, y, sample_weight=w, batch_size=96, verbose=0, return_dict=True)
+    np.testing.assert_allclose(weighted["loss"], np.mean(w * np.array([1.0, 0.5])[group] * ce), rtol=1e-4)
+    # Without the metadata the loss says where it should come from.
+    plain = dense()
+    plain.compile(optimizer="adam", loss=loss)
+    refused("E807", "MetadataModel", lambda: plain.fit(x, y, epochs=1, verbose=0))
+    refused("E807", "no `group`", lambda: model.fit({"x": x, "grp": group}, y, epochs=1, verbose=0))
+    # A refusal inside fit leaves the model as it was (the JAX trainer holds its weights apart).
+    np.testing.assert_allclose(model.predict(inputs, verbose=0), logits, rtol=1e-6)
+
+    # ---- set_params from a user's own callback reaches the compiled step, on every backend:
+    # with a learning rate of 0 each epoch's loss shows the scale the callback set.
+    scaled = lossdsl.keras.Loss("pred logits: float[B, C]\ntarget y: float[B, C]\nparam scale: float = 1.0\n"
+                                "loss = scale * -sum(y * log_softmax(logits), axis=C)\n", spec_name="scaled.loss")
+
+    class Mine(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            scaled.set_params(scale=float(epoch + 1))
+
+    frozen = dense()
+    frozen.compile(optimizer=keras.optimizers.SGD(0.0), loss=scaled)
+    scaled.set_params(scale=1.0)
+    base_loss = float(frozen.evaluate(x, y, batch_size=96, verbose=0))
+    h = frozen.fit(x, y, epochs=3, batch_size=96, verbose=0, callbacks=[Mine()])
+    np.testing.assert_allclose(h.history["loss"], [base_loss, 2 * base_loss, 3 * base_loss], rtol=1e-5)
+
+    # ---- a checkpoint written mid-fit (with the params lent to the model) loads into a fresh model
+    group_loss = lossdsl.keras.Loss(GROUP_CCE, y_true=["y", "group"])
+    ck = dense()
+    ck.compile(optimizer=keras.optimizers.Adam(0.01), loss=group_loss)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.keras")
+        ck.fit(x, lossdsl.keras.pack(group_loss, y=y, group=group), epochs=2, verbose=0,
+               callbacks=[lossdsl.keras.UpdateParams(group_loss, lambda e, logs: {"group_w": [1.0, 1.0 + e]}),
+                          keras.callbacks.ModelCheckpoint(path)])
+        group_loss.track(ck)
+        ck.save(os.path.join(tmp, "tracked.keras"))
+        for p in (path, os.path.join(tmp, "tracked.keras")):
+            again = keras.models.load_model(p)
+            np.testing.assert_allclose(again.loss.params["group_w"], [1.0, 2.0])
+            np.testing.assert_allclose(again.predict(x, verbose=0), ck.predict(x, verbose=0), rtol=1e-5)
+        # The metadata model saves and reloads too, with its loss and metrics.
+        model.save(os.path.join(tmp, "meta.keras"))
+        back = keras.models.load_model(os.path.join(tmp, "meta.keras"))
+        np.testing.assert_allclose(back.predict(inputs, verbose=0), logits, rtol=1e-5)
+        assert isinstance(back, lossdsl.keras.MetadataModel)
+    print(f"keras metadata on {backend}: OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
