@@ -277,7 +277,7 @@ def generate(
         *compute.lines,
         "",
         "",
-        f"def entry({', '.join(entry.args)}):",
+        f"def entry({', '.join(entry.args + (['_given=None'] if checked.of_kind('context') else []))}):",
         *entry.lines.lines,
         "",
     ]
@@ -448,7 +448,7 @@ class _EntryWriter:
             for leaf in c.leaves:
                 idx = self._add_leaf(leaf)
                 var = leaf_var("context", c.name, leaf.path)
-                conversions.append(f"{var} = _context({idx}, _cdt, {like})")
+                conversions.append(f"{var} = _context({idx}, _cdt, {like}, _given)")
                 self.leaf_of[(c.name, leaf.path)] = idx
         return conversions
 

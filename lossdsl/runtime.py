@@ -275,9 +275,14 @@ class Runtime:
             return x
         raise self._dtype_error(i, x, "a bool tensor", help="compare to get a bool, e.g. `x > 0`")
 
-    def context_value(self, i: int, cdt: Any, like: Any) -> Any:
-        """A context tensor in the compute dtype on `like`'s device, converted once and cached."""
+    def context_value(self, i: int, cdt: Any, like: Any, given: Mapping[str, Any] | None = None) -> Any:
+        """A context tensor in the compute dtype on `like`'s device, converted once and cached;
+        or, when the caller holds the context itself (`given`, a module's buffers), that tensor
+        converted on each call, so no state outlives a trace."""
         be = self.backend
+        if given is not None:
+            leaf = self.leaves[i]
+            return self._convert_static(leaf, given[leaf.label], cdt, like)
         key = (i, str(cdt), be.device_key(like))
         hit = self._cache.get(key)
         if hit is not None:
@@ -419,12 +424,24 @@ class CompiledLoss:
 
     # ---- calling ----
     def __call__(self, *args: Any, reduction: str = "mean", sample_weight: Any = None, **kwargs: Any) -> Any:
+        return self.call_with(None, *args, reduction=reduction, sample_weight=sample_weight, **kwargs)
+
+    def call_with(
+        self,
+        context: Mapping[str, Any] | None,
+        *args: Any,
+        reduction: str = "mean",
+        sample_weight: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The call, with the context tensors given here (by leaf label, already checked, e.g. a
+        module's buffers) instead of those bound at compile time."""
         values: Sequence[Any]
         if not kwargs and len(args) == self._n_call:
             values = args + self._defaults
         else:
             values = self._bind(args, kwargs)
-        out = self._entry(*values)
+        out = self._entry(*values) if context is None else self._entry(*values, _given=context)
         if self._per_sample:
             reduced = self._reduce(out, reduction, sample_weight)
             if self._dist is not None and self._global_reduction and reduction != "none":

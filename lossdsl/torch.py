@@ -7,8 +7,10 @@
 
 Context tensors and the values of params are registered as buffers, so `.to(device)`,
 `state_dict()` and `load_state_dict()` treat them like any other state: a checkpoint keeps
-the params set by `set_params` (per-epoch group weights survive a resume). The module works
-inside `torch.compile`d training steps.
+the params set by `set_params` (per-epoch group weights survive a resume). Each call hands
+the current buffers to the compiled loss as arguments and changes no state, so the module
+compiles into one graph (`torch.compile(fullgraph=True)`), exports (`torch.export`), and
+nothing traced stays behind in it.
 """
 
 from __future__ import annotations
@@ -72,7 +74,6 @@ class LossModule(nn.Module):
                 value = torch.as_tensor(self.loss_fn.params[decl.name], dtype=dtype)
                 self.register_buffer(_param_buffer_name(decl.name), value)
                 self._param_names.append(decl.name)
-        self._seen: tuple = ()
 
     @property
     def signature(self) -> str:
@@ -94,31 +95,20 @@ class LossModule(nn.Module):
             self.register_buffer(_param_buffer_name(name), new)
             if name not in self._param_names:
                 self._param_names.append(name)
-        self._sync_state()
 
     def _param_dtype(self, name: str) -> str:
         decl = next(d for d in self.loss_fn.spec.of_kind("param") if d.name == name)
         return decl.type.dtype.value
 
-    def _sync_state(self) -> None:
-        # The buffers may have moved (.to), been replaced or loaded in place (load_state_dict):
-        # hand the current ones to the compiled loss, whose per-device cache is then renewed.
-        contexts = [getattr(self, _buffer_name(label)) for label in self._labels]
-        params = [getattr(self, _param_buffer_name(name)) for name in self._param_names]
-        key = tuple((id(b), b._version, b.device) for b in contexts + params)
-        if key != self._seen:
-            runtime = self.loss_fn._runtime
-            for label, b in zip(self._labels, contexts):
-                runtime.context[label] = b
-            for name, b in zip(self._param_names, params):
-                runtime.params[name] = b
-            runtime.clear_cache()
-            self._seen = key
-
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if self._labels or self._param_names:
-            self._sync_state()
-        return self.loss_fn(*args, **kwargs)
+        # Params not given at the call take their buffer's value, the context its buffers'.
+        for name in self._param_names:
+            if name not in kwargs:
+                kwargs[name] = getattr(self, _param_buffer_name(name))
+        if not self._labels:
+            return self.loss_fn(*args, **kwargs)
+        context = {label: getattr(self, _buffer_name(label)) for label in self._labels}
+        return self.loss_fn.call_with(context, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return f"{self.loss_fn.spec.source.name}: {self.signature}"

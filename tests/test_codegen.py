@@ -167,7 +167,9 @@ def test_a_let_is_named_after_itself_in_the_generated_code():
 def test_the_entry_takes_the_call_arguments_in_declaration_order_then_the_params():
     entry = function(generate_source(INDEXED, "numpy", context={"w": np.ones(4)}), "entry")
     names = [a.arg for a in entry.args.args]
-    assert [n.split("_", 1)[1] for n in names] == ["p", "k", "v", "s"]  # the context is bound, not passed
+    # The context is bound at compile time; `_given` lets a module hand its buffers per call.
+    assert [n.split("_", 1)[1] for n in names] == ["p", "k", "v", "s", "given"]
+    assert [ast.unparse(d) for d in entry.args.defaults] == ["None"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

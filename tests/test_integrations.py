@@ -142,6 +142,69 @@ def test_torch_module_trains_and_matches_the_compiled_function(rng):
     torch.testing.assert_close(final, plain)
 
 
+def _model_with_loss(torch, criterion, *targets):
+    class WithLoss(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(4, 4)
+            self.criterion = criterion
+
+        def forward(self, x, *t):
+            return self.criterion(self.net(x), *t)
+
+    return WithLoss()
+
+
+@needs("torch")
+@pytest.mark.parametrize("case", ["context", "param"])
+def test_torch_module_compiles_to_one_graph_and_exports_leaving_nothing_traced_behind(rng, case):
+    """fullgraph=True with no graph break, torch.export strict and non-strict, and afterwards the
+    module's own eager call still returns a real tensor with the current state's value."""
+    import torch
+    import torch._subclasses.fake_tensor as fake
+
+    import lossdsl.std
+    import lossdsl.torch
+
+    torch.manual_seed(0)
+    x = torch.tensor(rng.normal(size=(6, 4)), dtype=torch.float32)
+    y = torch.tensor(rng.normal(size=(6, 4)), dtype=torch.float32)
+    if case == "context":
+        adj = (rng.random((6, 6)) < 0.4).astype(np.float32)
+        criterion = lossdsl.torch.LossModule(GRAPH, context={"adj": adj})
+        targets: tuple = ()
+    else:
+        criterion = lossdsl.torch.LossModule(lossdsl.std.path("huber"))
+        criterion.set_params(delta=0.3)
+        targets = (y,)
+    model = _model_with_loss(torch, criterion, *targets)
+    eager = model(x, *targets)
+
+    explained = torch._dynamo.explain(model)(x, *targets)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    whole = torch.compile(model, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(whole(x, *targets), eager)
+    whole(x, *targets).backward()
+    assert model.net.weight.grad is not None
+
+    for strict in (False, True):
+        exported = torch.export.export(model, (x, *targets), strict=strict)
+        torch.testing.assert_close(exported.module()(x, *targets), eager)
+        again = model(x, *targets)
+        assert not isinstance(again, fake.FakeTensor), type(again)
+        torch.testing.assert_close(again, eager)
+
+    # The state changed after compiling reaches the compiled module (buffers are its inputs).
+    if case == "param":
+        criterion.set_params(delta=2.0)
+        expected = lossdsl.std.compile("huber", backend="torch", params={"delta": 2.0})(model.net(x), y)
+    else:
+        criterion.ctx_adj.zero_()
+        expected = torch.tensor(0.0)
+    torch.testing.assert_close(whole(x, *targets), expected)
+    torch.testing.assert_close(model(x, *targets), expected)
+
+
 @needs("torch")
 def test_torch_module_forwards_the_compile_options():
     import torch
