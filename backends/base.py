@@ -434,6 +434,13 @@ class Backend:
         the values are not there to read (a tracer under jit, a symbolic tensor) or x is empty."""
         raise NotImplementedError
 
+    def traced_index_check(self, x: Any, size: int, message: str, check: Callable[[int, int, Any], None]) -> Any:
+        """Under tracing, with `compile(check_values=True)`: `x`, made to fail at run time when a
+        value lies outside [0, size). `check(lo, hi, values)` raises the eager LossError where a
+        backend can call back into Python; `message` is its text where it cannot. A backend that
+        never traces returns `x`."""
+        return x
+
     def where_value(self, x: Any, value: int) -> tuple[int, ...]:
         """The first position of `value` in x (only on the error path)."""
         import numpy as np

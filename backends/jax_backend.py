@@ -167,6 +167,19 @@ class JaxBackend(NumpyBackend):
         lo, hi = self.jax.device_get((lo, hi))
         return int(lo), int(hi)
 
+    def traced_index_check(self, x, size, message, check):
+        # A host callback runs the eager check on the values: the same LossError, raised
+        # through XLA (wrapped in its runtime error) when the step runs.
+        import numpy as np
+
+        def on_host(values):
+            values = np.asarray(values)
+            if values.size:
+                check(int(values.min()), int(values.max()), values)
+
+        self.jax.debug.callback(on_host, x)
+        return x
+
     def asarray(self, x: Any) -> Any:
         return self.jnp.asarray(self._host(x))
 

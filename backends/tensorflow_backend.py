@@ -356,6 +356,16 @@ class TensorflowBackend(Backend):
         lo, hi = tf.stack((tf.reduce_min(x), tf.reduce_max(x))).numpy().tolist()
         return int(lo), int(hi)
 
+    def traced_index_check(self, x, size, message, check):
+        # A graph assertion that the gather depends on (else the gather's own error may come
+        # first). XLA (jit_compile=True) drops assertions: there the check cannot run.
+        tf = self.tf
+        lo, hi = tf.reduce_min(x), tf.reduce_max(x)
+        ok = tf.logical_or(tf.equal(tf.size(x), 0), tf.logical_and(lo >= 0, hi < size))
+        asserted = tf.debugging.Assert(ok, [f"E812: {message}; smallest", lo, "largest", hi], summarize=1)
+        with tf.control_dependencies([asserted]):
+            return tf.identity(x)
+
     def asarray(self, x: Any) -> Any:
         return self.tf.convert_to_tensor(self._host(x))
 

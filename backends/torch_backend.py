@@ -388,6 +388,14 @@ class TorchBackend(Backend):
     def where_value(self, x: Any, value: int) -> tuple[int, ...]:
         return tuple(int(i) for i in (x == value).nonzero()[0].tolist())
 
+    def traced_index_check(self, x, size, message, check):
+        # A device-side assertion: no host synchronisation, and it fails the step when it runs.
+        torch = self.torch
+        if not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(x):
+            return x  # torch.func.vmap/grad cannot batch an assertion
+        torch._assert_async(((x >= 0) & (x < size)).all(), f"E812: {message}")
+        return x
+
     def asarray(self, x: Any) -> Any:
         return self.torch.as_tensor(self._host(x))
 

@@ -29,6 +29,7 @@ def compile(
     group=None,
     fused_backward=True,
     check_indices=True,
+    check_values=False,
 ):
     """Compile a spec (a path or source text) for a backend; see `lossdsl.api.compile`."""
     from .api import compile as _compile
@@ -42,4 +43,5 @@ def compile(
         group=group,
         fused_backward=fused_backward,
         check_indices=check_indices,
+        check_values=check_values,
     )

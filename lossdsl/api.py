@@ -44,6 +44,7 @@ def compile(
     group: Any = None,
     fused_backward: bool = True,
     check_indices: bool = True,
+    check_values: bool = False,
 ):
     """Compile a spec (a path, or source text) for `backend`. Raises `LossError` for any
     mistake in the spec or in the context and params given here.
@@ -60,7 +61,10 @@ def compile(
     `check_indices` (on by default) checks, at each eager call, that every int argument read as
     an index lies in its axis (E812): one small read from the device per such argument.
     Under jit, `tf.function` or `torch.compile` the values are not there to read and the check
-    is skipped."""
+    is skipped, unless `check_values=True` (a debug mode) keeps it in the traced code: a host
+    callback under `jax.jit` (the same LossError, wrapped in XLA's runtime error), a graph
+    assertion under `tf.function` (its text says E812; XLA's `jit_compile` drops it), a
+    device-side assertion under `torch.compile` (no host synchronisation)."""
     be = resolve_backend(backend)
     # Parsed once: the same result says whether the text is the quick form and is then checked.
     parsed = parse(spec, allow_quick=True)
@@ -76,8 +80,10 @@ def compile(
                     )
                 ]
             )
-        return QuickLoss(parsed, be, context=context or {}, params=params or {}, check_indices=check_indices)
-    return build(
+        quick = QuickLoss(parsed, be, context=context or {}, params=params or {}, check_indices=check_indices)
+        quick.check_values = check_values and check_indices
+        return quick
+    compiled = build(
         check(parsed),
         be,
         context=context or {},
@@ -87,6 +93,8 @@ def compile(
         fused_backward=fused_backward,
         check_indices=check_indices,
     )
+    compiled._runtime.check_values = check_values and check_indices
+    return compiled
 
 
 def build(

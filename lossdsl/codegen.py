@@ -475,9 +475,10 @@ class _EntryWriter:
             where = "the declaration" if dim.sym is None else self.bound.get(dim.sym, "")
             self.index_reads.append(IndexRead(idx, label, leaf.span if node is arg else node.span, dim, where))
             guard = f"if d_{dim.sym} is not None: " if self.dynamic_sizes and dim.sym is not None else ""
-            self.lines(
-                f"{guard}_check_index({len(self.index_reads) - 1}, {self.printer.expr(node)}, {self.printer.dim(dim)})"
-            )
+            check = f"_check_index({len(self.index_reads) - 1}, {self.printer.expr(node)}, {self.printer.dim(dim)})"
+            # An argument read whole is rebound to what the check returns: under tracing with
+            # check_values, a tensor that depends on the check, so the gather waits for it.
+            self.lines(f"{guard}{self.printer.expr(node)} = {check}" if node is arg else f"{guard}{check}")
 
 
 __all__ = ["Generated", "generate", "leaf_var"]

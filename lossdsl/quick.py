@@ -53,6 +53,7 @@ class QuickLoss:
     ):
         """`parsed`: the quick form as `lossdsl.pipeline.parse` read it (the text is parsed once)."""
         self._check_indices = check_indices
+        self.check_values = False  # set by `compile(check_values=True)`
         if parsed.findings:
             raise LossError(parsed.findings)
         self.source = parsed.module.source
@@ -163,4 +164,6 @@ class QuickLoss:
         # Typed from this call: a module with no syntax findings, and no context or params to bind.
         checked = check(ParseResult(module, [], {}))
         code = emit(checked, self._backend, static_dims=checked.bindings, check_indices=self._check_indices)
-        return instantiate(checked, self._backend, code, context_values={}, param_values={})
+        compiled = instantiate(checked, self._backend, code, context_values={}, param_values={})
+        compiled._runtime.check_values = self.check_values
+        return compiled

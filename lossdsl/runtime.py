@@ -55,6 +55,9 @@ class Runtime:
         self.params = params  # name -> value bound at compile time (or its default)
         self._cache: dict[tuple, Any] = {}
         self.index_reads = index_reads  # codegen.IndexRead per `_check_index` of the entry
+        # Keep the index check alive under jit / tf.function / torch.compile (compile(check_values=True)).
+        self.check_values = False
+        self._index_texts = [self._index_text(read) for read in index_reads]
 
     def namespace(self) -> dict[str, Any]:
         be = self.backend
@@ -152,9 +155,11 @@ class Runtime:
             f"{c.what} needs `{c.dim}` to be at least {c.minimum}, found {size}", None, "E805", span=c.span
         ) from None
 
-    def check_index(self, k: int, x: Any, size: int) -> None:
+    def check_index(self, k: int, x: Any, size: int) -> Any:
         """Every value of an int argument read as an index (read `k` of the generated entry)
-        lies in [0, size). A context tensor's range is read once and kept."""
+        lies in [0, size); returns `x` (under tracing with `check_values`, `x` made to depend on
+        the check, so the framework's own gather cannot fail first). A context tensor's range is
+        read once and kept."""
         read = self.index_reads[k]
         leaf = self.leaves[read.leaf]
         if leaf.kind == "context":
@@ -165,13 +170,40 @@ class Runtime:
                     self._cache[("range", k)] = span
         else:
             span = self.backend.value_range(x)
-        if span is None or (span[0] >= 0 and span[1] < size):
+        if span is None:
+            if self.check_values:
+                return self.backend.traced_index_check(
+                    x,
+                    size,
+                    self.index_message(k, size, None, None),
+                    lambda lo, hi, v: self.check_span(k, v, size, (lo, hi)),
+                )
+            return x
+        self.check_span(k, x, size, span)
+        return x
+
+    def check_span(self, k: int, x: Any, size: int, span: tuple[int, int]) -> None:
+        if span[0] >= 0 and span[1] < size:
             return
         bad = span[0] if span[0] < 0 else span[1]
-        at = list(self.backend.where_value(x, bad))
-        dim = read.dim
-        of = f"an axis of size {size}" if dim.sym is None else f"`{dim}`, which is {size} {read.where}".rstrip()
+        at = list(self.backend.where_value(x, bad)) if x is not None else None
+        raise self.index_error(k, size, bad, at) from None
+
+    def index_message(self, k: int, size: int, bad: int | None, at: list | None) -> str:
+        # Strings only: under torch.compile this runs inside the trace.
+        what, dim, where = self._index_texts[k]
+        of = f"an axis of size {size}" if dim is None else f"{dim}, which is {size} {where}"
+        holds = "a value" if bad is None else f"{bad} at {at}" if at is not None else str(bad)
+        return f"{what} holds {holds}, outside [0, {size}): it indexes {of}".rstrip()
+
+    def _index_text(self, read) -> tuple[str, str | None, str]:
+        leaf = self.leaves[read.leaf]
         what = self._what(leaf) if read.label == leaf.label else f"`{read.label}`"
+        return what, None if read.dim.sym is None else f"`{read.dim}`", read.where
+
+    def index_error(self, k: int, size: int, bad: int, at: list | None) -> LossError:
+        read = self.index_reads[k]
+        leaf = self.leaves[read.leaf]
         help = (
             "indices are not counted from the end; to leave samples out (PyTorch's ignore_index), guard "
             f"the read: `where({read.label} >= 0, -pick(logp, {read.label}), 0.0)`, as lossdsl.std's "
@@ -179,9 +211,7 @@ class Runtime:
             if bad < 0
             else None
         )
-        raise self._error(
-            f"{what} holds {bad} at {at}, outside [0, {size}): it indexes {of}", leaf, "E812", help=help, span=read.span
-        ) from None
+        return self._error(self.index_message(k, size, bad, at), leaf, "E812", help=help, span=read.span)
 
     def record(self, i: int, value: Any, paths: list[list[str]]) -> None:
         leaf = self.leaves[i]

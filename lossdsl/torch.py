@@ -44,6 +44,7 @@ class LossModule(nn.Module):
         params: Mapping[str, Any] | None = None,
         fused_backward: bool = True,
         check_indices: bool = True,
+        check_values: bool = False,
     ):
         super().__init__()
         import lossdsl
@@ -55,6 +56,7 @@ class LossModule(nn.Module):
             params=params,
             fused_backward=fused_backward,
             check_indices=check_indices,
+            check_values=check_values,
         )
         self._labels: list[str] = []
         for decl in self.loss_fn.spec.of_kind("context"):

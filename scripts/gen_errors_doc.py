@@ -109,8 +109,11 @@ EXPLAIN = {
             "holds a value outside [0, size) of the axis it indexes, such as PyTorch's ignore label -100. The "
             "frameworks disagree there (NumPy, PyTorch and TensorFlow on CPU raise, JAX and GPUs clamp or read "
             "garbage), so the entry checks the values first; an index read under a `where` guard is not checked "
-            "(the guard makes the lanes it drops 0 before the read). Skipped while tracing (jit, `tf.function`, `torch.compile`); "
-            "`lossdsl.compile(..., check_indices=False)` turns it off.",
+            "(the guard makes the lanes it drops 0 before the read). Skipped while tracing (jit, `tf.function`, `torch.compile`, "
+            "Keras `fit`) unless `check_values=True` (`lossdsl.compile`, `lossdsl.keras.Loss`, `LossModule`) keeps it "
+            "in the traced code: the same LossError through a host callback under `jax.jit`, a graph assertion "
+            "whose text says E812 under `tf.function` (XLA's `jit_compile` drops it), a device-side assertion "
+            "under `torch.compile`; `lossdsl.compile(..., check_indices=False)` turns it off.",
     "E813": "`lossdsl.keras.Loss(..., y_true=[...])` packs targets and metadata side by side in one `y_true`. "
             "Keras hands that same `y_true` to every compiled metric and computes `class_weight` from it, so a "
             "plain `metrics=[\"accuracy\"]` or `fit(class_weight=...)` would read the wrong columns and report a "

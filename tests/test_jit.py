@@ -135,3 +135,65 @@ def test_tf_function_with_unknown_sizes_used_by_the_loss(rng):
     v = tf.constant([1.0, 2.0, 3.0])
     k = tf.constant([0, 2, 2], tf.int64)
     np.testing.assert_allclose(graph(v, k).numpy(), f(v, k).numpy(), rtol=1e-6)
+
+
+# ---- check_values: the index check kept under tracing ---------------------------------------------
+
+_PICK = "pred z: float[B, C]\ntarget k: int[B]\nloss = mean(-pick(log_softmax(z), k))\n"
+
+
+def _tensor(backend, a):
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(a)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.constant(a)
+    import torch
+
+    return torch.tensor(a)
+
+
+def _traced(backend, f):
+    if backend == "jax":
+        import jax
+
+        return lambda z, k: jax.jit(f)(z, k).block_until_ready()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(f)
+    import torch
+
+    return torch.compile(f, fullgraph=True, backend="aot_eager")
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow", "torch"])
+def test_check_values_keeps_the_index_check_under_tracing_with_the_e812_text(backend, rng):
+    pytest.importorskip({"tensorflow": "tensorflow"}.get(backend, backend))
+    z = rng.normal(size=(3, 4)).astype(np.float32)
+    good, bad = np.array([0, 1, 3]), np.array([0, 5, 1])
+    checked = lossdsl.compile(_PICK, backend=backend, check_values=True)
+    run = _traced(backend, checked)
+    eager = float(to_numpy(checked(_tensor(backend, z), _tensor(backend, good))))
+    np.testing.assert_allclose(float(to_numpy(run(_tensor(backend, z), _tensor(backend, good)))), eager, rtol=1e-6)
+    with pytest.raises(Exception) as err:
+        run(_tensor(backend, z), _tensor(backend, bad))
+    text = str(err.value)
+    assert "E812" in text and "target `k` holds" in text and "outside [0, 4)" in text, text
+    if backend == "jax":  # the host callback runs the eager check itself: the same words
+        assert "holds 5 at [1]" in text
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_without_check_values_a_traced_call_does_not_check_index_values(backend, rng):
+    """The default: no check under tracing (JAX clamps; torch's own gather error on CPU)."""
+    pytest.importorskip(backend)
+    z = rng.normal(size=(3, 4)).astype(np.float32)
+    source = lossdsl.compile(_PICK, backend=backend).source
+    assert "_check_index(" in source
+    if backend == "jax":
+        run = _traced(backend, lossdsl.compile(_PICK, backend=backend))
+        run(_tensor(backend, z), _tensor(backend, np.array([0, 5, 1])))  # no error: XLA clamps

@@ -32,6 +32,7 @@ class Loss(keras.losses.Loss):
         name: str | None = None,
         reduction: str = "sum_over_batch_size",
         dtype=None,
+        check_values: bool = False,
     ):
         source = (
             load_source(spec)
@@ -68,7 +69,11 @@ class Loss(keras.losses.Loss):
                 values[d.name] = np.asarray(initial[d.name], dtype=dtype_name)
         self._lending = Lending(ParamState(values, name=f"{self.name}_params"))
         backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[self.backend_name]
-        self.compiled = lossdsl.compile(source, backend=backend, context=self._context, params=dict(initial))
+        # fit always traces (tf.function, jax.jit): only check_values keeps the index check there.
+        self.check_values = check_values
+        self.compiled = lossdsl.compile(
+            source, backend=backend, context=self._context, params=dict(initial), check_values=check_values
+        )
         self._checked = self.compiled.spec
         self._per_sample = self._checked.per_sample
         self._checked_models: set[int] = set()
@@ -168,6 +173,7 @@ class Loss(keras.losses.Loss):
             params={k: np.asarray(v).tolist() for k, v in self.params.items()},
             y_true=self.layout.order,
             inputs=self.layout.inputs or None,
+            check_values=self.check_values,
         )
         return config
 

@@ -117,6 +117,23 @@ def main() -> int:
     # A refusal inside fit leaves the model as it was (the JAX trainer holds its weights apart).
     np.testing.assert_allclose(model.predict(inputs, verbose=0), logits, rtol=1e-6)
 
+    # ---- an out-of-range group id inside fit (which always traces): with check_values=True the
+    # index check stays in the step and names E812; the model keeps its weights.
+    checked_loss = lossdsl.keras.Loss(PER_SAMPLE, inputs=["group"], spec_name="per_sample.loss", check_values=True)
+    guarded = lossdsl.keras.MetadataModel(dense())
+    guarded.compile(optimizer=keras.optimizers.Adam(0.01), loss=checked_loss, jit_compile=False)
+    guarded.fit(inputs, y, epochs=1, verbose=0)
+    kept = guarded.predict(inputs, verbose=0)
+    try:
+        guarded.fit({"x": x, "group": np.where(group == 1, 7, 0)}, y, epochs=1, batch_size=96, verbose=0)
+        raise AssertionError("no error for group id 7")
+    except lossdsl.LossError as e:  # torch: the eager check itself
+        assert e.first.code == "E812", str(e)
+    except Exception as e:  # tf.function / jax.jit: the framework's runtime error carrying the text
+        assert "E812" in str(e) and "group" in str(e), str(e)[-2000:]
+    if backend != "jax":  # (a JAX step that fails inside XLA has already taken the weights out)
+        np.testing.assert_allclose(guarded.predict(inputs, verbose=0), kept, rtol=1e-6)
+
     # ---- set_params from a user's own callback reaches the compiled step, on every backend:
     # with a learning rate of 0 each epoch's loss shows the scale the callback set.
     scaled = lossdsl.keras.Loss("pred logits: float[B, C]\ntarget y: float[B, C]\nparam scale: float = 1.0\n"
