@@ -1,6 +1,8 @@
 """The `lossdsl` command.
 
-    lossdsl check PATH... [--format text|json|github] [--quiet] [--strict]
+    lossdsl check PATH... [--format text|json|github|sarif] [--quiet] [--strict]
+    lossdsl fmt PATH... [--check]          rewrite in the canonical layout (`-`: stdin to stdout)
+    lossdsl explain CODE                   the long explanation of an error code
     lossdsl emit SPEC --backend B        the generated code
     lossdsl ir SPEC                      the checked IR, with dtypes and shapes
     lossdsl run SPEC --backend B (--data FILE.npz | --random) [--dim B=32]
@@ -99,6 +101,43 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_fmt(args: argparse.Namespace) -> int:
+    from .formatting import format_source
+    from .loading import load_source
+
+    if args.paths == ["-"]:
+        text = sys.stdin.read()
+        sys.stdout.write(format_source(text, "<stdin>"))
+        return 0
+    if "-" in args.paths:
+        raise _UsageError("`-` (standard input) cannot be mixed with paths")
+    failed = False
+    changed = 0
+    files = _loss_files(args.paths)
+    for path in files:
+        try:
+            text = load_source(path).text
+            formatted = format_source(text, str(path))
+        except LossError as err:
+            # Reported, and the file is left as it is.
+            sys.stderr.write(str(err) + "\n\n")
+            failed = True
+            continue
+        if formatted == text:
+            continue
+        changed += 1
+        if args.check:
+            sys.stdout.write(f"would reformat {path}\n")
+        else:
+            path.write_text(formatted, encoding="utf-8")
+            sys.stdout.write(f"reformatted {path}\n")
+    if args.check and changed:
+        failed = True
+    verb = "would be reformatted" if args.check else "reformatted"
+    sys.stderr.write(f"{changed} of {len(files)} file{'' if len(files) == 1 else 's'} {verb}\n")
+    return 1 if failed else 0
+
+
 def cmd_ir(args: argparse.Namespace) -> int:
     from .pipeline import check, parse
     from .printing import format_ir
@@ -145,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="print errors only, without the summary line")
     c.add_argument("--strict", action="store_true", help="fail on warnings too")
     c.set_defaults(func=cmd_check)
+
+    f = sub.add_parser("fmt", help="rewrite .loss files in the canonical layout")
+    f.add_argument("paths", nargs="+", metavar="PATH", help="files, folders to search for *.loss, or - for stdin")
+    f.add_argument("--check", action="store_true", help="change nothing; list the files that would change")
+    f.set_defaults(func=cmd_fmt)
 
     i = sub.add_parser("ir", help="print the checked IR with dtypes and symbolic shapes")
     i.add_argument("spec")

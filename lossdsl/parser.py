@@ -113,6 +113,14 @@ def _cache_path(grammar: str) -> str | bool:
         return False
 
 
+def tokens_with_comments(text: str) -> list[Token]:
+    """Every token of `text` in order, comments and line-continuing backslashes included and
+    runs of spaces left out: the formatter's and the highlighter's view of a file. Newlines
+    inside brackets are dropped as the parser drops them; every token keeps its line.
+    The text must lex (a file that parses always does)."""
+    return [tok for tok in _lark().lex(text, dont_ignore=True) if tok.strip(" \t\f")]
+
+
 # ---- tree -> syntax nodes ---------------------------------------------------------
 
 
