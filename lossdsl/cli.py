@@ -138,6 +138,33 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explanations import EXPLANATIONS, explain, render_text
+
+    if args.code is None:
+        for e in EXPLANATIONS.values():
+            sys.stdout.write(f"{e.code}  {e.title}\n")
+        return 0
+    found = explain(args.code)
+    if found is None:
+        import difflib
+
+        close = difflib.get_close_matches(args.code.strip().upper(), list(EXPLANATIONS), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else "; `lossdsl explain` lists them"
+        raise _UsageError(f"no such code: {args.code}{hint}")
+    sys.stdout.write(render_text(found) + "\n")
+    if found.language == "loss":
+        # What the checker says about the wrong example today, so the two cannot drift apart.
+        from .frontend import findings_for
+        from .source import Source
+
+        shown = [d for d in findings_for(Source(found.wrong, "example.loss")) if d.code == found.code]
+        if shown:
+            sys.stdout.write("\n`lossdsl check` on the first spec:\n\n")
+            sys.stdout.write("\n".join("    " + line for d in shown for line in d.render().split("\n")) + "\n")
+    return 0
+
+
 def cmd_ir(args: argparse.Namespace) -> int:
     from .pipeline import check, parse
     from .printing import format_ir
@@ -189,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("paths", nargs="+", metavar="PATH", help="files, folders to search for *.loss, or - for stdin")
     f.add_argument("--check", action="store_true", help="change nothing; list the files that would change")
     f.set_defaults(func=cmd_fmt)
+
+    x = sub.add_parser("explain", help="the long explanation of an error code, with examples")
+    x.add_argument("code", nargs="?", metavar="CODE", help="such as E401; without one, every code is listed")
+    x.set_defaults(func=cmd_explain)
 
     i = sub.add_parser("ir", help="print the checked IR with dtypes and symbolic shapes")
     i.add_argument("spec")

@@ -20,7 +20,7 @@ def test_error_catalogue_is_current():
         sys.path.pop(0)
     assert (ROOT / "docs" / "errors.md").read_text() == gen_errors_doc.render(), \
         "docs/errors.md is stale: run python scripts/gen_errors_doc.py"
-    assert set(gen_errors_doc.EXPLAIN) == set(CODES)
+    assert set(gen_errors_doc.EXPLANATIONS) == set(CODES)
 
 
 def test_language_reference_names_every_function():

@@ -70,7 +70,7 @@ def assert_formatted_well(text: str) -> str:
     assert format_source(out) == out, "formatting twice changes the text"
     assert tree(out) == tree(text), "formatting changed the syntax tree"
     assert comments(out) == comments(text), "a comment was lost or moved out of order"
-    assert out == "" or out.endswith("\n") and not out.endswith("\n\n")
+    assert out == "" or (out.endswith("\n") and not out.endswith("\n\n"))
     assert not any(line != line.rstrip() for line in out.split("\n")), "trailing spaces"
     assert "\n\n\n" not in out
     return out
