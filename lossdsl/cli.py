@@ -87,6 +87,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             indent=2,
         )
         out.write("\n")
+    elif args.format == "sarif":
+        from .sarif import sarif_log
+
+        json.dump(sarif_log(shown, tool_version=_version()), out, indent=2)
+        out.write("\n")
     elif args.format == "github":
         for d in shown:
             out.write(d.as_github() + "\n")
@@ -204,9 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders to search for *.loss")
     c.add_argument(
         "--format",
-        choices=("text", "json", "github"),
+        choices=("text", "json", "github", "sarif"),
         default="text",
-        help="text (default), json, or GitHub Actions annotations",
+        help="text (default), json, GitHub Actions annotations, or SARIF 2.1.0 (for code scanning)",
     )
     c.add_argument("-q", "--quiet", action="store_true", help="print errors only, without the summary line")
     c.add_argument("--strict", action="store_true", help="fail on warnings too")
