@@ -121,6 +121,16 @@ def tokens_with_comments(text: str) -> list[Token]:
     return [tok for tok in _lark().lex(text, dont_ignore=True) if tok.strip(" \t\f")]
 
 
+def grammar_keywords() -> frozenset[str]:
+    """The words the grammar reserves (its literal terminals that are words), read from
+    grammars/loss.lark itself, so a tool listing them cannot drift from the syntax."""
+    return frozenset(
+        str(t.pattern.value)
+        for t in _lark().terminals
+        if t.pattern.type == "str" and re.fullmatch(r"[A-Za-z_]\w*", str(t.pattern.value))
+    )
+
+
 # ---- tree -> syntax nodes ---------------------------------------------------------
 
 
