@@ -386,3 +386,10 @@ def test_fmt_usage_errors_exit_2(tmp_path):
 def test_fmt_imports_no_framework_and_no_numpy():
     code = "from lossdsl.cli import main; assert main(['fmt', '--check', 'examples']) == 0"
     assert modules_imported_by(code) == []
+
+
+def test_the_before_and_after_of_docs_tooling_agree_with_the_formatter():
+    page = (ROOT / "docs" / "tooling.md").read_text()
+    blocks = re.findall(r"```loss\n(.*?)```", page, re.S)
+    before, after = (b for b in blocks if b.startswith(("# before", "# after")))
+    assert format_source(before).replace("# before", "# after") == after
