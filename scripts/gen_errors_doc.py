@@ -7,7 +7,6 @@ tests/diagnostics/ has one, the exact output of `lossdsl check` on a spec that t
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ sys.path.insert(0, str(ROOT))
 
 from lossdsl.diagnostics import CODES  # noqa: E402
 from lossdsl.explanations import EXPLANATIONS  # noqa: E402
+
 
 def example_for(code: str) -> str | None:
     for out in sorted((ROOT / "tests" / "diagnostics").glob("*.out")):
