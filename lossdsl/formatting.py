@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .diagnostics import LossError
-from .parser import parse_source, tokens_with_comments
+from .parser import parse_source, tokens_if_valid, tokens_with_comments
 from .source import Source
 
 __all__ = ["format_source"]
@@ -79,11 +79,14 @@ class _Statement:
 def format_source(text: str, path: str = "<string>") -> str:
     """`text` in the canonical layout. A file that does not parse raises its syntax errors as a
     `LossError` (the checker's findings do not matter here: a spec with a type error is formatted)."""
-    result = parse_source(Source(text, path))
-    errors = [d for d in result.findings if d.severity == "error"]
-    if errors:
-        raise LossError(errors)
-    items = _group(_lines(_tokens(text)))
+    raw = tokens_if_valid(text)
+    if raw is None:
+        result = parse_source(Source(text, path))
+        errors = [d for d in result.findings if d.severity == "error"]
+        if errors:
+            raise LossError(errors)
+        raw = tokens_with_comments(text)
+    items = _group(_lines(_tokens(raw)))
     out: list[str] = []
     for run in _runs(items):
         if isinstance(run, _Line):
@@ -108,16 +111,16 @@ def _kind(tok) -> str:
     return tok.type
 
 
-def _tokens(text: str) -> list[_Tok]:
-    """The tokens, each marked with the bracket around it and, for `-`, whether it negates."""
+def _tokens(raw: list) -> list[_Tok]:
+    """The parser's tokens, each marked with the bracket around it and, for `-`, whether it negates."""
     toks: list[_Tok] = []
     stack: list[str] = []
     prev_code: _Tok | None = None
-    for raw in tokens_with_comments(text):
-        if raw.type == "_NL":
+    for tok in raw:
+        if tok.type == "_NL":
             prev_code = None
             continue
-        t = _Tok(_kind(raw), str(raw).rstrip(), int(raw.line or 1))
+        t = _Tok(_kind(tok), str(tok).rstrip(), int(tok.line or 1))
         if t.kind in ("COMMENT", "BACKSLASH"):
             toks.append(t)
             continue
