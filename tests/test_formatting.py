@@ -49,8 +49,17 @@ def _strip(x):
     return x
 
 
-def comments(text: str) -> list[str]:
-    return [str(t).rstrip() for t in tokens_with_comments(text) if t.type == "COMMENT"]
+def comments(text: str) -> list[tuple[str, str | None]]:
+    """Each comment with the token it follows on its line (None for a comment on a line of its
+    own): a comment kept where it was keeps both."""
+    out: list[tuple[str, str | None]] = []
+    before = None
+    for t in tokens_with_comments(text):
+        if t.type == "COMMENT":
+            out.append((str(t).rstrip(), str(before) if before is not None and before.line == t.line else None))
+        elif t.type != "_NL":
+            before = t
+    return out
 
 
 def ir_text(text: str) -> str | None:
