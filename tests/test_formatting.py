@@ -63,7 +63,8 @@ def comments(text: str) -> list[tuple[str, str | None]]:
 
 
 def ir_text(text: str) -> str | None:
-    """`lossdsl ir`'s text, without source positions; None for a spec that does not check."""
+    """`lossdsl ir`'s text, checked and lowered, without source positions; None for a spec that
+    does not check."""
     from lossdsl.pipeline import check, parse
     from lossdsl.printing import format_ir
 
@@ -71,7 +72,7 @@ def ir_text(text: str) -> str | None:
         checked = check(parse(Source(text, "spec.loss"), allow_quick=False))
     except LossError:
         return None
-    return re.sub(r"#\s*\d+:\d+", "#", format_ir(checked))
+    return re.sub(r"#\s*\d+:\d+", "#", format_ir(checked) + "\n" + format_ir(checked, lowered=True))
 
 
 def assert_formatted_well(text: str) -> str:
