@@ -1,7 +1,7 @@
 """The `lossdsl` command.
 
     lossdsl check PATH... [--format text|json|github|sarif] [--quiet] [--strict]
-    lossdsl fmt PATH... [--check]          rewrite in the canonical layout (`-`: stdin to stdout)
+    lossdsl fmt PATH... [--check|--diff]   rewrite in the canonical layout (`-`: stdin to stdout)
     lossdsl explain CODE                   the long explanation of an error code
     lossdsl emit SPEC --backend B        the generated code
     lossdsl ir SPEC                      the checked IR, with dtypes and shapes
@@ -112,8 +112,14 @@ def cmd_fmt(args: argparse.Namespace) -> int:
 
     if args.paths == ["-"]:
         text = sys.stdin.read()
-        sys.stdout.write(format_source(text, "<stdin>"))
-        return 0
+        formatted = format_source(text, "<stdin>")
+        if args.diff:
+            sys.stdout.writelines(_diff(text, formatted, "<stdin>"))
+        elif args.check:
+            sys.stdout.write("would reformat <stdin>\n" if formatted != text else "")
+        else:
+            sys.stdout.write(formatted)
+        return 1 if (args.check or args.diff) and formatted != text else 0
     if "-" in args.paths:
         raise _UsageError("`-` (standard input) cannot be mixed with paths")
     failed = False
@@ -131,16 +137,25 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         if formatted == text:
             continue
         changed += 1
-        if args.check:
+        if args.diff:
+            sys.stdout.writelines(_diff(text, formatted, str(path)))
+        elif args.check:
             sys.stdout.write(f"would reformat {path}\n")
         else:
             path.write_text(formatted, encoding="utf-8")
             sys.stdout.write(f"reformatted {path}\n")
-    if args.check and changed:
+    if (args.check or args.diff) and changed:
         failed = True
-    verb = "would be reformatted" if args.check else "reformatted"
+    verb = "would be reformatted" if args.check or args.diff else "reformatted"
     sys.stderr.write(f"{changed} of {len(files)} file{'' if len(files) == 1 else 's'} {verb}\n")
     return 1 if failed else 0
+
+
+def _diff(text: str, formatted: str, name: str) -> list[str]:
+    import difflib
+
+    lines = difflib.unified_diff(text.splitlines(True), formatted.splitlines(True), name, f"{name} (formatted)")
+    return [line if line.endswith("\n") else line + "\n" for line in lines]
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -220,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fmt", help="rewrite .loss files in the canonical layout")
     f.add_argument("paths", nargs="+", metavar="PATH", help="files, folders to search for *.loss, or - for stdin")
     f.add_argument("--check", action="store_true", help="change nothing; list the files that would change")
+    f.add_argument("--diff", action="store_true", help="change nothing; print what would change as a unified diff")
     f.set_defaults(func=cmd_fmt)
 
     x = sub.add_parser("explain", help="the long explanation of an error code, with examples")

@@ -435,3 +435,15 @@ def test_the_formatters_fast_syntax_check_agrees_with_the_parser(text):
     # E108 and E203 are found while building the tree; the formatter need not refuse them.
     grammar_errors = [d for d in findings if d.severity == "error" and d.code not in ("E108", "E203")]
     assert (tokens_if_valid(text) is None) == bool(grammar_errors), [d.render() for d in grammar_errors]
+
+
+def test_fmt_diff_prints_the_change_and_changes_nothing(tmp_path):
+    ugly = tmp_path / "u.loss"
+    ugly.write_text(UGLY)
+    r = cli("fmt", "--diff", str(ugly))
+    assert r.returncode == 1 and ugly.read_text() == UGLY
+    assert f"--- {ugly}\n+++ {ugly} (formatted)\n" in r.stdout
+    assert "\n-loss=mean((yhat-y)^2)\n" in r.stdout and "\n+loss = mean((yhat - y)^2)\n" in r.stdout
+    assert cli("fmt", "--diff", "-", stdin=PRETTY).returncode == 0
+    r = cli("fmt", "--check", "-", stdin=UGLY)
+    assert r.returncode == 1 and r.stdout == "would reformat <stdin>\n"
