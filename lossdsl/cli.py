@@ -1,6 +1,8 @@
 """The `lossdsl` command.
 
-    lossdsl check PATH... [--format text|json|github] [--quiet] [--strict]
+    lossdsl check PATH... [--format text|json|github|sarif] [--quiet] [--strict]
+    lossdsl fmt PATH... [--check|--diff]   rewrite in the canonical layout (`-`: stdin to stdout)
+    lossdsl explain CODE                   the long explanation of an error code
     lossdsl emit SPEC --backend B        the generated code
     lossdsl ir SPEC                      the checked IR, with dtypes and shapes
     lossdsl run SPEC --backend B (--data FILE.npz | --random) [--dim B=32]
@@ -85,6 +87,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             indent=2,
         )
         out.write("\n")
+    elif args.format == "sarif":
+        from .sarif import sarif_log
+
+        json.dump(sarif_log(shown, tool_version=_version()), out, indent=2)
+        out.write("\n")
     elif args.format == "github":
         for d in shown:
             out.write(d.as_github() + "\n")
@@ -97,6 +104,85 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not args.quiet:
             out.write(summary_line(len(errors), len(warnings), len(files)) + "\n")
     return 1 if failed else 0
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    from .formatting import format_source
+    from .loading import load_source
+
+    if args.paths == ["-"]:
+        text = sys.stdin.read()
+        formatted = format_source(text, "<stdin>")
+        if args.diff:
+            sys.stdout.writelines(_diff(text, formatted, "<stdin>"))
+        elif args.check:
+            sys.stdout.write("would reformat <stdin>\n" if formatted != text else "")
+        else:
+            sys.stdout.write(formatted)
+        return 1 if (args.check or args.diff) and formatted != text else 0
+    if "-" in args.paths:
+        raise _UsageError("`-` (standard input) cannot be mixed with paths")
+    failed = False
+    changed = 0
+    files = _loss_files(args.paths)
+    for path in files:
+        try:
+            text = load_source(path).text
+            formatted = format_source(text, str(path))
+        except LossError as err:
+            # Reported, and the file is left as it is.
+            sys.stderr.write(str(err) + "\n\n")
+            failed = True
+            continue
+        if formatted == text:
+            continue
+        changed += 1
+        if args.diff:
+            sys.stdout.writelines(_diff(text, formatted, str(path)))
+        elif args.check:
+            sys.stdout.write(f"would reformat {path}\n")
+        else:
+            path.write_text(formatted, encoding="utf-8")
+            sys.stdout.write(f"reformatted {path}\n")
+    if (args.check or args.diff) and changed:
+        failed = True
+    verb = "would be reformatted" if args.check or args.diff else "reformatted"
+    sys.stderr.write(f"{changed} of {len(files)} file{'' if len(files) == 1 else 's'} {verb}\n")
+    return 1 if failed else 0
+
+
+def _diff(text: str, formatted: str, name: str) -> list[str]:
+    import difflib
+
+    lines = difflib.unified_diff(text.splitlines(True), formatted.splitlines(True), name, f"{name} (formatted)")
+    return [line if line.endswith("\n") else line + "\n" for line in lines]
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explanations import EXPLANATIONS, explain, render_text
+
+    if args.code is None:
+        for e in EXPLANATIONS.values():
+            sys.stdout.write(f"{e.code}  {e.title}\n")
+        return 0
+    found = explain(args.code)
+    if found is None:
+        import difflib
+
+        close = difflib.get_close_matches(args.code.strip().upper(), list(EXPLANATIONS), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else "; `lossdsl explain` lists them"
+        raise _UsageError(f"no such code: {args.code}{hint}")
+    sys.stdout.write(render_text(found) + "\n")
+    if found.language == "loss":
+        # What the checker says about the wrong example today, so the two cannot drift apart.
+        from .frontend import findings_for
+        from .source import Source
+
+        shown = [d for d in findings_for(Source(found.wrong, "example.loss")) if d.code == found.code]
+        if shown:
+            sys.stdout.write("\n`lossdsl check` on the first spec:\n\n")
+            sys.stdout.write("\n".join("    " + line for d in shown for line in d.render().split("\n")) + "\n")
+    return 0
 
 
 def cmd_ir(args: argparse.Namespace) -> int:
@@ -138,13 +224,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders to search for *.loss")
     c.add_argument(
         "--format",
-        choices=("text", "json", "github"),
+        choices=("text", "json", "github", "sarif"),
         default="text",
-        help="text (default), json, or GitHub Actions annotations",
+        help="text (default), json, GitHub Actions annotations, or SARIF 2.1.0 (for code scanning)",
     )
     c.add_argument("-q", "--quiet", action="store_true", help="print errors only, without the summary line")
     c.add_argument("--strict", action="store_true", help="fail on warnings too")
     c.set_defaults(func=cmd_check)
+
+    f = sub.add_parser("fmt", help="rewrite .loss files in the canonical layout")
+    f.add_argument("paths", nargs="+", metavar="PATH", help="files, folders to search for *.loss, or - for stdin")
+    f.add_argument("--check", action="store_true", help="change nothing; list the files that would change")
+    f.add_argument("--diff", action="store_true", help="change nothing; print what would change as a unified diff")
+    f.set_defaults(func=cmd_fmt)
+
+    x = sub.add_parser("explain", help="the long explanation of an error code, with examples")
+    x.add_argument("code", nargs="?", metavar="CODE", help="such as E401; without one, every code is listed")
+    x.set_defaults(func=cmd_explain)
 
     i = sub.add_parser("ir", help="print the checked IR with dtypes and symbolic shapes")
     i.add_argument("spec")
