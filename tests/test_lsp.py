@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,6 +124,14 @@ def test_every_change_republishes_diagnostics(client):
     assert client.change(doc, good, 4)["diagnostics"] == []
 
 
+def test_ranges_are_in_utf16_code_units_by_default(client):
+    # An emoji is one character of the span but two UTF-16 code units on the wire.
+    doc = "file:///tmp/emoji.loss"
+    [d] = client.open(doc, "pred yhat: float[B]\nloss = mean(yhat) + \U0001f600\n")["diagnostics"]
+    assert d["code"] == "E106"
+    assert d["range"] == {"start": {"line": 1, "character": 20}, "end": {"line": 1, "character": 22}}
+
+
 def test_hover_on_a_name_gives_its_type_with_its_symbolic_shape(client, uri):
     assert "let p: float[B, C]" in hover(client, uri, L_LOSS, "pick(p", offset=5)
     assert "pred yhat: float[B, C]" in hover(client, uri, L_P, "yhat")
@@ -143,6 +153,8 @@ def test_hover_on_a_builtin_gives_its_signature_result_and_gradient_convention(c
     assert "mean(x, axis=None, keepdims=false) -> float\n" in hover(client, uri, L_LOSS, "mean")
     assert "def sq(a) -> float[B]" in hover(client, uri, L_D, "sq")
     assert "a * b -> float[B]" in hover(client, uri, L_LOSS, "*")
+    text = hover(client, uri, L_P, "axis")
+    assert "`axis` of `softmax(x, axis=-1)`" in text and "default -1" in text
 
 
 def test_hover_still_types_what_checked_in_a_file_with_errors(client):
@@ -227,6 +239,13 @@ def test_shutdown_then_exit_ends_the_server_with_status_0():
         assert c.close() == 0
     finally:
         c.kill()
+
+
+def test_lsp_without_pygls_says_how_to_install_it():
+    code = "import sys; sys.modules['pygls'] = None; from lossdsl.cli import main; sys.exit(main(['lsp']))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "pip install 'lossdsl[lsp]'" in r.stderr
 
 
 def test_the_language_server_imports_no_framework_and_no_numpy():

@@ -5,7 +5,7 @@ gradient convention (docs/language.md §4)."""
 from __future__ import annotations
 
 from .. import syntax as S
-from ..functions import BINARY_OPERATORS, FUNCTIONS, USER_FUNCTIONS, Function
+from ..functions import BINARY_OPERATORS, FUNCTIONS, REQUIRED, USER_FUNCTIONS, Function
 from ..source import Span
 from .document import Document, written_type
 from .lookup import Hit, hit_at, resolve
@@ -36,6 +36,8 @@ def _typed(label: str, types: list[str]) -> str:
 def _describe(doc: Document, hit: Hit) -> str | None:
     if hit.what == "call":
         return _call(doc, hit.node)
+    if hit.what == "keyword":
+        return _keyword(hit.node, hit.name)
     if hit.what == "operator":
         fn = FUNCTIONS[BINARY_OPERATORS[hit.node.op]]
         return _function(fn, doc.types_of(hit.node), f"`{hit.node.op}`")
@@ -103,6 +105,32 @@ def _call(doc: Document, call: S.Call) -> str | None:
     if fn is None:
         return None
     return _function(fn, types)
+
+
+def _keyword(call: S.Call, name: str) -> str | None:
+    """A keyword argument of a built-in: which parameter it is, and its default."""
+    fn = USER_FUNCTIONS.get(call.func)
+    param = next((p for p in fn.params if p.name == name), None) if fn is not None else None
+    if fn is None or param is None:
+        return None
+    kind = _PARAM_KINDS.get(param.kind, param.kind)
+    default = "" if param.default is REQUIRED else f", default {_literal(param.default)}"
+    return f"`{name}` of `{fn.signature()}`: {kind}{default}"
+
+
+# What each kind of parameter of the table accepts (lossdsl/functions/table.py, `Param`).
+_PARAM_KINDS = {
+    "tensor": "any expression",
+    "axis": "an axis: an integer, a dimension symbol, or a tuple of them",
+    "bool": "`true` or `false`",
+    "int": "an integer literal",
+    "number": "a number literal",
+    "dim": "a dimension symbol or an integer",
+}
+
+
+def _literal(value) -> str:
+    return "true" if value is True else "false" if value is False else str(value)
 
 
 def _function(fn: Function, types: list[str], title: str | None = None) -> str:

@@ -18,7 +18,8 @@ from .document import Definition, Document
 @dataclass(frozen=True)
 class Hit:
     """`what`: "name" (a name used in an expression), "call" (the function of a call),
-    "operator", "field" (`.field` of a record), "expr" (any other expression),
+    "operator", "field" (`.field` of a record), "keyword" (the name of a keyword argument;
+    `node` is its call), "expr" (any other expression),
     "definition" (the name a statement defines), "param" (a `def` parameter where it is
     declared), "dim" (a dimension symbol in a declared type), "decl_field" (a field of a
     declared record type)."""
@@ -88,6 +89,11 @@ def _in_expr(expr: S.Expr, stmt: S.Statement, line: int, col: int) -> Hit | None
         return Hit("name", best, best.span, stmt, best.id)
     if isinstance(best, S.Call) and contains(best.func_span, line, col):
         return Hit("call", best, best.func_span, stmt, best.func)
+    if isinstance(best, S.Call):
+        for kw in best.kwargs:
+            name_span = Span(kw.span.source, kw.span.line, kw.span.col, kw.span.line, kw.span.col + len(kw.name))
+            if contains(name_span, line, col):
+                return Hit("keyword", best, name_span, stmt, kw.name)
     if isinstance(best, S.FieldAccess) and contains(best.field_span, line, col):
         return Hit("field", best, best.field_span, stmt, best.field)
     if isinstance(best, S.BinOp) and contains(best.op_span, line, col):
