@@ -4,8 +4,8 @@
 
 Speaks to the server as an editor would (tests/lsp_client.py: a subprocess, JSON-RPC over
 stdio) and times, from the client's side, each kind of request: hover, definition and
-completion at positions spread over the file, and a hover sent right after a change, while
-the server re-checks the file; and the time from didOpen and didChange to the published
+completion at positions spread over the file, and a hover sent right after a change (it
+waits for the server to re-check the file); and the time from didOpen and didChange to the published
 diagnostics (a full check of the file, as `lossdsl check` does). Prints the median and the
 slowest of each, then the slowest request (diagnostics are notifications, not requests,
 and are reported apart).
@@ -112,11 +112,12 @@ def main() -> int:
                 "textDocument/didChange",
                 {"textDocument": {"uri": uri, "version": version}, "contentChanges": [{"text": edited}]},
             )
-            # what typing feels like: a request sent while the new text is being checked
+            # what typing feels like: a request sent while the new text is being checked, which
+            # waits for that check (the answer describes the new text)
             at = lines[n].index("huber")
             result, ms = timed(client.at, "textDocument/hover", uri, n, at)
-            assert result, "no hover during a re-check"
-            times.setdefault("hover during a re-check", []).append(ms)
+            assert result, "no hover right after a change"
+            times.setdefault("hover right after a change", []).append(ms)
             client.wait_for("textDocument/publishDiagnostics", lambda p, v=version: p.get("version") == v)
             times.setdefault("didChange -> diagnostics", []).append((time.perf_counter() - start) * 1000)
         assert client.close() == 0

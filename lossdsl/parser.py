@@ -588,3 +588,25 @@ def parse_expression(text: str, source: Source | None = None) -> S.Expr:
     src = source or Source(text)
     result = _parse_quick(src, Collector())
     return result.module.quick_expr
+
+
+# ---- parsing a piece at a time (the language server re-parses only what changed) ----------------
+
+
+def statement_chunks(text: str) -> list[tuple[int, str]]:
+    """The text in pieces of one statement each (with the comments and blank lines after it),
+    as (first line, text): what a syntax error is reported per."""
+    return _statement_chunks(text)
+
+
+def parse_chunk(source: Source, first_line: int, chunk: str) -> list[S.Statement] | None:
+    """The statements of one piece of `source` from `statement_chunks`, with the spans a parse
+    of the whole file gives them; None where the piece does not parse cleanly on its own (the
+    whole file is then parsed, for its findings)."""
+    diags = Collector()
+    try:
+        tree = _parse_text("\n" * (first_line - 1) + chunk, "start")
+    except (UnexpectedInput, _BracketError):
+        return None
+    statements = _ToSyntax(source, diags).transform(tree)
+    return None if diags.findings else statements

@@ -157,6 +157,17 @@ def test_hover_on_a_builtin_gives_its_signature_result_and_gradient_convention(c
     assert "`axis` of `softmax(x, axis=-1)`" in text and "default -1" in text
 
 
+def test_a_request_sent_right_after_a_change_describes_the_new_text(client):
+    doc = "file:///tmp/retyped.loss"
+    client.open(doc, "pred yhat: float[B, C]\nlet z = sum(yhat, axis=C)\nloss = mean(z)\n")
+    assert "let z: float[B]" in client.at("textDocument/hover", doc, 1, 4)["contents"]["value"]
+    new = "pred yhat: float[B, C]\nlet z = softmax(yhat, axis=C)\nloss = mean(z)\n"
+    client.notify(
+        "textDocument/didChange", {"textDocument": {"uri": doc, "version": 2}, "contentChanges": [{"text": new}]}
+    )
+    assert "let z: float[B, C]" in client.at("textDocument/hover", doc, 1, 4)["contents"]["value"]
+
+
 def test_hover_still_types_what_checked_in_a_file_with_errors(client):
     doc = "file:///tmp/half-broken.loss"
     text = "pred yhat: float[B, C]\nlet z = log_softmax(yhat)\nloss = mean(z + nope)\n"

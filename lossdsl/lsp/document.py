@@ -16,6 +16,7 @@ from ..diagnostics import Diagnostic, LossError
 from ..frontend import check_parsed
 from ..parser import parse_source
 from ..source import Source, Span
+from .incremental import IncrementalParser
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ class Document:
         return list(seen)
 
 
-def analyze(text: str, name: str = "<string>") -> Document:
-    """Parse and check `text` as `lossdsl check` does, keeping what the editor features read."""
+def analyze(text: str, name: str = "<string>", parser: IncrementalParser | None = None) -> Document:
+    """Parse and check `text` as `lossdsl check` does, keeping what the editor features read.
+    `parser`: the document's parser, which re-parses only the statements an edit changed."""
     source = Source(text, name)
     values: dict[int, list[Any]] = {}
 
@@ -56,7 +58,7 @@ def analyze(text: str, name: str = "<string>") -> Document:
         values.setdefault(id(expr), []).append(value)
 
     try:
-        parsed = parse_source(source, allow_quick=False)
+        parsed = parser.parse(source) if parser is not None else parse_source(source, allow_quick=False)
     except LossError as err:
         return Document(source, None, err.findings)
     try:

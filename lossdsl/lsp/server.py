@@ -2,10 +2,11 @@
 (analysis), hover.py, completion.py and lookup.py. State is one analysed `Document` per open
 URI, rebuilt on open and on every change (full sync: the client sends the whole text).
 
-Checking a long file takes longer than answering a hover, so the analysis runs in a worker
-thread: a request is answered at once from the latest finished analysis, and a change that a
-newer change has overtaken before its turn is never analysed. Diagnostics are published when
-the analysis of the newest text finishes.
+The analysis runs in a worker thread, so the server keeps reading messages while it checks,
+and a change that a newer change has overtaken before its turn is never analysed (typing
+fast re-checks only the newest text). A request is answered from the analysis of the text
+the client has now: one sent during a re-check waits for it, so hover never describes text
+that is no longer there.
 
 Positions: spans are 1-based columns in characters; the client counts in the units it
 negotiated (UTF-16 unless it asked otherwise), converted here with the document's codec.
@@ -29,6 +30,7 @@ from ..source import Span
 from .completion import completions
 from .document import Document, analyze
 from .hover import hover_at
+from .incremental import IncrementalParser
 from .lookup import definition_at
 
 _KINDS = {
@@ -46,6 +48,7 @@ class LossLanguageServer(LanguageServer):
         self.documents: dict[str, Document] = {}  # the latest finished analysis of each open URI
         self.pending: dict[str, asyncio.Future] = {}  # the analysis under way
         self.latest: dict[str, int | None] = {}  # the newest version the client sent
+        self.parsers: dict[str, IncrementalParser] = {}
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lossdsl-analysis")
 
     async def refresh(self, uri: str) -> None:
@@ -58,13 +61,14 @@ class LossLanguageServer(LanguageServer):
         def run() -> Document | None:
             if self.latest.get(uri) != version:
                 return None  # overtaken while it waited for the worker
-            return analyze(text, to_fs_path(uri) or uri)
+            return analyze(text, to_fs_path(uri) or uri, self.parsers.setdefault(uri, IncrementalParser()))
 
         future = asyncio.get_running_loop().run_in_executor(self.worker, run)
         self.pending[uri] = future
         try:
             doc = await future
         except Exception as err:  # a crash of the checker must not take the server down
+            self.documents.pop(uri, None)
             self.window_log_message(
                 T.LogMessageParams(T.MessageType.Error, f"lossdsl: cannot check {uri}: {type(err).__name__}: {err}")
             )
@@ -78,10 +82,14 @@ class LossLanguageServer(LanguageServer):
         )
 
     async def document(self, uri: str) -> Document | None:
-        """The latest finished analysis; the first one is waited for."""
-        if uri not in self.documents and uri in self.pending:
+        """The analysis of the document's current text, once the check under way finishes
+        (None if it failed)."""
+        while True:
+            future = self.pending.get(uri)
+            if future is None or future.done():
+                break
             with contextlib.suppress(Exception):  # refresh() reports a failed analysis
-                await asyncio.shield(self.pending[uri])
+                await asyncio.shield(future)
         return self.documents.get(uri)
 
 
@@ -129,7 +137,7 @@ async def did_change(ls: LossLanguageServer, params: T.DidChangeTextDocumentPara
 @server.feature(T.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: LossLanguageServer, params: T.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
-    for state in (ls.documents, ls.pending, ls.latest):
+    for state in (ls.documents, ls.pending, ls.latest, ls.parsers):
         state.pop(uri, None)
     ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
 
