@@ -53,8 +53,8 @@ def test_an_edit_inside_one_statement_parses_only_that_statement(monkeypatch):
     parser = IncrementalParser()
     parser.parse(Source(text, "spec.loss"))
     pieces = []
-    real = incremental.parse_chunk
-    monkeypatch.setattr(incremental, "parse_chunk", lambda *a: pieces.append(a[2]) or real(*a))
+    real = incremental.parse_piece
+    monkeypatch.setattr(incremental, "parse_piece", lambda *a: pieces.append(a[3]) or real(*a))
     monkeypatch.setattr(incremental, "parse_source", lambda *a, **k: pytest.fail("parsed the whole file"))
     last = text.rstrip("\n").split("\n")[-1]
     assert last.startswith("loss")
@@ -62,3 +62,21 @@ def test_an_edit_inside_one_statement_parses_only_that_statement(monkeypatch):
     result = parser.parse(Source(edited, "spec.loss"))
     assert len(pieces) == 1 and pieces[0].startswith(last + " * 1.0")
     assert result.module.statements == whole(edited).module.statements
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pred yhat: float[B]\nlet a = yhat \\\n  + 1\nloss = mean(a)\n",  # a line continued with a backslash
+        "pred yhat: float[B]\nlet a = (yhat +\nlet b = yhat ** 2\nloss = mean(a + b)\n",  # two syntax errors
+        "pred yhat: float[B]\nlet a = mean(\n  yhat,\n  axis=B)\n# a comment\n\nloss = a\n",
+        "# only a comment\n",
+        "",
+    ],
+)
+def test_edits_of_awkward_texts_parse_as_the_whole_file_does(text):
+    parser = IncrementalParser()
+    same_as_whole(parser, text)
+    for edited in edits(text):
+        same_as_whole(parser, edited)
+        same_as_whole(parser, text)
