@@ -120,15 +120,21 @@ def main() -> int:
             times.setdefault("hover right after a change", []).append(ms)
             client.wait_for("textDocument/publishDiagnostics", lambda p, v=version: p.get("version") == v)
             times.setdefault("didChange -> diagnostics", []).append((time.perf_counter() - start) * 1000)
+            # half-typed: a syntax error in the statement being edited
+            version += 1
+            broken = "\n".join(lines[:n] + [lines[n] + " +"] + lines[n + 1 :]) + "\n"
+            published, ms = timed(client.change, uri, broken, version)
+            assert [d["code"] for d in published["diagnostics"]] == ["E101"], published
+            times.setdefault("didChange (syntax error) -> diagnostics", []).append(ms)
         assert client.close() == 0
     finally:
         client.kill()
     print(
         f"lossdsl lsp on a generated spec of {len(lines)} lines ({len(targets)} positions; findings: {codes or 'none'})"
     )
-    print(f"{'request':28} {'n':>4} {'median ms':>10} {'max ms':>8}")
+    print(f"{'request':40} {'n':>4} {'median ms':>10} {'max ms':>8}")
     for key, ts in times.items():
-        print(f"{key:28} {len(ts):>4} {statistics.median(ts):>10.1f} {max(ts):>8.1f}")
+        print(f"{key:40} {len(ts):>4} {statistics.median(ts):>10.1f} {max(ts):>8.1f}")
     slowest = max((max(ts), key) for key, ts in times.items() if "diagnostics" not in key)
     print(f"slowest request: {slowest[1]}, {slowest[0]:.1f} ms")
     check = max(max(ts) for key, ts in times.items() if "diagnostics" in key)

@@ -82,7 +82,9 @@ class BracketNewlines(PostLex):
                 tok, f"`{tok}` is never closed", "E102", f"add `{_CLOSING_CHAR[tok.type]}` where the expression ends"
             )
         if last is None or last.type != "_NL":
-            yield Token("_NL", "\n", line=getattr(last, "end_line", 1), column=getattr(last, "end_column", 1))
+            # the newline the text does not end with: one column wide, after the last token
+            line, column = getattr(last, "end_line", 1), getattr(last, "end_column", 1)
+            yield Token("_NL", "\n", line=line, column=column, end_line=line, end_column=column + 1)
 
 
 @lru_cache(maxsize=1)

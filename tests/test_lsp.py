@@ -118,10 +118,15 @@ def test_every_change_republishes_diagnostics(client):
     [d] = client.change(doc, typo, 2)["diagnostics"]
     assert d["code"] == "E201" and d["severity"] == 1 and "did you mean `yhat`?" in d["message"]
     assert d["range"]["start"] == {"line": 2, "character": 13}
+    half_typed = good.replace("^2)", "^2) +")  # the line ends where an operand was expected
+    [d] = client.change(doc, half_typed, 3)["diagnostics"]
+    end = len("loss = mean((yhat - y)^2) +")
+    assert d["code"] == "E101" and d["range"]["start"] == {"line": 2, "character": end}
+    assert (d["range"]["end"]["line"], d["range"]["end"]["character"]) > (2, end)  # the newline
     unclosed = good.replace("mean((", "mean(((")
-    [d] = client.change(doc, unclosed, 3)["diagnostics"]
+    [d] = client.change(doc, unclosed, 4)["diagnostics"]
     assert d["code"] == "E102"
-    assert client.change(doc, good, 4)["diagnostics"] == []
+    assert client.change(doc, good, 5)["diagnostics"] == []
 
 
 def test_ranges_are_in_utf16_code_units_by_default(client):

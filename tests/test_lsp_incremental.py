@@ -25,6 +25,7 @@ def same_as_whole(parser: IncrementalParser, text: str) -> None:
     assert got.module.statements == want.module.statements
     assert [(d.code, d.message, d.span) for d in got.findings] == [(d.code, d.message, d.span) for d in want.findings]
     assert got.broken == want.broken
+    assert all(d.span is None or None not in (d.span.end_line, d.span.end_col) for d in got.findings)
 
 
 def edits(text: str):

@@ -98,7 +98,10 @@ def _range(text_doc: TextDocument, span: Span | None) -> T.Range:
         return T.Range(T.Position(0, 0), T.Position(0, 0))
     lines = text_doc.lines
     start = T.Position(span.line - 1, span.col - 1)
-    end = T.Position(span.end_line - 1, span.end_col - 1)
+    if span.end_line is None or span.end_col is None:  # a point: one character wide
+        end = T.Position(span.line - 1, span.col)
+    else:
+        end = T.Position(span.end_line - 1, span.end_col - 1)
     return text_doc.position_codec.range_to_client_units(lines, T.Range(start, end))
 
 
