@@ -6,6 +6,7 @@
     lossdsl emit SPEC --backend B        the generated code
     lossdsl ir SPEC                      the checked IR, with dtypes and shapes
     lossdsl run SPEC --backend B (--data FILE.npz | --random) [--dim B=32]
+    lossdsl lsp                          the language server, on stdin and stdout
 
 Exit status: 0 all good, 1 an error was found, 2 the command was used wrongly.
 `check` imports no ML framework (and not NumPy).
@@ -208,6 +209,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_spec(args)
 
 
+def cmd_lsp(args: argparse.Namespace) -> int:
+    try:
+        from .lsp.server import serve
+    except ImportError as err:
+        raise _UsageError(
+            f"the language server needs pygls ({err}); install it with `pip install 'lossdsl[lsp]'`"
+        ) from None
+    serve()
+    return 0
+
+
 def _as_source(spec: Path | str):
     from .loading import load_source
     from .source import Source
@@ -270,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--reduction", default="mean")
     r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("lsp", help="run the language server (LSP over stdin and stdout) for editors")
+    s.set_defaults(func=cmd_lsp)
     return p
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from .analysis import domain_findings, gradient_findings
 from .checked import CheckedModule
 from .checker import check_module
+from .checker.expressions import Observer
 from .diagnostics import Diagnostic, LossError
 from .loading import load_source
 from .parser import ParseResult, parse, parse_source
@@ -32,11 +33,12 @@ def check_source(source: Source, *, allow_quick: bool = False) -> CheckedModule:
     return check_parsed(parse_source(source, allow_quick=allow_quick))
 
 
-def check_parsed(result: ParseResult) -> CheckedModule:
-    """Check what the parser made of a spec, reporting its syntax findings with the checker's."""
+def check_parsed(result: ParseResult, *, observe: Observer | None = None) -> CheckedModule:
+    """Check what the parser made of a spec, reporting its syntax findings with the checker's.
+    `observe` is told of every expression checked and its value (lossdsl/checker/expressions.py)."""
     findings: list[Diagnostic] = list(result.findings)
     try:
-        checked = check_module(result.module, broken=result.broken)
+        checked = check_module(result.module, broken=result.broken, observe=observe)
     except LossError as err:
         raise LossError(findings + err.findings) from None
     if any(d.severity == "error" for d in findings):

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import cast
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.lark import PostLex
+
+try:  # Lark 1.2+: parse a slice of a text with the positions it has in the whole text
+    from lark.utils import TextSlice
+except ImportError:  # pragma: no cover
+    TextSlice = None  # type: ignore[assignment,misc]
 
 from . import syntax as S
 from .diagnostics import Collector, Diagnostic, LossError
@@ -76,7 +82,9 @@ class BracketNewlines(PostLex):
                 tok, f"`{tok}` is never closed", "E102", f"add `{_CLOSING_CHAR[tok.type]}` where the expression ends"
             )
         if last is None or last.type != "_NL":
-            yield Token("_NL", "\n", line=getattr(last, "end_line", 1), column=getattr(last, "end_column", 1))
+            # the newline the text does not end with: one column wide, after the last token
+            line, column = getattr(last, "end_line", 1), getattr(last, "end_column", 1)
+            yield Token("_NL", "\n", line=line, column=column, end_line=line, end_column=column + 1)
 
 
 @lru_cache(maxsize=1)
@@ -555,6 +563,24 @@ def _parse_text(text: str, start: str):
     return lark.parse(text, start=start)
 
 
+def _parse_piece(text: str, offset: int, first_line: int, chunk: str):
+    """Parse the statement `chunk`, which starts at `offset` (line `first_line`) of `text`, with
+    the positions it has in the whole text. Lark's TextSlice counts the lines before it at C
+    speed; without it (an older Lark) the piece is preceded by as many empty lines, which the
+    parser reads one by one: parsing every piece of a long file that way takes quadratic time."""
+    if TextSlice is not None:
+        return _lark().parse(TextSlice(text, offset, offset + len(chunk)), start="start")
+    return _parse_text("\n" * (first_line - 1) + chunk, "start")
+
+
+def _line_offsets(text: str) -> list[int]:
+    """Where each line of `text` starts."""
+    offsets = [0]
+    for line in text.split("\n"):
+        offsets.append(offsets[-1] + len(line) + 1)
+    return offsets
+
+
 def _statement_chunks(text: str) -> list[tuple[int, str]]:
     """Split the text into (first line, text) pieces, one statement each. A line that starts
     with a statement keyword always starts a piece, so an unclosed bracket stays local."""
@@ -625,23 +651,19 @@ def _parse_quick(source: Source, diags: Collector) -> ParseResult:
 
 
 def _parse_per_statement(source: Source, diags: Collector, first_err: Exception) -> ParseResult:
-    lark = _lark()
     statements: list = []
     broken: dict[str, str] = {}
+    offsets = _line_offsets(source.text)
     for first_line, chunk in _statement_chunks(source.text):
         if not chunk.strip():
             continue
-        padded = "\n" * (first_line - 1) + chunk
-        try:
-            tree = _parse_text(padded, "start")
-        except (UnexpectedInput, _BracketError) as err:
-            diags.add(_syntax_diagnostic(err, source, list(cast(BracketNewlines, lark.options.postlex).open_brackets)))
-            named = _defined_name(chunk)
-            if named:
-                broken[named[1]] = named[0]
-            continue
-        statements.extend(_ToSyntax(source, diags).transform(tree))
+        piece = parse_piece(source, offsets[first_line - 1], first_line, chunk)
+        statements.extend(piece.statements)
+        broken.update(piece.broken)
+        for d in piece.findings:
+            diags.add(d)
     if not diags.has_errors:  # the chunking found nothing: report the whole-file error as it is
+        lark = _lark()
         diags.add(
             _syntax_diagnostic(first_err, source, list(cast(BracketNewlines, lark.options.postlex).open_brackets))
         )
@@ -662,3 +684,40 @@ def parse_expression(text: str, source: Source | None = None) -> S.Expr:
     src = source or Source(text)
     result = _parse_quick(src, Collector())
     return result.module.quick_expr
+
+
+# ---- parsing a piece at a time (the language server re-parses only what changed) ----------------
+
+
+def statement_chunks(text: str) -> list[tuple[int, str]]:
+    """The text in pieces of one statement each (with the comments and blank lines after it),
+    as (first line, text): what syntax errors are reported per."""
+    return _statement_chunks(text)
+
+
+def line_offsets(text: str) -> list[int]:
+    """Where each line of `text` starts (index 0 is line 1)."""
+    return _line_offsets(text)
+
+
+@dataclass
+class Piece:
+    """What one piece of a file parses to: its statements, or the syntax error it has (and the
+    name it would have defined, whose uses then stay quiet)."""
+
+    statements: list[S.Statement]
+    findings: list[Diagnostic]
+    broken: dict[str, str]
+
+
+def parse_piece(source: Source, offset: int, first_line: int, chunk: str) -> Piece:
+    """One piece from `statement_chunks`, starting at character `offset`, with the positions it
+    has in the whole file."""
+    diags = Collector()
+    try:
+        tree = _parse_piece(source.text, offset, first_line, chunk)
+    except (UnexpectedInput, _BracketError) as err:
+        diags.add(_syntax_diagnostic(err, source, list(cast(BracketNewlines, _lark().options.postlex).open_brackets)))
+        named = _defined_name(chunk)
+        return Piece([], diags.findings, {named[1]: named[0]} if named else {})
+    return Piece(_ToSyntax(source, diags).transform(tree), diags.findings, {})

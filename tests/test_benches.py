@@ -26,3 +26,12 @@ def test_bench_compile_section():
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "per spec" in r.stdout
+
+
+def test_lsp_latency_bench_runs_and_reports_the_slowest_request():
+    pytest.importorskip("pygls", reason="the language server needs pygls (pip install 'lossdsl[lsp]')")
+    r = subprocess.run([sys.executable, str(ROOT / "benches" / "lsp_latency.py"), "--lines", "120", "--repeats", "3"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "generated spec of 120 lines" in r.stdout and "findings: none" in r.stdout
+    assert "slowest request:" in r.stdout

@@ -6,7 +6,7 @@ whatever uses it quiet."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -38,9 +38,23 @@ class RecordRef:
         return ".".join((self.decl.name,) + self.path)
 
 
+# Told of every expression checked and what it became (a Node, a RecordRef, or POISON); the
+# language server reads types off it, including in a file with errors. An expression in a
+# `def` body is told once per call of the `def`.
+Observer = Callable[[S.Expr, Any], None]
+
+
 class Expressions:
-    def __init__(self, names: Names, report: Reporter, rules: CheckerRuleContext, indexing: Indexing):
+    def __init__(
+        self,
+        names: Names,
+        report: Reporter,
+        rules: CheckerRuleContext,
+        indexing: Indexing,
+        observe: Observer | None = None,
+    ):
         self.names = names
+        self.observe = observe
         self.report = report
         self.rules = rules
         self.indexing = indexing
@@ -52,7 +66,10 @@ class Expressions:
     def expr(self, e: S.Expr) -> Any:
         """Node, RecordRef, or POISON."""
         method = getattr(self, "_expr_" + type(e).__name__)
-        return method(e)
+        value = method(e)
+        if self.observe is not None:
+            self.observe(e, value)
+        return value
 
     def value(self, e: S.Expr) -> Node:
         """An expression that must be a tensor value (not a record)."""

@@ -13,14 +13,17 @@ from ..source import Source, Span
 from ..types import FLOAT, TensorType
 from .declarations import Names
 from .dims import Dims
-from .expressions import Expressions, RecordRef
+from .expressions import Expressions, Observer, RecordRef
 from .indexing import Indexing
 from .report import POISON, Reporter, did_you_mean
 from .rule_context import CheckerRuleContext
 
 
-def check_module(module: S.Module, *, broken: dict[str, str] | None = None) -> CheckedModule:
-    """`broken`: the names (and kinds) of statements that failed to parse; their uses stay quiet."""
+def check_module(
+    module: S.Module, *, broken: dict[str, str] | None = None, observe: Observer | None = None
+) -> CheckedModule:
+    """`broken`: the names (and kinds) of statements that failed to parse; their uses stay quiet.
+    `observe`: told of every expression checked and its value (the language server's types)."""
     broken = broken or {}
     report = Reporter()
     dims = Dims()
@@ -28,7 +31,7 @@ def check_module(module: S.Module, *, broken: dict[str, str] | None = None) -> C
     names.declare(module)
     names.find_recursive_defs()
     rules = CheckerRuleContext(report, dims, quick=module.quick)
-    ex = Expressions(names, report, rules, Indexing(report, dims, rules))
+    ex = Expressions(names, report, rules, Indexing(report, dims, rules), observe)
 
     loss_stmts = _check_file_shape(module, names, report, set(broken.values()))
     # Every let is checked, used or not, so each of its errors is reported.

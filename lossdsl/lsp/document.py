@@ -1,0 +1,100 @@
+"""One open document as the language server sees it: the same findings as `lossdsl check`,
+the names the file defines, and the type the checker gave each expression.
+
+The checker is run once per change with an observer (lossdsl/checker/expressions.py) that
+records what every expression became, so hover has types even in a file with errors: an
+expression the checker reached before the error still has its type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import syntax as S
+from ..diagnostics import Diagnostic, LossError
+from ..frontend import check_parsed
+from ..parser import parse_source
+from ..source import Source, Span
+from .incremental import IncrementalParser
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A name the file defines, where it is written, and how hover shows it."""
+
+    name: str
+    kind: str  # pred | target | input | context | param | let | def | dim
+    span: Span
+    node: Any = None  # the Decl, Let or Def statement; the first DimSymbol for a dimension
+
+
+@dataclass
+class Document:
+    source: Source
+    module: S.Module | None
+    findings: list[Diagnostic]
+    definitions: dict[str, Definition] = field(default_factory=dict)
+    values: dict[int, list[Any]] = field(default_factory=dict)  # id(expression) -> what it became
+
+    def types_of(self, expr: S.Expr) -> list[str]:
+        """The types the checker gave `expr`, each once (a `def` body has one per call); a
+        record's type for a record, none where the expression had an error."""
+        seen: dict[str, None] = {}
+        for v in self.values.get(id(expr), ()):
+            t = getattr(v, "type", None)
+            if t is not None:
+                seen[str(t)] = None
+        return list(seen)
+
+
+def analyze(text: str, name: str = "<string>", parser: IncrementalParser | None = None) -> Document:
+    """Parse and check `text` as `lossdsl check` does, keeping what the editor features read.
+    `parser`: the document's parser, which re-parses only the statements an edit changed."""
+    source = Source(text, name)
+    values: dict[int, list[Any]] = {}
+
+    def observe(expr: S.Expr, value: Any) -> None:
+        values.setdefault(id(expr), []).append(value)
+
+    try:
+        parsed = parser.parse(source) if parser is not None else parse_source(source, allow_quick=False)
+    except LossError as err:
+        return Document(source, None, err.findings)
+    try:
+        checked = check_parsed(parsed, observe=observe)
+        findings = list(checked.warnings)
+    except LossError as err:
+        findings = err.findings
+    return Document(source, parsed.module, findings, _definitions(parsed.module), values)
+
+
+def _definitions(module: S.Module) -> dict[str, Definition]:
+    """Each name defined at the top of the file; the first definition wins (a second is E203)."""
+    found: dict[str, Definition] = {}
+    for stmt in module.statements:
+        if isinstance(stmt, S.Decl):
+            found.setdefault(stmt.name, Definition(stmt.name, stmt.kind, stmt.name_span, stmt))
+            for sym in dim_symbols(stmt.type):
+                found.setdefault(sym.name, Definition(sym.name, "dim", sym.span, sym))
+        elif isinstance(stmt, S.Let):
+            found.setdefault(stmt.name, Definition(stmt.name, "let", stmt.name_span, stmt))
+        elif isinstance(stmt, S.Def):
+            found.setdefault(stmt.name, Definition(stmt.name, "def", stmt.name_span, stmt))
+    return found
+
+
+def dim_symbols(t: S.TypeExpr) -> list[S.DimSymbol]:
+    if isinstance(t, S.TensorTypeExpr):
+        return [d for d in t.dims if isinstance(d, S.DimSymbol)]
+    return [sym for f in t.fields for sym in dim_symbols(f.type)]
+
+
+def written_type(t: S.TypeExpr) -> str:
+    """A declared type as the checker prints types: `float[B, C]`, `{w: float[B]}`."""
+    if isinstance(t, S.TensorTypeExpr):
+        if not t.dims:
+            return t.dtype
+        dims = ", ".join(d.name if isinstance(d, S.DimSymbol) else str(d.value) for d in t.dims)
+        return f"{t.dtype}[{dims}]"
+    return "{" + ", ".join(f"{f.name}: {written_type(f.type)}" for f in t.fields) + "}"

@@ -1,0 +1,224 @@
+"""The wiring: one handler per LSP method, each a thin layer over lossdsl/lsp/document.py
+(analysis), hover.py, completion.py and lookup.py. State is one analysed `Document` per open
+URI, rebuilt on open and on every change (full sync: the client sends the whole text).
+
+The analysis runs in a worker thread, so the server keeps reading messages while it checks,
+and a change that a newer change has overtaken before its turn is never analysed (typing
+fast re-checks only the newest text). A request is answered from the analysis of the text
+the client has now: one sent during a re-check waits for it, so hover never describes text
+that is no longer there.
+
+Positions: spans are 1-based columns in characters; the client counts in the units it
+negotiated (UTF-16 unless it asked otherwise), converted here with the document's codec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from lsprotocol import types as T
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument
+
+from .. import __version__
+from ..diagnostics import Diagnostic
+from ..source import Span
+from .completion import completions
+from .document import Document, analyze
+from .hover import hover_at
+from .incremental import IncrementalParser
+from .lookup import definition_at
+
+_KINDS = {
+    "variable": T.CompletionItemKind.Variable,
+    "function": T.CompletionItemKind.Function,
+    "keyword": T.CompletionItemKind.Keyword,
+    "field": T.CompletionItemKind.Field,
+    "dimension": T.CompletionItemKind.TypeParameter,
+}
+
+
+class LossLanguageServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("lossdsl", __version__, text_document_sync_kind=T.TextDocumentSyncKind.Full)
+        self.documents: dict[str, Document] = {}  # the latest finished analysis of each open URI
+        self.pending: dict[str, asyncio.Future] = {}  # the analysis under way
+        self.latest: dict[str, int | None] = {}  # the newest version the client sent
+        self.parsers: dict[str, IncrementalParser] = {}
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lossdsl-analysis")
+
+    async def refresh(self, uri: str) -> None:
+        """Analyse the document's current text and publish its findings, unless a newer
+        change overtakes it first."""
+        text_doc = self.workspace.get_text_document(uri)
+        text, version = text_doc.source, text_doc.version
+        self.latest[uri] = version
+
+        def run() -> Document | None:
+            if self.latest.get(uri) != version:
+                return None  # overtaken while it waited for the worker
+            return analyze(text, to_fs_path(uri) or uri, self.parsers.setdefault(uri, IncrementalParser()))
+
+        future = asyncio.get_running_loop().run_in_executor(self.worker, run)
+        self.pending[uri] = future
+        try:
+            doc = await future
+        except Exception as err:  # a crash of the checker must not take the server down
+            self.documents.pop(uri, None)
+            self.window_log_message(
+                T.LogMessageParams(T.MessageType.Error, f"lossdsl: cannot check {uri}: {type(err).__name__}: {err}")
+            )
+            return
+        if doc is None or self.latest.get(uri) != version:
+            return
+        self.documents[uri] = doc
+        diagnostics = [_diagnostic(text_doc, d) for d in doc.findings]
+        self.text_document_publish_diagnostics(
+            T.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version)
+        )
+
+    async def document(self, uri: str) -> Document | None:
+        """The analysis of the document's current text, once the check under way finishes
+        (None if it failed)."""
+        while True:
+            future = self.pending.get(uri)
+            if future is None or future.done():
+                break
+            with contextlib.suppress(Exception):  # refresh() reports a failed analysis
+                await asyncio.shield(future)
+        return self.documents.get(uri)
+
+
+def _range(text_doc: TextDocument, span: Span | None) -> T.Range:
+    if span is None:
+        return T.Range(T.Position(0, 0), T.Position(0, 0))
+    lines = text_doc.lines
+    start = T.Position(span.line - 1, span.col - 1)
+    if span.end_line is None or span.end_col is None:  # a point: one character wide
+        end = T.Position(span.line - 1, span.col)
+    else:
+        end = T.Position(span.end_line - 1, span.end_col - 1)
+    return text_doc.position_codec.range_to_client_units(lines, T.Range(start, end))
+
+
+def _position(text_doc: TextDocument, position: T.Position) -> tuple[int, int]:
+    """The client's position as a 1-based (line, column) in characters."""
+    p = text_doc.position_codec.position_from_client_units(text_doc.lines, position)
+    return p.line + 1, p.character + 1
+
+
+def _diagnostic(text_doc: TextDocument, d: Diagnostic) -> T.Diagnostic:
+    """A finding as `lossdsl check` prints it: the message, then its notes and help."""
+    message = d.message
+    for note in d.notes:
+        message += f"\nnote: {note}"
+    if d.help:
+        message += f"\nhelp: {d.help}"
+    severity = T.DiagnosticSeverity.Error if d.severity == "error" else T.DiagnosticSeverity.Warning
+    return T.Diagnostic(
+        range=_range(text_doc, d.span), message=message, severity=severity, code=d.code, source="lossdsl"
+    )
+
+
+server = LossLanguageServer()
+
+
+@server.feature(T.TEXT_DOCUMENT_DID_OPEN)
+async def did_open(ls: LossLanguageServer, params: T.DidOpenTextDocumentParams) -> None:
+    await ls.refresh(params.text_document.uri)
+
+
+@server.feature(T.TEXT_DOCUMENT_DID_CHANGE)
+async def did_change(ls: LossLanguageServer, params: T.DidChangeTextDocumentParams) -> None:
+    await ls.refresh(params.text_document.uri)
+
+
+@server.feature(T.TEXT_DOCUMENT_DID_CLOSE)
+def did_close(ls: LossLanguageServer, params: T.DidCloseTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    for state in (ls.documents, ls.pending, ls.latest, ls.parsers):
+        state.pop(uri, None)
+    ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
+
+
+@server.feature(T.TEXT_DOCUMENT_HOVER)
+async def hover(ls: LossLanguageServer, params: T.HoverParams) -> T.Hover | None:
+    text_doc = ls.workspace.get_text_document(params.text_document.uri)
+    doc = await ls.document(params.text_document.uri)
+    found = None if doc is None else hover_at(doc, *_position(text_doc, params.position))
+    if found is None:
+        return None
+    markdown, span = found
+    return T.Hover(T.MarkupContent(T.MarkupKind.Markdown, markdown), _range(text_doc, span))
+
+
+@server.feature(T.TEXT_DOCUMENT_DEFINITION)
+async def definition(ls: LossLanguageServer, params: T.DefinitionParams) -> T.Location | None:
+    uri = params.text_document.uri
+    text_doc = ls.workspace.get_text_document(uri)
+    doc = await ls.document(uri)
+    span = None if doc is None else definition_at(doc, *_position(text_doc, params.position))
+    return None if span is None else T.Location(uri, _range(text_doc, span))
+
+
+@server.feature(T.TEXT_DOCUMENT_COMPLETION, T.CompletionOptions(trigger_characters=["."]))
+async def completion(ls: LossLanguageServer, params: T.CompletionParams) -> T.CompletionList:
+    uri = params.text_document.uri
+    text_doc = ls.workspace.get_text_document(uri)
+    doc = await ls.document(uri)
+    if doc is None:
+        return T.CompletionList(is_incomplete=False, items=[])
+    line, col = _position(text_doc, params.position)
+    before = text_doc.lines[line - 1][: col - 1] if line <= len(text_doc.lines) else ""
+    items = [
+        T.CompletionItem(
+            label=i.label,
+            kind=_KINDS[i.kind],
+            detail=i.detail or None,
+            documentation=T.MarkupContent(T.MarkupKind.Markdown, i.doc) if i.doc else None,
+        )
+        for i in completions(doc, before)
+    ]
+    return T.CompletionList(is_incomplete=False, items=items)
+
+
+@server.feature(T.TEXT_DOCUMENT_FORMATTING)
+def formatting(ls: LossLanguageServer, params: T.DocumentFormattingParams) -> list[T.TextEdit]:
+    """The whole document replaced by `lossdsl fmt`'s layout; no edit when it is already
+    formatted, has a syntax error, or no formatter is installed."""
+    try:
+        from ..formatting import format_source  # type: ignore[import-not-found]
+    except ImportError:
+        return []
+    from ..diagnostics import LossError
+
+    uri = params.text_document.uri
+    text_doc = ls.workspace.get_text_document(uri)
+    try:
+        formatted = format_source(text_doc.source, to_fs_path(uri) or uri)
+    except LossError:
+        return []
+    if formatted == text_doc.source:
+        return []
+    return [T.TextEdit(T.Range(T.Position(0, 0), _end(text_doc)), formatted)]
+
+
+def _end(text_doc: TextDocument) -> T.Position:
+    lines = text_doc.lines
+    if not lines:
+        return T.Position(0, 0)
+    if lines[-1].endswith("\n"):
+        return T.Position(len(lines), 0)
+    return T.Position(len(lines) - 1, text_doc.position_codec.client_num_units(lines[-1]))
+
+
+def serve() -> None:
+    """Speak LSP on stdin and stdout until the client says `exit`."""
+    # The analysis thread holds the GIL for up to this long at a time; a request waiting for
+    # it waits that long per step, so the default 5 ms would add tens of ms to a hover.
+    sys.setswitchinterval(0.0005)
+    server.start_io()
