@@ -39,6 +39,14 @@ class TorchPrinter(Printer):
         "sin": "torch.sin({x})",
         "cos": "torch.cos({x})",
         "tanh": "torch.tanh({x})",
+        "cosh": "torch.cosh({x})",
+        "sinh": "torch.sinh({x})",
+        "acos": "torch.acos({x})",
+        "asin": "torch.asin({x})",
+        "atan": "torch.atan({x})",
+        "atan2": "torch.atan2({y}, {x})",  # gradient 0 at the origin already (§4)
+        "isnan": "torch.isnan({x})",
+        "isfinite": "torch.isfinite({x})",
         "sigmoid": "torch.sigmoid({x})",
         "log_sigmoid": "F.logsigmoid({x})",
         "softplus": "F.softplus({x})",
@@ -60,8 +68,17 @@ class TorchPrinter(Printer):
         "softmax": "torch.softmax({x}, dim={axis})",
         "log_softmax": "torch.log_softmax({x}, dim={axis})",
         "cumsum": "torch.cumsum({x}, dim={axis})",
+        "cumprod": "torch.cumprod({x}, dim={axis})",
+        "logcumsumexp": "torch.logcumsumexp({x}, dim={axis})",
+        "sort": "torch.sort({x}, dim={axis}, stable=True).values",
+        "argsort": "torch.argsort({x}, dim={axis}, stable=True)",
+        "topk": "rt.topk({x}, {k}, {axis})",
+        "argtopk": "rt.argtopk({x}, {k}, {axis})",
         "pick": "torch.gather({x}, -1, torch.unsqueeze({idx}, -1)).squeeze(-1)",
         "one_hot": "(torch.unsqueeze({idx}, -1) == torch.arange({depth}, device=_dev)).to(_cdt)",
+        "arange": "torch.arange({size}, device=_dev)",
+        "eye": "torch.eye({size}, dtype=_cdt, device=_dev)",
+        "diag": "torch.diag_embed({x})",
         "dot": "torch.sum(torch.mul({a}, {b}), dim={axis})",
         "transpose": "torch.transpose({x}, -1, -2)",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
@@ -230,6 +247,13 @@ def _runtime(torch) -> types.SimpleNamespace:
         count = count.reshape(count.shape + (1,) * (total.dim() - 1))
         return total / torch.clamp(count, min=1.0)
 
+    def argtopk(x, k, axis):
+        # torch.topk promises no order among ties: the first k of a stable descending sort.
+        return torch.argsort(x, dim=axis, descending=True, stable=True).narrow(axis, 0, k)
+
+    def topk(x, k, axis):
+        return torch.take_along_dim(x, argtopk(x, k, axis), dim=axis)
+
     def unreduce(g, axes, keepdims, shape):
         if not keepdims:
             for a in sorted(axes):
@@ -277,6 +301,8 @@ def _runtime(torch) -> types.SimpleNamespace:
         segment_sum=segment_sum,
         segment_mean=segment_mean,
         unreduce=unreduce,
+        argtopk=argtopk,
+        topk=topk,
         index_grad=index_grad,
         save=save,
         saved=saved,

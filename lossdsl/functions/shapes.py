@@ -26,6 +26,12 @@ def to_float(ck: RuleContext, site: CallSite):
     return TensorType(FLOAT, site.t(0).shape), {}
 
 
+def predicate(ck: RuleContext, site: CallSite):
+    """A test of each element of a number (`isnan`): bool of the operand's shape."""
+    ck.need_dtype(site, 0, NUMERIC)
+    return TensorType(BOOL, site.t(0).shape), {}
+
+
 def arithmetic(out: str) -> Rule:
     def rule(ck: RuleContext, site: CallSite):
         dts = [ck.need_dtype(site, i, NUMERIC) for i in range(len(site.args))]
@@ -138,7 +144,31 @@ def along_axis(out: str) -> Rule:
         if t.rank == 0:
             ck.fail(f"`{site.fn.name}` needs a value with at least one axis, found a scalar", site.span, "E404")
         (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
-        return TensorType(FLOAT if out == "float" else dt, t.shape), {"axis": axis}
+        return TensorType({"float": FLOAT, "index": INT}.get(out, dt), t.shape), {"axis": axis}
+
+    return rule
+
+
+def top(out: str) -> Rule:
+    """`topk(x, k, axis)`: x with `axis` cut to its k largest, a literal size k (docs/language.md §3)."""
+
+    def rule(ck: RuleContext, site: CallSite):
+        dt = ck.need_dtype(site, 0, NUMERIC)
+        t = site.t(0)
+        if t.rank == 0:
+            ck.fail(f"`{site.fn.name}` needs a value with at least one axis, found a scalar", site.span, "E404")
+        (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
+        k_arg = site.static["k"]
+        k: int = k_arg.value
+        span = k_arg.span or site.span
+        if k < 1:
+            ck.fail(f"`k` of `{site.fn.name}` must be 1 or more, found {k}", span, "E504")
+        size = t.shape[axis]
+        if size.is_literal and size.value < k:
+            ck.fail(f"`{site.fn.name}` takes {k} elements along an axis of size {size.value}", span, "E406")
+        ck.need_size(size, k, span, f"`{site.fn.name}` of {k} along `{size}`")
+        shape = tuple(Dim.lit(k) if i == axis else d for i, d in enumerate(t.shape))
+        return TensorType(INT if out == "index" else dt, shape), {"axis": axis, "k": k}
 
     return rule
 
@@ -164,6 +194,29 @@ def one_hot(ck: RuleContext, site: CallSite):
     ck.need_dtype(site, 0, {INT}, "`one_hot` classes must be int")
     depth: Dim = site.static["C"].value
     return TensorType(FLOAT, site.t(0).shape + (depth,)), {"depth": depth}
+
+
+def arange(ck: RuleContext, site: CallSite):
+    size: Dim = site.static["N"].value
+    return TensorType(INT, (size,)), {"size": size}
+
+
+def eye(ck: RuleContext, site: CallSite):
+    size: Dim = site.static["N"].value
+    return TensorType(FLOAT, (size, size)), {"size": size}
+
+
+def diag(ck: RuleContext, site: CallSite):
+    dt = ck.need_dtype(site, 0, NUMERIC)
+    t = site.t(0)
+    if t.rank == 0:
+        ck.fail(
+            "`diag` needs a value with at least one axis, found a scalar",
+            site.span,
+            "E404",
+            help="`diag(v)` puts the last axis of `v` on the diagonal of a square matrix",
+        )
+    return TensorType(dt, t.shape + (t.shape[-1],)), {}
 
 
 def segment(out: str) -> Rule:
