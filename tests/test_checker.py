@@ -64,6 +64,18 @@ def test_unknown_function_suggests_a_close_one():
     assert e.first.code == "E202" and "`softmax`" in e.first.help
 
 
+@pytest.mark.parametrize("called,hint", [
+    ("sortt", "did you mean `sort`?"), ("argsrt", "did you mean `argsort`?"), ("topK", "did you mean `topk`?"),
+    ("arccos", "`arccos` is spelled `acos` here"), ("arctan2", "`arctan2` is spelled `atan2` here"),
+    ("clamp", "`clamp` is spelled `clip` here"), ("amax", "`amax` is spelled `max` here"),
+    ("squeeze", "`x[:, 0]`"), ("unsqueeze", "`x[:, None]`"), ("isinf", "not isfinite(x) and not isnan(x)"),
+])
+def test_unknown_function_points_to_the_name_or_idiom_meant(called, hint):
+    e = err(f"loss = mean({called}(yhat))\n")
+    assert e.first.code == "E202" and hint in e.first.help, e.first.help
+    assert "square" not in e.first.help and "sqrt" not in e.first.help
+
+
 def test_a_function_used_as_a_value():
     assert codes(err("loss = mean(log)\n")) == ["E208"]
 

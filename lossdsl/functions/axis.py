@@ -108,6 +108,7 @@ define(
     "axis",
     along_axis("float"),
     "log(cumsum(exp(x))) along `axis`, stable for large |x|",
+    known_as=("cumulative_logsumexp", "cumlogsumexp"),
     grad="each element's share e^x_i / sum of e^x_j over the prefix, as softmax",
     vjp=NoRule("the framework differentiates it"),
     value_range=lambda a, n: (a[0][0], INF),

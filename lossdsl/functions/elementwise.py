@@ -255,6 +255,7 @@ define(
     "elementwise",
     to_float,
     "log(sigmoid(x)), stable for large |x|",
+    known_as=("logsigmoid",),
     vjp=_unary(lambda b, n, x: b.ap("sigmoid", (b.neg(x),), x.type)),
     value_range=iv.unbounded,
     fold=lambda a: min(a, 0) - math.log1p(math.exp(-abs(a))),
@@ -342,6 +343,7 @@ define(
     "elementwise",
     to_float,
     "inverse cosine, in [0, pi]",
+    known_as=("arccos",),
     grad=EDGE,
     vjp=lambda b, n, g, give: give(n.args[0], b.neg(b.div(g, _inverse_root(b, n.args[0])))),
     value_range=iv.constant(0.0, math.pi),
@@ -356,6 +358,7 @@ define(
     "elementwise",
     to_float,
     "inverse sine, in [-pi/2, pi/2]",
+    known_as=("arcsin",),
     grad=EDGE,
     vjp=lambda b, n, g, give: give(n.args[0], b.div(g, _inverse_root(b, n.args[0]))),
     value_range=iv.constant(-math.pi / 2, math.pi / 2),
@@ -370,6 +373,7 @@ define(
     "elementwise",
     to_float,
     "inverse tangent, in (-pi/2, pi/2)",
+    known_as=("arctan",),
     vjp=lambda b, n, g, give: give(n.args[0], b.div(g, b.add(b.c(1.0), b.ap("square", (n.args[0],), n.args[0].type)))),
     value_range=lambda a, n: (math.atan(a[0][0]), math.atan(a[0][1])),
     fold=math.atan,
@@ -390,9 +394,9 @@ def _test_floats(fn: str):
     return lower
 
 
-for _name, _doc, _fold in [
-    ("isnan", "true where x is NaN (bool)", math.isnan),
-    ("isfinite", "true where x is neither NaN nor infinite (bool)", math.isfinite),
+for _name, _doc, _fold, _known_as in [
+    ("isnan", "true where x is NaN (bool)", math.isnan, ("is_nan",)),
+    ("isfinite", "true where x is neither NaN nor infinite (bool)", math.isfinite, ("is_finite",)),
 ]:
     define(
         _name,
@@ -405,6 +409,7 @@ for _name, _doc, _fold in [
         value_range=iv.unbounded,
         fold=_fold,
         lower=_test_floats(_name),
+        known_as=_known_as,
         keep_dtype=(0,),
         **_EACH,
     )
@@ -485,6 +490,7 @@ define(
     "elementwise",
     arithmetic("float"),
     "the angle of the point (x, y), in [-pi, pi]; atan2(0, 0) = 0",
+    known_as=("arctan2",),
     grad_args=(0, 1),
     grad="0 to both operands at x = y = 0 (PyTorch's rule; JAX and TensorFlow give NaN)",
     vjp=_atan2_vjp,
@@ -527,6 +533,7 @@ define(
     "elementwise",
     arithmetic("promote"),
     "x limited to [lo, hi]",
+    known_as=("clamp", "clip_by_value"),
     grad_args=(0, 1, 2),
     grad="1 to x at x == lo and x == hi (JAX alone gives 0.5); lo and hi get the gradient where they are the value",
     vjp=_clip_vjp,

@@ -63,6 +63,7 @@ define(
     "order",
     top("same"),
     "the k largest values along `axis`, largest first (an axis of size k); ties: the first first",
+    known_as=("top_k",),
     grad=STABLE,
     vjp=GATHERED,
     value_range=iv.same_as_operand,
