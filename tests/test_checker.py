@@ -514,6 +514,31 @@ def test_division_by_a_possible_zero_warns():
     assert ok("loss = mean(y / (abs(yhat) + 1e-6))\n").warnings == []
 
 
+@pytest.mark.parametrize("fn", ["acos", "asin"])
+def test_acos_and_asin_warn_outside_minus_one_to_one_and_not_inside(fn):
+    m = ok(f"loss = mean({fn}(yhat))\n")
+    assert [w.code for w in m.warnings] == ["W701"] and "outside [-1, 1]" in m.warnings[0].message
+    for inside in [f"{fn}(tanh(yhat))", f"{fn}(clip(yhat, -1.0, 1.0))", f"{fn}(sigmoid(yhat) * 2.0 - 1.0)",
+                   f"where((yhat > -1.0) and (yhat < 1.0), {fn}(yhat), 0.0)", f"{fn}(sin(yhat))"]:
+        assert ok(f"loss = mean({inside})\n").warnings == [], inside
+
+
+def test_the_value_ranges_of_the_new_functions_clear_later_domain_checks():
+    # cosh >= 1, exp of atan is positive, a sorted softmax stays in [0, 1]: no warning downstream
+    for body in ["log(cosh(yhat))", "log(acos(tanh(yhat)) + 1e-6)", "sqrt(atan2(yhat, y) + 3.15)",
+                 "log(sort(softmax(yhat), axis=C) + 1e-7)", "log(topk(sigmoid(yhat), 2) + 1e-7)",
+                 "sqrt(cumprod(sigmoid(yhat), axis=C))", "log(logcumsumexp(yhat) - min(yhat) + 1.0)"]:
+        assert ok(f"loss = mean({body})\n").warnings == [], body
+    assert [w.code for w in ok("loss = mean(log(sinh(yhat)))\n").warnings] == ["W701"]
+
+
+def test_topk_needs_k_elements_along_its_axis():
+    assert loss_type("let t = topk(yhat, 2, axis=C)\nloss = mean(t)\n") == "float"
+    assert codes(err("loss = mean(topk(yhat, 0))\n")) == ["E504"]
+    assert codes(err("loss = mean(topk(yhat, 3, axis=1))\n", head="pred yhat: float[B, 2]\n")) == ["E406"]
+    assert codes(err("loss = mean(topk(yhat, k, axis=1))\n")) == ["E504"]  # k is a literal
+
+
 def test_every_independent_error_is_reported():
     e = err("let a = sum(yhat, axis=D)\nlet b = yhat + nope\nlet c = clip(yhat, 0.0)\nloss = mean(a + b + c)\n")
     assert codes(e) == ["E405", "E201", "E501"]

@@ -151,3 +151,13 @@ def test_every_new_function_is_in_the_cases():
     new = {"cosh", "sinh", "acos", "asin", "atan", "atan2", "isnan", "isfinite", "sort", "argsort", "topk", "argtopk",
            "cumprod", "logcumsumexp", "arange", "eye", "diag"}
     assert new <= named, new - named
+
+
+@pytest.mark.parametrize("backend", [
+    pytest.param(b, marks=pytest.mark.skipif(not available(b), reason=f"MISSING FRAMEWORK: {b} is not installed"))
+    for b in BACKENDS])
+def test_topk_of_more_elements_than_the_axis_has_is_a_loss_error_at_the_call(backend):
+    f = lossdsl.compile("pred a: float[B, C]\nloss = sum(topk(a, 3, axis=C))\n", backend=backend)
+    with pytest.raises(lossdsl.LossError) as info:
+        value_and_grads(f, backend, {"a": np.ones((4, 2))}, [])
+    assert info.value.first.code == "E805" and "`C`" in str(info.value)
