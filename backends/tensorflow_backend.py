@@ -82,6 +82,8 @@ class TensorflowPrinter(Printer):
         "diag": "tf.linalg.diag({x})",
         "dot": "tf.reduce_sum(tf.multiply({a}, {b}), axis={axis})",
         "transpose": "tf.linalg.matrix_transpose({x})",
+        "permute": "tf.transpose({x}, {perm})",
+        "pad": "tf.pad({x}, {widths})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
         "ones_like": "tf.ones_like({x}, dtype={dtype})",

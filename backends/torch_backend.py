@@ -81,6 +81,7 @@ class TorchPrinter(Printer):
         "diag": "torch.diag_embed({x})",
         "dot": "torch.sum(torch.mul({a}, {b}), dim={axis})",
         "transpose": "torch.transpose({x}, -1, -2)",
+        "permute": "torch.permute({x}, {perm})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
         "ones_like": "torch.ones_like({x}, dtype={dtype})",
@@ -100,6 +101,11 @@ class TorchPrinter(Printer):
     def const_arg(self, const, node: Apply) -> str:
         # A cached 0-d tensor on the loss's device: torch.maximum(x, 0.0) is not allowed.
         return f"_k({self._p(const)[0]}, {self.dtype_name(const.type.dtype)}, _dev)"
+
+    def _fn_pad(self, node: Apply) -> str:
+        # F.pad lists (before, after) from the last axis backwards
+        flat = [w for lo_hi in reversed(node.attr("widths")) for w in lo_hi]
+        return f"F.pad({self.expr(node.args[0])}, {tuple(flat)!r})"
 
     def _fn_clip(self, node: Apply) -> str:
         x, lo, hi = node.args

@@ -539,6 +539,21 @@ def test_topk_needs_k_elements_along_its_axis():
     assert codes(err("loss = mean(topk(yhat, k, axis=1))\n")) == ["E504"]  # k is a literal
 
 
+def test_permute_names_every_axis_once():
+    assert loss_type("let p = permute(yhat, [C, B])\nloss = mean(p)\n") == "float"
+    assert str(ok("let p = permute(yhat, [C, B])\nloss = mean(p * transpose(y))\n").lets["p"].type) == "float[C, B]"
+    assert codes(err("loss = mean(permute(yhat, [C]))\n")) == ["E405"]
+    assert codes(err("loss = mean(permute(yhat, [C, C]))\n")) == ["E405"]
+    assert codes(err("loss = mean(permute(yhat, [C, D]))\n")) == ["E405"]
+    assert codes(err("loss = mean(yhat * [1, 2])\n")) == ["E308"]  # a list is no value
+
+
+def test_pad_grows_its_axis_by_before_and_after():
+    m = ok("let p = pad(yhat, 1, 2, axis=C)\nloss = mean(p[:, 1:-2] * y)\n")
+    assert str(m.lets["p"].type) == "float[B, C + 3]"
+    assert codes(err("loss = mean(pad(yhat, -1, 0))\n")) == ["E504"]
+
+
 def test_every_independent_error_is_reported():
     e = err("let a = sum(yhat, axis=D)\nlet b = yhat + nope\nlet c = clip(yhat, 0.0)\nloss = mean(a + b + c)\n")
     assert codes(e) == ["E405", "E201", "E501"]

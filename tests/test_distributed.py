@@ -108,7 +108,8 @@ def test_order_accumulation_and_construction_along_the_sharded_dimension_are_rej
                        ("mean(logcumsumexp(yhat, axis=B))", "a running log-sum-exp"),
                        ("mean(float(arange(B)) * yhat[:, 0])", "`arange`"),
                        ("mean(eye(B) @ yhat)", "`eye`"),
-                       ("mean(diag(yhat[:, 0]))", "`diag`")]:
+                       ("mean(diag(yhat[:, 0]))", "`diag`"),
+                       ("mean(pad(yhat, 1, 0, axis=B))", "`pad`")]:
         with pytest.raises(LossError) as info:
             lossdsl.compile(f"pred yhat: float[B, C]\nloss = {body}\n", backend="numpy", sharded="B")
         assert info.value.first.code == "E811", body
@@ -119,7 +120,8 @@ def test_order_accumulation_and_construction_along_other_axes_stay_local(rng):
     # One replica (NumPy): the sharded compile gives the plain loss; the engines' tests run it on several.
     body = ("mean(sum(topk(yhat, 2, axis=C), axis=-1) + sum(sort(yhat, axis=C) * float(argsort(yhat, axis=C)), axis=C)"
             " + sum(cumprod(yhat, axis=C) + logcumsumexp(yhat, axis=C), axis=C) + float(argtopk(yhat, 1)[:, 0])"
-            " + sum(diag(yhat) * eye(C), axis=(1, 2)) + yhat @ float(arange(C)) + atan2(yhat[:, 0], yhat[:, 1]))")
+            " + sum(diag(yhat) * eye(C), axis=(1, 2)) + yhat @ float(arange(C)) + atan2(yhat[:, 0], yhat[:, 1])"
+            " + sum(pad(yhat, 1, 2, axis=C), axis=C) + sum(permute(yhat, [C, B]), axis=0))")
     spec = f"pred yhat: float[B, C]\nloss = {body}\n"
     yhat = rng.normal(size=(6, 3))
     plain = lossdsl.compile(spec, backend="numpy")(yhat)

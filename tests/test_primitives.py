@@ -85,6 +85,16 @@ CASES = {
     "eye": ("pred a: float[B, C]\nloss = sum(eye(C) * (transpose(a) @ a)) + sum(eye(3) * (a[:3, :3] ^ 3))\n",
             lambda r: {"a": _rows(r)},
             lambda a: np.trace(a["a"].T @ a["a"]) + np.trace(a["a"][:3, :3] ** 3)),
+    "permute": ("pred a: float[B, C, D]\ninput w: float[D, B, C]\nloss = sum(permute(a, [D, B, C]) * w)"
+                " + sum(permute(a ^ 2, [2, 1, 0]) * permute(w, [D, C, B]))\n",
+                lambda r: {"a": r.normal(size=(B, C, 2)), "w": r.normal(size=(2, B, C))},
+                lambda a: np.sum(np.transpose(a["a"], (2, 0, 1)) * a["w"])
+                + np.sum(np.transpose(a["a"] ** 2, (2, 1, 0)) * np.transpose(a["w"], (0, 2, 1)))),
+    "pad": ("pred a: float[B, C]\ninput v: float[B, C]\n"
+            "loss = sum(pad(a, 1, 2, axis=C) * pad(v, 2, 1, axis=C)) + sum(pad(a ^ 2, 0, 1, axis=B)[1:, :] * v)\n",
+            lambda r: {"a": _rows(r), "v": _rows(r)},
+            lambda a: np.sum(np.pad(a["a"], ((0, 0), (1, 2))) * np.pad(a["v"], ((0, 0), (2, 1))))
+            + np.sum(np.pad(a["a"] ** 2, ((0, 1), (0, 0)))[1:] * a["v"])),
     "arange": ("pred a: float[B, C]\ninput k: int[B]\nloss = sum(where(arange(C)[None, :] == k[:, None], a, 0.0) ^ 2)\n",
                lambda r: {"a": _rows(r), "k": r.integers(0, C, size=B)},
                lambda a: np.sum(np.where(np.arange(C)[None, :] == a["k"][:, None], a["a"], 0.0) ** 2)),
@@ -149,7 +159,7 @@ def test_every_new_function_is_in_the_cases():
 
     named = {fn for fn in USER_FUNCTIONS if any(f"{fn}(" in spec for spec, _, _ in CASES.values())}
     new = {"cosh", "sinh", "acos", "asin", "atan", "atan2", "isnan", "isfinite", "sort", "argsort", "topk", "argtopk",
-           "cumprod", "logcumsumexp", "arange", "eye", "diag"}
+           "cumprod", "logcumsumexp", "arange", "eye", "diag", "permute", "pad"}
     assert new <= named, new - named
 
 

@@ -6,10 +6,11 @@ result's type and the call's attributes (axes, sizes, static arguments).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..types import BOOL, FLOAT, INT, ONE, Dim, DType, Shape, TensorType, promote
-from .table import CallSite, Rule, RuleContext
+from .table import CallSite, Rule, RuleContext, StaticArg
 
 NUMERIC = {FLOAT, INT}
 
@@ -171,6 +172,47 @@ def top(out: str) -> Rule:
         return TensorType(INT if out == "index" else dt, shape), {"axis": axis, "k": k}
 
     return rule
+
+
+def permute(ck: RuleContext, site: CallSite):
+    """`permute(x, [B, H, W, C])`: x's axes in the order named (names or integers, each once)."""
+    t = site.t(0)
+    order = site.static["order"]
+    items = order.value if isinstance(order.value, list) else [order.value]
+    perm: list[int] = []
+    for item in items:
+        one = replace(site, static={**site.static, "order": StaticArg([item], item[1])})
+        (k,) = ck.axes(one, t, single=True, param="order") or (0,)
+        if k in perm:
+            ck.fail(f"axis `{t.shape[k]}` is named twice in the order of `permute`", item[1] or site.span, "E405")
+        perm.append(k)
+    if len(perm) != t.rank:
+        missing = ", ".join(f"`{d}`" for i, d in enumerate(t.shape) if i not in perm)
+        ck.fail(
+            f"the order of `permute` names {len(perm)} of the {t.rank} axes of `{t}`",
+            order.span or site.span,
+            "E405",
+            help=f"name every axis once; missing: {missing}",
+        )
+    return TensorType(t.dtype, tuple(t.shape[k] for k in perm)), {"perm": tuple(perm)}
+
+
+def pad(ck: RuleContext, site: CallSite):
+    """`pad(x, before, after, axis)`: zeros added along one axis, whose size grows by before + after."""
+    t = site.t(0)
+    ck.need_dtype(site, 0, NUMERIC)
+    if t.rank == 0:
+        ck.fail("`pad` needs a value with at least one axis, found a scalar", site.span, "E404")
+    (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
+    widths = []
+    for name in ("before", "after"):
+        n = site.static[name].value
+        if n < 0:
+            ck.fail(f"`{name}` of `pad` must be 0 or more, found {n}", site.static[name].span or site.span, "E504")
+        widths.append(n)
+    shape = tuple(d.plus(widths[0] + widths[1]) if i == axis else d for i, d in enumerate(t.shape))
+    pads = tuple((widths[0], widths[1]) if i == axis else (0, 0) for i in range(t.rank))
+    return TensorType(t.dtype, shape), {"axis": axis, "widths": pads}
 
 
 def pick(ck: RuleContext, site: CallSite):
