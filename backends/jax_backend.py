@@ -15,7 +15,14 @@ import types
 from typing import Any
 
 from .base import LocalCollectives
-from .numpy_backend import NumpyBackend, NumpyPrinter, numpy_like_segment_mean, numpy_like_table
+from .numpy_backend import (
+    NumpyBackend,
+    NumpyPrinter,
+    numpy_like_argtopk,
+    numpy_like_diag,
+    numpy_like_segment_mean,
+    numpy_like_table,
+)
 
 
 class JaxPrinter(NumpyPrinter):
@@ -25,6 +32,7 @@ class JaxPrinter(NumpyPrinter):
     FUNCTIONS = {
         **numpy_like_table("jnp"),
         "abs": "rt.abs({x})",
+        "atan2": "rt.atan2({y}, {x})",
         "clip": "rt.clip({x}, {lo}, {hi})",
         "relu": "jax.nn.relu({x})",
         "sigmoid": "jax.nn.sigmoid({x})",
@@ -34,6 +42,9 @@ class JaxPrinter(NumpyPrinter):
         "softmax": "jax.nn.softmax({x}, axis={axis})",
         "log_softmax": "jax.nn.log_softmax({x}, axis={axis})",
         "one_hot": "jax.nn.one_hot({idx}, {depth}, dtype=_cdt)",
+        "logcumsumexp": "jax.lax.cumlogsumexp({x}, axis={axis})",
+        "sort": "jnp.sort({x}, axis={axis}, stable=True)",
+        "argsort": "jnp.argsort({x}, axis={axis}, stable=True).astype(_INT)",
         "stop_gradient": "jax.lax.stop_gradient({x})",
     }
 
@@ -68,6 +79,13 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         inside = (x >= lo) & (x <= hi)
         return jnp.where(inside, x, jnp.minimum(jnp.maximum(x, lo), hi))
 
+    def atan2(y, x):
+        # Gradient 0 at the origin (docs/language.md §4; jnp.arctan2 gives NaN): the origin's
+        # lanes read the point (1, 0) in the differentiated branch and take the plain value.
+        origin = (y == 0) & (x == 0)
+        safe = jnp.arctan2(jnp.where(origin, 0.0, y), jnp.where(origin, 1.0, x))
+        return jnp.where(origin, jax.lax.stop_gradient(jnp.arctan2(y, x)), safe)
+
     def norm(x, p, axis, keepdims):
         if p == 1:
             return jnp.sum(abs_(x), axis=axis, keepdims=keepdims)
@@ -87,6 +105,10 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
     return types.SimpleNamespace(
         abs=abs_,
         clip=clip,
+        diag=lambda x: numpy_like_diag(jnp, x),
+        argtopk=lambda x, k, axis: numpy_like_argtopk(jnp, x, k, axis).astype(jnp.asarray(0).dtype),
+        topk=lambda x, k, axis: jnp.take_along_axis(x, numpy_like_argtopk(jnp, x, k, axis), axis=axis),
+        atan2=atan2,
         norm=norm,
         segment_sum=segment_sum,
         segment_mean=numpy_like_segment_mean(jnp, segment_sum),

@@ -25,6 +25,14 @@ def numpy_like_table(xp: str) -> dict[str, str]:
         "sin": f"{xp}.sin({{x}})",
         "cos": f"{xp}.cos({{x}})",
         "tanh": f"{xp}.tanh({{x}})",
+        "cosh": f"{xp}.cosh({{x}})",
+        "sinh": f"{xp}.sinh({{x}})",
+        "acos": f"{xp}.arccos({{x}})",
+        "asin": f"{xp}.arcsin({{x}})",
+        "atan": f"{xp}.arctan({{x}})",
+        "atan2": f"{xp}.arctan2({{y}}, {{x}})",
+        "isnan": f"{xp}.isnan({{x}})",
+        "isfinite": f"{xp}.isfinite({{x}})",
         "sigmoid": "rt.sigmoid({x})",
         "log_sigmoid": "rt.log_sigmoid({x})",
         "softplus": f"{xp}.logaddexp({{x}}, 0.0)",
@@ -47,10 +55,21 @@ def numpy_like_table(xp: str) -> dict[str, str]:
         "softmax": "rt.softmax({x}, {axis})",
         "log_softmax": "rt.log_softmax({x}, {axis})",
         "cumsum": f"{xp}.cumsum({{x}}, axis={{axis}})",
+        "cumprod": f"{xp}.cumprod({{x}}, axis={{axis}})",
+        "logcumsumexp": f"{xp}.logaddexp.accumulate({{x}}, axis={{axis}})",
+        "sort": f"{xp}.sort({{x}}, axis={{axis}}, kind='stable')",
+        "argsort": f"{xp}.argsort({{x}}, axis={{axis}}, kind='stable')",
+        "topk": "rt.topk({x}, {k}, {axis})",
+        "argtopk": "rt.argtopk({x}, {k}, {axis})",
         "pick": f"{xp}.take_along_axis({{x}}, {xp}.expand_dims({{idx}}, -1), axis=-1)[..., 0]",
         "one_hot": "rt.one_hot({idx}, {depth}, _cdt)",
+        "arange": f"{xp}.arange({{size}}, dtype=_INT)",
+        "eye": f"{xp}.eye({{size}}, dtype=_cdt)",
+        "diag": "rt.diag({x})",
         "dot": f"{xp}.sum({xp}.multiply({{a}}, {{b}}), axis={{axis}})",
         "transpose": f"{xp}.swapaxes({{x}}, -1, -2)",
+        "permute": f"{xp}.transpose({{x}}, {{perm}})",
+        "pad": f"{xp}.pad({{x}}, {{widths}})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups}, _cdt)",
         "ones_like": f"{xp}.ones({xp}.shape({{x}}), dtype={{dtype}})",
@@ -117,6 +136,18 @@ class numpy_rt:
         return (np.expand_dims(idx, -1) == np.arange(depth)).astype(dtype)
 
     @staticmethod
+    def argtopk(x, k, axis):
+        return numpy_like_argtopk(np, x, k, axis)
+
+    @staticmethod
+    def topk(x, k, axis):
+        return np.take_along_axis(x, numpy_like_argtopk(np, x, k, axis), axis=axis)
+
+    @staticmethod
+    def diag(x):
+        return numpy_like_diag(np, x)
+
+    @staticmethod
     def segment_sum(v, ids, groups):
         ids = np.asarray(ids)
         v = np.asarray(v)
@@ -126,6 +157,17 @@ class numpy_rt:
         out = np.zeros((groups,) + v.shape[ids.ndim :], dtype=v.dtype)
         np.add.at(out, flat_ids[keep], flat_v[keep])
         return out
+
+
+def numpy_like_argtopk(xp, x, k, axis):
+    """The first k positions of a stable sort of -x: the largest first, ties in their order."""
+    order = xp.argsort(-x, axis=axis, kind="stable") if xp is np else xp.argsort(-x, axis=axis, stable=True)
+    return xp.take(order, xp.arange(k), axis=axis)
+
+
+def numpy_like_diag(xp, x):
+    """[..., N, N] with x's last axis on the diagonal (NumPy's `diag` takes no batch axes)."""
+    return x[..., None] * xp.eye(x.shape[-1], dtype=x.dtype)
 
 
 def numpy_like_segment_mean(xp, segment_sum):

@@ -39,6 +39,14 @@ class TensorflowPrinter(Printer):
         "sin": "tf.sin({x})",
         "cos": "tf.cos({x})",
         "tanh": "tf.tanh({x})",
+        "cosh": "tf.math.cosh({x})",
+        "sinh": "tf.math.sinh({x})",
+        "acos": "tf.math.acos({x})",
+        "asin": "tf.math.asin({x})",
+        "atan": "tf.math.atan({x})",
+        "atan2": "rt.atan2({y}, {x})",
+        "isnan": "tf.math.is_nan({x})",
+        "isfinite": "tf.math.is_finite({x})",
         "sigmoid": "tf.sigmoid({x})",
         "log_sigmoid": "tf.math.log_sigmoid({x})",
         "softplus": "tf.math.softplus({x})",
@@ -61,10 +69,21 @@ class TensorflowPrinter(Printer):
         "softmax": "tf.nn.softmax({x}, axis={axis})",
         "log_softmax": "tf.nn.log_softmax({x}, axis={axis})",
         "cumsum": "tf.math.cumsum({x}, axis={axis})",
+        "cumprod": "rt.cumprod({x}, {axis})",
+        "logcumsumexp": "tf.math.cumulative_logsumexp({x}, axis={axis})",
+        "sort": "rt.sort({x}, {axis})",
+        "argsort": "tf.cast(tf.argsort({x}, axis={axis}, stable=True), tf.int64)",
+        "topk": "rt.topk({x}, {k}, {axis})",
+        "argtopk": "rt.argtopk({x}, {k}, {axis})",
         "pick": "tf.gather({x}, {idx}, batch_dims={idx_rank})",
         "one_hot": "tf.one_hot({idx}, {depth}, dtype=_cdt)",
+        "arange": "tf.range({size}, dtype=tf.int64)",
+        "eye": "tf.eye({size}, dtype=_cdt)",
+        "diag": "tf.linalg.diag({x})",
         "dot": "tf.reduce_sum(tf.multiply({a}, {b}), axis={axis})",
         "transpose": "tf.linalg.matrix_transpose({x})",
+        "permute": "tf.transpose({x}, {perm})",
+        "pad": "tf.pad({x}, {widths})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
         "ones_like": "tf.ones_like({x}, dtype={dtype})",
@@ -157,6 +176,35 @@ def _runtime(tf) -> types.SimpleNamespace:
         m = tf.where(tf.math.is_finite(m), m, tf.zeros_like(m))
         return m + tf.math.log(tf.exp(a - m) + tf.exp(b - m))
 
+    def atan2(y, x):
+        # Gradient 0 at the origin (docs/language.md §4; tf.math.atan2 gives NaN): the origin's
+        # lanes read the point (1, 0) in the differentiated branch and take the plain value.
+        origin = tf.logical_and(tf.equal(y, 0), tf.equal(x, 0))
+        safe = tf.math.atan2(tf.where(origin, tf.zeros_like(y), y), tf.where(origin, tf.ones_like(x), x))
+        return tf.where(origin, tf.stop_gradient(tf.math.atan2(y, x)), safe)
+
+    def take_along(x, idx, axis):
+        return tf.experimental.numpy.take_along_axis(x, idx, axis)
+
+    def sort(x, axis):
+        # tf.sort promises no order among ties: a stable argsort and a gather (docs/language.md §4).
+        return take_along(x, tf.argsort(x, axis=axis, stable=True), axis)
+
+    def argtopk(x, k, axis):
+        order = tf.argsort(x, axis=axis, direction="DESCENDING", stable=True)
+        return tf.cast(tf.gather(order, tf.range(k), axis=axis), tf.int64)
+
+    def topk(x, k, axis):
+        return take_along(x, argtopk(x, k, axis), axis)
+
+    def cumprod(x, axis):
+        # tf.math.cumprod's gradient is 0 for the factors after a zero; a scan differentiates each
+        # product exactly (docs/language.md §4).
+        rank = x.shape.rank
+        perm = [axis] + [i for i in range(rank) if i != axis]
+        out = tf.scan(lambda acc, v: acc * v, tf.transpose(x, perm))
+        return tf.transpose(out, [perm.index(i) for i in range(rank)])
+
     def _first_index(x, axis, keepdims, pick):
         rank = x.shape.rank
         target = pick(x, axis=axis, keepdims=True)
@@ -235,6 +283,11 @@ def _runtime(tf) -> types.SimpleNamespace:
         maximum=maximum,
         minimum=minimum,
         logaddexp=logaddexp,
+        atan2=atan2,
+        sort=sort,
+        argtopk=argtopk,
+        topk=topk,
+        cumprod=cumprod,
         argmax=argmax,
         argmin=argmin,
         var=var,

@@ -39,6 +39,14 @@ class TorchPrinter(Printer):
         "sin": "torch.sin({x})",
         "cos": "torch.cos({x})",
         "tanh": "torch.tanh({x})",
+        "cosh": "torch.cosh({x})",
+        "sinh": "torch.sinh({x})",
+        "acos": "torch.acos({x})",
+        "asin": "torch.asin({x})",
+        "atan": "torch.atan({x})",
+        "atan2": "torch.atan2({y}, {x})",  # gradient 0 at the origin already (§4)
+        "isnan": "torch.isnan({x})",
+        "isfinite": "torch.isfinite({x})",
         "sigmoid": "torch.sigmoid({x})",
         "log_sigmoid": "F.logsigmoid({x})",
         "softplus": "F.softplus({x})",
@@ -60,10 +68,20 @@ class TorchPrinter(Printer):
         "softmax": "torch.softmax({x}, dim={axis})",
         "log_softmax": "torch.log_softmax({x}, dim={axis})",
         "cumsum": "torch.cumsum({x}, dim={axis})",
+        "cumprod": "torch.cumprod({x}, dim={axis})",
+        "logcumsumexp": "torch.logcumsumexp({x}, dim={axis})",
+        "sort": "torch.sort({x}, dim={axis}, stable=True).values",
+        "argsort": "torch.argsort({x}, dim={axis}, stable=True)",
+        "topk": "rt.topk({x}, {k}, {axis})",
+        "argtopk": "rt.argtopk({x}, {k}, {axis})",
         "pick": "torch.gather({x}, -1, torch.unsqueeze({idx}, -1)).squeeze(-1)",
         "one_hot": "(torch.unsqueeze({idx}, -1) == torch.arange({depth}, device=_dev)).to(_cdt)",
+        "arange": "torch.arange({size}, device=_dev)",
+        "eye": "torch.eye({size}, dtype=_cdt, device=_dev)",
+        "diag": "torch.diag_embed({x})",
         "dot": "torch.sum(torch.mul({a}, {b}), dim={axis})",
         "transpose": "torch.transpose({x}, -1, -2)",
+        "permute": "torch.permute({x}, {perm})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
         "ones_like": "torch.ones_like({x}, dtype={dtype})",
@@ -83,6 +101,11 @@ class TorchPrinter(Printer):
     def const_arg(self, const, node: Apply) -> str:
         # A cached 0-d tensor on the loss's device: torch.maximum(x, 0.0) is not allowed.
         return f"_k({self._p(const)[0]}, {self.dtype_name(const.type.dtype)}, _dev)"
+
+    def _fn_pad(self, node: Apply) -> str:
+        # F.pad lists (before, after) from the last axis backwards
+        flat = [w for lo_hi in reversed(node.attr("widths")) for w in lo_hi]
+        return f"F.pad({self.expr(node.args[0])}, {tuple(flat)!r})"
 
     def _fn_clip(self, node: Apply) -> str:
         x, lo, hi = node.args
@@ -230,6 +253,13 @@ def _runtime(torch) -> types.SimpleNamespace:
         count = count.reshape(count.shape + (1,) * (total.dim() - 1))
         return total / torch.clamp(count, min=1.0)
 
+    def argtopk(x, k, axis):
+        # torch.topk promises no order among ties: the first k of a stable descending sort.
+        return torch.argsort(x, dim=axis, descending=True, stable=True).narrow(axis, 0, k)
+
+    def topk(x, k, axis):
+        return torch.take_along_dim(x, argtopk(x, k, axis), dim=axis)
+
     def unreduce(g, axes, keepdims, shape):
         if not keepdims:
             for a in sorted(axes):
@@ -277,6 +307,8 @@ def _runtime(torch) -> types.SimpleNamespace:
         segment_sum=segment_sum,
         segment_mean=segment_mean,
         unreduce=unreduce,
+        argtopk=argtopk,
+        topk=topk,
         index_grad=index_grad,
         save=save,
         saved=saved,

@@ -131,7 +131,17 @@ def _straight_through(node: Apply) -> Node | None:
 
 
 def _refine(cond: Node, taken: bool) -> dict[int, tuple[float, float]]:
-    """What `where(cond, ...)` tells about a value in its taken (or other) branch."""
+    """What `where(cond, ...)` tells about a value in its taken (or other) branch: a comparison
+    with a literal, `not` of one, and both sides of an `and` that holds (or an `or` that does not),
+    as in `where((c > -1.0) and (c < 1.0), acos(c), 0.0)`."""
+    if isinstance(cond, Apply) and cond.fn == "not":
+        return _refine(cond.args[0], not taken)
+    if isinstance(cond, Apply) and cond.fn in ("and", "or") and (cond.fn == "and") == taken:
+        out = _refine(cond.args[0], taken)
+        for k, (lo, hi) in _refine(cond.args[1], taken).items():
+            lo0, hi0 = out.get(k, (-math.inf, math.inf))
+            out[k] = (max(lo, lo0), min(hi, hi0))
+        return out
     if not isinstance(cond, Apply) or FUNCTIONS[cond.fn].refine is None:
         return {}
     a, b = cond.args

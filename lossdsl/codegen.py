@@ -72,8 +72,9 @@ def _dims_used(root: Node) -> list[str]:
         if isinstance(n, DimSize):
             add(n.dim)
         elif isinstance(n, Apply):
-            add(n.attr("depth"))
-            add(n.attr("groups"))
+            for _, v in n.attrs:  # sizes a function is given (`one_hot`'s depth, `eye`'s size)
+                if isinstance(v, Dim):
+                    add(v)
     return out
 
 

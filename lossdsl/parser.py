@@ -31,7 +31,7 @@ from .loading import load_source
 from .source import Source, Span
 
 STATEMENT_KEYWORDS = ("pred", "target", "input", "context", "param", "let", "def", "loss")
-KEYWORDS = frozenset(STATEMENT_KEYWORDS + ("float", "int", "bool", "true", "false", "and", "or", "not", "None"))
+KEYWORDS = frozenset(STATEMENT_KEYWORDS + ("float", "int", "bool", "true", "false", "inf", "and", "or", "not", "None"))
 _OPEN = {"LPAR": "(", "LSQB": "[", "LBRACE": "{"}
 _CLOSE = {"RPAR": "LPAR", "RSQB": "LSQB", "RBRACE": "LBRACE"}
 _CLOSING_CHAR = {"LPAR": ")", "LSQB": "]", "LBRACE": "}"}
@@ -319,6 +319,12 @@ class _ToSyntax(Transformer):
     def lit_neg_float(self, meta, c):
         return S.Literal(-float(c[1]), self._span(meta))
 
+    def lit_inf(self, meta, c):
+        return S.Literal(float("inf"), self._span(meta))
+
+    def lit_neg_inf(self, meta, c):
+        return S.Literal(float("-inf"), self._span(meta))
+
     def lit_true(self, meta, c):
         return S.Literal(True, self._span(meta))
 
@@ -416,6 +422,9 @@ class _ToSyntax(Transformer):
     def float_lit(self, meta, c):
         return S.Number(float(c[0]), self._span(meta))
 
+    def inf_lit(self, meta, c):
+        return S.Number(float("inf"), self._span(meta))
+
     def true_lit(self, meta, c):
         return S.Bool(True, self._span(meta))
 
@@ -428,7 +437,7 @@ class _ToSyntax(Transformer):
 
 # ---- syntax errors ------------------------------------------------------------------
 
-_EXPR_STARTS = {"NAME", "INTEGER", "DECIMAL", "LPAR", "MINUS", "TRUE", "FALSE", "NOT", "FLOAT", "INT"}
+_EXPR_STARTS = {"NAME", "INTEGER", "DECIMAL", "LPAR", "MINUS", "TRUE", "FALSE", "INF", "NOT", "FLOAT", "INT"}
 
 
 def _describe_terminals(names: set[str]) -> str:

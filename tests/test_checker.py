@@ -64,6 +64,18 @@ def test_unknown_function_suggests_a_close_one():
     assert e.first.code == "E202" and "`softmax`" in e.first.help
 
 
+@pytest.mark.parametrize("called,hint", [
+    ("sortt", "did you mean `sort`?"), ("argsrt", "did you mean `argsort`?"), ("topK", "did you mean `topk`?"),
+    ("arccos", "`arccos` is spelled `acos` here"), ("arctan2", "`arctan2` is spelled `atan2` here"),
+    ("clamp", "`clamp` is spelled `clip` here"), ("amax", "`amax` is spelled `max` here"),
+    ("squeeze", "`x[:, 0]`"), ("unsqueeze", "`x[:, None]`"), ("isinf", "not isfinite(x) and not isnan(x)"),
+])
+def test_unknown_function_points_to_the_name_or_idiom_meant(called, hint):
+    e = err(f"loss = mean({called}(yhat))\n")
+    assert e.first.code == "E202" and hint in e.first.help, e.first.help
+    assert "square" not in e.first.help and "sqrt" not in e.first.help
+
+
 def test_a_function_used_as_a_value():
     assert codes(err("loss = mean(log)\n")) == ["E208"]
 
@@ -500,6 +512,46 @@ def test_unguarded_log_warns_and_guarded_log_does_not():
 def test_division_by_a_possible_zero_warns():
     assert [w.code for w in ok("loss = mean(y / yhat)\n").warnings] == ["W701"]
     assert ok("loss = mean(y / (abs(yhat) + 1e-6))\n").warnings == []
+
+
+@pytest.mark.parametrize("fn", ["acos", "asin"])
+def test_acos_and_asin_warn_outside_minus_one_to_one_and_not_inside(fn):
+    m = ok(f"loss = mean({fn}(yhat))\n")
+    assert [w.code for w in m.warnings] == ["W701"] and "outside [-1, 1]" in m.warnings[0].message
+    for inside in [f"{fn}(tanh(yhat))", f"{fn}(clip(yhat, -1.0, 1.0))", f"{fn}(sigmoid(yhat) * 2.0 - 1.0)",
+                   f"where((yhat > -1.0) and (yhat < 1.0), {fn}(yhat), 0.0)", f"{fn}(sin(yhat))"]:
+        assert ok(f"loss = mean({inside})\n").warnings == [], inside
+
+
+def test_the_value_ranges_of_the_new_functions_clear_later_domain_checks():
+    # cosh >= 1, exp of atan is positive, a sorted softmax stays in [0, 1]: no warning downstream
+    for body in ["log(cosh(yhat))", "log(acos(tanh(yhat)) + 1e-6)", "sqrt(atan2(yhat, y) + 3.15)",
+                 "log(sort(softmax(yhat), axis=C) + 1e-7)", "log(topk(sigmoid(yhat), 2) + 1e-7)",
+                 "sqrt(cumprod(sigmoid(yhat), axis=C))", "log(logcumsumexp(yhat) - min(yhat) + 1.0)"]:
+        assert ok(f"loss = mean({body})\n").warnings == [], body
+    assert [w.code for w in ok("loss = mean(log(sinh(yhat)))\n").warnings] == ["W701"]
+
+
+def test_topk_needs_k_elements_along_its_axis():
+    assert loss_type("let t = topk(yhat, 2, axis=C)\nloss = mean(t)\n") == "float"
+    assert codes(err("loss = mean(topk(yhat, 0))\n")) == ["E504"]
+    assert codes(err("loss = mean(topk(yhat, 3, axis=1))\n", head="pred yhat: float[B, 2]\n")) == ["E406"]
+    assert codes(err("loss = mean(topk(yhat, k, axis=1))\n")) == ["E504"]  # k is a literal
+
+
+def test_permute_names_every_axis_once():
+    assert loss_type("let p = permute(yhat, [C, B])\nloss = mean(p)\n") == "float"
+    assert str(ok("let p = permute(yhat, [C, B])\nloss = mean(p * transpose(y))\n").lets["p"].type) == "float[C, B]"
+    assert codes(err("loss = mean(permute(yhat, [C]))\n")) == ["E405"]
+    assert codes(err("loss = mean(permute(yhat, [C, C]))\n")) == ["E405"]
+    assert codes(err("loss = mean(permute(yhat, [C, D]))\n")) == ["E405"]
+    assert codes(err("loss = mean(yhat * [1, 2])\n")) == ["E308"]  # a list is no value
+
+
+def test_pad_grows_its_axis_by_before_and_after():
+    m = ok("let p = pad(yhat, 1, 2, axis=C)\nloss = mean(p[:, 1:-2] * y)\n")
+    assert str(m.lets["p"].type) == "float[B, C + 3]"
+    assert codes(err("loss = mean(pad(yhat, -1, 0))\n")) == ["E504"]
 
 
 def test_every_independent_error_is_reported():

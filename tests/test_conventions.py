@@ -264,3 +264,110 @@ def test_stable_forms_are_rewritten_in_the_ir():
 def test_log1p_form_is_accurate_near_zero(backend):
     v, _ = run("pred x: float[N]\nloss = sum(log(1 + x))\n", backend, x=vec(1e-12, 1e-15))
     np.testing.assert_allclose(v, np.log1p(1e-12) + np.log1p(1e-15), rtol=1e-12)
+
+
+# ---- the functions of docs/language.md §3 marked Added, at the points where frameworks disagree ----
+
+def _both_backwards(derived, monkeypatch):
+    # torch's backward derived from the table's rule from the first element on, or its own autograd
+    monkeypatch.setattr(lossdsl.codegen, "FUSED_MIN_ELEMENTS", 0 if derived else 1 << 30)
+
+
+@pytest.mark.parametrize("backend", GRAD)
+@pytest.mark.parametrize("derived", [False, True], ids=["framework-grad", "derived-backward"])
+def test_atan2_at_the_origin_has_value_zero_and_gradient_zero(backend, derived, monkeypatch):
+    _both_backwards(derived, monkeypatch)
+    y, x = vec(0.0, 0.0, 1.0, -2.0), vec(0.0, 0.0, 0.0, 1.0)
+    v, g = run("pred y: float[N]\npred x: float[N]\ninput w: float[N]\nloss = sum(atan2(y, x) * w)\n",
+               backend, y=y, x=x, w=vec(1, 2, 3, 4))
+    np.testing.assert_allclose(v, 3 * np.pi / 2 + 4 * np.arctan2(-2.0, 1.0), rtol=1e-12)
+    r2 = x**2 + y**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want_y = np.where(r2 > 0, x / r2, 0.0) * vec(1, 2, 3, 4)
+        want_x = np.where(r2 > 0, -y / r2, 0.0) * vec(1, 2, 3, 4)
+    np.testing.assert_allclose(g["y"], want_y, rtol=1e-12)
+    np.testing.assert_allclose(g["x"], want_x, rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", GRAD)
+def test_acos_and_asin_at_the_ends_of_their_domain_have_infinite_gradients(backend):
+    x = vec(1.0, -1.0, 0.5)
+    v, g = run("pred x: float[N]\npred z: float[N]\nloss = sum(acos(x)) + sum(asin(z))\n", backend, x=x, z=x)
+    np.testing.assert_allclose(v, np.sum(np.arccos(x)) + np.sum(np.arcsin(x)), rtol=1e-12)
+    np.testing.assert_array_equal(g["x"][:2], [-np.inf, -np.inf])  # -1 / sqrt(1 - x^2) at both ends
+    np.testing.assert_array_equal(g["z"][:2], [np.inf, np.inf])
+    np.testing.assert_allclose([g["x"][2], g["z"][2]], [-1 / np.sqrt(0.75), 1 / np.sqrt(0.75)], rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", GRAD)
+def test_acos_under_a_where_guard_has_gradient_zero_outside_its_domain(backend):
+    x = vec(1.5, 0.5, -3.0)
+    v, g = run("pred x: float[N]\nloss = sum(where(abs(x) < 1.0, acos(x), 0.0))\n", backend, x=x)
+    np.testing.assert_allclose(v, np.arccos(0.5), rtol=1e-12)
+    np.testing.assert_allclose(g["x"], [0.0, -1 / np.sqrt(0.75), 0.0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", GRAD)
+@pytest.mark.parametrize("derived", [False, True], ids=["framework-grad", "derived-backward"])
+def test_cumprod_differentiates_exactly_through_zeros(backend, derived, monkeypatch):
+    _both_backwards(derived, monkeypatch)
+    x = vec(2.0, 0.0, 3.0, 0.5)
+    v, g = run("pred x: float[N]\ninput w: float[N]\nloss = sum(cumprod(x) * w)\n", backend, x=x, w=vec(1, 2, 3, 4))
+    assert v == 2.0
+    # d/dx1 = w1 x0 + w2 x0 x2 + w3 x0 x2 x3: TensorFlow's own cumprod gives 0 there
+    np.testing.assert_allclose(g["x"], [1.0, 2 * 2 + 3 * 2 * 3 + 4 * 2 * 3 * 0.5, 0.0, 0.0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", GRAD)
+def test_sort_and_topk_keep_tied_elements_in_their_order(backend):
+    # Ties at positions 1 and 3 (value 2): the first of them takes the first tied position.
+    x = vec(5.0, 2.0, 7.0, 2.0, 1.0)
+    v, g = run("pred x: float[N]\ninput w: float[N]\ninput w3: float[3]\n"
+               "loss = sum(sort(x) * w) + 100.0 * sum(topk(-x, 3) * w3)\n",
+               backend, x=x, w=vec(1, 2, 3, 4, 5), w3=vec(1, 2, 3))
+    # sort: [1, 2 (x1), 2 (x3), 5, 7]; topk(-x, 3): [-1, -2 (x1), -2 (x3)]
+    np.testing.assert_allclose(v, 1 + 4 + 6 + 20 + 35 - 100 * (1 + 4 + 6), rtol=1e-12)
+    np.testing.assert_allclose(g["x"], [4.0, 2.0 - 200.0, 5.0, 3.0 - 300.0, 1.0 - 100.0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_argsort_and_argtopk_give_the_first_of_tied_positions_first(backend):
+    src = ("pred x: float[N]\ninput w: float[N]\ninput w2: float[2]\n"
+           "loss = sum(float(argsort(x)) * w) + 100.0 * sum(float(argtopk(x, 2)) * w2) + sum(x) * 0.0\n")
+    f = lossdsl.compile(src, backend=backend)
+    v, _ = value_and_grads(f, backend, {"x": vec(3.0, 1.0, 3.0, 1.0), "w": vec(1, 10, 100, 1000),
+                                        "w2": vec(1, 10)}, ["x"] if backend != "numpy" else [])
+    # argsort: [1, 3, 0, 2]; argtopk(x, 2): [0, 2]
+    assert v == 1 * 1 + 3 * 10 + 0 * 100 + 2 * 1000 + 100 * (0 + 2 * 10)
+
+
+@pytest.mark.parametrize("backend", GRAD)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_logcumsumexp_is_stable_far_out(backend, dtype):
+    x = vec(1e4, 1e4 - 2.0, -1e4, 1e4)
+    v, g = run("pred x: float[N]\ninput w: float[N]\nloss = sum(logcumsumexp(x) * w)\n", backend, dtype,
+               x=x, w=vec(0.0, 0.0, 0.0, 1.0))
+    want = 1e4 + np.log(2 + np.exp(-2.0))
+    np.testing.assert_allclose(v, want, rtol=1e-6)
+    share = np.exp(x - want)
+    np.testing.assert_allclose(g["x"], share, rtol=1e-3 if dtype == "float32" else 1e-9, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", GRAD)
+def test_minus_inf_in_a_where_drops_lanes_from_a_logsumexp_with_gradient_zero(backend):
+    x = vec(0.5, 3.0, -1.0)
+    v, g = run("pred x: float[N]\ninput m: bool[N]\nloss = logsumexp(where(m, x, -inf)) + max(where(m, -inf, x))\n",
+               backend, x=x, m=np.array([True, False, True]))
+    lse = np.log(np.exp(0.5) + np.exp(-1.0))
+    np.testing.assert_allclose(v, lse + 3.0, rtol=1e-12)
+    np.testing.assert_allclose(g["x"], [np.exp(0.5 - lse), 1.0, np.exp(-1.0 - lse)], rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", GRAD)
+def test_isfinite_selects_the_labels_there_are_with_a_finite_gradient(backend):
+    y = vec(1.0, np.nan, np.inf, -2.0)
+    yhat = vec(0.0, 5.0, 5.0, 0.0)
+    v, g = run("pred yhat: float[N]\ntarget y: float[N]\nloss = sum(where(isfinite(y), (yhat - y)^2, 0.0))\n",
+               backend, yhat=yhat, y=y)
+    assert v == 1.0 + 4.0
+    np.testing.assert_array_equal(g["yhat"], [-2.0, 0.0, 0.0, 4.0])

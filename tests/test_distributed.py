@@ -61,7 +61,7 @@ def _run(script: str, env_extra=None):
 def test_jax_shard_map_and_sharded_jit_give_the_global_value_and_gradient():
     r = _run("dist_jax_worker.py")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    assert "jax: 26 scenarios OK" in r.stdout
+    assert "jax: 27 scenarios OK" in r.stdout
 
 
 @pytest.mark.slow
@@ -79,7 +79,7 @@ def test_random_expressions_sharded_under_shard_map_give_the_unsharded_value_and
 def test_tensorflow_mirrored_strategy_step_equals_the_single_device_step():
     r = _run("dist_tf_worker.py")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    assert "tensorflow: 11 scenarios OK" in r.stdout
+    assert "tensorflow: 12 scenarios OK" in r.stdout
 
 
 # ---- wrong configurations --------------------------------------------------------------------
@@ -97,6 +97,37 @@ def test_operations_that_need_the_whole_batch_are_rejected():
             lossdsl.compile(f"pred yhat: float[B]\n{body}\n", backend="numpy", sharded="B")
         assert info.value.first.code == "E811", body
         assert "sharded dimension `B`" in info.value.first.message
+
+
+def test_order_accumulation_and_construction_along_the_sharded_dimension_are_rejected():
+    for body, what in [("mean(sort(yhat, axis=0))", "a sort"),
+                       ("mean(float(argsort(yhat, axis=B)) * yhat)", "an argsort"),
+                       ("mean(topk(yhat, 2, axis=B))", "a top-k"),
+                       ("sum(float(argtopk(yhat, 2, axis=0))) * mean(yhat)", "an argtopk"),
+                       ("mean(cumprod(yhat, axis=B))", "a running product"),
+                       ("mean(logcumsumexp(yhat, axis=B))", "a running log-sum-exp"),
+                       ("mean(float(arange(B)) * yhat[:, 0])", "`arange`"),
+                       ("mean(eye(B) @ yhat)", "`eye`"),
+                       ("mean(diag(yhat[:, 0]))", "`diag`"),
+                       ("mean(pad(yhat, 1, 0, axis=B))", "`pad`")]:
+        with pytest.raises(LossError) as info:
+            lossdsl.compile(f"pred yhat: float[B, C]\nloss = {body}\n", backend="numpy", sharded="B")
+        assert info.value.first.code == "E811", body
+        assert info.value.first.message.startswith(f"{what} along the sharded dimension `B`"), body
+
+
+def test_order_accumulation_and_construction_along_other_axes_stay_local(rng):
+    # One replica (NumPy): the sharded compile gives the plain loss; the engines' tests run it on several.
+    body = ("mean(sum(topk(yhat, 2, axis=C), axis=-1) + sum(sort(yhat, axis=C) * float(argsort(yhat, axis=C)), axis=C)"
+            " + sum(cumprod(yhat, axis=C) + logcumsumexp(yhat, axis=C), axis=C) + float(argtopk(yhat, 1)[:, 0])"
+            " + sum(diag(yhat) * eye(C), axis=(1, 2)) + yhat @ float(arange(C)) + atan2(yhat[:, 0], yhat[:, 1])"
+            " + sum(pad(yhat, 1, 2, axis=C), axis=C) + sum(permute(yhat, [C, B]), axis=0))")
+    spec = f"pred yhat: float[B, C]\nloss = {body}\n"
+    yhat = rng.normal(size=(6, 3))
+    plain = lossdsl.compile(spec, backend="numpy")(yhat)
+    sharded = lossdsl.compile(spec, backend="numpy", sharded="B")
+    np.testing.assert_allclose(sharded(yhat), plain)
+    assert sharded.global_reductions == ["mean(axis=(0,), keepdims=False) at line 2, column 8"]
 
 
 def test_a_context_with_the_sharded_dimension_is_rejected():

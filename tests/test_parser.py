@@ -197,3 +197,21 @@ def test_source_text_is_not_a_path():
     with pytest.raises(LossError) as info:
         lossdsl.check("weights")
     assert "weights" not in {d.path for d in info.value.findings}
+
+
+def test_inf_is_a_float_literal_in_expressions_and_param_defaults():
+    e = expr("where(m, x, -inf)")
+    neg = e.args[2]
+    assert isinstance(neg, S.UnaryOp) and isinstance(neg.operand, S.Number) and neg.operand.value == float("inf")
+    module = lossdsl.parse("param lo: float = -inf\nparam hi: float = inf\npred x: float[B]\nloss = sum(x)\n")
+    defaults = [st.default.value for st in module.statements if isinstance(st, S.Decl) and st.default is not None]
+    assert defaults == [float("-inf"), float("inf")]
+    checked = lossdsl.check("pred x: float[B]\nloss = max(maximum(x, -inf)) + min(minimum(x, inf))\n")
+    assert checked.loss.type.rank == 0
+
+
+def test_inf_is_a_keyword_and_cannot_be_declared():
+    with pytest.raises(LossError) as info:
+        lossdsl.check("input inf: float[B]\npred x: float[B]\nloss = sum(x)\n")
+    assert "inf" in str(info.value)
+    assert "information" in {n.id for n in S.walk(expr("information + 1")) if isinstance(n, S.Name)}

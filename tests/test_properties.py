@@ -30,14 +30,17 @@ UNARY = ["abs({})", "square({})", "tanh({})", "sigmoid({})", "relu({})", "softpl
          "-{}", "({}) ^ 2", "({}) ^ 3", "expm1(tanh({}))", "stop_gradient({}) * 0.5 + {}", "float(int({} * 3))",
          "round({}) + {}", "floor({}) * 0.1 + ceil({}) * 0.1 + {}", "sign({}) * {}", "exp(-square({}))",
          "log(sigmoid({}))", "log(1.0 - sigmoid({}))", "log1p(exp({}))", "(abs({}) + 0.5) ^ 1.5",
-         "where(({} > 0.5) or not ({} > -0.5), {}, 0.0)", "where(({} > -1.0) and ({} < 1.0), square({}), {})"]
+         "where(({} > 0.5) or not ({} > -0.5), {}, 0.0)", "where(({} > -1.0) and ({} < 1.0), square({}), {})",
+         "cosh(tanh({}))", "sinh(tanh({}))", "atan({})", "acos(tanh({}) * 0.9)", "asin(tanh({}) * 0.9)",
+         "where(isnan({}) or not isfinite({}), 0.0, {})", "maximum({}, -inf)"]
 BINARY = ["({} + {})", "({} - {})", "({} * {})", "({} / (abs({}) + 0.5))", "maximum({}, {})", "minimum({}, {})", "logaddexp({}, {})",
-          "where({} > {}, {}, {})", "clip({}, -1.0, {})"]
+          "atan2({}, {})", "where({} > {}, {}, {})", "clip({}, -1.0, {})"]
 REDUCE = ["sum", "mean", "max", "min", "logsumexp", "prod"]
 SPREAD = ["var", "std", "norm"]
 # Along one axis of a [B, C] expression; `{}` is the operand.
 AXIS_OPS = ["softmax({}, axis={axis})", "log_softmax({}, axis={axis})", "cumsum({}, axis={axis})",
-            "log(softmax({}, axis={axis}))"]
+            "log(softmax({}, axis={axis}))", "sort({}, axis={axis})", "cumprod(tanh({}), axis={axis})",
+            "logcumsumexp({}, axis={axis})", "float(argsort({0}, axis={axis})) * 0.1 + {0}"]
 AXES = ["C", "B", "-1"]
 # Forms that produce a shape from operands of others: shape -> templates whose holes `{BC}`, `{B}`,
 # `{C}` are filled with independently drawn expressions of that shape.
@@ -48,13 +51,15 @@ SPECIAL = {
           # an index computed from the data, and a gather by it
           "pick({BC}, argmax({BC}, axis=C))", "pick({BC}, argmin({BC}, axis=C))",
           "(({C})[k] * {B})",
-          "(({BC}) @ ({C}))"],
+          "(({BC}) @ ({C}))",
+          "sum(topk({BC}, 2, axis=C), axis=-1)", "sum(pad({BC}, 1, 2, axis=C) * pad({BC}, 2, 1, axis=C), axis=C)", "sum(float(argtopk({BC}, 2, axis=C)), axis=-1) * {B}"],
     "C": ["segment_sum({B}, k, C)", "segment_mean({B}, k, C)"],
     "S": ["(({C}) @ ({C}))"],
     "BC": ["one_hot(k, C) * ({BC})",
            "({B})[:, None] * {BC}",
            "transpose(transpose({BC}))",
-           "(({BC}) @ (transpose({BC}) @ a))"],
+           "(({BC}) @ (transpose({BC}) @ a))",
+           "diag({C})[k] * {BC}", "permute(transpose({BC}), [B, C])", "eye(C)[k] * {BC}", "float(arange(C)) * {BC}"],
 }
 _HOLE = re.compile(r"\{(BC|B|C)\}")
 

@@ -20,7 +20,7 @@ from ..types import BOOL, FLOAT, INT, Dim, RecordType, TensorType
 from .calls import bind_arguments, static_argument
 from .declarations import Names
 from .indexing import Indexing, is_tensor_index
-from .report import POISON, Reporter, RuleFailed, did_you_mean, span_text
+from .report import POISON, Reporter, RuleFailed, did_you_mean, function_hint, span_text
 from .rule_context import CheckerRuleContext
 
 
@@ -236,9 +236,7 @@ class Expressions:
             f"unknown function `{name}`",
             e.func_span,
             "E202",
-            help=did_you_mean(
-                name, list(USER_FUNCTIONS) + list(names.defs), "see the function list in docs/language.md"
-            ),
+            help=function_hint(name, list(names.defs)),
         )
         return POISON
 

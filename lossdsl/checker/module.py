@@ -15,7 +15,7 @@ from .declarations import Names
 from .dims import Dims
 from .expressions import Expressions, Observer, RecordRef
 from .indexing import Indexing
-from .report import POISON, Reporter, did_you_mean
+from .report import POISON, Reporter, did_you_mean, function_hint
 from .rule_context import CheckerRuleContext
 
 
@@ -118,7 +118,7 @@ def _check_def_bodies(names: Names, report: Reporter) -> None:
                     f"unknown function `{node.func}`",
                     node.func_span,
                     "E202",
-                    help=did_you_mean(node.func, list(USER_FUNCTIONS) + list(names.defs)),
+                    help=function_hint(node.func, list(names.defs)),
                 )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..diagnostics import Collector
+from ..functions import USER_FUNCTIONS
 from ..ir import Node
 from ..source import Span
 
@@ -62,3 +63,27 @@ def did_you_mean(name: str, candidates: Sequence[str], otherwise: str | None = N
     if otherwise == "declare it":
         return f"declare it, e.g. `input {name}: float[B]`, or define it with `let {name} = ...`"
     return otherwise
+
+
+# Functions of other libraries that the language writes another way (they are not in the table,
+# so the closest spelling would point at an unrelated function: `squeeze` is not `square`).
+IDIOMS = {
+    "squeeze": "drop an axis of size 1 by indexing it with 0, e.g. `x[:, 0]`",
+    "unsqueeze": "insert an axis of size 1 with `None`, e.g. `x[:, None]`",
+    "expand_dims": "insert an axis of size 1 with `None`, e.g. `x[:, None]`",
+    "isinf": "test with `not isfinite(x) and not isnan(x)`",
+    "isneginf": "compare: `x == -inf`",
+    "isposinf": "compare: `x == inf`",
+}
+
+
+def function_hint(name: str, defs: Sequence[str]) -> str | None:
+    """The hint for a call of an unknown function: the table's name for another library's
+    spelling (`arccos` is `acos`), the idiom for a function the language writes otherwise, else
+    the closest spelling among the functions and `def`s."""
+    for f in USER_FUNCTIONS.values():
+        if name in f.known_as:
+            return f"`{name}` is spelled `{f.name}` here"
+    if name in IDIOMS:
+        return IDIOMS[name]
+    return did_you_mean(name, list(USER_FUNCTIONS) + list(defs), "see the function list in docs/language.md")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..ir import Gather, Node
 from ..types import Dim
-from . import axis, conversion, elementwise, linalg, operators, picking, reductions  # noqa: F401  (they define)
+from . import axis, construction, conversion, elementwise, layout, linalg, operators, order, picking, reductions  # noqa: F401  (they define)
 from .table import (
     ELEMENTWISE,
     FUNCTIONS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..ir import Apply, Node
 from ..types import FLOAT, ONE, TensorType
 from . import intervals as iv
+from .intervals import INF
 from .shapes import along_axis
 from .table import MIXES, NoRule, Param, define
 
@@ -45,6 +46,13 @@ def _cumsum_range(a, n):
     return iv.FULL if a[0][0] < 0 else a[0]
 
 
+def _cumprod_range(a, n):
+    lo, hi = a[0]
+    if lo >= 0:
+        return (0.0, 1.0 if hi <= 1 else INF)  # products of values in [0, 1] stay there
+    return iv.FULL
+
+
 define(
     "softmax",
     AXIS,
@@ -80,4 +88,31 @@ define(
     fold=lambda a: a,
     lanes=MIXES,
     sharding=_refused_along_sharded_axis("a running sum"),
+)
+define(
+    "cumprod",
+    AXIS,
+    "axis",
+    along_axis("same"),
+    "running product along `axis`",
+    grad="exact where x has zeros: each factor's gradient is the product of the others (TensorFlow's gives 0)",
+    vjp=NoRule("the framework differentiates it"),
+    value_range=_cumprod_range,
+    fold=lambda a: a,
+    lanes=MIXES,
+    sharding=_refused_along_sharded_axis("a running product"),
+)
+define(
+    "logcumsumexp",
+    AXIS,
+    "axis",
+    along_axis("float"),
+    "log(cumsum(exp(x))) along `axis`, stable for large |x|",
+    known_as=("cumulative_logsumexp", "cumlogsumexp"),
+    grad="each element's share e^x_i / sum of e^x_j over the prefix, as softmax",
+    vjp=NoRule("the framework differentiates it"),
+    value_range=lambda a, n: (a[0][0], INF),
+    fold=lambda a: float(a),
+    lanes=MIXES,
+    sharding=_refused_along_sharded_axis("a running log-sum-exp"),
 )

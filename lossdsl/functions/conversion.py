@@ -49,6 +49,7 @@ define(
     "gradient",
     identity,
     "x, with no gradient",
+    known_as=("detach",),
     grad_args=(),
     grad=NO_GRAD,
     value_range=iv.same_as_operand,

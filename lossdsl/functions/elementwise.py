@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 from ..ir import Apply, Node, is_literal
-from ..types import BOOL, TensorType
+from ..types import BOOL, FLOAT, TensorType
 from . import intervals as iv
 from .intervals import INF
-from .shapes import arithmetic, same_type, select, to_float
+from .shapes import arithmetic, predicate, same_type, select, to_float
 from .table import ELEMENTWISE, LOCAL, DomainWarning, Param, define
 
 X = (Param("x"),)
@@ -255,6 +255,7 @@ define(
     "elementwise",
     to_float,
     "log(sigmoid(x)), stable for large |x|",
+    known_as=("logsigmoid",),
     vjp=_unary(lambda b, n, x: b.ap("sigmoid", (b.neg(x),), x.type)),
     value_range=iv.unbounded,
     fold=lambda a: min(a, 0) - math.log1p(math.exp(-abs(a))),
@@ -287,6 +288,131 @@ define(
     ),
     **_EACH,
 )
+
+define(
+    "cosh",
+    X,
+    "elementwise",
+    to_float,
+    "hyperbolic cosine",
+    vjp=_unary(lambda b, n, x: b.ap("sinh", (x,), x.type)),
+    value_range=iv.constant(1.0, INF),
+    fold=math.cosh,
+    **_EACH,
+)
+define(
+    "sinh",
+    X,
+    "elementwise",
+    to_float,
+    "hyperbolic sine",
+    vjp=_unary(lambda b, n, x: b.ap("cosh", (x,), x.type)),
+    value_range=lambda a, n: (_monotone(math.sinh, a[0][0]), _monotone(math.sinh, a[0][1])),
+    fold=math.sinh,
+    **_EACH,
+)
+
+
+def _monotone(fn, bound: float) -> float:
+    """fn at an interval's bound, for an increasing fn that may overflow there."""
+    try:
+        return fn(bound)
+    except OverflowError:
+        return INF if bound > 0 else -INF
+
+
+def _inverse_root(b, x):
+    """sqrt(1 - x^2): the derivative of asin and acos is +-1 over it (infinite at x = +-1)."""
+    return b.ap("sqrt", (b.sub(b.c(1.0), b.ap("square", (x,), x.type)),), x.type)
+
+
+def _unit_interval(fn: str) -> DomainWarning:
+    return DomainWarning(
+        0,
+        lambda r: r[0] < -1 or r[1] > 1,
+        f"`{fn}` may see a value outside [-1, 1] here",
+        "outside [-1, 1] the value is NaN, and at -1 and 1 the gradient is infinite",
+        f"clip it inside the domain: `{fn}(clip(c, -1.0 + 1e-7, 1.0 - 1e-7))`",
+    )
+
+
+EDGE = "-inf or +inf at x = -1 and x = 1 (as all three frameworks); NaN outside [-1, 1]"
+define(
+    "acos",
+    X,
+    "elementwise",
+    to_float,
+    "inverse cosine, in [0, pi]",
+    known_as=("arccos",),
+    grad=EDGE,
+    vjp=lambda b, n, g, give: give(n.args[0], b.neg(b.div(g, _inverse_root(b, n.args[0])))),
+    value_range=iv.constant(0.0, math.pi),
+    fold=math.acos,
+    safe={0: 0},
+    domain=_unit_interval("acos"),
+    **_EACH,
+)
+define(
+    "asin",
+    X,
+    "elementwise",
+    to_float,
+    "inverse sine, in [-pi/2, pi/2]",
+    known_as=("arcsin",),
+    grad=EDGE,
+    vjp=lambda b, n, g, give: give(n.args[0], b.div(g, _inverse_root(b, n.args[0]))),
+    value_range=iv.constant(-math.pi / 2, math.pi / 2),
+    fold=math.asin,
+    safe={0: 0},
+    domain=_unit_interval("asin"),
+    **_EACH,
+)
+define(
+    "atan",
+    X,
+    "elementwise",
+    to_float,
+    "inverse tangent, in (-pi/2, pi/2)",
+    known_as=("arctan",),
+    vjp=lambda b, n, g, give: give(n.args[0], b.div(g, b.add(b.c(1.0), b.ap("square", (n.args[0],), n.args[0].type)))),
+    value_range=lambda a, n: (math.atan(a[0][0]), math.atan(a[0][1])),
+    fold=math.atan,
+    **_EACH,
+)
+
+
+def _test_floats(fn: str):
+    """`isnan(k)` of an int `k` tests `float(k)` (an int is never NaN nor infinite)."""
+
+    def lower(node: Apply) -> Node | None:
+        (x,) = node.args
+        if x.type.dtype is FLOAT:
+            return None
+        as_float = Apply(x.type.with_dtype(FLOAT), x.span, "cast_float", (x,))
+        return Apply(node.type, node.span, fn, (as_float,))
+
+    return lower
+
+
+for _name, _doc, _fold, _known_as in [
+    ("isnan", "true where x is NaN (bool)", math.isnan, ("is_nan",)),
+    ("isfinite", "true where x is neither NaN nor infinite (bool)", math.isfinite, ("is_finite",)),
+]:
+    define(
+        _name,
+        X,
+        "elementwise",
+        predicate,
+        _doc,
+        grad_args=(),
+        grad=NO_GRAD,
+        value_range=iv.unbounded,
+        fold=_fold,
+        lower=_test_floats(_name),
+        known_as=_known_as,
+        keep_dtype=(0,),
+        **_EACH,
+    )
 
 
 def _extremum_vjp(wins_fn: str):
@@ -342,6 +468,38 @@ define(
     **_EACH,
 )
 
+
+def _atan2_vjp(b, n, g, give):
+    # d/dy = x / (x^2 + y^2), d/dx = -y / (x^2 + y^2); both 0 at the origin (§4), where the
+    # plain formula is 0 / 0: the squared radius is read as 1 there.
+    y, x = n.args
+    r2 = b.add(b.ap("square", (y,), y.type), b.ap("square", (x,), x.type))
+    positive = b.cmp("gt", r2, b.c(0.0))
+    r2 = b.where(positive, r2, b.c(1.0), r2.type)
+    give(y, b.div(b.mul(g, x), r2))
+    give(x, b.neg(b.div(b.mul(g, y), r2)))
+
+
+def _atan2(y: float, x: float) -> float:
+    return math.atan2(y, x)
+
+
+define(
+    "atan2",
+    (Param("y"), Param("x")),
+    "elementwise",
+    arithmetic("float"),
+    "the angle of the point (x, y), in [-pi, pi]; atan2(0, 0) = 0",
+    known_as=("arctan2",),
+    grad_args=(0, 1),
+    grad="0 to both operands at x = y = 0 (PyTorch's rule; JAX and TensorFlow give NaN)",
+    vjp=_atan2_vjp,
+    value_range=iv.constant(-math.pi, math.pi),
+    fold=_atan2,
+    safe={1: 1},
+    **_EACH,
+)
+
 TIES = "0.5 to each operand where a == b (TensorFlow alone gives 1 to one side)"
 define(
     "minimum",
@@ -375,6 +533,7 @@ define(
     "elementwise",
     arithmetic("promote"),
     "x limited to [lo, hi]",
+    known_as=("clamp", "clip_by_value"),
     grad_args=(0, 1, 2),
     grad="1 to x at x == lo and x == hi (JAX alone gives 0.5); lo and hi get the gradient where they are the value",
     vjp=_clip_vjp,

@@ -56,6 +56,7 @@ define(
     "picking",
     pick,
     "x[..., idx[...]] along the last axis; idx has x's shape less the last axis",
+    known_as=("take_along_axis", "gather"),
     vjp=FRAMEWORK,
     value_range=iv.same_as_operand,
     fold=NOT_SCALAR,

@@ -6,10 +6,11 @@ result's type and the call's attributes (axes, sizes, static arguments).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..types import BOOL, FLOAT, INT, ONE, Dim, DType, Shape, TensorType, promote
-from .table import CallSite, Rule, RuleContext
+from .table import CallSite, Rule, RuleContext, StaticArg
 
 NUMERIC = {FLOAT, INT}
 
@@ -24,6 +25,12 @@ def same_type(ck: RuleContext, site: CallSite):
 def to_float(ck: RuleContext, site: CallSite):
     ck.need_dtype(site, 0, NUMERIC)
     return TensorType(FLOAT, site.t(0).shape), {}
+
+
+def predicate(ck: RuleContext, site: CallSite):
+    """A test of each element of a number (`isnan`): bool of the operand's shape."""
+    ck.need_dtype(site, 0, NUMERIC)
+    return TensorType(BOOL, site.t(0).shape), {}
 
 
 def arithmetic(out: str) -> Rule:
@@ -138,9 +145,74 @@ def along_axis(out: str) -> Rule:
         if t.rank == 0:
             ck.fail(f"`{site.fn.name}` needs a value with at least one axis, found a scalar", site.span, "E404")
         (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
-        return TensorType(FLOAT if out == "float" else dt, t.shape), {"axis": axis}
+        return TensorType({"float": FLOAT, "index": INT}.get(out, dt), t.shape), {"axis": axis}
 
     return rule
+
+
+def top(out: str) -> Rule:
+    """`topk(x, k, axis)`: x with `axis` cut to its k largest, a literal size k (docs/language.md §3)."""
+
+    def rule(ck: RuleContext, site: CallSite):
+        dt = ck.need_dtype(site, 0, NUMERIC)
+        t = site.t(0)
+        if t.rank == 0:
+            ck.fail(f"`{site.fn.name}` needs a value with at least one axis, found a scalar", site.span, "E404")
+        (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
+        k_arg = site.static["k"]
+        k: int = k_arg.value
+        span = k_arg.span or site.span
+        if k < 1:
+            ck.fail(f"`k` of `{site.fn.name}` must be 1 or more, found {k}", span, "E504")
+        size = t.shape[axis]
+        if size.is_literal and size.value < k:
+            ck.fail(f"`{site.fn.name}` takes {k} elements along an axis of size {size.value}", span, "E406")
+        ck.need_size(size, k, span, f"`{site.fn.name}` of {k} along `{size}`")
+        shape = tuple(Dim.lit(k) if i == axis else d for i, d in enumerate(t.shape))
+        return TensorType(INT if out == "index" else dt, shape), {"axis": axis, "k": k}
+
+    return rule
+
+
+def permute(ck: RuleContext, site: CallSite):
+    """`permute(x, [B, H, W, C])`: x's axes in the order named (names or integers, each once)."""
+    t = site.t(0)
+    order = site.static["order"]
+    items = order.value if isinstance(order.value, list) else [order.value]
+    perm: list[int] = []
+    for item in items:
+        one = replace(site, static={**site.static, "order": StaticArg([item], item[1])})
+        (k,) = ck.axes(one, t, single=True, param="order") or (0,)
+        if k in perm:
+            ck.fail(f"axis `{t.shape[k]}` is named twice in the order of `permute`", item[1] or site.span, "E405")
+        perm.append(k)
+    if len(perm) != t.rank:
+        missing = ", ".join(f"`{d}`" for i, d in enumerate(t.shape) if i not in perm)
+        ck.fail(
+            f"the order of `permute` names {len(perm)} of the {t.rank} axes of `{t}`",
+            order.span or site.span,
+            "E405",
+            help=f"name every axis once; missing: {missing}",
+        )
+    return TensorType(t.dtype, tuple(t.shape[k] for k in perm)), {"perm": tuple(perm)}
+
+
+def pad(ck: RuleContext, site: CallSite):
+    """`pad(x, before, after, axis)`: zeros added along one axis, whose size grows by before + after."""
+    t = site.t(0)
+    ck.need_dtype(site, 0, NUMERIC)
+    if t.rank == 0:
+        ck.fail("`pad` needs a value with at least one axis, found a scalar", site.span, "E404")
+    (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
+    widths = []
+    for name in ("before", "after"):
+        n = site.static[name].value
+        if n < 0:
+            ck.fail(f"`{name}` of `pad` must be 0 or more, found {n}", site.static[name].span or site.span, "E504")
+        widths.append(n)
+    shape = tuple(d.plus(widths[0] + widths[1]) if i == axis else d for i, d in enumerate(t.shape))
+    pads = tuple((widths[0], widths[1]) if i == axis else (0, 0) for i in range(t.rank))
+    return TensorType(t.dtype, shape), {"axis": axis, "widths": pads}
 
 
 def pick(ck: RuleContext, site: CallSite):
@@ -164,6 +236,29 @@ def one_hot(ck: RuleContext, site: CallSite):
     ck.need_dtype(site, 0, {INT}, "`one_hot` classes must be int")
     depth: Dim = site.static["C"].value
     return TensorType(FLOAT, site.t(0).shape + (depth,)), {"depth": depth}
+
+
+def arange(ck: RuleContext, site: CallSite):
+    size: Dim = site.static["N"].value
+    return TensorType(INT, (size,)), {"size": size}
+
+
+def eye(ck: RuleContext, site: CallSite):
+    size: Dim = site.static["N"].value
+    return TensorType(FLOAT, (size, size)), {"size": size}
+
+
+def diag(ck: RuleContext, site: CallSite):
+    dt = ck.need_dtype(site, 0, NUMERIC)
+    t = site.t(0)
+    if t.rank == 0:
+        ck.fail(
+            "`diag` needs a value with at least one axis, found a scalar",
+            site.span,
+            "E404",
+            help="`diag(v)` puts the last axis of `v` on the diagonal of a square matrix",
+        )
+    return TensorType(dt, t.shape + (t.shape[-1],)), {}
 
 
 def segment(out: str) -> Rule:

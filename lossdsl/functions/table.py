@@ -22,6 +22,7 @@ The rules, by the pass that reads them:
     index_operands  runtime checks, sampling: the operands read as indices, and into what
     shape_only      codegen: operands read for their shape alone (the derived backward saves that)
     kernel_arith    kernels: may appear in the elementwise body of a fused loss
+    known_as        checker: other libraries' names for it, for the hint on an unknown function
 
 Spellings are the backends' part: each printer maps every name to its framework
 (backends/*.py); the same test checks that no backend misses one.
@@ -178,6 +179,8 @@ class Function:
     # interval of the first operand where `a <op> k` holds (what a `where` tells the domain analysis)
     negation: str | None = None
     refine: Callable[[float], Interval] | None = None
+    # its names in NumPy, PyTorch, TensorFlow or JAX, for the hint on an unknown function
+    known_as: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.grad_args and not isinstance(self.vjp, NoRule):

@@ -42,6 +42,13 @@ def scenarios():
         "mean_around_mean": (_BATCH_SPEC.format("mean((yhat - mean(yhat))^2)"), x, {}, {}, [6, 2]),
         "logsumexp_batch": (_BATCH_SPEC.format("logsumexp(yhat)"), x, {}, {}, [5, 3]),
         "max_batch": (_BATCH_SPEC.format("max(yhat) - min(yhat)"), x, {}, {}, [2, 6]),
+        # Order, accumulation and the other functions along the classes, each replica's rows its own,
+        # under reductions over the batch (max of a sort: global).
+        "order_along_classes": (_BATCH_SPEC.format(
+            "mean(sum(topk(yhat, 2, axis=C), axis=-1) + logcumsumexp(yhat, axis=C)[:, 2]"
+            " + sum(cumprod(tanh(yhat), axis=C) * float(argsort(yhat, axis=C)), axis=C)"
+            " + atan2(yhat[:, 0], yhat[:, 1]) + cosh(yhat[:, 2]) + sum(diag(yhat) * eye(C), axis=(1, 2)))"
+            " - max(sort(yhat, axis=C)[:, 0])"), x, {}, {}, [5, 3]),
         "group_empty_on_a_replica": (grp, x, {"y": onehot, "group": np.array([0, 0, 0, 0, 0, 1, 1, 1])},
                                      {"group_w": np.array([1.0, 2.0], np.float32)}, [5, 3]),
     }
