@@ -27,7 +27,7 @@ from lossdsl.syntax import DECL_KINDS  # noqa: E402
 from lossdsl.types import DType  # noqa: E402
 
 # Every word the grammar reserves falls in exactly one of these (checked in `keywords()`).
-CONSTANTS = ("true", "false", "None")
+CONSTANTS = ("true", "false", "None", "inf")
 LOGICAL = ("and", "or", "not")
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 # docs/language.md §3: the number tokens of grammars/loss.lark
