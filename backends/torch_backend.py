@@ -290,6 +290,10 @@ def _runtime(torch) -> types.SimpleNamespace:
 # ---- the language-model head (lossdsl/lm_head.py) ----------------------------------------------
 
 
+def _reads_row_sums(stats) -> bool:
+    return "mean_logp" in stats or "sum_logp" in stats
+
+
 def _lm_head_runtime(torch):
     """`lm_head(h, W, b, idx, stats, softcap)`: the [N, K] statistics of the logits h @ W^T + b,
     over chunks of the vocabulary from `lm_head.min_logits()` logits, as one autograd.Function
@@ -298,9 +302,7 @@ def _lm_head_runtime(torch):
     PyTorch's own."""
 
     def logits(h, W, b, softcap, start, stop):
-        z = h @ W[start:stop].T
-        if b is not None:
-            z = z + b[start:stop]
+        z = torch.addmm(b[start:stop], h, W[start:stop].T) if b is not None else h @ W[start:stop].T
         return softcap * torch.tanh(z / softcap) if softcap is not None else z
 
     def dense(h, W, b, idx, stats, softcap):
@@ -316,22 +318,19 @@ def _lm_head_runtime(torch):
         @staticmethod
         def forward(ctx, h, W, b, idx, stats, softcap, step):
             n, v = h.shape[0], W.shape[0]
-            m = torch.full((n,), float("-inf"), dtype=h.dtype, device=h.device)
-            s = torch.zeros(n, dtype=h.dtype, device=h.device)
+            lse = torch.full((n,), float("-inf"), dtype=h.dtype, device=h.device)
             picked = torch.zeros(n, dtype=h.dtype, device=h.device)
-            rowsum = torch.zeros(n, dtype=h.dtype, device=h.device)
+            rowsum = torch.zeros(n, dtype=h.dtype, device=h.device) if _reads_row_sums(stats) else None
             rows = torch.arange(n, device=h.device)
             for start in range(0, v, step):
                 z = logits(h, W, b, softcap, start, start + step)
-                m_new = torch.maximum(m, z.amax(dim=1))
-                s = s * torch.exp(m - m_new) + torch.exp(z - m_new[:, None]).sum(dim=1)
-                m = m_new
-                rowsum += z.sum(dim=1)
+                lse = torch.logaddexp(lse, torch.logsumexp(z, dim=1))  # the online logsumexp
+                if rowsum is not None:
+                    rowsum += z.sum(dim=1)
                 if idx is not None:
                     local = idx - start
                     inside = (local >= 0) & (local < z.shape[1])
                     picked += torch.where(inside, z[rows, local.clamp(0, z.shape[1] - 1)], 0.0)
-            lse = m + torch.log(s)
             ctx.save_for_backward(h, W, b, idx, lse)
             ctx.stats, ctx.softcap, ctx.step = stats, softcap, step
             return torch.stack(lm_head_settings.columns(stats, lse, picked - lse, rowsum, float(v)), dim=1)
@@ -356,20 +355,24 @@ def _lm_head_runtime(torch):
             gh = torch.zeros_like(h)
             gW = torch.empty_like(W)
             gb = torch.empty_like(b) if b is not None else None
+            a, lse = a[:, None], lse[:, None]
             for start in range(0, v, step):
                 z = logits(h, W, b, softcap, start, start + step)
-                dz = a[:, None] * torch.exp(z - lse[:, None]) + c
+                slope = 1.0 - torch.square(z / softcap) if softcap is not None else None
+                dz = z.sub_(lse).exp_().mul_(a)  # in place: one chunk-sized buffer
+                if _reads_row_sums(stats):
+                    dz.add_(c)
                 if idx is not None:
                     local = idx - start
-                    inside = (local >= 0) & (local < z.shape[1])
+                    inside = (local >= 0) & (local < dz.shape[1])
                     hit = torch.where(inside, g_logp, 0.0)[:, None]
-                    dz.scatter_add_(1, local.clamp(0, z.shape[1] - 1)[:, None], hit)
-                if softcap is not None:
-                    dz = dz * (1.0 - torch.square(z / softcap))
-                gh += dz @ W[start : start + step]
-                gW[start : start + step] = dz.T @ h
+                    dz.scatter_add_(1, local.clamp(0, dz.shape[1] - 1)[:, None], hit)
+                if slope is not None:
+                    dz.mul_(slope)
+                gh.addmm_(dz, W[start : start + step])
+                torch.mm(dz.T, h, out=gW[start : start + step])
                 if gb is not None:
-                    gb[start : start + step] = dz.sum(dim=0)
+                    torch.sum(dz, dim=0, out=gb[start : start + step])
             return gh, gW, gb, None, None, None, None
 
     def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits):

@@ -87,11 +87,13 @@ def plan(n: int, d: int, v: int, chunk: int | None, threshold: int) -> int | Non
 
 @contextlib.contextmanager
 def options(*, chunk: int | None = None, min_logits: int | None = None) -> Iterator[None]:
-    """Losses compiled within the block use this chunk size (None: chosen from N, D and V at each
-    call) and this threshold of N * V logits for the chunked path (0: always chunked); the
-    generated code carries both (`lossdsl emit` shows them)."""
+    """Losses compiled within the block use this chunk size (classes per chunk; 0: chosen from N,
+    D and V at each call) and this threshold of N * V logits for the chunked path (0: always
+    chunked); None leaves a setting as it is. The generated code carries both (`lossdsl emit`
+    shows them)."""
     saved = dict(_overrides)
-    _overrides["chunk"] = chunk
+    if chunk is not None:
+        _overrides["chunk"] = chunk
     if min_logits is not None:
         _overrides["min_logits"] = min_logits
     try:

@@ -24,7 +24,7 @@ from harness import assert_close
 
 N, D, V = 12, 6, 40
 CHUNKED = {"chunk": 7, "min_logits": 0}  # 40 = 5 * 7 + 5: a short last chunk
-DENSE = {"chunk": None, "min_logits": 1 << 40}
+DENSE = {"chunk": 0, "min_logits": 1 << 40}
 
 HEAD = "pred h: float[N, D]\npred W: float[V, D]\ntarget y: int[N]\n"
 SPECS = {
