@@ -375,9 +375,15 @@ def _lm_head_runtime(torch):
                     torch.sum(dz, dim=0, out=gb[start : start + step])
             return gh, gW, gb, None, None, None, None
 
+    def functorch(x) -> bool:
+        """Under torch.func, whose transforms an autograd.Function with a Python backward does not
+        join: the dense statistics, with its own autograd. (A constant False while torch.compile
+        traces, where the question is a builtin dynamo cannot trace.)"""
+        return not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(x)
+
     def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits):
         step = lm_head_settings.plan(h.shape[0], h.shape[1], W.shape[0], chunk, min_logits)
-        if step is None or torch._C._functorch.is_functorch_wrapped_tensor(h):  # torch.func: its own autograd
+        if step is None or functorch(h):
             return dense(h, W, b, idx, stats, softcap)
         return Chunked.apply(h, W, b, idx, stats, softcap, step)
 

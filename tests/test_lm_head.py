@@ -451,3 +451,50 @@ def test_bfloat16_inputs_accumulate_in_float32(rng):
     value_rounded, _, _ = reference_vjp("plain", rounded, context, upstream)
     assert abs(float(out.detach()) - float(value_rounded)) < 1e-5 * max(1.0, abs(float(value_rounded)))
     assert np.abs(gW.double().numpy() - grads["W"]).max() < 0.02 * np.abs(grads["W"]).max()
+
+
+# ---- tracing ----------------------------------------------------------------------------------------
+
+
+@needs("torch")
+def test_torch_compile_traces_the_chunked_head_in_one_graph_and_agrees(rng):
+    import torch
+
+    x, _ = inputs("plain", rng)
+    upstream = np.asarray(1.0)
+    value, grads, _ = reference_vjp("plain", x, {}, upstream)
+    f = compiled("plain", "torch", {}, CHUNKED)
+    from lossdsl.runner import to_backend
+
+    a = to_backend("torch", x, "float32")
+    h, W = a["h"].requires_grad_(True), a["W"].requires_grad_(True)
+
+    def loss(h, W):
+        return f(h=h, W=W, y=a["y"])
+
+    torch._dynamo.reset()
+    assert torch._dynamo.explain(loss)(h, W).graph_break_count == 0
+    out = torch.compile(loss, dynamic=False)(h, W)
+    got = torch.autograd.grad(out, [h, W])
+    assert_close(out.detach().numpy(), value, "float32", "value")
+    for p, g in zip(["h", "W"], got):
+        assert_close(g.numpy(), grads[p], "float32", f"d/d{p}")
+
+
+@needs("torch")
+def test_per_sample_gradients_under_torch_func_use_the_dense_statistics(rng):
+    """torch.func does not enter an autograd.Function with a Python backward: the head steps aside."""
+    import torch
+
+    x, _ = inputs("per_token_ignore_index", rng)
+    f = compiled("per_token_ignore_index", "torch", {}, CHUNKED, "float64")
+    from lossdsl.runner import to_backend
+
+    a = to_backend("torch", x, "float64")
+
+    def one(h_row, y_row):
+        return f(h=h_row[None], W=a["W"], y=y_row[None], reduction="none")[0]
+
+    per_sample = torch.func.vmap(torch.func.grad(one))(a["h"], a["y"])
+    _, expected, _ = reference_vjp("per_token_ignore_index", x, {}, np.ones(N))
+    assert_close(per_sample.numpy(), expected["h"], "float64", "per-sample d/dh")
