@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lossdsl import lm_head
 from lossdsl.ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem
 from lossdsl.types import BOOL, FLOAT, INT, Dim
 
@@ -278,6 +279,15 @@ class Printer:
             if text is not None:  # its precedence is read from it: jax's nll is `logsumexp(z) - z[y]`
                 return text
         return self._p(node.attr("decomposed"))
+
+    # The language-model head (lossdsl/lm_head.py): every backend prints the same call, and its
+    # run time computes the statistics over chunks of the vocabulary with a custom gradient.
+    def _kernel_lm_head(self, node: Apply, h: str, W: str, *rest: str) -> str:
+        b = rest[0] if node.attr("bias") else "None"
+        idx = rest[-1] if "logp" in node.attr("stats") else "None"
+        # The chunking in force when the loss is compiled (lm_head.options) is part of its code.
+        sizes = f"chunk={lm_head.fixed_chunk()!r}, min_logits={lm_head.min_logits()!r}"
+        return f"rt.lm_head({h}, {W}, {b}, {idx}, {node.attr('stats')!r}, {node.attr('softcap')!r}, {sizes})"
 
     # Rounding an int is the identity on every backend (the frameworks' floor/ceil reject ints);
     # a float is rounded by the table's spelling.

@@ -14,6 +14,8 @@ from __future__ import annotations
 import types
 from typing import Any
 
+from lossdsl import lm_head as lm_head_settings
+
 from .base import LocalCollectives
 from .numpy_backend import (
     NumpyBackend,
@@ -50,7 +52,7 @@ class JaxPrinter(NumpyPrinter):
 
     # -pick(log_softmax(z), y) as logsumexp(z) - z[y]: the same value, and a gradient
     # (softmax - one_hot) that needs no log_softmax of the whole [B, C] (as optax computes it)
-    KERNELS = {"nll": {"none", "mean", "weighted_mean"}}
+    KERNELS = {"nll": {"none", "mean", "weighted_mean"}, "lm_head": {"stats"}}
 
     def _kernel_nll(self, node, z, y, w=None):
         per = f"jax.nn.logsumexp({z}, axis=-1) - jnp.take_along_axis({z}, jnp.expand_dims({y}, -1), axis=-1)[..., 0]"
@@ -116,6 +118,68 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
     )
 
 
+# ---- the language-model head (lossdsl/lm_head.py) ----------------------------------------------
+
+
+def _lm_head_runtime(jax, jnp):
+    """`lm_head(h, W, b, idx, stats, softcap)`: the [N, K] statistics of the logits h @ W^T + b.
+    From `lm_head.min_logits()` logits, a `lax.scan` over chunks of the vocabulary with an online
+    logsumexp, whose step is rematerialised (`jax.checkpoint`): reverse mode saves only the
+    [N]-sized running values per chunk and recomputes each chunk's logits in the backward, and
+    because the rule is JAX's own, forward mode, `jax.hessian` and `vmap` work as on any code."""
+
+    def logits(h, W, b, softcap):
+        z = h @ W.T
+        if b is not None:
+            z = z + b
+        return softcap * jnp.tanh(z / softcap) if softcap is not None else z
+
+    def dense(h, W, b, idx, stats, softcap):
+        v = W.shape[0]
+        z = logits(h, W, b, softcap)
+        lse = jax.nn.logsumexp(z, axis=1)
+        logp = jnp.take_along_axis(z, idx[:, None], axis=1)[:, 0] - lse if idx is not None else None
+        return jnp.stack(lm_head_settings.columns(stats, lse, logp, jnp.sum(z, axis=1), float(v)), axis=1)
+
+    def chunked(h, W, b, idx, stats, softcap, step):
+        n, v = h.shape[0], W.shape[0]
+        chunks = -(-v // step)
+        pad = chunks * step - v
+        Wc = jnp.pad(W, ((0, pad), (0, 0))).reshape(chunks, step, W.shape[1])
+        bc = jnp.pad(b, (0, pad)).reshape(chunks, step) if b is not None else None
+        starts = jnp.arange(chunks) * step
+        cols = jnp.arange(step)
+
+        @jax.checkpoint
+        def body(carry, xs):
+            m, s, picked, rowsum = carry
+            w, bias, start = xs
+            z = logits(h, w, bias, softcap)
+            valid = (start + cols) < v
+            z_max = jnp.where(valid, z, -jnp.inf)
+            # the shift of the logsumexp is any constant: held out of the gradient, which is then exact
+            m_new = jax.lax.stop_gradient(jnp.maximum(m, jnp.max(z_max, axis=1)))
+            s = s * jnp.exp(m - m_new) + jnp.sum(jnp.where(valid, jnp.exp(z_max - m_new[:, None]), 0.0), axis=1)
+            rowsum = rowsum + jnp.sum(jnp.where(valid, z, 0.0), axis=1)
+            if idx is not None:
+                picked = picked + jnp.sum(jnp.where(cols == (idx - start)[:, None], z, 0.0), axis=1)
+            return (m_new, s, picked, rowsum), None
+
+        zeros = jnp.zeros((n,), h.dtype)
+        init = (jnp.full((n,), -jnp.inf, h.dtype), zeros, zeros, zeros)
+        (m, s, picked, rowsum), _ = jax.lax.scan(body, init, (Wc, bc, starts))
+        lse = m + jnp.log(s)
+        return jnp.stack(lm_head_settings.columns(stats, lse, picked - lse, rowsum, float(v)), axis=1)
+
+    def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits):
+        step = lm_head_settings.plan(h.shape[0], h.shape[1], W.shape[0], chunk, min_logits)
+        if step is None:
+            return dense(h, W, b, idx, stats, softcap)
+        return chunked(h, W, b, idx, stats, softcap, step)
+
+    return lm_head
+
+
 class JaxCollectives(LocalCollectives):
     """`psum`/`pmax`/`pmin` over a named axis (shard_map, pmap). Outside such a context the
     arrays are the global ones (plain calls, or `jax.jit` over sharded global arrays), and the
@@ -175,6 +239,7 @@ class JaxBackend(NumpyBackend):
 
         self.jax, self.jnp, self.xp = jax, jnp, jnp
         self.rt = _runtime(jax, jnp)
+        self.rt.lm_head = _lm_head_runtime(jax, jnp)
         self.float32, self.float64, self.tensor_type = jnp.float32, jnp.float64, jax.Array
         self.int_dtype = jnp.asarray(0).dtype  # int32, or int64 with jax_enable_x64
         self.loaded = True

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from lossdsl import lm_head
+
 from .base import Backend, Printer
 
 
@@ -90,6 +92,7 @@ class NumpyPrinter(Printer):
     xp = "np"
     imports: tuple[str, ...] = ("import numpy as np",)
     FUNCTIONS = numpy_like_table("np")
+    KERNELS = {"lm_head": {"stats"}}
 
 
 # ---- run-time helpers the generated code calls as rt.<name> ------------------------------------
@@ -170,6 +173,36 @@ def numpy_like_diag(xp, x):
     return x[..., None] * xp.eye(x.shape[-1], dtype=x.dtype)
 
 
+# ---- the language-model head (lossdsl/lm_head.py) ----------------------------------------------
+
+
+def numpy_lm_head(h, W, b, idx, stats, softcap, chunk=None, min_logits=lm_head.DEFAULT_MIN_LOGITS):
+    """The reference: the same online logsumexp over chunks of the vocabulary as the frameworks'
+    fast path (values only), so the NumPy backend holds one chunk of logits at a time too."""
+    n, v = h.shape[0], W.shape[0]
+    step = lm_head.plan(n, h.shape[1], v, chunk, min_logits) or v
+    m = np.full(n, -np.inf, dtype=h.dtype)
+    s = np.zeros(n, dtype=h.dtype)
+    picked = np.zeros(n, dtype=h.dtype)
+    rowsum = np.zeros(n, dtype=h.dtype)
+    for start in range(0, v, step):
+        z = h @ W[start : start + step].T
+        if b is not None:
+            z = z + b[start : start + step]
+        if softcap is not None:
+            z = softcap * np.tanh(z / softcap)
+        m_new = np.maximum(m, z.max(axis=1))
+        s = s * np.exp(m - m_new) + np.exp(z - m_new[:, None]).sum(axis=1)
+        m = m_new
+        rowsum += z.sum(axis=1)
+        if idx is not None:
+            local = idx - start
+            inside = (local >= 0) & (local < z.shape[1])
+            picked += np.where(inside, z[np.arange(n), np.clip(local, 0, z.shape[1] - 1)], 0.0)
+    lse = m + np.log(s)
+    return np.stack(lm_head.columns(stats, lse, picked - lse, rowsum, float(v)), axis=1).astype(h.dtype)
+
+
 def numpy_like_segment_mean(xp, segment_sum):
     """segment_mean over NumPy or jax.numpy: each group's mean, 0 for an empty group."""
 
@@ -183,6 +216,7 @@ def numpy_like_segment_mean(xp, segment_sum):
 
 
 numpy_rt.segment_mean = staticmethod(numpy_like_segment_mean(np, numpy_rt.segment_sum))  # type: ignore[attr-defined]
+numpy_rt.lm_head = staticmethod(numpy_lm_head)  # type: ignore[attr-defined]
 
 
 class NumpyBackend(Backend):

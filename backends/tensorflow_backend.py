@@ -17,6 +17,7 @@ from __future__ import annotations
 import types
 from typing import Any
 
+from lossdsl import lm_head as lm_head_settings
 from lossdsl.ir import Apply, Const, Gather
 
 from .base import Backend, LocalCollectives, Printer
@@ -124,7 +125,12 @@ class TensorflowPrinter(Printer):
     # Not soft_ce: tf.nn.softmax_cross_entropy_with_logits's gradient is softmax - labels, which is
     # the gradient of -sum(y * log_softmax(z)) only when the labels sum to 1 (the parity suite,
     # whose labels are arbitrary, caught it).
-    KERNELS = {"mse": {"mean", "none"}, "bce_logits": {"mean", "none"}, "nll": {"mean", "none", "weighted_mean"}}
+    KERNELS = {
+        "mse": {"mean", "none"},
+        "bce_logits": {"mean", "none"},
+        "nll": {"mean", "none", "weighted_mean"},
+        "lm_head": {"stats"},
+    }
 
     def _kernel_mse(self, node, a, b):
         d = f"tf.math.squared_difference({a}, {b})"
@@ -300,6 +306,102 @@ def _runtime(tf) -> types.SimpleNamespace:
     )
 
 
+# ---- the language-model head (lossdsl/lm_head.py) ----------------------------------------------
+
+
+def _lm_head_runtime(tf):
+    """`lm_head(h, W, b, idx, stats, softcap, chunk, min_logits)`: the [N, K] statistics of the
+    logits h @ W^T + b. From `min_logits` logits, a `tf.while_loop` over chunks of the vocabulary
+    with an online logsumexp under `tf.custom_gradient`, whose gradient is another loop that
+    recomputes each chunk's logits. The gradient is written in TensorFlow ops, so nested tapes
+    differentiate it again."""
+
+    def logits(h, W, b, softcap, start, size):
+        z = tf.linalg.matmul(h, W[start : start + size], transpose_b=True)
+        if b is not None:
+            z = z + b[start : start + size]
+        return softcap * tf.tanh(z / softcap) if softcap is not None else z
+
+    def picked_in(z, idx, start):
+        local = tf.cast(idx, tf.int64) - tf.cast(start, tf.int64)
+        cols = tf.range(tf.shape(z, out_type=tf.int64)[1])
+        return tf.reduce_sum(tf.where(cols[None, :] == local[:, None], z, tf.zeros_like(z)), axis=1)
+
+    def dense(h, W, b, idx, stats, softcap):
+        v = tf.cast(tf.shape(W)[0], h.dtype)
+        z = logits(h, W, b, softcap, 0, tf.shape(W)[0])
+        lse = tf.reduce_logsumexp(z, axis=1)
+        logp = picked_in(z, idx, 0) - lse if idx is not None else None
+        return tf.stack(lm_head_settings.columns(stats, lse, logp, tf.reduce_sum(z, axis=1), v), axis=1)
+
+    def chunked(h, W, b, idx, stats, softcap, step):
+        n, v = tf.shape(h)[0], tf.shape(W)[0]
+        vf = tf.cast(v, h.dtype)
+        floats = (h, W) + ((b,) if b is not None else ())
+
+        @tf.custom_gradient
+        def run(*xs):
+            h, W = xs[0], xs[1]
+            b = xs[2] if len(xs) > 2 else None
+
+            def forward(start, m, s, picked, rowsum):
+                z = logits(h, W, b, softcap, start, step)
+                m_new = tf.maximum(m, tf.reduce_max(z, axis=1))
+                s = s * tf.exp(m - m_new) + tf.reduce_sum(tf.exp(z - m_new[:, None]), axis=1)
+                if idx is not None:
+                    picked = picked + picked_in(z, idx, start)
+                return start + step, m_new, s, picked, rowsum + tf.reduce_sum(z, axis=1)
+
+            zeros = tf.zeros([n], h.dtype)
+            init = (tf.constant(0), tf.fill([n], tf.constant(-float("inf"), h.dtype)), zeros, zeros, zeros)
+            _, m, s, picked, rowsum = tf.while_loop(lambda start, *_: start < v, forward, init)
+            lse = m + tf.math.log(s)
+            out = tf.stack(lm_head_settings.columns(stats, lse, picked - lse, rowsum, vf), axis=1)
+
+            def grad(g):
+                col = {k: g[:, i] for i, k in enumerate(stats)}
+                zero = tf.zeros([n], h.dtype)
+                g_logp, g_mean, g_sum = (col.get(k, zero) for k in ("logp", "mean_logp", "sum_logp"))
+                a = (col.get("lse", zero) - g_logp - g_mean - vf * g_sum)[:, None]  # the coefficient of softmax
+                c = (g_mean / vf + g_sum)[:, None]  # the same for every class
+
+                def backward(start, gh, gW, gb):
+                    z = logits(h, W, b, softcap, start, step)
+                    dz = a * tf.exp(z - lse[:, None]) + c
+                    if idx is not None:
+                        local = tf.cast(idx, tf.int64) - tf.cast(start, tf.int64)
+                        cols = tf.range(tf.shape(z, out_type=tf.int64)[1])
+                        dz = dz + tf.where(cols[None, :] == local[:, None], g_logp[:, None], tf.zeros_like(dz))
+                    if softcap is not None:
+                        dz = dz * (1.0 - tf.square(z / softcap))
+                    gh = gh + tf.linalg.matmul(dz, W[start : start + step])
+                    gW = gW.write(start // step, tf.linalg.matmul(dz, h, transpose_a=True))
+                    gb = gb.write(start // step, tf.reduce_sum(dz, axis=0))
+                    return start + step, gh, gW, gb
+
+                arrays = [tf.TensorArray(h.dtype, size=0, dynamic_size=True, infer_shape=False) for _ in range(2)]
+                _, gh, gW, gb = tf.while_loop(
+                    lambda start, *_: start < v, backward, (tf.constant(0), tf.zeros_like(h), *arrays)
+                )
+                grads = [gh, gW.concat()]
+                if b is not None:
+                    grads.append(gb.concat())
+                return grads
+
+            return out, grad
+
+        return run(*floats)
+
+    def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits):
+        n, d, v = (x if x is not None else 0 for x in (h.shape[0], h.shape[1], W.shape[0]))
+        step = lm_head_settings.plan(n, d, v, chunk, min_logits) if n and v else None
+        if step is None:  # small, or sizes known only when the graph runs: dense
+            return dense(h, W, b, idx, stats, softcap)
+        return chunked(h, W, b, idx, stats, softcap, step)
+
+    return lm_head
+
+
 class TensorflowCollectives(LocalCollectives):
     """Collectives in the replica context of a tf.distribute strategy. With no strategy (one
     replica) each is the identity.
@@ -380,6 +482,7 @@ class TensorflowBackend(Backend):
 
         self.tf = tf
         self.rt = _runtime(tf)
+        self.rt.lm_head = _lm_head_runtime(tf)
         self.float32, self.float64, self.int_dtype = tf.float32, tf.float64, tf.int64
         self._consts: dict[tuple, Any] = {}
         self.loaded = True

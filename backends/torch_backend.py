@@ -8,6 +8,7 @@ from __future__ import annotations
 import types
 from typing import TYPE_CHECKING, Any
 
+from lossdsl import lm_head as lm_head_settings
 from lossdsl.ir import Apply, Const, DimSize, SliceItem
 
 from .base import Backend, LocalCollectives, Printer
@@ -123,6 +124,7 @@ class TorchPrinter(Printer):
         "bce_logits": {"mean", "none"},
         "nll": {"mean", "none", "weighted_mean"},
         "soft_ce": {"none"},
+        "lm_head": {"stats"},
     }
 
     @staticmethod
@@ -317,6 +319,109 @@ def _runtime(torch) -> types.SimpleNamespace:
     )
 
 
+# ---- the language-model head (lossdsl/lm_head.py) ----------------------------------------------
+
+
+def _reads_row_sums(stats) -> bool:
+    return "mean_logp" in stats or "sum_logp" in stats
+
+
+def _lm_head_runtime(torch):
+    """`lm_head(h, W, b, idx, stats, softcap)`: the [N, K] statistics of the logits h @ W^T + b,
+    over chunks of the vocabulary from `lm_head.min_logits()` logits, as one autograd.Function
+    whose backward recomputes each chunk's logits. A graph of the gradient (create_graph=True)
+    and torch.func differentiate the dense statistics instead, so every derivative order is
+    PyTorch's own."""
+
+    def logits(h, W, b, softcap, start, stop):
+        z = torch.addmm(b[start:stop], h, W[start:stop].T) if b is not None else h @ W[start:stop].T
+        return softcap * torch.tanh(z / softcap) if softcap is not None else z
+
+    def dense(h, W, b, idx, stats, softcap):
+        v = W.shape[0]
+        z = logits(h, W, b, softcap, 0, v)
+        lse = torch.logsumexp(z, dim=1)
+        picked = torch.gather(z, 1, idx.unsqueeze(1)).squeeze(1) if idx is not None else None
+        rowsum = z.sum(dim=1) if ("mean_logp" in stats or "sum_logp" in stats) else None
+        logp = picked - lse if picked is not None else None
+        return torch.stack(lm_head_settings.columns(stats, lse, logp, rowsum, float(v)), dim=1)
+
+    class Chunked(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, h, W, b, idx, stats, softcap, step):
+            n, v = h.shape[0], W.shape[0]
+            lse = torch.full((n,), float("-inf"), dtype=h.dtype, device=h.device)
+            picked = torch.zeros(n, dtype=h.dtype, device=h.device)
+            rowsum = torch.zeros(n, dtype=h.dtype, device=h.device) if _reads_row_sums(stats) else None
+            rows = torch.arange(n, device=h.device)
+            for start in range(0, v, step):
+                z = logits(h, W, b, softcap, start, start + step)
+                lse = torch.logaddexp(lse, torch.logsumexp(z, dim=1))  # the online logsumexp
+                if rowsum is not None:
+                    rowsum += z.sum(dim=1)
+                if idx is not None:
+                    local = idx - start
+                    inside = (local >= 0) & (local < z.shape[1])
+                    picked += torch.where(inside, z[rows, local.clamp(0, z.shape[1] - 1)], 0.0)
+            ctx.save_for_backward(h, W, b, idx, lse)
+            ctx.stats, ctx.softcap, ctx.step = stats, softcap, step
+            return torch.stack(lm_head_settings.columns(stats, lse, picked - lse, rowsum, float(v)), dim=1)
+
+        @staticmethod
+        def backward(ctx, g):
+            h, W, b, idx, lse = ctx.saved_tensors
+            stats, softcap, step = ctx.stats, ctx.softcap, ctx.step
+            if torch.is_grad_enabled():  # a graph of the gradient is asked for: the dense statistics
+                wants = ctx.needs_input_grad[:3]
+                with torch.enable_grad():
+                    inputs = [x for x, w in zip((h, W, b), wants) if w]
+                    out = dense(h, W, b, idx, stats, softcap)
+                    grads = iter(torch.autograd.grad(out, inputs, g, create_graph=True, materialize_grads=True))
+                return (*(next(grads) if w else None for w in wants), None, None, None, None)
+            n, v = h.shape[0], W.shape[0]
+            col = {k: g[:, i] for i, k in enumerate(stats)}
+            zero = torch.zeros(n, dtype=h.dtype, device=h.device)
+            g_logp, g_mean, g_sum = (col.get(k, zero) for k in ("logp", "mean_logp", "sum_logp"))
+            a = col.get("lse", zero) - g_logp - g_mean - v * g_sum  # the coefficient of softmax
+            c = (g_mean / v + g_sum)[:, None]  # the same for every class
+            gh = torch.zeros_like(h)
+            gW = torch.empty_like(W)
+            gb = torch.empty_like(b) if b is not None else None
+            a, lse = a[:, None], lse[:, None]
+            for start in range(0, v, step):
+                z = logits(h, W, b, softcap, start, start + step)
+                slope = 1.0 - torch.square(z / softcap) if softcap is not None else None
+                dz = z.sub_(lse).exp_().mul_(a)  # in place: one chunk-sized buffer
+                if _reads_row_sums(stats):
+                    dz.add_(c)
+                if idx is not None:
+                    local = idx - start
+                    inside = (local >= 0) & (local < dz.shape[1])
+                    hit = torch.where(inside, g_logp, 0.0)[:, None]
+                    dz.scatter_add_(1, local.clamp(0, dz.shape[1] - 1)[:, None], hit)
+                if slope is not None:
+                    dz.mul_(slope)
+                gh.addmm_(dz, W[start : start + step])
+                torch.mm(dz.T, h, out=gW[start : start + step])
+                if gb is not None:
+                    torch.sum(dz, dim=0, out=gb[start : start + step])
+            return gh, gW, gb, None, None, None, None
+
+    def functorch(x) -> bool:
+        """Under torch.func, whose transforms an autograd.Function with a Python backward does not
+        join: the dense statistics, with its own autograd. (A constant False while torch.compile
+        traces, where the question is a builtin dynamo cannot trace.)"""
+        return not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(x)
+
+    def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits):
+        step = lm_head_settings.plan(h.shape[0], h.shape[1], W.shape[0], chunk, min_logits)
+        if step is None or functorch(h):
+            return dense(h, W, b, idx, stats, softcap)
+        return Chunked.apply(h, W, b, idx, stats, softcap, step)
+
+    return lm_head
+
+
 _TENSOR = object()  # marks the tensor arguments among those a derived backward keeps
 
 
@@ -383,6 +488,7 @@ class TorchBackend(Backend):
         self.torch = torch
         self.F = F
         self.rt = _runtime(torch)
+        self.rt.lm_head = _lm_head_runtime(torch)
         self.float32, self.float64, self.int_dtype = torch.float32, torch.float64, torch.int64
         self.tensor_type = torch.Tensor
         self._float_kinds = {torch.float16, torch.bfloat16, torch.float32, torch.float64}

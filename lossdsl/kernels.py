@@ -22,6 +22,7 @@ from typing import TypeGuard
 
 from .functions import FUNCTIONS, NoRule
 from .ir import Apply, Arg, Const, Gather, Node, rebuild, topological, use_counts
+from .lm_head import select_lm_heads
 from .types import FLOAT, TensorType
 
 
@@ -238,10 +239,20 @@ def _absorbs_shared(n: Node, kernel: Apply, uses: dict[int, int]) -> bool:
     return any(uses.get(id(x), 0) > users.get(id(x), 0) for x in inside if x is not n)
 
 
+#: kernels recognised on the whole graph (they replace several nodes that read one value), before
+#: the per-node patterns above: name -> (root, supported) -> root
+GRAPH_KERNELS: dict[str, Callable[[Node, dict[str, set[str]]], Node]] = {"lm_head": select_lm_heads}
+
+
 def select_kernels(root: Node, supported: dict[str, set[str]]) -> Node:
     """Mark the kernels a backend has (`supported`: kernel -> reductions); top-down, so the
     largest match wins (`mean(square(a - b))` before `square(a - b)`)."""
     memo: dict[int, Node] = {}
+    if not supported:
+        return root
+    for select_graph in GRAPH_KERNELS.values():
+        root = select_graph(root, supported)
+    supported = {k: v for k, v in supported.items() if k not in GRAPH_KERNELS}
     if not supported:
         return root
     uses = use_counts(root)

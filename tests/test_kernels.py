@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import lossdsl
+from lossdsl.kernels import GRAPH_KERNELS
 from lossdsl.printing import printer_for
 
 from conftest import available
@@ -235,7 +236,8 @@ def test_near_misses_are_not_fused(name, backend, monkeypatch):
 
 def test_every_kernel_a_backend_declares_is_spelled_in_this_table_and_covered_by_a_fused_case():
     for backend in BACKENDS:
-        declared = set(printer_for(backend).KERNELS)
+        # kernels recognised on the whole graph have tests of their own (tests/test_lm_head.py)
+        declared = set(printer_for(backend).KERNELS) - set(GRAPH_KERNELS)
         assert declared == set(CALLS[backend]), f"{backend} declares {declared}; the table has {set(CALLS[backend])}"
         fused_here = {c.kernel for c in CASES.values() if backend in c.fused_on}
         assert declared <= fused_here, f"{backend}: no case shows {declared - fused_here} fused"

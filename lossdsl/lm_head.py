@@ -1,0 +1,270 @@
+"""The language-model head: cross-entropy over a large vocabulary without the N x V logits.
+
+    select_lm_heads(root, supported) -> root with `kernel` nodes named `lm_head`
+
+Recognised on the IR: logits `z = h @ transpose(W)` (h: [N, D], W: [V, D]), optionally plus a
+bias `b: [V]` and soft-capped as `s * tanh(z / s)` (s a positive literal), whose only uses are
+`log_softmax(z, axis=V)` and `logsumexp(z, axis=V)`, where the log-softmax's only uses are
+`pick(logp, idx)` (one index tensor) and `mean`/`sum(logp, axis=V)` (label smoothing).
+Everything the loss does with those [N] vectors (z-loss, class and token weights, an ignore
+index under `where`, the reduction or none) stays ordinary IR; the logits' part becomes one
+`kernel` node of type [N, K] whose K columns are the statistics the loss reads:
+
+    lse        logsumexp_v z[i, v]
+    logp       z[i, idx[i]] - lse[i]                 (the picked log-probability)
+    mean_logp  mean_v z[i, v] - lse[i]
+    sum_logp   sum_v z[i, v] - V * lse[i]
+
+Each backend computes them over chunks of the vocabulary with an online logsumexp, and the
+gradient of any loss of them is, per token i and class v,
+
+    dz[i, v] = a[i] * softmax(z)[i, v] + c[i] + g_logp[i] * [v == idx[i]]
+
+with a = g_lse - g_logp - g_mean - V g_sum and c = g_mean / V + g_sum: the backward
+recomputes each chunk's logits and never holds more than one chunk (docs/backends.md,
+"The language-model head"). Each token's upstream gradient is applied to that token alone.
+
+Below `min_logits()` logits the backends compute the same statistics densely (framework
+autodiff, any derivative order); the chunk size comes from `chunk_size(N, D, V)`. Both are
+overridable with `options(chunk=..., min_logits=...)` or the environment variables
+LOSSDSL_LM_HEAD_CHUNK and LOSSDSL_LM_HEAD_MIN_LOGITS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .ir import Apply, Const, Index, Node, SliceItem, rebuild, topological, use_counts
+from .types import FLOAT, Dim, TensorType
+
+KERNEL = "lm_head"
+
+# ---- sizes: when to chunk, and by how much ------------------------------------------------
+
+#: below this many logits (N * V) the dense statistics are cheaper than a loop over chunks
+DEFAULT_MIN_LOGITS = 1 << 20
+_overrides: dict[str, int | None] = {}
+
+
+def _setting(name: str, env: str, default: int | None) -> int | None:
+    if name in _overrides:
+        return _overrides[name]
+    text = os.environ.get(env)
+    return int(text) if text else default
+
+
+def min_logits() -> int:
+    """N * V from which the chunked path is taken (in force now)."""
+    value = _setting("min_logits", "LOSSDSL_LM_HEAD_MIN_LOGITS", DEFAULT_MIN_LOGITS)
+    return DEFAULT_MIN_LOGITS if value is None else value
+
+
+def fixed_chunk() -> int | None:
+    """The chunk size in force now, None where it is chosen from N, D and V."""
+    return _setting("chunk", "LOSSDSL_LM_HEAD_CHUNK", None) or None
+
+
+def chunk_size(n: int, d: int, v: int, fixed: int | None = None) -> int:
+    """Classes per chunk: `fixed` if given, else such that a chunk's logits take no more memory
+    than h itself (N x C <= N x D, C a power of two, at least 128, and at least 2^18 / N so that
+    a small batch still makes large matrix products), and at most V."""
+    if fixed:
+        return max(1, min(int(fixed), v))
+    c = max(128, 1 << max(0, int(d) - 1).bit_length(), 1 << max(0, (1 << 18) // max(int(n), 1)).bit_length() - 1)
+    return max(1, min(c, v))
+
+
+def plan(n: int, d: int, v: int, chunk: int | None, threshold: int) -> int | None:
+    """Classes per chunk for a head of these sizes, or None for the dense statistics (below
+    `threshold` logits N * V)."""
+    if int(n) * int(v) < threshold:
+        return None
+    return chunk_size(n, d, v, chunk)
+
+
+@contextlib.contextmanager
+def options(*, chunk: int | None = None, min_logits: int | None = None) -> Iterator[None]:
+    """Losses compiled within the block use this chunk size (classes per chunk; 0: chosen from N,
+    D and V at each call) and this threshold of N * V logits for the chunked path (0: always
+    chunked); None leaves a setting as it is. The generated code carries both (`lossdsl emit`
+    shows them)."""
+    saved = dict(_overrides)
+    if chunk is not None:
+        _overrides["chunk"] = chunk
+    if min_logits is not None:
+        _overrides["min_logits"] = min_logits
+    try:
+        yield
+    finally:
+        _overrides.clear()
+        _overrides.update(saved)
+
+
+def columns(stats, lse, logp, rowsum, v):
+    """The statistics a head's kernel returns, in its order, from lse, the picked logit minus lse
+    (`logp`) and the row sum of the logits."""
+    cols = {"lse": lambda: lse, "logp": lambda: logp, "mean_logp": lambda: rowsum / v - lse}
+    cols["sum_logp"] = lambda: rowsum - v * lse
+    return [cols[k]() for k in stats]
+
+
+# ---- recognition -------------------------------------------------------------------------
+
+
+def _is(node: Node, fn: str) -> bool:
+    return isinstance(node, Apply) and node.fn == fn
+
+
+def _literal(node: Node) -> float | None:
+    if isinstance(node, Const) and not isinstance(node.value, bool):
+        return float(node.value)
+    return None
+
+
+def _over_classes(node: Apply) -> bool:
+    axis = node.attr("axis")
+    return (axis == 1 or axis == (1,)) and not node.attr("keepdims")
+
+
+@dataclass
+class _Head:
+    h: Node
+    W: Node
+    b: Node | None
+    softcap: float | None
+    z: Node  # the logits the loss reads
+    chain: list[Node]  # the nodes from the matmul to z, which nothing else may read
+
+
+def _logits(z: Node) -> _Head | None:
+    """`z` as [s * tanh(] h @ transpose(W) [+ b] [/ s)]."""
+    if not (z.type.dtype is FLOAT and z.type.rank == 2):
+        return None
+    chain: list[Node] = [z]
+    inner, cap = z, None
+    if _is(z, "mul"):
+        for s_node, t in (z.args, z.args[::-1]):  # type: ignore[attr-defined]
+            s = _literal(s_node)
+            if s is not None and s > 0 and _is(t, "tanh") and _is(t.args[0], "div"):  # type: ignore[attr-defined]
+                q = t.args[0]  # type: ignore[attr-defined]
+                if _literal(q.args[1]) == s:
+                    inner, cap = q.args[0], s
+                    chain += [t, q]
+                    break
+        else:
+            return None
+    b = None
+    if _is(inner, "add"):
+        left, right = inner.args  # type: ignore[attr-defined]
+        if right.type.rank == 1 and right.type.dtype is FLOAT and left.type == z.type:
+            if inner is not z:
+                chain.append(inner)
+            inner, b = left, right
+        else:
+            return None
+    if not (_is(inner, "matmul") and inner.type == z.type):
+        return None
+    h, wt = inner.args  # type: ignore[attr-defined]
+    if not (_is(wt, "transpose") and h.type.rank == 2 and wt.args[0].type.rank == 2):  # type: ignore[attr-defined]
+        return None
+    chain += ([inner] if inner is not z else []) + [wt]
+    W = wt.args[0]  # type: ignore[attr-defined]
+    if b is not None and b.type.shape[0] != W.type.shape[0]:
+        return None
+    return _Head(h, W, b, cap, z, chain)
+
+
+def _users(root: Node) -> dict[int, list[Node]]:
+    out: dict[int, list[Node]] = {}
+    for n in topological(root):
+        for a in n.inputs:
+            users = out.setdefault(id(a), [])
+            if not any(u is n for u in users):
+                users.append(n)
+    return out
+
+
+def _column(stats: Node, k: int, like: Node) -> Index:
+    return Index(TensorType(FLOAT, (stats.type.shape[0],)), like.span, stats, (SliceItem(None, None, None), k))
+
+
+def _plan(head: _Head, users: dict[int, list[Node]], uses: dict[int, int]) -> dict[int, tuple[str, Node]] | None:
+    """What replaces each node that reads the logits: id -> (statistic, node), or None where
+    some use of the logits is not a statistic the kernel computes."""
+    for n in head.chain[1:]:
+        if uses.get(id(n), 0) != 1:
+            return None
+    out: dict[int, tuple[str, Node]] = {}
+    index: Node | None = None
+    for u in users.get(id(head.z), []):
+        if _is(u, "logsumexp") and _over_classes(u):  # type: ignore[arg-type]
+            out[id(u)] = ("lse", u)
+        elif _is(u, "log_softmax") and u.attr("axis") == 1:  # type: ignore[attr-defined]
+            for r in users.get(id(u), []):
+                if _is(r, "pick") and r.args[0] is u:  # type: ignore[attr-defined]
+                    idx = r.args[1]  # type: ignore[attr-defined]
+                    if index is not None and idx is not index:
+                        return None  # one index tensor per head
+                    index = idx
+                    out[id(r)] = ("logp", r)
+                elif (_is(r, "mean") or _is(r, "sum")) and _over_classes(r):  # type: ignore[arg-type]
+                    out[id(r)] = (r.fn + "_logp", r)  # type: ignore[attr-defined]
+                else:
+                    return None
+        else:
+            return None
+    return out or None
+
+
+def select_lm_heads(root: Node, supported: dict[str, set[str]]) -> Node:
+    """Replace every recognised head's statistics with columns of one `lm_head` kernel."""
+    if KERNEL not in supported:
+        return root
+    users = _users(root)
+    uses = use_counts(root)
+    replace: dict[int, Node] = {}
+    for n in topological(root):
+        if not _is(n, "matmul") and not _is(n, "add") and not _is(n, "mul"):
+            continue
+        head = _logits(n)
+        if head is None or any(id(c) in replace for c in head.chain):
+            continue
+        plan = _plan(head, users, uses)
+        if plan is None:
+            continue
+        kinds = sorted({k for k, _ in plan.values()}, key=["lse", "logp", "mean_logp", "sum_logp"].index)
+        index = next((node.args[1] for k, node in plan.values() if k == "logp"), None)  # type: ignore[attr-defined]
+        args = (head.h, head.W) + ((head.b,) if head.b is not None else ()) + ((index,) if index is not None else ())
+        decomposed = next((node for k, node in plan.values() if k == "logp"), next(iter(plan.values()))[1])
+        attrs = (
+            ("bias", head.b is not None),
+            ("decomposed", decomposed),  # the entry's index check reads the labels through it
+            ("kernel", KERNEL),
+            ("reduction", "stats"),
+            ("softcap", head.softcap),
+            ("stats", tuple(kinds)),
+        )
+        shape = (head.z.type.shape[0], Dim(None, len(kinds)))
+        stats = Apply(TensorType(FLOAT, shape), head.z.span, "kernel", args, attrs)
+        for nid, (kind, node) in plan.items():
+            replace[nid] = _column(stats, kinds.index(kind), node)
+    if not replace:
+        return root
+    return _substitute(root, replace)
+
+
+def _substitute(root: Node, replace: dict[int, Node]) -> Node:
+    """root with each node whose id is in `replace` replaced (ids of the original DAG)."""
+    done: dict[int, Node] = {}
+    for node in topological(root, stop=set(replace)):
+        if id(node) in replace:
+            done[id(node)] = replace[id(node)]
+        else:
+            done[id(node)] = rebuild(node, tuple(done[id(a)] for a in node.inputs)) if node.inputs else node
+    return done[id(root)]
+
+
+__all__ = ["KERNEL", "chunk_size", "columns", "fixed_chunk", "min_logits", "options", "plan", "select_lm_heads"]
