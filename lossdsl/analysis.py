@@ -178,8 +178,53 @@ class _Domains:
         self.findings: list[Diagnostic] = []
         self.memo: dict = {}
         self.seen: set = set()
+        self.order = topological(checked.loss)
+        # For each value a `where` condition tells about, the nodes whose range can depend on it.
+        # A refinement matters only below those: the memo ignores the others, so a chain of
+        # `where`s costs linear time, not one walk per combination of refinements.
+        refined: set[int] = set()
+        for node in self.order:
+            if isinstance(node, Apply) and node.fn == "where":
+                refined.update(_refine(node.args[0], True), _refine(node.args[0], False))
+        self.dependents: dict[int, set[int]] = {k: set() for k in refined}
+        for node in self.order:
+            for k, users in self.dependents.items():
+                if id(node) == k or any(id(i) in users for i in node.inputs):
+                    users.add(id(node))
+
+    def run(self, root: Node) -> None:
+        """Ranges for every node, operands first (so no walk recurses down a long chain of lets),
+        then the root. Nodes inside a `where` branch that its condition refines are reached from
+        the `where`, with the refinement, never without it."""
+        plain = self._visited_unrefined(root)
+        for node in self.order:
+            if id(node) in plain:
+                self.rng(node, {})
+        self.rng(root, {})
+
+    def _visited_unrefined(self, root: Node) -> set[int]:
+        out: set[int] = set()
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if id(node) in out:
+                continue
+            out.add(id(node))
+            if isinstance(node, Apply) and node.fn == "where":
+                c, a, b = node.args
+                stack.append(c)
+                for branch, taken in ((a, True), (b, False)):
+                    if not self._relevant(branch, _refine(c, taken)):
+                        stack.append(branch)
+            else:
+                stack.extend(node.inputs)
+        return out
+
+    def _relevant(self, node: Node, env: dict) -> dict:
+        return {k: v for k, v in env.items() if id(node) in self.dependents.get(k, ())}
 
     def rng(self, node: Node, env: dict) -> tuple[float, float]:
+        env = self._relevant(node, env)
         key = (id(node), tuple(sorted(env.items())))
         if key in self.memo:
             return self.memo[key]
@@ -240,5 +285,5 @@ class _Domains:
 
 def domain_findings(checked: CheckedModule) -> list[Diagnostic]:
     d = _Domains(checked)
-    d.rng(checked.loss, {})
+    d.run(checked.loss)
     return d.findings

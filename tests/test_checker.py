@@ -562,3 +562,25 @@ def test_every_independent_error_is_reported():
 def test_dim_value_types():
     assert Dim("H").plus(-1) == Dim("H", -1)
     assert str(Dim("H", -1)) == "H - 1"
+
+
+def _let_chain(n: int, step: str) -> str:
+    lines = ["pred x: float[B]", "let a0 = x"]
+    lines += [f"let a{i} = " + step.format(p=f"a{i - 1}") for i in range(1, n)]
+    return "\n".join(lines + [f"loss = mean(a{n - 1})"]) + "\n"
+
+
+def test_a_long_chain_of_lets_is_checked_without_recursing_down_it():
+    # 1,000 lets, each reading the one before: no RecursionError, no warning to give.
+    m = check_ok(_let_chain(1000, "{p} * 0.5 + 1.0"))
+    assert m.warnings == []
+
+
+def test_a_chain_of_guarded_lets_is_checked_in_linear_time_and_each_guard_still_counts():
+    # Each `where` refines the let before it; every log is guarded, so nothing is warned about,
+    # and refinements that cannot reach a node do not multiply the walks over it.
+    m = check_ok(_let_chain(300, "where({p} > 0.0, log({p}), 0.0)"))
+    assert m.warnings == []
+    # Without its guard the same chain warns once per log.
+    m = check_ok(_let_chain(30, "log({p})"))
+    assert [w.code for w in m.warnings] == ["W701"] * 29
