@@ -279,6 +279,34 @@ class Printer:
                 return text
         return self._p(node.attr("decomposed"))
 
+    def hyper_number(self, node: Apply, i: int) -> str:
+        """Hyperparameter `i` of a kernel as the generated code's Python number: the literal, or
+        `n_<param>` (None at run time where the caller passed a tensor; lossdsl/kernels.py)."""
+        from lossdsl.kernels import hyper_nodes
+
+        name = node.attr("hyper_params")[i]
+        if name is None:
+            return repr(hyper_nodes(node)[i].value)  # type: ignore[attr-defined]
+        return f"n_{name}"
+
+    def hyper_is_param(self, node: Apply, i: int) -> bool:
+        return node.attr("hyper_params")[i] is not None
+
+    def unless_zero(self, node: Apply, i: int, tensor: str) -> str:
+        """Hyperparameter `i` as a tensor, or None where it is the number 0 (a literal, or a param
+        given as 0): the term it scales (label smoothing's) is then not computed at all."""
+        n = self.hyper_number(node, i)
+        if not self.hyper_is_param(node, i):
+            return "None" if float(n) == 0.0 else tensor
+        return f"({tensor} if {n} != 0.0 else None)"
+
+    def fused_or_decomposed(self, node: Apply, fused: str, conditions: list[str]) -> str:
+        """`fused` where the run-time `conditions` on param hyperparameters hold (a Python number,
+        in the call's range), else the decomposed IR: one Python test, no device read."""
+        if not conditions:
+            return fused
+        return f"({fused} if {' and '.join(conditions)} else {self._p(node.attr('decomposed'))[0]})"
+
     # Rounding an int is the identity on every backend (the frameworks' floor/ceil reject ints);
     # a float is rounded by the table's spelling.
     def _fn_floor(self, node: Apply) -> str | tuple[str, int]:
