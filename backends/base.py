@@ -444,7 +444,10 @@ class Backend:
 
     def compute_dtype(self, *preds: Any) -> Any:
         """float64 when any pred is float64, else float32 (float16/bfloat16 compute in float32)."""
-        return self.float64 if any(p.dtype == self.float64 for p in preds) else self.float32
+        for p in preds:  # a loop, not any(<generator>): this runs at every call
+            if p.dtype == self.float64:
+                return self.float64
+        return self.float32
 
     def to_float(self, x: Any, dtype: Any) -> Any:
         """x in `dtype` (x itself when it already is)."""
@@ -461,6 +464,12 @@ class Backend:
         """(smallest, largest) of an int tensor as Python ints, for the index check; None where
         the values are not there to read (a tracer under jit, a symbolic tensor) or x is empty."""
         raise NotImplementedError
+
+    def assert_indices_async(self, x: Any, size: int, message: str) -> bool:
+        """Check that every value of x lies in [0, size) without reading it back to the host,
+        where the framework can (a device-side assertion on a GPU); False where it cannot, and
+        the caller reads the range (`value_range`) and raises E812 itself."""
+        return False
 
     def where_value(self, x: Any, value: int) -> tuple[int, ...]:
         """The first position of `value` in x (only on the error path)."""

@@ -418,6 +418,16 @@ class TorchBackend(Backend):
         lo, hi = torch.aminmax(x)
         return tuple(torch.stack((lo, hi)).tolist())  # one transfer from the device
 
+    def assert_indices_async(self, x: Any, size: int, message: str) -> bool:
+        # On a GPU, reading the range back (`value_range`) would stop the host until the device
+        # catches up, at every call: a device-side assertion fails the stream instead, with the
+        # message, and the call returns at once. The CPU keeps the host check and its LossError.
+        torch = self.torch
+        if x.device.type == "cpu" or x.numel() == 0 or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return False
+        torch._assert_async(torch.all((x >= 0) & (x < size)), message)
+        return True
+
     def where_value(self, x: Any, value: int) -> tuple[int, ...]:
         return tuple(int(i) for i in (x == value).nonzero()[0].tolist())
 

@@ -166,6 +166,9 @@ class Runtime:
                 if span is not None:
                     self._cache[("range", k)] = span
         else:
+            message = f"lossdsl E812: {read.label} holds a value outside [0, {size}) ({self.checked.source.name})"
+            if self.backend.assert_indices_async(x, size, message):
+                return  # checked on the device (a GPU), without a read back to the host
             span = self.backend.value_range(x)
         if span is None or (span[0] >= 0 and span[1] < size):
             return
@@ -337,8 +340,8 @@ class Runtime:
         no read from the device."""
         if value is DEFAULT:
             value = self.params.get(self.leaves[i].label)
-        if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
-            value = value.item()  # a NumPy scalar, as from a config file
+        if getattr(value, "ndim", None) == 0 and hasattr(value, "item") and not self.backend.is_tensor(value):
+            value = value.item()  # a NumPy scalar, as from a config file (never the framework's tensor: a read)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None
         return float(value) if self.leaves[i].type.dtype is FLOAT else int(value)
