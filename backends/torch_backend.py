@@ -388,6 +388,8 @@ class TorchBackend(Backend):
         self.tensor_type = torch.Tensor
         self._float_kinds = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
         self._int_kinds = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}
+        self._kinds = {**dict.fromkeys(self._float_kinds, "float"), **dict.fromkeys(self._int_kinds, "int")}
+        self._kinds[torch.bool] = "bool"
         self._consts: dict[tuple, Any] = {}
         self.loaded = True
 
@@ -416,6 +418,8 @@ class TorchBackend(Backend):
         ):  # under torch.func.vmap/grad
             return None
         lo, hi = torch.aminmax(x)
+        if x.device.type == "cpu":
+            return lo.item(), hi.item()  # no transfer: two reads cost less than a stack
         return tuple(torch.stack((lo, hi)).tolist())  # one transfer from the device
 
     def assert_indices_async(self, x: Any, size: int, message: str) -> bool:
@@ -439,14 +443,11 @@ class TorchBackend(Backend):
         return t.to(device) if device and device != "cpu" else t
 
     def dtype_kind(self, x: Any) -> str:
-        dt = x.dtype
-        if dt in self._float_kinds:
-            return "float"
-        if dt in self._int_kinds:
-            return "int"
-        if dt == self.torch.bool:
-            return "bool"
-        return "other"
+        # One dict look-up: this runs for every argument of every call.
+        return self._kinds.get(x.dtype, "other")
+
+    def to_float(self, x: Any, dtype: Any) -> Any:
+        return x if x.dtype is dtype else x.to(dtype)  # torch's dtypes are singletons
 
     def dtype_name(self, x: Any) -> str:
         return str(x.dtype).removeprefix("torch.")

@@ -2,8 +2,8 @@
 
     python benches/run.py                 # everything; writes docs/benchmarks.md
     python benches/run.py --quick         # fewer repeats (a smoke run; tests use it)
-    python benches/run.py --only users    # one section: users, eager, compiled, compile, check, seeds, memory,
-                                          # where
+    python benches/run.py --only users    # one section: users, overhead, eager, compiled, compile, check,
+                                          # seeds, memory, where
 
 The first section, `users`, is what users run: every `lossdsl.std` loss as shipped and
 equivalent spellings of Huber, MSE and cross-entropy against the framework's function
@@ -663,7 +663,7 @@ def main() -> int:
     global QUICK
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
-    ap.add_argument("--only", choices=["users", "eager", "compiled", "compile", "check", "seeds", "memory", "where"])
+    ap.add_argument("--only", choices=["users", "overhead", "eager", "compiled", "compile", "check", "seeds", "memory", "where"])
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="'-' for stdout only")
     ap.add_argument("--case", action="append", help="only these cases (eager and compiled sections)")
     args = ap.parse_args()
@@ -677,6 +677,10 @@ def main() -> int:
 
         sections.append(("What users run: the std losses and equivalent spellings against the framework",
                          USERS_NOTE + [""] + users_table(QUICK)))
+    if want("overhead"):
+        from overhead import table as overhead_table
+
+        sections.append(("Per-call overhead (PyTorch eager)", overhead_table(QUICK)))
     if want("eager"):
         sections.append(("Extra: specs written to match a kernel, eager", section_value_grad(compiled=False)))
     if want("eager"):
