@@ -631,8 +631,25 @@ NOTES = """## What the numbers say, and what was done about them
   jitted: a call is one dispatch. Inside a user's `jax.jit` it inlines, and the compiled ratios
   are about 1 (graph distance has more primitives, from the `norm` and `maximum` conventions;
   XLA fuses them).
-- **Noise**: this is a 2-core virtual machine; the min–max ranges are wide, and single runs of a
-  case have moved by ±0.1 between runs. Medians of interleaved repeats are the figures to read.
+- **Noise, and how to re-run**: every ratio here is from one shared, noisy 2-core virtual
+  machine (other jobs ran alongside; single rounds moved by 2× and more). Medians of interleaved
+  rounds are the figures to read, and the min–max range says how far to trust each. Re-run a
+  section on a quiet machine with `OMP_NUM_THREADS=1 python benches/run.py --only users` (or
+  `overhead`, `check`, ...): it replaces that section of this file and leaves the rest.
+- **What users run** (the first section): kernel selection now sees the losses as shipped. The
+  IR is put in a normal form first (`lossdsl/canonical.py`), so `(y - yhat)^2`, `r * r`,
+  `abs(r)^2`, `1.0 > d` and `logsumexp(z) - pick(z, y)` reach the pattern their textbook
+  spelling reaches; a scalar `param` (`delta`, `beta`, `label_smoothing`, `ignore_index`,
+  `pos_weight`) reaches the fused call as a Python number; a per-sample loss gets a
+  `compute_mean` in which the API's default mean and the loss's own mean over features are one
+  mean, so `lossdsl.std`'s Huber is `F.huber_loss(yhat, y, delta=n_delta)`; cross-entropy with
+  an ignored label is `F.cross_entropy(..., ignore_index=..., reduction='sum')` over the count
+  (0, not NaN, when every label is ignored), and on JAX and TensorFlow `logsumexp(z) - z[y]`
+  (through `tf.nn`'s fused op on TensorFlow) with no `log_softmax` of the whole batch and no
+  smoothing term when the smoothing is 0. Not covered yet, and slower than the framework on
+  torch eager: `weighted_cross_entropy` (its guarded form does not match the pattern),
+  `kl_div` (`F.kl_div` gives NaN for a negative target where the spec gives 0, so it is not
+  an equal call), `focal` and `poisson_nll` (no fused function to call: their op-by-op form).
 - **Memory** is the growth of the resident set during the calls, with a fixed glibc mmap
   threshold so that freed tensors leave the resident set; lossdsl allocates what the baseline
   allocates.
