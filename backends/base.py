@@ -289,6 +289,34 @@ class Printer:
         sizes = f"chunk={lm_head.fixed_chunk()!r}, min_logits={lm_head.min_logits()!r}"
         return f"rt.lm_head({h}, {W}, {b}, {idx}, {node.attr('stats')!r}, {node.attr('softcap')!r}, {sizes})"
 
+    def hyper_number(self, node: Apply, i: int) -> str:
+        """Hyperparameter `i` of a kernel as the generated code's Python number: the literal, or
+        `n_<param>` (None at run time where the caller passed a tensor; lossdsl/kernels.py)."""
+        from lossdsl.kernels import hyper_nodes
+
+        name = node.attr("hyper_params")[i]
+        if name is None:
+            return repr(hyper_nodes(node)[i].value)  # type: ignore[attr-defined]
+        return f"n_{name}"
+
+    def hyper_is_param(self, node: Apply, i: int) -> bool:
+        return node.attr("hyper_params")[i] is not None
+
+    def unless_zero(self, node: Apply, i: int, tensor: str) -> str:
+        """Hyperparameter `i` as a tensor, or None where it is the number 0 (a literal, or a param
+        given as 0): the term it scales (label smoothing's) is then not computed at all."""
+        n = self.hyper_number(node, i)
+        if not self.hyper_is_param(node, i):
+            return "None" if float(n) == 0.0 else tensor
+        return f"({tensor} if {n} != 0.0 else None)"
+
+    def fused_or_decomposed(self, node: Apply, fused: str, conditions: list[str]) -> str:
+        """`fused` where the run-time `conditions` on param hyperparameters hold (a Python number,
+        in the call's range), else the decomposed IR: one Python test, no device read."""
+        if not conditions:
+            return fused
+        return f"({fused} if {' and '.join(conditions)} else {self._p(node.attr('decomposed'))[0]})"
+
     # Rounding an int is the identity on every backend (the frameworks' floor/ceil reject ints);
     # a float is rounded by the table's spelling.
     def _fn_floor(self, node: Apply) -> str | tuple[str, int]:
@@ -426,7 +454,10 @@ class Backend:
 
     def compute_dtype(self, *preds: Any) -> Any:
         """float64 when any pred is float64, else float32 (float16/bfloat16 compute in float32)."""
-        return self.float64 if any(p.dtype == self.float64 for p in preds) else self.float32
+        for p in preds:  # a loop, not any(<generator>): this runs at every call
+            if p.dtype == self.float64:
+                return self.float64
+        return self.float32
 
     def to_float(self, x: Any, dtype: Any) -> Any:
         """x in `dtype` (x itself when it already is)."""
@@ -450,6 +481,12 @@ class Backend:
         backend can call back into Python; `message` is its text where it cannot. A backend that
         never traces returns `x`."""
         return x
+
+    def assert_indices_async(self, x: Any, size: int, message: str) -> bool:
+        """Check that every value of x lies in [0, size) without reading it back to the host,
+        where the framework can (a device-side assertion on a GPU); False where it cannot, and
+        the caller reads the range (`value_range`) and raises E812 itself."""
+        return False
 
     def where_value(self, x: Any, value: int) -> tuple[int, ...]:
         """The first position of `value` in x (only on the error path)."""

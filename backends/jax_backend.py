@@ -54,6 +54,8 @@ class JaxPrinter(NumpyPrinter):
     # (softmax - one_hot) that needs no log_softmax of the whole [B, C] (as optax computes it)
     KERNELS = {"nll": {"none", "mean", "weighted_mean"}, "lm_head": {"stats"}}
 
+    KERNELS = {"nll": {"none", "mean", "weighted_mean"}, "ce": {"mean"}}
+
     def _kernel_nll(self, node, z, y, w=None):
         per = f"jax.nn.logsumexp({z}, axis=-1) - jnp.take_along_axis({z}, jnp.expand_dims({y}, -1), axis=-1)[..., 0]"
         reduction = node.attr("reduction")
@@ -62,6 +64,12 @@ class JaxPrinter(NumpyPrinter):
         if reduction == "mean":
             return f"jnp.mean({per})"
         return f"rt.weighted_mean_of({per}, {w}[{y}])"
+
+    def _kernel_ce(self, node, z, y, ls, ignore=None):
+        # -log_softmax(z)[y] is logsumexp(z) - z[y] and its mean over classes logsumexp(z) - mean(z):
+        # no [B, C] log_softmax is built (optax's form); no smoothing term where it is 0.
+        smoothing = self.unless_zero(node, 0, ls)
+        return f"rt.smoothed_ce({z}, {y}, {smoothing}, {ignore if node.attr('ignore') else None})"
 
 
 def _runtime(jax, jnp) -> types.SimpleNamespace:
@@ -104,6 +112,20 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
     def weighted_mean_of(loss, w):
         return jnp.sum(w * loss) / jnp.sum(w)
 
+    def smoothed_ce(z, y, smoothing, ignore):
+        """Softmax cross-entropy with label smoothing (None: none), the mean over the labels not
+        equal to `ignore` (None: every label counts), 0 when every label is ignored."""
+        valid = None if ignore is None else y != ignore
+        k = y if valid is None else jnp.where(valid, y, 0)
+        lse = jax.nn.logsumexp(z, axis=-1)
+        z_y = jnp.take_along_axis(z, k[..., None], axis=-1)[..., 0]
+        per = lse - z_y
+        if smoothing is not None:
+            per = per + smoothing * (z_y - jnp.mean(z, axis=-1))
+        if valid is None:
+            return jnp.mean(per)
+        return jnp.sum(jnp.where(valid, per, 0.0)) / jnp.maximum(jnp.sum(valid), 1).astype(per.dtype)
+
     return types.SimpleNamespace(
         abs=abs_,
         clip=clip,
@@ -115,6 +137,7 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         segment_sum=segment_sum,
         segment_mean=numpy_like_segment_mean(jnp, segment_sum),
         weighted_mean_of=weighted_mean_of,
+        smoothed_ce=smoothed_ce,
     )
 
 

@@ -130,6 +130,7 @@ class TensorflowPrinter(Printer):
         "bce_logits": {"mean", "none"},
         "nll": {"mean", "none", "weighted_mean"},
         "lm_head": {"stats"},
+        "ce": {"mean"},
     }
 
     def _kernel_mse(self, node, a, b):
@@ -137,10 +138,22 @@ class TensorflowPrinter(Printer):
         return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
 
     def _kernel_bce_logits(self, node, z, y, pos_weight=None):
-        if pos_weight is not None:
-            return None  # tf.nn.weighted_cross_entropy_with_logits weighs differently at 0: decompose
         d = f"tf.nn.sigmoid_cross_entropy_with_logits(labels={y}, logits={z})"
-        return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
+        plain = f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
+        if pos_weight is None:
+            return plain
+        # tf.nn.weighted_cross_entropy_with_logits weighs differently at 0: a weight other than 1
+        # is decomposed; a weight of 1 (a literal, or a param given as the number 1) is no weight.
+        if node.attr("hyper_params"):
+            n = self.hyper_number(node, 0)
+            if not self.hyper_is_param(node, 0):
+                return plain if n == "1.0" else None
+            return self.fused_or_decomposed(node, plain, [f"{n} == 1.0"])
+        return None
+
+    def _kernel_ce(self, node, z, y, ls, ignore=None):
+        smoothing = self.unless_zero(node, 0, ls)
+        return f"rt.smoothed_ce({z}, {y}, {smoothing}, {ignore if node.attr('ignore') else None})"
 
     def _kernel_nll(self, node, z, y, w=None):
         d = f"tf.nn.sparse_softmax_cross_entropy_with_logits(labels={y}, logits={z})"
@@ -284,8 +297,24 @@ def _runtime(tf) -> types.SimpleNamespace:
     def weighted_mean_of(loss, w):
         return tf.reduce_sum(w * loss) / tf.reduce_sum(w)
 
+    def smoothed_ce(z, y, smoothing, ignore):
+        """Softmax cross-entropy through tf.nn's fused op, with label smoothing (None: none) as
+        `ls * (z[y] - mean(z))` added to it, the mean over the labels not equal to `ignore`
+        (None: every label counts), 0 when every label is ignored."""
+        valid = None if ignore is None else tf.not_equal(y, ignore)
+        k = y if valid is None else tf.where(valid, y, tf.zeros_like(y))
+        per = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=k, logits=z)
+        if smoothing is not None:
+            z_y = tf.gather(z, k, batch_dims=1)
+            per = per + smoothing * (z_y - tf.reduce_mean(z, axis=-1))
+        if valid is None:
+            return tf.reduce_mean(per)
+        count = tf.reduce_sum(tf.cast(valid, per.dtype))
+        return tf.reduce_sum(tf.where(valid, per, tf.zeros_like(per))) / tf.maximum(count, 1.0)
+
     return types.SimpleNamespace(
         weighted_mean_of=weighted_mean_of,
+        smoothed_ce=smoothed_ce,
         maximum=maximum,
         minimum=minimum,
         logaddexp=logaddexp,

@@ -125,6 +125,7 @@ class TorchPrinter(Printer):
         "nll": {"mean", "none", "weighted_mean"},
         "soft_ce": {"none"},
         "lm_head": {"stats"},
+        "ce": {"mean"},
     }
 
     @staticmethod
@@ -137,15 +138,29 @@ class TorchPrinter(Printer):
     def _kernel_l1(self, node, a, b):
         return f"F.l1_loss({a}, {b}{self._reduction(node)})"
 
-    def _kernel_huber(self, node, a, b):
-        return f"F.huber_loss({a}, {b}{self._reduction(node)}, delta={node.attr('delta')!r})"
+    def _positive_knot(self, node: Apply, call: str, a: str, b: str, kw: str) -> str:
+        # F.huber_loss and F.smooth_l1_loss take the knot as a Python number, and only > 0.
+        k = self.hyper_number(node, 0)
+        fused = f"{call}({a}, {b}{self._reduction(node)}, {kw}={k})"
+        conditions = [f"{k} is not None", f"{k} > 0"] if self.hyper_is_param(node, 0) else []
+        return self.fused_or_decomposed(node, fused, conditions)
 
-    def _kernel_smooth_l1(self, node, a, b):
-        return f"F.smooth_l1_loss({a}, {b}{self._reduction(node)}, beta={node.attr('beta')!r})"
+    def _kernel_huber(self, node, a, b, delta):
+        return self._positive_knot(node, "F.huber_loss", a, b, "delta")
+
+    def _kernel_smooth_l1(self, node, a, b, beta):
+        return self._positive_knot(node, "F.smooth_l1_loss", a, b, "beta")
 
     def _kernel_bce_logits(self, node, z, y, pos_weight=None):
-        pw = f", pos_weight={pos_weight}" if pos_weight is not None else ""
-        return f"F.binary_cross_entropy_with_logits({z}, {y}{self._reduction(node)}{pw})"
+        plain = f"F.binary_cross_entropy_with_logits({z}, {y}{self._reduction(node)}"
+        weighted = f"{plain}, pos_weight={pos_weight})"
+        hyper = bool(node.attr("hyper_params"))  # a literal or a param, not another expression
+        if pos_weight is None or (hyper and not self.hyper_is_param(node, 0) and self.hyper_number(node, 0) == "1.0"):
+            return plain + ")"
+        if hyper and self.hyper_is_param(node, 0):
+            # a weight of 1 is no weight, and the call without one is faster
+            return f"({plain}) if {self.hyper_number(node, 0)} == 1.0 else {weighted})"
+        return weighted
 
     def _kernel_soft_ce(self, node, z, y):
         return f"F.cross_entropy({z}, {y}, reduction='none')"  # y: probabilities per class
@@ -154,6 +169,24 @@ class TorchPrinter(Printer):
         if node.attr("reduction") == "weighted_mean":
             return f"F.cross_entropy({z}, {y}, weight={w})"
         return f"F.cross_entropy({z}, {y}{self._reduction(node)})"
+
+    def _kernel_ce(self, node, z, y, ls, ignore=None):
+        # torch computes no smoothing term when label_smoothing is 0, and takes both as numbers.
+        n_ls = self.hyper_number(node, 0)
+        conditions = [f"{n_ls} is not None", f"0.0 <= {n_ls} <= 1.0"] if self.hyper_is_param(node, 0) else []
+        smoothing = "" if n_ls == "0.0" else f", label_smoothing={n_ls}"
+        if not node.attr("ignore"):
+            return self.fused_or_decomposed(node, f"F.cross_entropy({z}, {y}{smoothing})", conditions)
+        n_k = self.hyper_number(node, 1)
+        if self.hyper_is_param(node, 1):
+            conditions.append(f"{n_k} is not None")
+        # The sum over the labels not ignored, over their count: 0, not torch's NaN, when every
+        # label is ignored (docs/language.md §6).
+        fused = (
+            f"F.cross_entropy({z}, {y}, ignore_index={n_k}{smoothing}, reduction='sum')"
+            f" / torch.clamp(torch.sum({y} != {n_k}), min=1)"
+        )
+        return self.fused_or_decomposed(node, fused, conditions)
 
     # ---- the backward of a derived gradient (lossdsl/autodiff.py) ----
     def derived_compute(self, plan: DerivedBackward) -> list[str]:
@@ -493,6 +526,8 @@ class TorchBackend(Backend):
         self.tensor_type = torch.Tensor
         self._float_kinds = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
         self._int_kinds = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}
+        self._kinds = {**dict.fromkeys(self._float_kinds, "float"), **dict.fromkeys(self._int_kinds, "int")}
+        self._kinds[torch.bool] = "bool"
         self._consts: dict[tuple, Any] = {}
         self.loaded = True
 
@@ -521,7 +556,19 @@ class TorchBackend(Backend):
         ):  # under torch.func.vmap/grad
             return None
         lo, hi = torch.aminmax(x)
+        if x.device.type == "cpu":
+            return lo.item(), hi.item()  # no transfer: two reads cost less than a stack
         return tuple(torch.stack((lo, hi)).tolist())  # one transfer from the device
+
+    def assert_indices_async(self, x: Any, size: int, message: str) -> bool:
+        # On a GPU, reading the range back (`value_range`) would stop the host until the device
+        # catches up, at every call: a device-side assertion fails the stream instead, with the
+        # message, and the call returns at once. The CPU keeps the host check and its LossError.
+        torch = self.torch
+        if x.device.type == "cpu" or x.numel() == 0 or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return False
+        torch._assert_async(torch.all((x >= 0) & (x < size)), message)
+        return True
 
     def where_value(self, x: Any, value: int) -> tuple[int, ...]:
         return tuple(int(i) for i in (x == value).nonzero()[0].tolist())
@@ -542,14 +589,11 @@ class TorchBackend(Backend):
         return t.to(device) if device and device != "cpu" else t
 
     def dtype_kind(self, x: Any) -> str:
-        dt = x.dtype
-        if dt in self._float_kinds:
-            return "float"
-        if dt in self._int_kinds:
-            return "int"
-        if dt == self.torch.bool:
-            return "bool"
-        return "other"
+        # One dict look-up: this runs for every argument of every call.
+        return self._kinds.get(x.dtype, "other")
+
+    def to_float(self, x: Any, dtype: Any) -> Any:
+        return x if x.dtype is dtype else x.to(dtype)  # torch's dtypes are singletons
 
     def dtype_name(self, x: Any) -> str:
         return str(x.dtype).removeprefix("torch.")

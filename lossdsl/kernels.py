@@ -2,15 +2,20 @@
 
     select_kernels(root) -> root with `kernel` nodes
 
-A `kernel` node names the loss (`mse`, `l1`, `huber`, `smooth_l1`, `nll`, `soft_ce`, `bce_logits`), its
-reduction over the whole tensor (`none`, `mean`, or `weighted_mean` for class-weighted
-cross-entropy), its hyperparameters (literals only: the frameworks take them as Python
-numbers) and the decomposed IR it replaces. A printer with a fused call for it prints that
-(torch's `F.huber_loss`, TensorFlow's `sparse_softmax_cross_entropy_with_logits`); any other
-prints the decomposed IR. Recognition is by the IR's structure, never by names: the
-elementwise part of Huber and smooth L1 is recognised by evaluating the two branches of the
-`where` as functions of the residual. Each fused call is used only where its value and
-gradient satisfy docs/language.md §4 (at 0 and at the Huber/smooth-L1 knots its gradient equals the
+The IR is first put in a normal form (lossdsl/canonical.py), so that one pattern covers the
+spellings people write: `(y - yhat)^2`, `r * r` and `square(r)`; a per-sample mean under the
+API's mean. A `kernel` node names the loss (`KERNELS` below: `mse`, `l1`, `huber`, `smooth_l1`,
+`nll`, `soft_ce`, `bce_logits`, `ce`), its reduction over the whole tensor (`none`, `mean`, or
+`weighted_mean` for class-weighted cross-entropy), and the decomposed IR it replaces. Its
+operands are the loss's tensors, then its hyperparameters (`Kernel.hypers`): each a literal or a
+scalar `param`. A param reaches the framework's call as a Python number when the caller gave
+one (`n_<name>` in the generated code, None for a tensor); otherwise the printer falls back to
+the decomposed IR. A printer with a fused call for the kernel prints that (torch's
+`F.huber_loss`, TensorFlow's `sparse_softmax_cross_entropy_with_logits`); any other prints the
+decomposed IR. Recognition is by the IR's structure, never by names: the elementwise part of
+Huber and smooth L1 is recognised by evaluating the two branches of the `where` as functions
+of the residual and the knot. Each fused call is used only where its value and gradient
+satisfy docs/language.md §4 (at 0 and at the Huber/smooth-L1 knots its gradient equals the
 decomposed one); tests/test_kernels.py proves it on each backend, at the kinks too.
 """
 
@@ -18,17 +23,62 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeGuard
 
+from .canonical import canonical
 from .functions import FUNCTIONS, NoRule
 from .ir import Apply, Arg, Const, Gather, Node, rebuild, topological, use_counts
 from .lm_head import select_lm_heads
-from .types import FLOAT, TensorType
+from .types import FLOAT, INT, TensorType
 
 
-def _kernel(name: str, args: tuple[Node, ...], t: TensorType, span, decomposed: Node, **attrs) -> Apply:
-    items = tuple(sorted(attrs.items())) + (("decomposed", decomposed), ("kernel", name))
-    return Apply(t, span, "kernel", args, items)
+@dataclass(frozen=True)
+class Kernel:
+    """One fused loss: its operands, then its scalar hyperparameters (a literal or a param)."""
+
+    name: str
+    operands: tuple[str, ...]
+    hypers: tuple[str, ...] = ()
+    # Per element under reduction "none" (a subtraction and an abs or a square): worth less than
+    # a backward derived for the whole loss, which it would prevent (lossdsl/pipeline.py).
+    elementwise: bool = False
+
+
+KERNELS: dict[str, Kernel] = {
+    k.name: k
+    for k in (
+        Kernel("mse", ("a", "b"), elementwise=True),
+        Kernel("l1", ("a", "b"), elementwise=True),
+        Kernel("huber", ("a", "b"), ("delta",), elementwise=True),
+        Kernel("smooth_l1", ("a", "b"), ("beta",), elementwise=True),
+        # the weight of positives: a literal or param as a hyperparameter, another scalar an operand
+        Kernel("bce_logits", ("z", "y", "pos_weight?"), ("pos_weight?",), elementwise=True),
+        Kernel("nll", ("z", "y", "class_w?")),
+        Kernel("soft_ce", ("z", "y")),
+        # softmax cross-entropy with label smoothing and, where `ignore` is set, an ignored label:
+        # the mean over the samples not ignored, 0 when every sample is (docs/language.md §6)
+        Kernel("ce", ("z", "y"), ("label_smoothing", "ignore_index")),
+    )
+}
+
+
+def hyper_nodes(node: Apply) -> tuple[Node, ...]:
+    """The hyperparameter operands of a kernel node (literals or params), in `Kernel.hypers` order."""
+    n = len(node.attr("hyper_params") or ())
+    return node.args[len(node.args) - n :] if n else ()
+
+
+def _kernel(
+    name: str, args: tuple[Node, ...], t: TensorType, span, decomposed: Node, hypers: tuple[Node, ...] = (), **attrs
+) -> Apply:
+    params = tuple(h.name if isinstance(h, Arg) else None for h in hypers)
+    items = tuple(sorted(attrs.items())) + (
+        ("decomposed", decomposed),
+        ("hyper_params", params),
+        ("kernel", name),
+    )
+    return Apply(t, span, "kernel", tuple(args) + tuple(hypers), items)
 
 
 def _is(node: Node, fn: str, n: int | None = None) -> TypeGuard[Apply]:
@@ -41,6 +91,19 @@ def _const(node: Node) -> float | None:
     return None
 
 
+def _scalar_param(node: Node, dtype=FLOAT) -> bool:
+    return isinstance(node, Arg) and node.kind == "param" and node.type.rank == 0 and node.type.dtype is dtype
+
+
+def _hyper(node: Node, dtype=FLOAT) -> bool:
+    """A hyperparameter a fused call may take: a number literal or a scalar param."""
+    if dtype is INT:
+        return (isinstance(node, Const) and isinstance(node.value, int) and not isinstance(node.value, bool)) or (
+            _scalar_param(node, INT)
+        )
+    return _const(node) is not None or _scalar_param(node)
+
+
 def _residual(node: Node) -> tuple[Node, Node] | None:
     """(a, b) when node is `a - b` with both operands of the node's full float shape."""
     if _is(node, "sub") and node.type.dtype is FLOAT and all(a.type == node.type for a in node.args):
@@ -50,76 +113,96 @@ def _residual(node: Node) -> tuple[Node, Node] | None:
 
 # ---- a tiny evaluator: is this expression of r the function we think? ---------------------------
 
+Fn2 = Callable[[float, float], float]
 
-def _as_function(expr: Node, var: Node) -> Callable[[float], float] | None:
-    """`expr` as a Python function of `var`, if it uses only `var`, literals and the functions the
-    table marks `kernel_arith` (polynomial or piecewise linear: + - * / ^ neg square abs)."""
+
+def _as_function(expr: Node, var: Node, knot: Node | None = None) -> Fn2 | None:
+    """`expr` as a Python function of (`var`, `knot`), if it uses only those, literals and the
+    functions the table marks `kernel_arith` (polynomial or piecewise linear: + - * / ^ neg
+    square abs)."""
     if expr is var:
-        return lambda r: r
+        return lambda r, k: r
+    if knot is not None and expr is knot:
+        return lambda r, k: k
     c = _const(expr)
     if c is not None:
-        return lambda r: c
+        return lambda r, k: c
     if isinstance(expr, Apply) and FUNCTIONS[expr.fn].kernel_arith:
         rule = FUNCTIONS[expr.fn].fold
-        parts = [_as_function(a, var) for a in expr.args]
+        parts = [_as_function(a, var, knot) for a in expr.args]
         if isinstance(rule, NoRule) or any(p is None for p in parts):
             return None
         op: Callable[..., float] = rule
-        return lambda r: op(*(p(r) for p in parts))  # type: ignore[misc]
+        return lambda r, k: op(*(p(r, k) for p in parts))  # type: ignore[misc]
     return None
 
 
-def _same_function(f: Callable[[float], float] | None, g: Callable[[float], float], points) -> bool:
+def _same_function(f: Fn2 | None, g: Fn2, knots) -> bool:
     if f is None:
         return False
     try:
-        return all(math.isclose(f(x), g(x), rel_tol=1e-12, abs_tol=1e-12) for x in points)
+        for k in knots:
+            for x in (0.0, 0.1, 0.5, 0.99, 1.0, 1.5, 3.0, 10.0):
+                for r in (x * k, -x * k):
+                    if not math.isclose(f(r, k), g(r, k), rel_tol=1e-12, abs_tol=1e-12):
+                        return False
+        return True
     except (ArithmeticError, ValueError):
         return False
 
 
-def _piecewise(node: Node) -> tuple[str, Node, Node, float] | None:
-    """Huber or smooth L1 of `a - b`, elementwise: ("huber"|"smooth_l1", a, b, delta or beta)."""
+def _piecewise(node: Node) -> tuple[str, Node, Node, Node] | None:
+    """Huber or smooth L1 of `a - b`, elementwise: ("huber"|"smooth_l1", a, b, delta or beta),
+    the knot a positive literal or a scalar param (checked positive where the call is made)."""
     if not (_is(node, "where", 3) and node.type.dtype is FLOAT):
         return None
     cond, quad, lin = node.args
     if not (_is(cond, "le") or _is(cond, "lt")):
         return None
     r, knot = cond.args
+    if not (_is(r, "abs", 1) and _hyper(knot)) or r.type != node.type:
+        return None
     k = _const(knot)
-    if k is None or k <= 0 or not _is(r, "abs", 1):
+    if k is not None and k <= 0:
         return None
-    ab = _residual(r.args[0])
-    if ab is None or r.type != node.type:
+    residual = r.args[0]
+    ab = _residual(residual)
+    if ab is None:
         return None
-    points = [0.0, 0.1 * k, 0.5 * k, 0.99 * k, k, 1.5 * k, 3.0 * k, 10.0 * k]
-    fq, fl = _as_function(quad, r), _as_function(lin, r)
-    if _same_function(fq, lambda x: 0.5 * x * x, points) and _same_function(fl, lambda x: k * (x - 0.5 * k), points):
-        return "huber", ab[0], ab[1], k
-    if _same_function(fq, lambda x: 0.5 * x * x / k, points) and _same_function(fl, lambda x: x - 0.5 * k, points):
-        return "smooth_l1", ab[0], ab[1], k
+    knots = (k,) if k is not None else (0.5, 1.0, 2.5)
+    fq, fl = _as_function(quad, residual, knot), _as_function(lin, residual, knot)
+    if _same_function(fq, lambda x, k: 0.5 * x * x, knots) and _same_function(
+        fl, lambda x, k: k * (abs(x) - 0.5 * k), knots
+    ):
+        return "huber", ab[0], ab[1], knot
+    if _same_function(fq, lambda x, k: 0.5 * x * x / k, knots) and _same_function(
+        fl, lambda x, k: abs(x) - 0.5 * k, knots
+    ):
+        return "smooth_l1", ab[0], ab[1], knot
     return None
 
 
 def _elementwise(node: Node):
-    """(kernel, args, params) for an elementwise loss of two tensors, else None."""
+    """(kernel, args, hypers) for an elementwise loss of two tensors, else None."""
     if _is(node, "square", 1):
         ab = _residual(node.args[0])
         if ab is not None:
-            return "mse", ab, {}
+            return "mse", ab, ()
     if _is(node, "abs", 1):
         ab = _residual(node.args[0])
         if ab is not None:
-            return "l1", ab, {}
+            return "l1", ab, ()
     pw = _piecewise(node)
     if pw is not None:
-        name, a, b, k = pw
-        return name, (a, b), {"delta" if name == "huber" else "beta": k}
+        name, a, b, knot = pw
+        return name, (a, b), (knot,)
     if _is(node, "neg", 1):
         bce = _bce_body(node.args[0])
         if bce is not None:
-            z, y, pw = bce  # type: ignore[assignment]  # `pw` reused for the positive weight; a fix means renaming
-            return "bce_logits", (z, y) + ((pw,) if pw is not None else ()), {}
+            z, y, weight = bce
+            if weight is not None and _hyper(weight):  # a number a printer may test (1.0: no weight)
+                return "bce_logits", (z, y), (weight,)
+            return "bce_logits", (z, y) + ((weight,) if weight is not None else ()), ()
     return None
 
 
@@ -156,14 +239,20 @@ def _bce_body(node: Node) -> tuple[Node, Node, Node | None] | None:
     return None
 
 
+def _log_softmax_rows(node: Node) -> Node | None:
+    """z when node is `log_softmax(z, axis=last)` for z of rank 2."""
+    if _is(node, "log_softmax", 1) and node.type.rank == 2 and node.attr("axis") == 1:
+        return node.args[0]
+    return None
+
+
 def _nll(node: Node):
     """`-pick(log_softmax(z, axis=last), y)` for z of rank 2: (z, y)."""
     if not (_is(node, "neg", 1) and _is(node.args[0], "pick", 2)):
         return None
     logp, y = node.args[0].args
-    if _is(logp, "log_softmax", 1) and logp.type.rank == 2 and logp.attr("axis") == 1:
-        return logp.args[0], y
-    return None
+    z = _log_softmax_rows(logp)
+    return (z, y) if z is not None else None
 
 
 def _soft_ce(node: Node):
@@ -174,8 +263,9 @@ def _soft_ce(node: Node):
     if total.attr("keepdims") or total.attr("axis") != (1,) or not _is(total.args[0], "mul", 2):
         return None
     y, logp = total.args[0].args if _is(total.args[0].args[1], "log_softmax") else total.args[0].args[::-1]
-    if _is(logp, "log_softmax", 1) and logp.type.rank == 2 and logp.attr("axis") == 1 and y.type == logp.type:
-        return logp.args[0], y
+    z = _log_softmax_rows(logp)
+    if z is not None and y.type == logp.type:
+        return z, y
     return None
 
 
@@ -185,22 +275,152 @@ def _full_mean(node: Node) -> Node | None:
     return None
 
 
+def _full_sum(node: Node) -> Node | None:
+    if _is(node, "sum", 1) and not node.attr("keepdims") and len(node.attr("axis")) == node.args[0].type.rank:
+        return node.args[0]
+    return None
+
+
+# ---- softmax cross-entropy with label smoothing and an ignored label -----------------------------
+
+
+def _ignore_guard(node: Node) -> tuple[Node, Node, Node] | None:
+    """`y != k` for int labels y of rank 1 and k a literal or an int param: (the guard, y, k)."""
+    if not (_is(node, "ne", 2) and node.type.rank == 1):
+        return None
+    for y, k in (node.args, node.args[::-1]):
+        if y.type.dtype is INT and y.type.rank == 1 and _hyper(k, INT):
+            return node, y, k
+    return None
+
+
+def _unguard(node: Node, valid: Node | None) -> Node | None:
+    """x for `where(valid, x, 0.0)` (with a guard), or node itself (without); else None."""
+    if valid is None:
+        return node
+    if _is(node, "where", 3) and node.args[0] is valid and _const(node.args[2]) == 0.0:
+        return node.args[1]
+    return None
+
+
+def _ce_term(node: Node, valid: Node | None, y_seen: list):
+    """One term of a smoothed cross-entropy, per sample: ("nll", z) for `-pick(log_softmax(z), y)`
+    (the label read through the guard `where(valid, y, 0)`), ("smooth", z) for
+    `-mean(log_softmax(z), axis=last)`, each under `where(valid, ., 0.0)` when there is a guard."""
+    x = _unguard(node, valid)
+    if x is None or not _is(x, "neg", 1):
+        return None
+    inner = x.args[0]
+    if _is(inner, "pick", 2):
+        z = _log_softmax_rows(inner.args[0])
+        idx = inner.args[1]
+        if valid is not None:
+            if not (_is(idx, "where", 3) and idx.args[0] is valid and _const(idx.args[2]) == 0.0):
+                return None
+            idx = idx.args[1]
+        y_seen.append(idx)
+        return ("nll", z) if z is not None else None
+    if _is(inner, "mean", 1) and inner.attr("axis") == (1,) and not inner.attr("keepdims"):
+        z = _log_softmax_rows(inner.args[0])
+        return ("smooth", z) if z is not None else None
+    return None
+
+
+def _smoothed(node: Node, valid: Node | None):
+    """`(1 - ls) * NLL + ls * SMOOTH` (or NLL alone): (z, y, ls)."""
+    y_seen: list = []
+    terms = node.args if _is(node, "add", 2) else (node,)
+    found: dict[str, tuple[Node, Node | None]] = {}
+    for t in terms:
+        coef, x = None, t
+        if _is(t, "mul", 2):
+            for c, v in (t.args, t.args[::-1]):
+                if c.type.rank == 0:
+                    coef, x = c, v
+                    break
+        hit = _ce_term(x, valid, y_seen)
+        if hit is None or hit[0] in found:
+            return None
+        found[hit[0]] = (hit[1], coef)
+    if "nll" not in found or len({id(z) for z, _ in found.values()}) != 1 or len(y_seen) != 1:
+        return None
+    z, nll_coef = found["nll"]
+    if "smooth" not in found:
+        if nll_coef is not None:
+            return None
+        return z, y_seen[0], Const(TensorType(FLOAT), node.span, 0.0)
+    ls = found["smooth"][1]
+    if ls is None or nll_coef is None or not _hyper(ls):
+        return None
+    lit = _const(ls)
+    if lit is not None:  # the literals folded: 1 - 0.1 is 0.9
+        if _const(nll_coef) is None or not math.isclose(_const(nll_coef), 1.0 - lit, rel_tol=1e-12):  # type: ignore[arg-type]
+            return None
+    elif not (_is(nll_coef, "sub", 2) and _const(nll_coef.args[0]) == 1.0 and nll_coef.args[1] is ls):
+        return None
+    return z, y_seen[0], ls
+
+
+def _ce(node: Node):
+    """Softmax cross-entropy with label smoothing, as torch's `F.cross_entropy(z, y,
+    label_smoothing=ls, ignore_index=k)` computes it: `sum(TERMS) / maximum(sum(float(y != k)), 1)`
+    with every term under `where(y != k, ., 0.0)` (0 when every label is ignored), or
+    `mean(TERMS)` without an ignored label. (kernel args, hypers, attrs) or None."""
+    body = _full_mean(node)
+    if body is not None and body.type.rank == 1:
+        hit = _smoothed(body, None)
+        if hit is not None and _const(hit[2]) != 0.0:  # without smoothing it is `nll`'s
+            z, y, ls = hit
+            return (z, y), (ls,), {"ignore": False}
+        return None
+    if not (_is(node, "div", 2) and node.type.rank == 0):
+        return None
+    num, den = node.args
+    body = _full_sum(num)
+    if body is None or body.type.rank != 1 or not _is(den, "maximum", 2):
+        return None
+    count, one = den.args if _const(den.args[1]) == 1.0 else den.args[::-1]
+    counted = _full_sum(count)
+    if _const(one) != 1.0 or counted is None or not _is(counted, "cast_float", 1):
+        return None
+    guard = _ignore_guard(counted.args[0])
+    if guard is None:
+        return None
+    valid, y, k = guard
+    hit = _smoothed(body, valid)
+    if hit is None or hit[1] is not y:
+        return None
+    z, _, ls = hit
+    return (z, y), (ls, k), {"ignore": True}
+
+
 def select(node: Node) -> Node:
-    swapped = None
     if _is(node, "neg", 1) and _is(node.args[0], "mean", 1):
-        # -mean(y log s(z) + ...) is mean(-(y log s(z) + ...)): move the minus inside
-        bce = _bce_body(node.args[0].args[0])
-        if bce is not None:
-            m = node.args[0]
-            body = m.args[0]
-            per = Apply(body.type, body.span, "neg", (body,), ())
-            node = swapped = Apply(m.type, m.span, "mean", (per,), m.attrs)
+        # The normal form keeps a minus outside a mean; the losses have it inside:
+        # -mean(y log s(z) + ...) is mean(-(y log s(z) + ...)), -mean(pick(...)) is mean(-pick(...))
+        m = node.args[0]
+        body = m.args[0]
+        per = Apply(body.type, body.span, "neg", (body,), ())
+        moved = Apply(m.type, m.span, "mean", (per,), m.attrs)
+        hit = _select(moved)
+        if hit is not moved:
+            return hit
+        if _bce_body(body) is not None:
+            return moved  # the mean of an elementwise BCE, which the recursion finds below
+    return _select(node)
+
+
+def _select(node: Node) -> Node:
+    ce = _ce(node)
+    if ce is not None:
+        args, hypers, attrs = ce
+        return _kernel("ce", args, node.type, node.span, node, hypers, reduction="mean", **attrs)
     inner = _full_mean(node)
     if inner is not None:
         hit = _elementwise(inner)
         if hit is not None:
-            name, args, params = hit
-            return _kernel(name, args, node.type, node.span, node, reduction="mean", **params)
+            name, args, hypers = hit
+            return _kernel(name, args, node.type, node.span, node, hypers, reduction="mean")
         nll = _nll(inner)
         if nll is not None:
             return _kernel("nll", nll, node.type, node.span, node, reduction="mean")
@@ -212,12 +432,10 @@ def select(node: Node) -> Node:
             nll = _nll(loss) if w_y is den else None
             if nll is not None and nll[1] is den.indices[0]:
                 return _kernel("nll", (nll[0], nll[1], den.x), node.type, node.span, node, reduction="weighted_mean")
-    if swapped is not None:
-        return node  # the mean of an elementwise BCE, which the recursion finds below
     hit = _elementwise(node)
     if hit is not None and node.type.rank > 0:
-        name, args, params = hit
-        return _kernel(name, args, node.type, node.span, node, reduction="none", **params)
+        name, args, hypers = hit
+        return _kernel(name, args, node.type, node.span, node, hypers, reduction="none")
     nll = _nll(node)
     if nll is not None:
         return _kernel("nll", nll, node.type, node.span, node, reduction="none")
@@ -255,6 +473,7 @@ def select_kernels(root: Node, supported: dict[str, set[str]]) -> Node:
     supported = {k: v for k, v in supported.items() if k not in GRAPH_KERNELS}
     if not supported:
         return root
+    root = canonical(root)
     uses = use_counts(root)
 
     def visit(n: Node) -> Node:

@@ -22,7 +22,7 @@ import importlib
 import itertools
 import linecache
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lossdsl.backends import NAMES, Backend, canonical_name
@@ -32,11 +32,13 @@ from .checked import CheckedModule
 from .codegen import Generated, generate
 from .diagnostics import Diagnostic, LossError
 from .frontend import check_parsed
-from .ir import Arg, Node, topological
+from .ir import Apply, Arg, Node, apply, topological
+from .kernels import KERNELS
 from .loading import load_source
 from .parser import ParseResult, parse_source
 from .passes import lower as lower_ir
 from .runtime import CompiledLoss, Runtime
+from .types import FLOAT, TensorType
 
 __all__ = [
     "Emitted",
@@ -150,11 +152,24 @@ class Lowered:
     root: Node
     derivative: Derivative | None = None
     made_global: list[Node] = field(default_factory=list)
+    # A per-sample loss's mean over the samples (the API's default reduction), lowered with the
+    # backend's kernels, where that reaches a reducing fused call: `compute_mean`.
+    mean_root: Node | None = None
 
 
-# Elementwise kernels that fuse a subtraction and an abs or a square, but reduce nothing: worth
-# less than a backward derived for the whole loss, which they would prevent.
-ELEMENTWISE_KERNELS = ("mse", "l1", "huber", "smooth_l1", "bce_logits")
+def _api_mean(checked: CheckedModule, kernels: dict[str, set[str]]) -> Node | None:
+    """`mean(loss, axis=0)` lowered for a backend, where it reaches a reducing fused call: the
+    normal form (lossdsl/canonical.py) turns the mean of per-sample means into one mean, so
+    `mean(huber(...), axis=D)` under the API's mean is `F.huber_loss(...)` itself."""
+    loss = checked.loss
+    if not kernels or loss.type.rank != 1 or loss.type.dtype is not FLOAT:
+        return None
+    mean = apply("mean", (loss,), TensorType(FLOAT, ()), loss.span, (("axis", (0,)), ("keepdims", False)))
+    root = lower_ir(replace(checked, loss=mean), kernels=kernels)
+    for n in topological(root):
+        if isinstance(n, Apply) and n.fn == "kernel" and n.attr("reduction") != "none":
+            return root
+    return None
 
 
 def lower(
@@ -170,16 +185,17 @@ def lower(
     printer = backend.printer
     kernels = printer.KERNELS
     root = lower_ir(checked, kernels=kernels, sharded=sharded, made_global=made_global)
+    mean_root = _api_mean(checked, kernels) if sharded is None else None
     if not (fused_backward and printer.FUSED_BACKWARD):
-        return Lowered(root, None, made_global)
+        return Lowered(root, None, made_global, mean_root)
     derivative = _derive_for_preds(root)
     if derivative is None:
-        reducing = {k: {r for r in v if r != "none"} if k in ELEMENTWISE_KERNELS else v for k, v in kernels.items()}
+        reducing = {k: {r for r in v if r != "none"} if KERNELS[k].elementwise else v for k, v in kernels.items()}
         other = lower_ir(checked, kernels=reducing, sharded=sharded)
         alt = _derive_for_preds(other)
         if alt is not None:
-            return Lowered(other, alt, made_global)
-    return Lowered(root, derivative, made_global)
+            return Lowered(other, alt, made_global, mean_root)
+    return Lowered(root, derivative, made_global, mean_root)
 
 
 def _derive_for_preds(root: Node) -> Derivative | None:
@@ -221,6 +237,7 @@ def emit(
         sharded=sharded is not None,
         derivative=lowered.derivative,
         check_indices=check_indices,
+        mean_root=lowered.mean_root,
     )
     return Emitted(lowered, generated, sharded, dict(static_dims))
 
@@ -253,8 +270,11 @@ def instantiate(
     exec(builtins.compile(gen.source, filename, "exec"), namespace)
     compute = backend.wrap_compute(namespace["compute"], gen.static_args, sharded=sharded is not None)
     namespace["compute"] = compute
+    if gen.mean_static_args is not None:
+        namespace["compute_mean"] = backend.wrap_compute(namespace["compute_mean"], gen.mean_static_args)
     entry = backend.wrap_entry(namespace["entry"])
     loss = CompiledLoss(checked, backend, gen.source, entry, compute, runtime, gen.entry_args, code.static_dims)
+    loss._fused_mean = gen.mean_static_args is not None
     if sharded is not None:
         loss._shard(sharded, dist, code.lowered.made_global)
     return loss

@@ -79,6 +79,8 @@ class Runtime:
             "_context": self.context_value,
             "_dynamic_size": getattr(be, "dynamic_size", None),
             "_device": be.device_key,
+            "_number": self.number,
+            "_known_positive": _known_positive,
             **be.namespace(),
         }
 
@@ -169,6 +171,9 @@ class Runtime:
                 if span is not None:
                     self._cache[("range", k)] = span
         else:
+            message = f"lossdsl E812: {read.label} holds a value outside [0, {size}) ({self.checked.source.name})"
+            if self.backend.assert_indices_async(x, size, message):
+                return x  # checked on the device (a GPU), without a read back to the host
             span = self.backend.value_range(x)
         if span is None:
             if self.check_values:
@@ -364,8 +369,25 @@ class Runtime:
             x = self.backend.to_int(x)
         return self.backend.place_like(x, like) if like is not None else x
 
+    def number(self, i: int, value: Any) -> Any:
+        """A scalar param as the Python number a fused call takes as a hyperparameter (torch's
+        `delta=`), or None where the caller gave a tensor: the decomposed form then runs, with
+        no read from the device."""
+        if value is DEFAULT:
+            value = self.params.get(self.leaves[i].label)
+        if getattr(value, "ndim", None) == 0 and hasattr(value, "item") and not self.backend.is_tensor(value):
+            value = value.item()  # a NumPy scalar, as from a config file (never the framework's tensor: a read)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return float(value) if self.leaves[i].type.dtype is FLOAT else int(value)
+
     def clear_cache(self) -> None:
         self._cache.clear()
+
+
+def _known_positive(size: Any) -> bool:
+    """A batch size known now (a Python int, not a graph's tensor) and not 0."""
+    return type(size) is int and size > 0
 
 
 class CompiledLoss:
@@ -406,6 +428,9 @@ class CompiledLoss:
         self.sharded: str | None = None
         self._dist: Any = None
         self.global_reductions: list[str] = []
+        # the generated entry computes the mean over the samples itself (`entry(..., _mean=True)`),
+        # with a fused call where the framework has one (lossdsl/pipeline.py, `_api_mean`)
+        self._fused_mean = False
 
     def _shard(self, sym: str, dist, made_global) -> None:
         """Set by `compile(..., sharded=sym)`: reductions over `sym` are over all replicas."""
@@ -471,7 +496,12 @@ class CompiledLoss:
             values = args + self._defaults
         else:
             values = self._bind(args, kwargs)
-        out = self._entry(*values) if context is None else self._entry(*values, _given=context)
+        given = {} if context is None else {"_given": context}
+        if self._fused_mean and reduction == "mean" and sample_weight is None and self._dist is None:
+            reduced = self._entry(*values, _mean=True, **given)
+            if reduced is not None:
+                return reduced
+        out = self._entry(*values, **given)
         if self._per_sample:
             reduced = self._reduce(out, reduction, sample_weight)
             if self._dist is not None and self._global_reduction and reduction != "none":

@@ -52,3 +52,36 @@ def compile_for(spec, backend: str, context: dict | None = None, params: dict | 
                 dtype: str = "float64"):
     ctx = {k: convert(backend, v, dtype) for k, v in (context or {}).items()}
     return lossdsl.compile(spec, backend=backend, context=ctx, params=params)
+
+
+def compiled_value_and_grad(f, backend: str, x: dict, pred: str, **call):
+    """Value and gradient with respect to `pred` of the API's default call, under the backend's
+    compiler: torch.compile, jax.jit(jax.value_and_grad), tf.function(jit_compile=True)."""
+    args = {k: convert(backend, v, "float64") for k, v in x.items()}
+    if backend == "torch":
+        import torch
+
+        def step(**a):
+            a[pred] = a[pred].clone().requires_grad_(True)
+            v = f(**a, **call)
+            return v, torch.autograd.grad(v, [a[pred]])[0]
+
+        torch._dynamo.reset()
+        v, g = torch.compile(step, dynamic=False)(**args)
+    elif backend == "jax":
+        import jax
+
+        rest = {k: v for k, v in args.items() if k != pred}
+        v, g = jax.jit(jax.value_and_grad(lambda p: f(**{pred: p}, **rest, **call)))(args[pred])
+    else:
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True)
+        def step(a):
+            with tf.GradientTape() as tape:
+                tape.watch(a[pred])
+                v = f(**a, **call)
+            return v, tape.gradient(v, a[pred])
+
+        v, g = step(args)
+    return to_numpy(v), to_numpy(g)

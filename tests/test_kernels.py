@@ -27,10 +27,11 @@ CALLS: dict[str, dict[str, str]] = {
     "numpy": {},
     "torch": {"mse": "F.mse_loss(", "l1": "F.l1_loss(", "huber": "F.huber_loss(", "smooth_l1": "F.smooth_l1_loss(",
               "bce_logits": "F.binary_cross_entropy_with_logits(", "soft_ce": "F.cross_entropy(",
-              "nll": "F.cross_entropy("},
+              "nll": "F.cross_entropy(", "ce": "F.cross_entropy("},
     "tensorflow": {"mse": "tf.math.squared_difference(", "bce_logits": "tf.nn.sigmoid_cross_entropy_with_logits(",
-                   "nll": "tf.nn.sparse_softmax_cross_entropy_with_logits("},
-    "jax": {"nll": "jax.nn.logsumexp("},  # -pick(log_softmax(z), k) as logsumexp(z) - z[k]
+                   "nll": "tf.nn.sparse_softmax_cross_entropy_with_logits(", "ce": "rt.smoothed_ce("},
+    # -pick(log_softmax(z), k) as logsumexp(z) - z[k]
+    "jax": {"nll": "jax.nn.logsumexp(", "ce": "rt.smoothed_ce("},
 }
 ALL_CALLS = sorted({call for calls in CALLS.values() for call in calls.values()})
 # torch's derived backward for the whole loss (lossdsl/autodiff.py)
@@ -60,12 +61,34 @@ def _piecewise(x, knot, quad, lin):
 
 
 class Case:
-    def __init__(self, src: str, kernel: str, fused_on: set[str], reference, torch_call: str | None = None):
+    def __init__(self, src: str, kernel: str, fused_on: set[str], reference, torch_call: str | None = None,
+                 mean_fused_on: set[str] = frozenset()):
         self.src = src
         self.kernel = kernel
         self.fused_on = fused_on  # the backends whose generated code calls the fused kernel
         self.reference = reference  # NumPy float64, written from the spec's formula
         self.torch_call = torch_call  # a regex the torch call must match (reduction, weights)
+        # a per-sample loss: the backends whose `compute_mean` (the API's default mean) calls it
+        self.mean_fused_on = mean_fused_on
+
+
+def _ce(x, ls=0.0, ignore=None):
+    """Softmax cross-entropy with label smoothing: the mean over the labels not ignored, 0 for none."""
+    logp = _log_softmax(x["z"])
+    k = x["k"]
+    valid = np.ones(k.shape, bool) if ignore is None else k != ignore
+    safe = np.where(valid, k, 0)
+    per = -(1 - ls) * np.take_along_axis(logp, safe[:, None], axis=1)[:, 0] - ls * logp.mean(1)
+    return np.sum(np.where(valid, per, 0.0)) / max(valid.sum(), 1)
+
+
+def _split(source: str) -> tuple[str, str]:
+    """The generated module without its `compute_mean`, and `compute_mean` (or "")."""
+    if "\ndef compute_mean(" not in source:
+        return source, ""
+    head, rest = source.split("\ndef compute_mean(", 1)
+    body, tail = rest.split("\ndef entry(", 1)
+    return head + "\ndef entry(" + tail, "def compute_mean(" + body
 
 
 ALL_THREE = {"torch", "jax", "tensorflow"}
@@ -76,7 +99,14 @@ CASES = {
     # An elementwise kernel under a partial mean: torch prefers a backward derived for the whole
     # loss (lossdsl/autodiff.py) to F.mse_loss(reduction='none'); TensorFlow keeps the kernel.
     "mse_per_sample": Case("pred a: float[B, D]\ntarget b: float[B, D]\nloss = mean(square(a - b), axis=D)\n", "mse",
-                           {"tensorflow"}, lambda x: np.mean((x["a"] - x["b"]) ** 2, axis=1)),
+                           {"tensorflow"}, lambda x: np.mean((x["a"] - x["b"]) ** 2, axis=1),
+                           mean_fused_on={"torch", "tensorflow"}),
+    # The knot a param: the fused call takes it as a Python number (`n_delta`), tested > 0 at the call.
+    "huber_param_per_sample": Case(
+        "pred a: float[B, D]\ntarget b: float[B, D]\nparam delta: float = 0.5\nlet r = abs(a - b)\n"
+        "loss = mean(where(r <= delta, 0.5 * r^2, delta * (r - 0.5 * delta)), axis=D)\n", "huber", set(),
+        lambda x: np.mean(_piecewise(x, 0.5, lambda r: 0.5 * r ** 2, lambda r: 0.5 * (r - 0.25)), axis=1),
+        mean_fused_on={"torch"}),
     "l1": Case("pred a: float[B, D]\ntarget b: float[B, D]\nloss = mean(abs(a - b))\n", "l1",
                {"torch"}, lambda x: np.mean(np.abs(x["a"] - x["b"]))),
     "huber": Case("pred a: float[B, D]\ntarget b: float[B, D]\nlet r = abs(a - b)\n"
@@ -97,19 +127,32 @@ CASES = {
                        {"torch", "tensorflow"}, lambda x: np.mean(_bce(x))),
     "bce_pos_weight_mean": Case("pred z: float[B, D]\ntarget y: float[B, D]\nparam pw: float = 3.0\n"
                                 "loss = -mean(pw * y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z))\n", "bce_logits",
-                                # TensorFlow's weighted_cross_entropy_with_logits weighs differently at 0
-                                {"torch"}, lambda x: np.mean(_bce(x, 3.0)),
+                                # TensorFlow's weighted_cross_entropy_with_logits weighs differently at 0:
+                                # its fused call only where the param is the number 1 (no weight)
+                                {"torch", "tensorflow"}, lambda x: np.mean(_bce(x, 3.0)),
                                 r"F\.binary_cross_entropy_with_logits\([^()]*pos_weight="),
     "bce_pos_weight": Case("pred z: float[B, D]\ntarget y: float[B, D]\nparam pw: float = 3.0\n"
                            "loss = -mean(pw * y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z), axis=D)\n",
-                           "bce_logits", set(), lambda x: np.mean(_bce(x, 3.0), axis=1)),
+                           "bce_logits", {"tensorflow"}, lambda x: np.mean(_bce(x, 3.0), axis=1),
+                           # TensorFlow: only where the weight is the number 1 (no weight)
+                           mean_fused_on={"torch", "tensorflow"}),
+    "ce_smoothed_ignored": Case(
+        "pred z: float[B, C]\ntarget k: int[B]\nparam ls: float = 0.2\nparam ignore: int = -1\n"
+        "let logp = log_softmax(z, axis=C)\nlet valid = k != ignore\n"
+        "loss = sum((1 - ls) * where(valid, -pick(logp, k), 0.0) + ls * where(valid, -mean(logp, axis=C), 0.0))"
+        " / maximum(sum(float(valid)), 1.0)\n", "ce", ALL_THREE, lambda x: _ce(x, 0.2, -1),
+        r"F\.cross_entropy\([^()]*ignore_index=n_ignore, label_smoothing=n_ls, reduction='sum'\)"),
+    "ce_smoothed_literal": Case(
+        "pred z: float[B, C]\ntarget k: int[B]\nlet logp = log_softmax(z, axis=C)\n"
+        "loss = mean(0.9 * -pick(logp, k) + 0.1 * -mean(logp, axis=C))\n", "ce", ALL_THREE, lambda x: _ce(x, 0.1),
+        r"F\.cross_entropy\(v_z, v_k, label_smoothing=0\.1\)"),
     "soft_ce": Case("pred z: float[B, C]\ntarget y: float[B, C]\nloss = -sum(y * log_softmax(z), axis=C)\n",
                     "soft_ce", {"torch"}, lambda x: -np.sum(x["y"] * _log_softmax(x["z"]), axis=1),
                     r"F\.cross_entropy\([^()]*reduction='none'\)"),
     "nll": Case("pred z: float[B, C]\ntarget k: int[B]\nloss = mean(-pick(log_softmax(z), k))\n", "nll",
                 ALL_THREE, lambda x: np.mean(_nll(x)), r"F\.cross_entropy\([^()=]*\)"),
     "nll_per_sample": Case("pred z: float[B, C]\ntarget k: int[B]\nloss = -pick(log_softmax(z), k)\n", "nll",
-                           ALL_THREE, _nll, r"F\.cross_entropy\([^()]*reduction='none'\)"),
+                           ALL_THREE, _nll, r"F\.cross_entropy\([^()]*reduction='none'\)", mean_fused_on=ALL_THREE),
     "nll_weighted": Case("pred z: float[B, C]\ntarget k: int[B]\ncontext w: float[C]\n"
                          "loss = sum(w[k] * -pick(log_softmax(z), k)) / sum(w[k])\n", "nll", ALL_THREE,
                          lambda x: np.sum(x["w"][x["k"]] * _nll(x)) / np.sum(x["w"][x["k"]]),
@@ -142,10 +185,13 @@ def inputs(name, rng):
         z[0, :2] = 1.0
         y = rng.uniform(size=(b, d))
         return {"z": z, "y": y / y.sum(1, keepdims=True)}, {}
-    if name.startswith("nll"):
+    if name.startswith(("nll", "ce")):
         z = rng.normal(size=(b, d))
         z[0, :2] = 1.0  # a tie
-        return {"z": z, "k": rng.integers(0, d, b)}, ({"w": rng.uniform(0.5, 2, d)} if "weighted" in name else {})
+        k = rng.integers(0, d, b)
+        if "ignored" in name:
+            k[1:3] = -1  # the ignored label, which is out of range as an index
+        return {"z": z, "k": k}, ({"w": rng.uniform(0.5, 2, d)} if "weighted" in name else {})
     if name.startswith("bce"):
         z = rng.normal(size=(b, d))
         z[0, 0] = 0.0  # the kink of the hand-written forms
@@ -153,7 +199,7 @@ def inputs(name, rng):
     a = rng.normal(size=(b, d))
     bb = rng.normal(size=(b, d))
     bb[0, 0] = a[0, 0]  # r == 0
-    knot = {"huber": 0.5, "huber_written_otherwise": 2.0, "smooth_l1": 0.5}.get(name)
+    knot = {"huber": 0.5, "huber_written_otherwise": 2.0, "smooth_l1": 0.5, "huber_param_per_sample": 0.5}.get(name)
     if knot is not None:
         bb[0, 1] = a[0, 1] - knot  # |r| == knot, both signs
         bb[0, 2] = a[0, 2] + knot
@@ -179,9 +225,13 @@ def test_the_generated_code_calls_the_fused_kernel_exactly_where_the_backend_shi
     _require(backend)
     case = CASES[name]
     _, ctx = inputs(name, rng)
-    fused = lossdsl.compile(case.src, backend=backend, context=ctx).source
+    fused, mean = _split(lossdsl.compile(case.src, backend=backend, context=ctx).source)
     plain = compile_unfused(case.src, backend, monkeypatch, context=ctx).source
     call = CALLS[backend].get(case.kernel)
+    if backend in case.mean_fused_on:
+        assert call is not None and call in mean, f"{backend}'s mean over the samples does not call {call}:\n{mean}"
+    else:
+        assert not mean, f"a compute_mean on {backend} with no fused call for {name}:\n{mean}"
     if backend in case.fused_on:
         assert call is not None, f"{backend} has no spelling for {case.kernel} in this table"
         assert call in fused, f"{backend} does not call {call} for {name}:\n{fused}"
@@ -215,6 +265,24 @@ def test_fused_kernel_gives_the_value_and_gradient_of_the_decomposed_form(name, 
         assert set(grads) == set(preds)
     for p in grads:
         assert_close(grads[p], ref_grads[p], "float64", f"{name} d/d{p}")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.mean_fused_on])
+def test_the_fused_mean_over_the_samples_gives_the_value_and_gradient_of_the_decomposed_mean(
+    name, backend, rng, monkeypatch
+):
+    _require(backend)
+    case = CASES[name]
+    args, ctx = inputs(name, rng)
+    fused = lossdsl.compile(case.src, backend=backend, context=ctx)
+    preds = [d.name for d in fused.spec.preds]
+    value, grads = value_and_grads(fused, backend, args, preds, "float64")
+    assert_close(value, np.mean(case.reference({**args, **ctx})), "float64", f"{name} mean against NumPy")
+    plain = compile_unfused(case.src, backend, monkeypatch, context=ctx)
+    _, ref_grads = value_and_grads(plain, backend, args, preds, "float64")
+    for p in preds if backend != "numpy" else ():  # NumPy: values only
+        assert_close(grads[p], ref_grads[p], "float64", f"{name} mean d/d{p}")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

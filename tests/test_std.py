@@ -12,7 +12,7 @@ import lossdsl.std
 from lossdsl.sampling import random_inputs
 
 from conftest import available, needs
-from harness import BACKENDS, assert_close, compile_for, value_and_grads
+from harness import BACKENDS, assert_close, compile_for, compiled_value_and_grad, convert, value_and_grads
 
 PARAMS = {"huber": {"delta": 0.7}, "smooth_l1": {"beta": 0.6}, "cross_entropy": {"label_smoothing": 0.1},
           "weighted_cross_entropy": {"label_smoothing": 0.2}, "binary_cross_entropy": {"pos_weight": 2.5},
@@ -110,11 +110,50 @@ def test_std_specs_check_without_warnings():
         assert lossdsl.check(lossdsl.std.path(name)).warnings == [], name
 
 
-def _inputs(name, rng):
+def _inputs(name, rng, params=None):
     checked = lossdsl.check(lossdsl.std.path(name))
     args, ctx, _ = random_inputs(checked, rng, {"B": 6, "D": 5, "C": 4})
     args, ctx = prepare(name, args, ctx, rng)
-    return checked, args, ctx, {**{d.name: d.default for d in checked.of_kind("param")}, **PARAMS.get(name, {})}
+    given = PARAMS.get(name, {}) if params is None else params
+    return checked, args, ctx, {**{d.name: d.default for d in checked.of_kind("param")}, **given}
+
+
+def _reference_and_grads(name, args, ctx, prm, preds):
+    import torch
+
+    ta = {k: torch.as_tensor(v) for k, v in args.items()}
+    for p in preds:
+        ta[p].requires_grad_(True)
+    ref = reference(name, ta, {k: torch.as_tensor(v) for k, v in ctx.items()}, prm)
+    return ref.detach().numpy(), [g.numpy() for g in torch.autograd.grad(ref, [ta[p] for p in preds])]
+
+
+# How the params reach the loss: a fused call takes a param as a Python number (lossdsl/kernels.py)
+# and falls back to the decomposed form for a tensor, so each way is checked against the framework.
+PARAM_WAYS = [(n, "defaults") for n in NAMES] + [
+    (n, way) for n in NAMES if n in PARAMS for way in ("numbers at the call", "tensors at the call")
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("name", "way"), PARAM_WAYS)
+@needs("torch")
+def test_std_loss_matches_the_framework_function_however_its_params_are_given(name, way, backend, rng):
+    if not available(backend):
+        pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
+    checked, args, ctx, prm = _inputs(name, rng, params={} if way == "defaults" else None)
+    preds = [d.name for d in checked.preds]
+    ref, ref_grads = _reference_and_grads(name, args, ctx, prm, preds)
+    f = compile_for(lossdsl.std.path(name), backend, ctx)
+    call = {}
+    if way == "numbers at the call":
+        call = dict(PARAMS[name])
+    elif way == "tensors at the call":
+        call = {k: convert(backend, np.asarray(v), "float64") for k, v in PARAMS[name].items()}
+    value, grads = value_and_grads(f, backend, args, preds, "float64", call)
+    assert_close(value, ref, "float64", f"{name} on {backend}, {way}")
+    for p, g in zip(preds, ref_grads) if backend != "numpy" else ():
+        assert_close(grads[p], g, "float64", f"d {name}/d {p} on {backend}, {way}")
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -142,6 +181,23 @@ def test_std_loss_matches_the_framework_function(name, backend, dtype, rng):
         return  # values only
     for p, g in zip(preds, ref_grads):
         assert_close(grads[p], g.numpy(), dtype, f"d {name}/d {p} on {backend}/{dtype}")
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
+@pytest.mark.parametrize("name", NAMES)
+@needs("torch")
+def test_std_loss_matches_the_framework_function_compiled(name, backend, rng):
+    """Under torch.compile, jax.jit and tf.function(jit_compile=True): the fused calls and their
+    params as numbers are traced too."""
+    if not available(backend):
+        pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
+    checked, args, ctx, prm = _inputs(name, rng)
+    preds = [d.name for d in checked.preds]
+    ref, ref_grads = _reference_and_grads(name, args, ctx, prm, preds)
+    f = compile_for(lossdsl.std.path(name), backend, ctx, PARAMS.get(name))
+    value, grad = compiled_value_and_grad(f, backend, args, preds[0])
+    assert_close(value, ref, "float64", f"{name} compiled on {backend}")
+    assert_close(grad, ref_grads[0], "float64", f"d {name}/d {preds[0]} compiled on {backend}")
 
 
 KERAS = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "log_cosh": "log_cosh", "hinge": "hinge",

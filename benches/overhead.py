@@ -1,0 +1,98 @@
+"""Per-call overhead on PyTorch eager: the 8×4 MSE (where the loss itself costs microseconds)
+against F.mse_loss, and what each piece of the generated entry's checks costs.
+
+    python benches/overhead.py            # prints the table
+    python benches/run.py --only overhead # the section of docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+import timeit
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benches"))
+
+import lossdsl  # noqa: E402
+
+MSE = "pred yhat: float[B, D]\ntarget y: float[B, D]\nloss = mean((yhat - y)^2)\n"
+CE = "pred z: float[B, C]\ntarget k: int[B]\nloss = mean(-pick(log_softmax(z, axis=C), k))\n"
+
+
+def _us(stmt, ns: dict, number: int = 5000) -> float:
+    """Microseconds per call, the least of several repeats (what the code costs, not the noise)."""
+    return min(timeit.repeat(stmt, globals=ns, number=number, repeat=7)) / number * 1e6
+
+
+def _interleaved(base, dsl, rounds: int, number: int) -> tuple[float, float, list[float]]:
+    bs, ds, ratios = [], [], []
+    for _ in range(rounds):
+        s = time.perf_counter()
+        for _ in range(number):
+            base()
+        b = (time.perf_counter() - s) / number
+        s = time.perf_counter()
+        for _ in range(number):
+            dsl()
+        d = (time.perf_counter() - s) / number
+        bs.append(b)
+        ds.append(d)
+        ratios.append(d / b)
+    return statistics.median(bs), statistics.median(ds), ratios
+
+
+def table(quick: bool = False) -> list[str]:
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(1)
+    f = lossdsl.compile(MSE, backend="torch")
+    g = lossdsl.compile(CE, backend="torch")
+    x = torch.randn(8, 4, requires_grad=True)
+    y = torch.randn(8, 4)
+    z = torch.randn(8, 4)
+    k = torch.randint(0, 4, (8,))
+
+    def base():
+        return torch.autograd.grad(F.mse_loss(x, y), [x])
+
+    def dsl():
+        return torch.autograd.grad(f(x, y), [x])
+
+    for fn in (base, dsl):
+        for _ in range(200):
+            fn()
+    b, d, ratios = _interleaved(base, dsl, 5 if quick else 21, 200 if quick else 2000)
+    rt, be = f._runtime, f._backend
+    ns = {"f": f, "g": g, "rt": rt, "be": be, "x": x, "y": y, "z": z, "k": k, "F": F, "torch": torch,
+          "grt": g._runtime, "cdt": torch.float32, "compute": f.compute, "dev": x.device}
+    n = 1000 if quick else 20000
+    pieces = [
+        ("the call: arguments bound, reduction read (`CompiledLoss.__call__` less `entry`)",
+         _us("f(x, y)", ns, n) - _us("f._entry(x, y)", ns, n)),
+        ("an argument's kind and dtype kind (`_arg_float`)", _us("rt.arg_float(0, x)", ns, n)),
+        ("its rank and sizes (`_shape` and the comparisons, 2 axes)",
+         _us("s = be.shape(x)\nif len(s) != 2: pass\nif s[0] != 8: pass\nif s[1] != 4: pass", ns, n)),
+        ("the compute dtype and device (`_compute_dtype`, `_device`)",
+         _us("be.compute_dtype(x); be.device_key(x)", ns, n)),
+        ("an argument's conversion to the compute dtype (`_to_float`, already float32)",
+         _us("be.to_float(x, cdt)", ns, n)),
+        ("an int index argument's range on the CPU (`_check_index`: aminmax and one read)",
+         _us("grt.check_index(0, k, 4)", ns, n)),
+        ("the whole entry, 8×4 MSE, two arguments (`entry` less `compute`)",
+         _us("f._entry(x, y)", ns, n) - _us("compute(x, y, cdt, dev)", ns, n)),
+    ]
+    rows = [f"8×4 MSE, value and gradient, one thread, median of {len(ratios)} interleaved rounds: "
+            f"`F.mse_loss` {b * 1e6:.1f} µs, lossdsl {d * 1e6:.1f} µs, **{statistics.median(ratios):.2f}×** "
+            f"({min(ratios):.2f}–{max(ratios):.2f}).", "",
+            "| what each call checks | cost |", "|---|---|"]
+    rows += [f"| {what} | {max(us, 0.0):.2f} µs |" for what, us in pieces]
+    return rows
+
+
+if __name__ == "__main__":
+    print("\n".join(table("--quick" in sys.argv)))
