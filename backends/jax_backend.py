@@ -52,9 +52,7 @@ class JaxPrinter(NumpyPrinter):
 
     # -pick(log_softmax(z), y) as logsumexp(z) - z[y]: the same value, and a gradient
     # (softmax - one_hot) that needs no log_softmax of the whole [B, C] (as optax computes it)
-    KERNELS = {"nll": {"none", "mean", "weighted_mean"}, "lm_head": {"stats"}}
-
-    KERNELS = {"nll": {"none", "mean", "weighted_mean"}, "ce": {"mean"}}
+    KERNELS = {"nll": {"none", "mean", "weighted_mean"}, "ce": {"mean"}, "lm_head": {"stats"}}
 
     def _kernel_nll(self, node, z, y, w=None):
         per = f"jax.nn.logsumexp({z}, axis=-1) - jnp.take_along_axis({z}, jnp.expand_dims({y}, -1), axis=-1)[..., 0]"

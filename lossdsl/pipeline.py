@@ -190,7 +190,10 @@ def lower(
         return Lowered(root, None, made_global, mean_root)
     derivative = _derive_for_preds(root)
     if derivative is None:
-        reducing = {k: {r for r in v if r != "none"} if KERNELS[k].elementwise else v for k, v in kernels.items()}
+        reducing = {
+            k: {r for r in v if r != "none"} if k in KERNELS and KERNELS[k].elementwise else v
+            for k, v in kernels.items()
+        }
         other = lower_ir(checked, kernels=reducing, sharded=sharded)
         alt = _derive_for_preds(other)
         if alt is not None:
