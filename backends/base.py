@@ -132,12 +132,13 @@ class Printer:
     def dim(self, d: Dim) -> str:
         if d.sym is None:
             return str(d.offset)
-        if not d.sym.isidentifier():
+        terms = d.terms()
+        if not all(t.isidentifier() for t in terms):
             raise Unsupported(f"the size `{d}` is only known to the framework")
-        base = f"d_{d.sym}"
+        base = " + ".join(f"d_{t}" for t in terms)  # one symbol, or the sum a concatenation made
         if d.offset:
             return f"({base} {'+' if d.offset > 0 else '-'} {abs(d.offset)})"
-        return base
+        return base if len(terms) == 1 else f"({base})"
 
     def _print_Arg(self, node: Arg) -> tuple[str, int]:  # args always have names
         raise AssertionError(f"unnamed argument {node.label}")
@@ -194,7 +195,10 @@ class Printer:
 
         spec = FUNCTIONS[node.fn]
         out: dict[str, Any] = {}
-        for p, a in zip(spec.tensor_params, node.args):
+        if spec.variadic:  # `concat([a, b])`: the operands as a list, `{xs}`
+            (p,) = spec.tensor_params
+            out[p.name] = "[" + ", ".join(self.expr(a) for a in node.args) + "]"
+        for p, a in zip([] if spec.variadic else spec.tensor_params, node.args):
             if (
                 isinstance(a, (Const, DimSize))
                 and p.name not in self.SCALAR_OK.get(node.fn, ())

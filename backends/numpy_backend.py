@@ -70,6 +70,8 @@ def numpy_like_table(xp: str) -> dict[str, str]:
         "transpose": f"{xp}.swapaxes({{x}}, -1, -2)",
         "permute": f"{xp}.transpose({{x}}, {{perm}})",
         "pad": f"{xp}.pad({{x}}, {{widths}})",
+        "concat": f"{xp}.concatenate({{xs}}, axis={{axis}})",
+        "stack": f"{xp}.stack({{xs}}, axis={{axis}})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups}, _cdt)",
         "ones_like": f"{xp}.ones({xp}.shape({{x}}), dtype={{dtype}})",

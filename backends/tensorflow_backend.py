@@ -84,6 +84,8 @@ class TensorflowPrinter(Printer):
         "transpose": "tf.linalg.matrix_transpose({x})",
         "permute": "tf.transpose({x}, {perm})",
         "pad": "tf.pad({x}, {widths})",
+        "concat": "tf.concat({xs}, axis={axis})",
+        "stack": "tf.stack({xs}, axis={axis})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
         "ones_like": "tf.ones_like({x}, dtype={dtype})",

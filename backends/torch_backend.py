@@ -82,6 +82,8 @@ class TorchPrinter(Printer):
         "dot": "torch.sum(torch.mul({a}, {b}), dim={axis})",
         "transpose": "torch.transpose({x}, -1, -2)",
         "permute": "torch.permute({x}, {perm})",
+        "concat": "torch.cat({xs}, dim={axis})",
+        "stack": "torch.stack({xs}, dim={axis})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
         "ones_like": "torch.ones_like({x}, dtype={dtype})",

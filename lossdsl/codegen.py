@@ -65,8 +65,9 @@ def _dims_used(root: Node) -> list[str]:
     out: list[str] = []
 
     def add(d: Dim | None) -> None:
-        if d is not None and d.sym is not None and d.sym.isidentifier() and d.sym not in out:
-            out.append(d.sym)
+        for t in d.terms() if d is not None else ():
+            if t.isidentifier() and t not in out:
+                out.append(t)
 
     for n in topological(root):
         if isinstance(n, DimSize):

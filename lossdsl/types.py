@@ -67,6 +67,19 @@ class Dim:
     def plus(self, k: int) -> Dim:
         return Dim(self.sym, self.offset + k)
 
+    def terms(self) -> list[str]:
+        """The symbols this size adds up: `[B]` for `B - 1`, `[A, C]` for the `A + C` of a
+        concatenation, none for a literal."""
+        return [] if self.sym is None else self.sym.split(" + ")
+
+    @staticmethod
+    def total(dims: list[Dim]) -> Dim:
+        """The size of axes laid end to end (`concat`): a literal, an affine `A + 2`, or a sum of
+        symbols `A + C` (its terms sorted, so that the sum of the same sizes is the same size)."""
+        terms = sorted(t for d in dims for t in d.terms())
+        offset = sum(d.offset for d in dims)
+        return Dim(" + ".join(terms), offset) if terms else Dim.lit(offset)
+
     def __str__(self) -> str:
         if self.sym is None:
             return str(self.offset)

@@ -554,6 +554,27 @@ def test_pad_grows_its_axis_by_before_and_after():
     assert codes(err("loss = mean(pad(yhat, -1, 0))\n")) == ["E504"]
 
 
+def test_concat_adds_the_sizes_of_its_axis_and_stack_adds_an_axis():
+    head = "pred a: float[B, C]\npred b: float[B, D]\n"
+    m = ok("let j = concat([a, b], axis=C)\nlet k = concat([b, a, a], axis=-1)\nlet s = stack([a, a], axis=1)\n"
+           "loss = mean(j) + mean(k) + mean(s)\n", head)
+    assert str(m.lets["j"].type) == "float[B, C + D]"
+    assert str(m.lets["k"].type) == "float[B, C + C + D]"
+    assert str(m.lets["s"].type) == "float[B, 2, C]"
+    # the same sizes in another order are the same size; a literal joins the offset
+    ok("loss = mean(concat([a, b], axis=1) * concat([b, a], axis=1)) + mean(concat([a, a[:, :2]], axis=1))\n", head)
+    one = "pred a: float[B, C]\n"
+    assert str(ok("let j = concat([a[:, 1:], a[:, :2]], axis=C)\nloss = mean(j)\n", one).lets["j"].type) \
+        == "float[B, C + 1]"
+    ok("loss = mean(concat([a[:, :1], a[:, 1:]], axis=C) * a)\n", one)  # 1 + (C - 1) is C
+    assert codes(err("loss = mean(concat([a, transpose(b)], axis=C))\n", head)) == ["E401"]
+    assert loss_type("loss = mean(sum(concat([a, b], axis=C), axis=D))\n", head) == "float"  # D names C + D
+    assert codes(err("loss = mean(concat([a, b[0]], axis=C))\n", head)) == ["E404"]
+    assert codes(err("loss = mean(concat(a, axis=C))\n", head)) == ["E504"]
+    assert codes(err("loss = mean(stack([a, b]))\n", head)) == ["E401"]
+    assert codes(err("loss = mean(stack([a, a], axis=C))\n", head)) == ["E405"]
+
+
 def test_every_independent_error_is_reported():
     e = err("let a = sum(yhat, axis=D)\nlet b = yhat + nope\nlet c = clip(yhat, 0.0)\nloss = mean(a + b + c)\n")
     assert codes(e) == ["E405", "E201", "E501"]

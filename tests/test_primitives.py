@@ -95,6 +95,18 @@ CASES = {
             lambda r: {"a": _rows(r), "v": _rows(r)},
             lambda a: np.sum(np.pad(a["a"], ((0, 0), (1, 2))) * np.pad(a["v"], ((0, 0), (2, 1))))
             + np.sum(np.pad(a["a"] ** 2, ((0, 1), (0, 0)))[1:] * a["v"])),
+    "concat": ("pred a: float[B, C]\npred b: float[B, 2]\ninput w: float[B, C]\n"
+               "loss = mean(concat([a, b], axis=C) ^ 2) + sum(concat([a * w, b, a], axis=-1)[:, 1:] * 0.5)"
+               " + sum(concat([a, w], axis=0) * concat([w, a], axis=B))\n",
+               lambda r: {"a": _rows(r), "b": r.normal(size=(B, 2)), "w": _rows(r)},
+               lambda a: np.mean(np.concatenate([a["a"], a["b"]], 1) ** 2)
+               + np.sum(np.concatenate([a["a"] * a["w"], a["b"], a["a"]], 1)[:, 1:] * 0.5)
+               + np.sum(np.concatenate([a["a"], a["w"]], 0) * np.concatenate([a["w"], a["a"]], 0))),
+    "stack": ("pred a: float[B, C]\ninput w: float[B, C]\ninput v: float[3, B, C]\ninput u: float[B, C, 2]\n"
+              "loss = sum(stack([a, a ^ 2, w * a]) * v) + sum(stack([a, w], axis=-1) * u)\n",
+              lambda r: {"a": _rows(r), "w": _rows(r), "v": r.normal(size=(3, B, C)), "u": r.normal(size=(B, C, 2))},
+              lambda a: np.sum(np.stack([a["a"], a["a"] ** 2, a["w"] * a["a"]]) * a["v"])
+              + np.sum(np.stack([a["a"], a["w"]], -1) * a["u"])),
     "arange": ("pred a: float[B, C]\ninput k: int[B]\nloss = sum(where(arange(C)[None, :] == k[:, None], a, 0.0) ^ 2)\n",
                lambda r: {"a": _rows(r), "k": r.integers(0, C, size=B)},
                lambda a: np.sum(np.where(np.arange(C)[None, :] == a["k"][:, None], a["a"], 0.0) ** 2)),
@@ -159,7 +171,7 @@ def test_every_new_function_is_in_the_cases():
 
     named = {fn for fn in USER_FUNCTIONS if any(f"{fn}(" in spec for spec, _, _ in CASES.values())}
     new = {"cosh", "sinh", "acos", "asin", "atan", "atan2", "isnan", "isfinite", "sort", "argsort", "topk", "argtopk",
-           "cumprod", "logcumsumexp", "arange", "eye", "diag", "permute", "pad"}
+           "cumprod", "logcumsumexp", "arange", "eye", "diag", "permute", "pad", "concat", "stack"}
     assert new <= named, new - named
 
 

@@ -1,11 +1,12 @@
-"""Layout: functions that move or extend axes without computing on values (`permute`, `pad`)."""
+"""Layout: functions that move, extend or join axes without computing on values (`permute`,
+`pad`, `concat`, `stack`)."""
 
 from __future__ import annotations
 
 from ..ir import Apply, Index, Node, SliceItem
 from ..types import FLOAT, TensorType
 from . import intervals as iv
-from .shapes import pad, permute
+from .shapes import concat, pad, permute, stack
 from .table import MIXES, NoRule, Param, define
 
 NOT_SCALAR = NoRule("its operand has at least one axis: there is no scalar to fold")
@@ -59,4 +60,42 @@ define(
     fold=NOT_SCALAR,
     lanes=MIXES,
     sharding=_pad_sharding,
+)
+
+
+def _concat_sharding(g, n: Apply) -> Node:
+    axis = n.attr("axis")
+    if any(g.sym in a.type.shape[axis].terms() for a in n.args):
+        g.fail(n, "`concat`")
+    return n
+
+
+def _joined_range(a, n):
+    return (min(r[0] for r in a), max(r[1] for r in a))
+
+
+define(
+    "concat",
+    (Param("xs", "tensors"), Param("axis", "axis", -1)),
+    "layout",
+    concat,
+    "the operands end to end along `axis`, of size the sum of theirs (`A + C`)",
+    known_as=("concatenate", "cat"),
+    vjp=NoRule("the framework differentiates it"),
+    value_range=_joined_range,
+    fold=NOT_SCALAR,
+    lanes=MIXES,
+    sharding=_concat_sharding,
+)
+define(
+    "stack",
+    (Param("xs", "tensors"), Param("axis", "axis", 0)),
+    "layout",
+    stack,
+    "operands of one shape along a new axis at `axis`, of size the number of operands",
+    vjp=NoRule("the framework differentiates it"),
+    value_range=_joined_range,
+    fold=NoRule("a list of operands is no scalar"),
+    lanes=MIXES,
+    sharding=_permute_sharding,  # a new axis: each replica's rows stay its own
 )

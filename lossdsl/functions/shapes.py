@@ -215,6 +215,80 @@ def pad(ck: RuleContext, site: CallSite):
     return TensorType(t.dtype, shape), {"axis": axis, "widths": pads}
 
 
+def _joined(ck: RuleContext, site: CallSite) -> DType:
+    """The dtype of operands laid together (`concat`, `stack`): numbers promote; bools stay bools."""
+    kinds = {site.t(i).dtype is BOOL for i in range(len(site.args))}
+    if len(kinds) > 1:
+        ck.fail(f"`{site.fn.name}` of bools and numbers", site.span, "E301", help="convert with `float(...)`")
+    dt = site.t(0).dtype
+    for i in range(1, len(site.args)):
+        dt = dt if dt is BOOL else promote(dt, site.t(i).dtype)
+    return dt
+
+
+def concat(ck: RuleContext, site: CallSite):
+    """`concat([a, b], axis)`: the operands end to end along one axis, of size the sum of theirs
+    (`A + C`); the other axes must agree. A symbol names the axis in any operand."""
+    dt = _joined(ck, site)
+    ts = [site.t(i) for i in range(len(site.args))]
+    rank = ts[0].rank
+    if rank == 0:
+        ck.fail("`concat` needs values with at least one axis, found a scalar", site.arg_spans[0], "E404")
+    for i, t in enumerate(ts[1:], 1):
+        if t.rank != rank:
+            ck.fail(
+                f"`concat` of rank-{rank} and rank-{t.rank} values",
+                site.arg_spans[i],
+                "E404",
+                help="the operands must have the same axes but the one they are joined along",
+            )
+    ((value, span),) = site.static["axis"].value
+    if isinstance(value, int):
+        if not -rank <= value < rank:
+            ck.fail(f"axis {value} is out of range for rank {rank}", span or site.span, "E405")
+        axis = value % rank
+    else:
+        hits = [[k for k, d in enumerate(t.shape) if value in d.terms()] for t in ts]
+        found = [h for h in hits if len(h) == 1]
+        if not found:
+            ck.fail(
+                f"`{value}` is not an axis of the operands of `concat`",
+                span or site.span,
+                "E405",
+                help="give an integer axis, e.g. `axis=-1`",
+            )
+        axis = found[0][0]
+    for i, t in enumerate(ts[1:], 1):
+        ck.same_shape(
+            tuple(d for k, d in enumerate(ts[0].shape) if k != axis),
+            tuple(d for k, d in enumerate(t.shape) if k != axis),
+            site.arg_spans[i],
+            "the axes `concat` does not join",
+        )
+    size = Dim.total([t.shape[axis] for t in ts])
+    return TensorType(dt, tuple(size if k == axis else d for k, d in enumerate(ts[0].shape))), {"axis": axis}
+
+
+def stack(ck: RuleContext, site: CallSite):
+    """`stack([a, b], axis)`: operands of one shape along a new axis of size the number of them."""
+    dt = _joined(ck, site)
+    first = site.t(0)
+    for i in range(1, len(site.args)):
+        ck.same_shape(first.shape, site.t(i).shape, site.arg_spans[i], "the operands of `stack`")
+    ((value, span),) = site.static["axis"].value
+    rank = first.rank + 1
+    if not isinstance(value, int) or not -rank <= value < rank:
+        ck.fail(
+            "the axis of `stack` is a new one: give its position as an integer",
+            span or site.span,
+            "E405",
+            help="for example `axis=0` (first) or `axis=-1` (last)",
+        )
+    axis = value % rank
+    shape = first.shape[:axis] + (Dim.lit(len(site.args)),) + first.shape[axis:]
+    return TensorType(dt, shape), {"axis": axis}
+
+
 def pick(ck: RuleContext, site: CallSite):
     ck.need_dtype(site, 1, {INT}, "`pick` indices must be int")
     x, idx = site.t(0), site.t(1)
