@@ -106,6 +106,8 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         abs=abs_,
         clip=clip,
         diag=lambda x: numpy_like_diag(jnp, x),
+        flatten=lambda x, start, end: x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1 :]),
+        unflatten=lambda x, axis, sizes: x.reshape(x.shape[:axis] + tuple(sizes) + x.shape[axis + 1 :]),
         argtopk=lambda x, k, axis: numpy_like_argtopk(jnp, x, k, axis).astype(jnp.asarray(0).dtype),
         topk=lambda x, k, axis: jnp.take_along_axis(x, numpy_like_argtopk(jnp, x, k, axis), axis=axis),
         atan2=atan2,

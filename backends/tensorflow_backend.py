@@ -86,6 +86,8 @@ class TensorflowPrinter(Printer):
         "pad": "tf.pad({x}, {widths})",
         "concat": "tf.concat({xs}, axis={axis})",
         "stack": "tf.stack({xs}, axis={axis})",
+        "flatten": "rt.flatten({x}, {start}, {end})",
+        "unflatten": "rt.unflatten({x}, {axis}, {sizes})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
         "ones_like": "tf.ones_like({x}, dtype={dtype})",
@@ -199,6 +201,15 @@ def _runtime(tf) -> types.SimpleNamespace:
     def topk(x, k, axis):
         return take_along(x, argtopk(x, k, axis), axis)
 
+    def flatten(x, start, end):
+        shape = tf.shape(x)
+        return tf.reshape(x, tf.concat([shape[:start], [-1], shape[end + 1 :]], 0))
+
+    def unflatten(x, axis, sizes):
+        shape = tf.shape(x)
+        middle = tf.stack([tf.cast(s, shape.dtype) for s in sizes])
+        return tf.reshape(x, tf.concat([shape[:axis], middle, shape[axis + 1 :]], 0))
+
     def cumprod(x, axis):
         # tf.math.cumprod's gradient is 0 for the factors after a zero; a scan differentiates each
         # product exactly (docs/language.md §4).
@@ -290,6 +301,8 @@ def _runtime(tf) -> types.SimpleNamespace:
         argtopk=argtopk,
         topk=topk,
         cumprod=cumprod,
+        flatten=flatten,
+        unflatten=unflatten,
         argmax=argmax,
         argmin=argmin,
         var=var,

@@ -84,6 +84,8 @@ class TorchPrinter(Printer):
         "permute": "torch.permute({x}, {perm})",
         "concat": "torch.cat({xs}, dim={axis})",
         "stack": "torch.stack({xs}, dim={axis})",
+        "flatten": "torch.flatten({x}, {start}, {end})",
+        "unflatten": "torch.unflatten({x}, {axis}, {sizes})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
         "ones_like": "torch.ones_like({x}, dtype={dtype})",

@@ -80,6 +80,30 @@ class Dim:
         offset = sum(d.offset for d in dims)
         return Dim(" + ".join(terms), offset) if terms else Dim.lit(offset)
 
+    @staticmethod
+    def product(dims: list[Dim]) -> Dim | None:
+        """The size of axes flattened into one: a literal, a symbol times a literal or a product of
+        symbols `H*W` (factors sorted); None where a factor is a sum or has an offset (`H - 1`)."""
+        k, factors = 1, []
+        for d in dims:
+            if d.sym is None:
+                k *= d.offset
+            elif d.offset or " + " in d.sym:
+                return None
+            else:
+                for f in d.sym.split("*"):
+                    if f.isdigit():
+                        k *= int(f)
+                    else:
+                        factors.append(f)
+        if not factors:
+            return Dim.lit(k)
+        return Dim("*".join(([str(k)] if k != 1 else []) + sorted(factors)))
+
+    def symbols(self) -> list[str]:
+        """The dimension symbols this size is made of (`H` and `W` of `H*W + C`)."""
+        return [f for t in self.terms() for f in t.split("*") if f.isidentifier()]
+
     def __str__(self) -> str:
         if self.sym is None:
             return str(self.offset)

@@ -68,7 +68,7 @@ def test_unknown_function_suggests_a_close_one():
     ("sortt", "did you mean `sort`?"), ("argsrt", "did you mean `argsort`?"), ("topK", "did you mean `topk`?"),
     ("arccos", "`arccos` is spelled `acos` here"), ("arctan2", "`arctan2` is spelled `atan2` here"),
     ("clamp", "`clamp` is spelled `clip` here"), ("amax", "`amax` is spelled `max` here"),
-    ("squeeze", "`x[:, 0]`"), ("unsqueeze", "`x[:, None]`"), ("isinf", "not isfinite(x) and not isnan(x)"),
+    ("squeeze", "`x[:, 0]`"), ("reshape", "`flatten(x, [H, W])`"), ("cat", "`cat` is spelled `concat` here"), ("unsqueeze", "`x[:, None]`"), ("isinf", "not isfinite(x) and not isnan(x)"),
 ])
 def test_unknown_function_points_to_the_name_or_idiom_meant(called, hint):
     e = err(f"loss = mean({called}(yhat))\n")
@@ -573,6 +573,20 @@ def test_concat_adds_the_sizes_of_its_axis_and_stack_adds_an_axis():
     assert codes(err("loss = mean(concat(a, axis=C))\n", head)) == ["E504"]
     assert codes(err("loss = mean(stack([a, b]))\n", head)) == ["E401"]
     assert codes(err("loss = mean(stack([a, a], axis=C))\n", head)) == ["E405"]
+
+
+def test_flatten_multiplies_sizes_and_unflatten_splits_them_back():
+    head = "pred a: float[B, H, W]\n"
+    m = ok("let f = flatten(a, [H, W])\nlet g = flatten(a, [B, H])\nlet u = unflatten(f, [H, W])\n"
+           "loss = mean(f) + mean(g) + mean(u * a)\n", head)
+    assert str(m.lets["f"].type) == "float[B, H*W]" and str(m.lets["g"].type) == "float[B*H, W]"
+    assert m.lets["u"].type == m.lets["f"].args[0].type
+    assert str(ok("let f = flatten(stack([a, a], axis=-1), [W, -1])\nloss = mean(f)\n", head).lets["f"].type) \
+        == "float[B, H, 2*W]"
+    assert codes(err("loss = mean(flatten(a, [B, W]))\n", head)) == ["E405"]  # not adjacent
+    assert codes(err("loss = mean(flatten(a, [W, H]))\n", head)) == ["E405"]  # not in order
+    assert codes(err("loss = mean(flatten(a[:, 1:], [H, W]))\n", head)) == ["E404"]  # (H - 1)*W
+    assert codes(err("loss = mean(unflatten(a, [H, W]))\n", head)) == ["E404"]  # W is not H*W
 
 
 def test_every_independent_error_is_reported():

@@ -107,6 +107,15 @@ CASES = {
               lambda r: {"a": _rows(r), "w": _rows(r), "v": r.normal(size=(3, B, C)), "u": r.normal(size=(B, C, 2))},
               lambda a: np.sum(np.stack([a["a"], a["a"] ** 2, a["w"] * a["a"]]) * a["v"])
               + np.sum(np.stack([a["a"], a["w"]], -1) * a["u"])),
+    "flatten": ("pred a: float[B, C, D]\ninput w: float[B, C, D]\n"
+                "loss = sum(flatten(a, [C, D]) * flatten(w, [C, D])) + mean(flatten(a ^ 2, [B, C])[1:])\n",
+                lambda r: {"a": r.normal(size=(B, C, 3)), "w": r.normal(size=(B, C, 3))},
+                lambda a: np.sum(a["a"] * a["w"]) + np.mean((a["a"] ** 2).reshape(B * C, 3)[1:])),
+    "unflatten": ("pred a: float[B, C, D]\ninput w: float[B, C, D]\n"
+                  "loss = sum(unflatten(flatten(a, [C, D]) ^ 2, [C, D]) * w)"
+                  " + sum(unflatten(flatten(a, [B, C]), [B, C], axis=0)[:, 1:] * w[:, 1:])\n",
+                  lambda r: {"a": r.normal(size=(B, C, 3)), "w": r.normal(size=(B, C, 3))},
+                  lambda a: np.sum(a["a"] ** 2 * a["w"]) + np.sum(a["a"][:, 1:] * a["w"][:, 1:])),
     "arange": ("pred a: float[B, C]\ninput k: int[B]\nloss = sum(where(arange(C)[None, :] == k[:, None], a, 0.0) ^ 2)\n",
                lambda r: {"a": _rows(r), "k": r.integers(0, C, size=B)},
                lambda a: np.sum(np.where(np.arange(C)[None, :] == a["k"][:, None], a["a"], 0.0) ** 2)),
@@ -171,7 +180,7 @@ def test_every_new_function_is_in_the_cases():
 
     named = {fn for fn in USER_FUNCTIONS if any(f"{fn}(" in spec for spec, _, _ in CASES.values())}
     new = {"cosh", "sinh", "acos", "asin", "atan", "atan2", "isnan", "isfinite", "sort", "argsort", "topk", "argtopk",
-           "cumprod", "logcumsumexp", "arange", "eye", "diag", "permute", "pad", "concat", "stack"}
+           "cumprod", "logcumsumexp", "arange", "eye", "diag", "permute", "pad", "concat", "stack", "flatten", "unflatten"}
     assert new <= named, new - named
 
 

@@ -60,7 +60,8 @@ SPECIAL = {
            "transpose(transpose({BC}))",
            "(({BC}) @ (transpose({BC}) @ a))",
            "diag({C})[k] * {BC}", "permute(transpose({BC}), [B, C])",
-           "concat([({BC})[:, :1], ({BC})[:, 1:]], axis=C) * {BC}", "stack([{BC}, {BC}], axis=-1)[:, :, 1]", "eye(C)[k] * {BC}", "float(arange(C)) * {BC}"],
+           "concat([({BC})[:, :1], ({BC})[:, 1:]], axis=C) * {BC}", "stack([{BC}, {BC}], axis=-1)[:, :, 1]",
+           "unflatten(flatten({BC}, [B, C]) * 0.5, [B, C], axis=0)", "eye(C)[k] * {BC}", "float(arange(C)) * {BC}"],
 }
 _HOLE = re.compile(r"\{(BC|B|C)\}")
 

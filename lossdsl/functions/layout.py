@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..ir import Apply, Index, Node, SliceItem
 from ..types import FLOAT, TensorType
 from . import intervals as iv
-from .shapes import concat, pad, permute, stack
+from .shapes import concat, flatten, pad, permute, stack, unflatten
 from .table import MIXES, NoRule, Param, define
 
 NOT_SCALAR = NoRule("its operand has at least one axis: there is no scalar to fold")
@@ -98,4 +98,44 @@ define(
     fold=NoRule("a list of operands is no scalar"),
     lanes=MIXES,
     sharding=_permute_sharding,  # a new axis: each replica's rows stay its own
+)
+
+
+def _flatten_sharding(g, n: Apply) -> Node:
+    x = n.args[0]
+    merged = x.type.shape[n.attr("start") : n.attr("end") + 1]
+    if any(g.sym in d.symbols() for d in merged):
+        g.fail(n, "`flatten`")
+    return n
+
+
+def _unflatten_sharding(g, n: Apply) -> Node:
+    if g.sym in n.args[0].type.shape[n.attr("axis")].symbols():
+        g.fail(n, "`unflatten`")
+    return n
+
+
+define(
+    "flatten",
+    (Param("x"), Param("axes", "axis")),
+    "layout",
+    flatten,
+    "adjacent axes merged into one of size their product: `flatten(x, [H, W])` has an axis `H*W`",
+    vjp=NoRule("the framework differentiates a reshape"),
+    value_range=iv.same_as_operand,
+    fold=NOT_SCALAR,
+    lanes=MIXES,
+    sharding=_flatten_sharding,
+)
+define(
+    "unflatten",
+    (Param("x"), Param("sizes", "dims"), Param("axis", "axis", -1)),
+    "layout",
+    unflatten,
+    "an axis of size `H*W` split into `H` and `W`: `unflatten(x, [H, W], axis=-1)`",
+    vjp=NoRule("the framework differentiates a reshape"),
+    value_range=iv.same_as_operand,
+    fold=NOT_SCALAR,
+    lanes=MIXES,
+    sharding=_unflatten_sharding,
 )

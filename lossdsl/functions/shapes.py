@@ -289,6 +289,55 @@ def stack(ck: RuleContext, site: CallSite):
     return TensorType(dt, shape), {"axis": axis}
 
 
+def flatten(ck: RuleContext, site: CallSite):
+    """`flatten(x, [H, W])`: adjacent axes, in order, merged into one of size `H*W` where they were."""
+    t = site.t(0)
+    order = site.static["axes"]
+    items = order.value if isinstance(order.value, list) else [order.value]
+    ks: list[int] = []
+    for item in items:
+        one = replace(site, static={**site.static, "axes": StaticArg([item], item[1])})
+        (k,) = ck.axes(one, t, single=True, param="axes") or (0,)
+        ks.append(k)
+    if ks != list(range(ks[0], ks[0] + len(ks))):
+        ck.fail(
+            "`flatten` merges adjacent axes, named in their order",
+            order.span or site.span,
+            "E405",
+            help="reorder them first with `permute(x, [...])`",
+        )
+    size = Dim.product([t.shape[k] for k in ks])
+    if size is None:
+        ck.fail(
+            f"`flatten` of axes of sizes {', '.join(f'`{t.shape[k]}`' for k in ks)}: only symbols and "
+            "integers multiply into a size",
+            order.span or site.span,
+            "E404",
+        )
+    assert size is not None
+    start, end = ks[0], ks[-1]
+    return TensorType(t.dtype, t.shape[:start] + (size,) + t.shape[end + 1 :]), {"start": start, "end": end}
+
+
+def unflatten(ck: RuleContext, site: CallSite):
+    """`unflatten(x, [H, W], axis)`: one axis of size `H*W` split into `H` and `W`."""
+    t = site.t(0)
+    if t.rank == 0:
+        ck.fail("`unflatten` needs a value with at least one axis, found a scalar", site.span, "E404")
+    (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
+    sizes: tuple[Dim, ...] = site.static["sizes"].value
+    whole = Dim.product(list(sizes))
+    if whole != t.shape[axis]:
+        ck.fail(
+            f"`unflatten` into {' x '.join(f'`{d}`' for d in sizes)} needs an axis of size `{whole}`, "
+            f"found `{t.shape[axis]}`",
+            site.static["sizes"].span or site.span,
+            "E404",
+            help="the axis must be known to be their product, as `flatten` leaves it",
+        )
+    return TensorType(t.dtype, t.shape[:axis] + sizes + t.shape[axis + 1 :]), {"axis": axis, "sizes": sizes}
+
+
 def pick(ck: RuleContext, site: CallSite):
     ck.need_dtype(site, 1, {INT}, "`pick` indices must be int")
     x, idx = site.t(0), site.t(1)

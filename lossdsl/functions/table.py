@@ -55,7 +55,7 @@ class Param:
     """`kind` is "tensor" (any expression), "tensors" (a list of expressions, `[a, b]`: the call's
     operands from there on), or a static kind, given as a literal:
     "axis" (int, dimension symbol, or a tuple of them), "bool", "int", "number",
-    "dim" (a dimension symbol or an integer)."""
+    "dim" (a dimension symbol or an integer), "dims" (a list of them, `[H, W]`)."""
 
     name: str
     kind: str = "tensor"
