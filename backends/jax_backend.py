@@ -3,7 +3,8 @@ module), plus the conventions of docs/language.md §4 where JAX differs:
 
 - `abs` at 0 has gradient 0 (jnp.abs gives 1): `jnp.abs` with a custom JVP, sign(x);
 - `clip` at its bounds gives x a gradient of 1 (jnp.clip gives 0.5);
-- `norm` at 0 has gradient 0 (jnp.linalg.norm gives NaN).
+- `norm` at 0 has gradient 0 (jnp.linalg.norm gives NaN);
+- `atan2` at the origin has gradient 0 (jnp.arctan2 gives NaN).
 
 The pure `compute` function is jitted (dimension sizes and the dtype are static),
 so an eager call costs one dispatch; inside a user's `jax.jit` it simply inlines.

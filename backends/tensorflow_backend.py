@@ -5,6 +5,9 @@
   and whose value is `hi` when lo > hi, as in NumPy and torch (tf.clip_by_value gives lo);
 - `norm` has gradient 0 at 0 (tf.norm gives NaN);
 - `argmax`/`argmin` return the first index on ties (tf.argmax does not promise which);
+- `sort`/`topk` are a stable argsort and a gather (tied elements keep their order);
+- `atan2` has gradient 0 at the origin (tf.math.atan2 gives NaN);
+- `cumprod` is a scan, exact through zeros (tf.math.cumprod's gradient is 0 after a zero);
 - literals become tensors of the compute dtype, so float64 losses stay float64, and
   int / int is computed in the compute dtype, never TensorFlow's float64.
 
