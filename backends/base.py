@@ -133,12 +133,15 @@ class Printer:
     def dim(self, d: Dim) -> str:
         if d.sym is None:
             return str(d.offset)
-        if not d.sym.isidentifier():
+        factors = [t.split("*") for t in d.terms()]
+        if not all(f.isidentifier() or f.isdigit() for fs in factors for f in fs):
             raise Unsupported(f"the size `{d}` is only known to the framework")
-        base = f"d_{d.sym}"
+        # one symbol, the sum a concatenation made, or the product a flatten made
+        terms = [" * ".join(f"d_{f}" if f.isidentifier() else f for f in fs) for fs in factors]
+        base = " + ".join(terms)
         if d.offset:
             return f"({base} {'+' if d.offset > 0 else '-'} {abs(d.offset)})"
-        return base
+        return base if len(terms) == 1 and len(factors[0]) == 1 else f"({base})"
 
     def _print_Arg(self, node: Arg) -> tuple[str, int]:  # args always have names
         raise AssertionError(f"unnamed argument {node.label}")
@@ -195,7 +198,10 @@ class Printer:
 
         spec = FUNCTIONS[node.fn]
         out: dict[str, Any] = {}
-        for p, a in zip(spec.tensor_params, node.args):
+        if spec.variadic:  # `concat([a, b])`: the operands as a list, `{xs}`
+            (p,) = spec.tensor_params
+            out[p.name] = "[" + ", ".join(self.expr(a) for a in node.args) + "]"
+        for p, a in zip([] if spec.variadic else spec.tensor_params, node.args):
             if (
                 isinstance(a, (Const, DimSize))
                 and p.name not in self.SCALAR_OK.get(node.fn, ())
@@ -208,7 +214,10 @@ class Printer:
             out[p.name + "_p"] = text if prec >= PREC_ATOM else f"({text})"
             out[p.name + "_rank"] = a.type.rank
         for k, v in node.attrs:
-            out[k] = self.dim(v) if isinstance(v, Dim) else v
+            if isinstance(v, tuple) and v and all(isinstance(d, Dim) for d in v):  # `unflatten`'s sizes
+                out[k] = "(" + "".join(self.dim(d) + ", " for d in v) + ")"
+            else:
+                out[k] = self.dim(v) if isinstance(v, Dim) else v
         if "axis" in out:
             axis = out["axis"]
             out["axes"] = self.axes(axis)

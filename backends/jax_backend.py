@@ -3,7 +3,8 @@ module), plus the conventions of docs/language.md §4 where JAX differs:
 
 - `abs` at 0 has gradient 0 (jnp.abs gives 1): `jnp.abs` with a custom JVP, sign(x);
 - `clip` at its bounds gives x a gradient of 1 (jnp.clip gives 0.5);
-- `norm` at 0 has gradient 0 (jnp.linalg.norm gives NaN).
+- `norm` at 0 has gradient 0 (jnp.linalg.norm gives NaN);
+- `atan2` at the origin has gradient 0 (jnp.arctan2 gives NaN).
 
 The pure `compute` function is jitted (dimension sizes and the dtype are static),
 so an eager call costs one dispatch; inside a user's `jax.jit` it simply inlines.
@@ -128,6 +129,8 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         abs=abs_,
         clip=clip,
         diag=lambda x: numpy_like_diag(jnp, x),
+        flatten=lambda x, start, end: x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1 :]),
+        unflatten=lambda x, axis, sizes: x.reshape(x.shape[:axis] + tuple(sizes) + x.shape[axis + 1 :]),
         argtopk=lambda x, k, axis: numpy_like_argtopk(jnp, x, k, axis).astype(jnp.asarray(0).dtype),
         topk=lambda x, k, axis: jnp.take_along_axis(x, numpy_like_argtopk(jnp, x, k, axis), axis=axis),
         atan2=atan2,

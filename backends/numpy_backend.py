@@ -72,6 +72,10 @@ def numpy_like_table(xp: str) -> dict[str, str]:
         "transpose": f"{xp}.swapaxes({{x}}, -1, -2)",
         "permute": f"{xp}.transpose({{x}}, {{perm}})",
         "pad": f"{xp}.pad({{x}}, {{widths}})",
+        "concat": f"{xp}.concatenate({{xs}}, axis={{axis}})",
+        "stack": f"{xp}.stack({{xs}}, axis={{axis}})",
+        "flatten": "rt.flatten({x}, {start}, {end})",
+        "unflatten": "rt.unflatten({x}, {axis}, {sizes})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups}, _cdt)",
         "ones_like": f"{xp}.ones({xp}.shape({{x}}), dtype={{dtype}})",
@@ -145,6 +149,14 @@ class numpy_rt:
     @staticmethod
     def topk(x, k, axis):
         return np.take_along_axis(x, numpy_like_argtopk(np, x, k, axis), axis=axis)
+
+    @staticmethod
+    def flatten(x, start, end):
+        return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1 :])
+
+    @staticmethod
+    def unflatten(x, axis, sizes):
+        return x.reshape(x.shape[:axis] + tuple(sizes) + x.shape[axis + 1 :])
 
     @staticmethod
     def diag(x):

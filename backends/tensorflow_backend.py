@@ -5,6 +5,9 @@
   and whose value is `hi` when lo > hi, as in NumPy and torch (tf.clip_by_value gives lo);
 - `norm` has gradient 0 at 0 (tf.norm gives NaN);
 - `argmax`/`argmin` return the first index on ties (tf.argmax does not promise which);
+- `sort`/`topk` are a stable argsort and a gather (tied elements keep their order);
+- `atan2` has gradient 0 at the origin (tf.math.atan2 gives NaN);
+- `cumprod` is a scan, exact through zeros (tf.math.cumprod's gradient is 0 after a zero);
 - literals become tensors of the compute dtype, so float64 losses stay float64, and
   int / int is computed in the compute dtype, never TensorFlow's float64.
 
@@ -85,6 +88,10 @@ class TensorflowPrinter(Printer):
         "transpose": "tf.linalg.matrix_transpose({x})",
         "permute": "tf.transpose({x}, {perm})",
         "pad": "tf.pad({x}, {widths})",
+        "concat": "tf.concat({xs}, axis={axis})",
+        "stack": "tf.stack({xs}, axis={axis})",
+        "flatten": "rt.flatten({x}, {start}, {end})",
+        "unflatten": "rt.unflatten({x}, {axis}, {sizes})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
         "ones_like": "tf.ones_like({x}, dtype={dtype})",
@@ -216,6 +223,15 @@ def _runtime(tf) -> types.SimpleNamespace:
     def topk(x, k, axis):
         return take_along(x, argtopk(x, k, axis), axis)
 
+    def flatten(x, start, end):
+        shape = tf.shape(x)
+        return tf.reshape(x, tf.concat([shape[:start], [-1], shape[end + 1 :]], 0))
+
+    def unflatten(x, axis, sizes):
+        shape = tf.shape(x)
+        middle = tf.stack([tf.cast(s, shape.dtype) for s in sizes])
+        return tf.reshape(x, tf.concat([shape[:axis], middle, shape[axis + 1 :]], 0))
+
     def cumprod(x, axis):
         # tf.math.cumprod's gradient is 0 for the factors after a zero; a scan differentiates each
         # product exactly (docs/language.md §4).
@@ -323,6 +339,8 @@ def _runtime(tf) -> types.SimpleNamespace:
         argtopk=argtopk,
         topk=topk,
         cumprod=cumprod,
+        flatten=flatten,
+        unflatten=unflatten,
         argmax=argmax,
         argmin=argmin,
         var=var,

@@ -39,7 +39,7 @@ def gradient_findings(checked: CheckedModule) -> list[Diagnostic]:
         ins = node.inputs
         reach[id(node)] = frozenset().union(*(reach[id(a)] for a in ins)) if ins else empty
         if isinstance(node, Apply):
-            carried = FUNCTIONS[node.fn].grad_args
+            carried = FUNCTIONS[node.fn].carried(node)
         elif isinstance(node, (Index, Gather)):
             carried = (0,)
         else:

@@ -66,16 +66,18 @@ def _dims_used(root: Node) -> list[str]:
     out: list[str] = []
 
     def add(d: Dim | None) -> None:
-        if d is not None and d.sym is not None and d.sym.isidentifier() and d.sym not in out:
-            out.append(d.sym)
+        for t in d.symbols() if d is not None else ():
+            if t not in out:
+                out.append(t)
 
     for n in topological(root):
         if isinstance(n, DimSize):
             add(n.dim)
         elif isinstance(n, Apply):
-            for _, v in n.attrs:  # sizes a function is given (`one_hot`'s depth, `eye`'s size)
-                if isinstance(v, Dim):
-                    add(v)
+            for _, v in n.attrs:  # sizes a function is given (`one_hot`'s depth, `unflatten`'s sizes)
+                for d in v if isinstance(v, tuple) else (v,):
+                    if isinstance(d, Dim):
+                        add(d)
     return out
 
 

@@ -106,7 +106,9 @@ def _parse_assignments(items: list[str], what: str, cast) -> dict[str, Any]:
 
 
 def _number_or_list(text: str) -> Any:
-    """`0.5` or `[1.0, 0.5]` (nested lists for higher ranks): what a param's default may be."""
+    """`0.5`, `-inf` or `[1.0, 0.5]` (nested lists for higher ranks): what a param's default may be."""
+    if text.strip() in ("inf", "-inf"):  # the language's literal (docs/language.md §3)
+        return float(text)
     try:
         value = ast.literal_eval(text.strip())
     except (ValueError, SyntaxError):

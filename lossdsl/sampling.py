@@ -39,6 +39,10 @@ def dimension_sizes(checked: CheckedModule, given: dict[str, int] | None = None)
                 next_size += 1
             sizes[sym] = next_size
             next_size += 1
+    for c in checked.constraints:  # a drawn size is large enough for what the spec reads (`topk(x, 6)`)
+        drawn = c.dim.sym
+        if drawn in sizes and drawn not in (given or {}) and drawn not in checked.bindings:
+            sizes[drawn] = max(sizes[drawn], c.minimum - c.dim.offset)
     return sizes
 
 

@@ -67,6 +67,43 @@ class Dim:
     def plus(self, k: int) -> Dim:
         return Dim(self.sym, self.offset + k)
 
+    def terms(self) -> list[str]:
+        """The symbols this size adds up: `[B]` for `B - 1`, `[A, C]` for the `A + C` of a
+        concatenation, none for a literal."""
+        return [] if self.sym is None else self.sym.split(" + ")
+
+    @staticmethod
+    def total(dims: list[Dim]) -> Dim:
+        """The size of axes laid end to end (`concat`): a literal, an affine `A + 2`, or a sum of
+        symbols `A + C` (its terms sorted, so that the sum of the same sizes is the same size)."""
+        terms = sorted(t for d in dims for t in d.terms())
+        offset = sum(d.offset for d in dims)
+        return Dim(" + ".join(terms), offset) if terms else Dim.lit(offset)
+
+    @staticmethod
+    def product(dims: list[Dim]) -> Dim | None:
+        """The size of axes flattened into one: a literal, a symbol times a literal or a product of
+        symbols `H*W` (factors sorted); None where a factor is a sum or has an offset (`H - 1`)."""
+        k, factors = 1, []
+        for d in dims:
+            if d.sym is None:
+                k *= d.offset
+            elif d.offset or " + " in d.sym:
+                return None
+            else:
+                for f in d.sym.split("*"):
+                    if f.isdigit():
+                        k *= int(f)
+                    else:
+                        factors.append(f)
+        if not factors:
+            return Dim.lit(k)
+        return Dim("*".join(([str(k)] if k != 1 else []) + sorted(factors)))
+
+    def symbols(self) -> list[str]:
+        """The dimension symbols this size is made of (`H` and `W` of `H*W + C`)."""
+        return [f for t in self.terms() for f in t.split("*") if f.isidentifier()]
+
     def __str__(self) -> str:
         if self.sym is None:
             return str(self.offset)

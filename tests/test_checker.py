@@ -68,7 +68,7 @@ def test_unknown_function_suggests_a_close_one():
     ("sortt", "did you mean `sort`?"), ("argsrt", "did you mean `argsort`?"), ("topK", "did you mean `topk`?"),
     ("arccos", "`arccos` is spelled `acos` here"), ("arctan2", "`arctan2` is spelled `atan2` here"),
     ("clamp", "`clamp` is spelled `clip` here"), ("amax", "`amax` is spelled `max` here"),
-    ("squeeze", "`x[:, 0]`"), ("unsqueeze", "`x[:, None]`"), ("isinf", "not isfinite(x) and not isnan(x)"),
+    ("squeeze", "`x[:, 0]`"), ("reshape", "`flatten(x, [H, W])`"), ("cat", "`cat` is spelled `concat` here"), ("unsqueeze", "`x[:, None]`"), ("isinf", "not isfinite(x) and not isnan(x)"),
 ])
 def test_unknown_function_points_to_the_name_or_idiom_meant(called, hint):
     e = err(f"loss = mean({called}(yhat))\n")
@@ -552,6 +552,41 @@ def test_pad_grows_its_axis_by_before_and_after():
     m = ok("let p = pad(yhat, 1, 2, axis=C)\nloss = mean(p[:, 1:-2] * y)\n")
     assert str(m.lets["p"].type) == "float[B, C + 3]"
     assert codes(err("loss = mean(pad(yhat, -1, 0))\n")) == ["E504"]
+
+
+def test_concat_adds_the_sizes_of_its_axis_and_stack_adds_an_axis():
+    head = "pred a: float[B, C]\npred b: float[B, D]\n"
+    m = ok("let j = concat([a, b], axis=C)\nlet k = concat([b, a, a], axis=-1)\nlet s = stack([a, a], axis=1)\n"
+           "loss = mean(j) + mean(k) + mean(s)\n", head)
+    assert str(m.lets["j"].type) == "float[B, C + D]"
+    assert str(m.lets["k"].type) == "float[B, C + C + D]"
+    assert str(m.lets["s"].type) == "float[B, 2, C]"
+    # the same sizes in another order are the same size; a literal joins the offset
+    ok("loss = mean(concat([a, b], axis=1) * concat([b, a], axis=1)) + mean(concat([a, a[:, :2]], axis=1))\n", head)
+    one = "pred a: float[B, C]\n"
+    assert str(ok("let j = concat([a[:, 1:], a[:, :2]], axis=C)\nloss = mean(j)\n", one).lets["j"].type) \
+        == "float[B, C + 1]"
+    ok("loss = mean(concat([a[:, :1], a[:, 1:]], axis=C) * a)\n", one)  # 1 + (C - 1) is C
+    assert codes(err("loss = mean(concat([a, transpose(b)], axis=C))\n", head)) == ["E401"]
+    assert loss_type("loss = mean(sum(concat([a, b], axis=C), axis=D))\n", head) == "float"  # D names C + D
+    assert codes(err("loss = mean(concat([a, b[0]], axis=C))\n", head)) == ["E404"]
+    assert codes(err("loss = mean(concat(a, axis=C))\n", head)) == ["E504"]
+    assert codes(err("loss = mean(stack([a, b]))\n", head)) == ["E401"]
+    assert codes(err("loss = mean(stack([a, a], axis=C))\n", head)) == ["E405"]
+
+
+def test_flatten_multiplies_sizes_and_unflatten_splits_them_back():
+    head = "pred a: float[B, H, W]\n"
+    m = ok("let f = flatten(a, [H, W])\nlet g = flatten(a, [B, H])\nlet u = unflatten(f, [H, W])\n"
+           "loss = mean(f) + mean(g) + mean(u * a)\n", head)
+    assert str(m.lets["f"].type) == "float[B, H*W]" and str(m.lets["g"].type) == "float[B*H, W]"
+    assert m.lets["u"].type == m.lets["f"].args[0].type
+    assert str(ok("let f = flatten(stack([a, a], axis=-1), [W, -1])\nloss = mean(f)\n", head).lets["f"].type) \
+        == "float[B, H, 2*W]"
+    assert codes(err("loss = mean(flatten(a, [B, W]))\n", head)) == ["E405"]  # not adjacent
+    assert codes(err("loss = mean(flatten(a, [W, H]))\n", head)) == ["E405"]  # not in order
+    assert codes(err("loss = mean(flatten(a[:, 1:], [H, W]))\n", head)) == ["E404"]  # (H - 1)*W
+    assert codes(err("loss = mean(unflatten(a, [H, W]))\n", head)) == ["E404"]  # W is not H*W
 
 
 def test_every_independent_error_is_reported():

@@ -153,6 +153,16 @@ def test_run_takes_a_list_for_a_param(tmp_path, capsys):
     assert "loss      4.0" in out  # mean(1) * (1 + 3)
 
 
+def test_run_draws_sizes_the_spec_can_read_and_takes_inf_for_a_param(tmp_path, capsys):
+    spec = write(tmp_path, "s.loss", "pred a: float[B, C]\nparam lo: float = 0.0\n"
+                                     "loss = sum(topk(a, 6, axis=C)) + max(maximum(a, lo))\n")
+    code, out, err = run_in_process("run", str(spec), "--random", "--param", "lo=-inf", capsys=capsys)
+    assert code == 0, err
+    assert "(3, 6)" in out  # C drawn as 4 would be too small for topk of 6
+    code, _, err = run_in_process("run", str(spec), "--random", "--dim", "C=4", capsys=capsys)
+    assert code == 1 and "E805" in err  # a size given by hand is kept, and checked
+
+
 def test_run_refuses_an_npz_array_the_spec_does_not_declare(tmp_path, capsys):
     import numpy as np
 

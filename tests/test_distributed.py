@@ -109,7 +109,9 @@ def test_order_accumulation_and_construction_along_the_sharded_dimension_are_rej
                        ("mean(float(arange(B)) * yhat[:, 0])", "`arange`"),
                        ("mean(eye(B) @ yhat)", "`eye`"),
                        ("mean(diag(yhat[:, 0]))", "`diag`"),
-                       ("mean(pad(yhat, 1, 0, axis=B))", "`pad`")]:
+                       ("mean(pad(yhat, 1, 0, axis=B))", "`pad`"),
+                       ("mean(concat([yhat, yhat], axis=B))", "`concat`"),
+                       ("mean(flatten(yhat, [B, C]))", "`flatten`")]:
         with pytest.raises(LossError) as info:
             lossdsl.compile(f"pred yhat: float[B, C]\nloss = {body}\n", backend="numpy", sharded="B")
         assert info.value.first.code == "E811", body
@@ -121,7 +123,9 @@ def test_order_accumulation_and_construction_along_other_axes_stay_local(rng):
     body = ("mean(sum(topk(yhat, 2, axis=C), axis=-1) + sum(sort(yhat, axis=C) * float(argsort(yhat, axis=C)), axis=C)"
             " + sum(cumprod(yhat, axis=C) + logcumsumexp(yhat, axis=C), axis=C) + float(argtopk(yhat, 1)[:, 0])"
             " + sum(diag(yhat) * eye(C), axis=(1, 2)) + yhat @ float(arange(C)) + atan2(yhat[:, 0], yhat[:, 1])"
-            " + sum(pad(yhat, 1, 2, axis=C), axis=C) + sum(permute(yhat, [C, B]), axis=0))")
+            " + sum(pad(yhat, 1, 2, axis=C), axis=C) + sum(permute(yhat, [C, B]), axis=0)"
+            " + mean(concat([yhat, yhat ^ 2], axis=C), axis=-1) + sum(stack([yhat, yhat], axis=0), axis=(0, 2))"
+            " + sum(unflatten(flatten(stack([yhat, yhat], axis=-1), [C, 2]), [C, 2]), axis=(1, 2)))")
     spec = f"pred yhat: float[B, C]\nloss = {body}\n"
     yhat = rng.normal(size=(6, 3))
     plain = lossdsl.compile(spec, backend="numpy")(yhat)

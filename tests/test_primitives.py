@@ -95,6 +95,27 @@ CASES = {
             lambda r: {"a": _rows(r), "v": _rows(r)},
             lambda a: np.sum(np.pad(a["a"], ((0, 0), (1, 2))) * np.pad(a["v"], ((0, 0), (2, 1))))
             + np.sum(np.pad(a["a"] ** 2, ((0, 1), (0, 0)))[1:] * a["v"])),
+    "concat": ("pred a: float[B, C]\npred b: float[B, 2]\ninput w: float[B, C]\n"
+               "loss = mean(concat([a, b], axis=C) ^ 2) + sum(concat([a * w, b, a], axis=-1)[:, 1:] * 0.5)"
+               " + sum(concat([a, w], axis=0) * concat([w, a], axis=B))\n",
+               lambda r: {"a": _rows(r), "b": r.normal(size=(B, 2)), "w": _rows(r)},
+               lambda a: np.mean(np.concatenate([a["a"], a["b"]], 1) ** 2)
+               + np.sum(np.concatenate([a["a"] * a["w"], a["b"], a["a"]], 1)[:, 1:] * 0.5)
+               + np.sum(np.concatenate([a["a"], a["w"]], 0) * np.concatenate([a["w"], a["a"]], 0))),
+    "stack": ("pred a: float[B, C]\ninput w: float[B, C]\ninput v: float[3, B, C]\ninput u: float[B, C, 2]\n"
+              "loss = sum(stack([a, a ^ 2, w * a]) * v) + sum(stack([a, w], axis=-1) * u)\n",
+              lambda r: {"a": _rows(r), "w": _rows(r), "v": r.normal(size=(3, B, C)), "u": r.normal(size=(B, C, 2))},
+              lambda a: np.sum(np.stack([a["a"], a["a"] ** 2, a["w"] * a["a"]]) * a["v"])
+              + np.sum(np.stack([a["a"], a["w"]], -1) * a["u"])),
+    "flatten": ("pred a: float[B, C, D]\ninput w: float[B, C, D]\n"
+                "loss = sum(flatten(a, [C, D]) * flatten(w, [C, D])) + mean(flatten(a ^ 2, [B, C])[1:])\n",
+                lambda r: {"a": r.normal(size=(B, C, 3)), "w": r.normal(size=(B, C, 3))},
+                lambda a: np.sum(a["a"] * a["w"]) + np.mean((a["a"] ** 2).reshape(B * C, 3)[1:])),
+    "unflatten": ("pred a: float[B, C, D]\ninput w: float[B, C, D]\n"
+                  "loss = sum(unflatten(flatten(a, [C, D]) ^ 2, [C, D]) * w)"
+                  " + sum(unflatten(flatten(a, [B, C]), [B, C], axis=0)[:, 1:] * w[:, 1:])\n",
+                  lambda r: {"a": r.normal(size=(B, C, 3)), "w": r.normal(size=(B, C, 3))},
+                  lambda a: np.sum(a["a"] ** 2 * a["w"]) + np.sum(a["a"][:, 1:] * a["w"][:, 1:])),
     "arange": ("pred a: float[B, C]\ninput k: int[B]\nloss = sum(where(arange(C)[None, :] == k[:, None], a, 0.0) ^ 2)\n",
                lambda r: {"a": _rows(r), "k": r.integers(0, C, size=B)},
                lambda a: np.sum(np.where(np.arange(C)[None, :] == a["k"][:, None], a["a"], 0.0) ** 2)),
@@ -159,7 +180,7 @@ def test_every_new_function_is_in_the_cases():
 
     named = {fn for fn in USER_FUNCTIONS if any(f"{fn}(" in spec for spec, _, _ in CASES.values())}
     new = {"cosh", "sinh", "acos", "asin", "atan", "atan2", "isnan", "isfinite", "sort", "argsort", "topk", "argtopk",
-           "cumprod", "logcumsumexp", "arange", "eye", "diag", "permute", "pad"}
+           "cumprod", "logcumsumexp", "arange", "eye", "diag", "permute", "pad", "concat", "stack", "flatten", "unflatten"}
     assert new <= named, new - named
 
 
@@ -171,3 +192,56 @@ def test_topk_of_more_elements_than_the_axis_has_is_a_loss_error_at_the_call(bac
     with pytest.raises(lossdsl.LossError) as info:
         value_and_grads(f, backend, {"a": np.ones((4, 2))}, [])
     assert info.value.first.code == "E805" and "`C`" in str(info.value)
+
+
+COMBINED = ("pred a: float[B, C]\npred b: float[B, D]\ninput w: float[B, C]\n"
+            "loss = sum(sort(a, axis=C) * w) + sum(topk(a, 2, axis=C)) + sum(cumprod(tanh(a), axis=C) * w)"
+            " + sum(logcumsumexp(a, axis=B)) + sum(atan2(a, w)) + sum(cosh(tanh(a)) + sinh(a) + atan(a))"
+            " + sum(acos(tanh(a) * 0.5) + asin(tanh(a) * 0.5)) + sum(where(isfinite(w), a, -inf)[:, 0])"
+            " + mean(concat([a, b], axis=C) ^ 2) + sum(stack([a, w], axis=0)[0] * float(argsort(a, axis=C)))"
+            " + sum(pad(a, 1, 1, axis=C)[:, 1:-1] * w) + sum(permute(a, [C, B]) * transpose(w))"
+            " + sum(unflatten(flatten(a, [B, C]), [B, C], axis=0) * w) + sum(diag(b) * eye(D))"
+            " + sum(float(arange(C)) * a) + sum(float(argtopk(a, 1, axis=C)) * b[:, :1])\n")
+
+
+def _combined_args(rng):
+    return {"a": rng.normal(size=(B, C)), "b": rng.normal(size=(B, 3)), "w": rng.normal(size=(B, C))}
+
+
+@pytest.mark.skipif(not available("torch"), reason="MISSING FRAMEWORK: torch is not installed")
+def test_every_new_function_under_torch_compile_gives_the_eager_value_and_gradient(rng):
+    import torch
+
+    f = lossdsl.compile(COMBINED, backend="torch")
+    args = {k: torch.tensor(v) for k, v in _combined_args(rng).items()}
+
+    def step(a, b, w):
+        a, b = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        v = f(a, b, w)
+        return (v, *torch.autograd.grad(v, [a, b]))
+
+    eager = step(**args)
+    compiled = torch.compile(step, backend="aot_eager")(**args)
+    for x, y in zip(eager, compiled):
+        np.testing.assert_allclose(y.detach().numpy(), x.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(not available("tensorflow"), reason="MISSING FRAMEWORK: tensorflow is not installed")
+def test_every_new_function_under_xla_gives_the_eager_value_and_gradient(rng):
+    import tensorflow as tf
+
+    f = lossdsl.compile(COMBINED, backend="tf")
+    host = _combined_args(rng)
+    args = {k: tf.constant(v) for k, v in host.items()}
+
+    def step(a, b, w):
+        with tf.GradientTape() as tape:
+            tape.watch([a, b])
+            v = f(a, b, w)
+        return (v, *tape.gradient(v, [a, b]))
+
+    eager = step(**args)
+    compiled = tf.function(step, jit_compile=True)(**args)
+    for x, y in zip(eager, compiled):
+        np.testing.assert_allclose(y.numpy(), x.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(lossdsl.compile(COMBINED, backend="numpy")(**host), eager[0].numpy(), rtol=1e-12)

@@ -52,14 +52,16 @@ SPECIAL = {
           "pick({BC}, argmax({BC}, axis=C))", "pick({BC}, argmin({BC}, axis=C))",
           "(({C})[k] * {B})",
           "(({BC}) @ ({C}))",
-          "sum(topk({BC}, 2, axis=C), axis=-1)", "sum(pad({BC}, 1, 2, axis=C) * pad({BC}, 2, 1, axis=C), axis=C)", "sum(float(argtopk({BC}, 2, axis=C)), axis=-1) * {B}"],
+          "sum(topk({BC}, 2, axis=C), axis=-1)", "mean(concat([{BC}, {BC}], axis=C), axis=C)", "sum(pad({BC}, 1, 2, axis=C) * pad({BC}, 2, 1, axis=C), axis=C)", "sum(float(argtopk({BC}, 2, axis=C)), axis=-1) * {B}"],
     "C": ["segment_sum({B}, k, C)", "segment_mean({B}, k, C)"],
     "S": ["(({C}) @ ({C}))"],
     "BC": ["one_hot(k, C) * ({BC})",
            "({B})[:, None] * {BC}",
            "transpose(transpose({BC}))",
            "(({BC}) @ (transpose({BC}) @ a))",
-           "diag({C})[k] * {BC}", "permute(transpose({BC}), [B, C])", "eye(C)[k] * {BC}", "float(arange(C)) * {BC}"],
+           "diag({C})[k] * {BC}", "permute(transpose({BC}), [B, C])",
+           "concat([({BC})[:, :1], ({BC})[:, 1:]], axis=C) * {BC}", "stack([{BC}, {BC}], axis=-1)[:, :, 1]",
+           "unflatten(flatten({BC}, [B, C]) * 0.5, [B, C], axis=0)", "eye(C)[k] * {BC}", "float(arange(C)) * {BC}"],
 }
 _HOLE = re.compile(r"\{(BC|B|C)\}")
 

@@ -144,6 +144,10 @@ def static_argument(
             report.error(f"`{pname}` of `{label}` must be a number literal", e.span, "E504")
             return POISON
         return v
+    if kind == "dims":
+        items = e.items if isinstance(e, S.Tuple) else (e,)
+        dims = [static_argument(report, fn, pname, "dim", it, is_value, known_symbols) for it in items]
+        return POISON if any(d is POISON for d in dims) else tuple(dims)
     if kind == "dim":
         v = int_literal(e)
         if v is not None:

@@ -293,6 +293,18 @@ class Expressions:
         with self._scope(values, self.report.calls + ((d.name, e.span),)):
             return self.expr(d.body)
 
+    def _listed(self, fn: Function, pname: str, e: S.Expr) -> tuple[S.Expr, ...] | None:
+        """The items of the list argument `[a, b]` of a parameter that takes several tensors."""
+        if isinstance(e, S.Tuple) and e.items:
+            return e.items
+        self.report.error(
+            f"`{pname}` of `{fn.name}` must be a list of values",
+            e.span,
+            "E504",
+            help=f"for example `{fn.name}([a, b], axis=-1)`",
+        )
+        return None
+
     def _apply(self, fn: Function, args: list[S.Expr], kwargs: list[S.Keyword], span: Span) -> Node:
         """A call of a function of the table: arguments bound, operands typed, static arguments
         read, then the function's rule gives the result type."""
@@ -316,6 +328,16 @@ class Expressions:
                     if p.kind == "axis" and d is not None:
                         d = [(d, None)]
                     static[p.name] = StaticArg(d, None)
+            elif p.kind == "tensors" and p.name in bound:
+                items = self._listed(fn, p.name, bound[p.name][0])
+                if items is None:
+                    poisoned = True
+                for expr in items or ():
+                    node = self.value(expr)
+                    poisoned = poisoned or node is POISON
+                    nodes.append(node)
+                    spans.append(expr.span)
+                    texts.append(span_text(expr.span))
             elif p.name in bound:
                 expr = bound[p.name][0]
                 node = self.value(expr)

@@ -72,6 +72,8 @@ IDIOMS = {
     "unsqueeze": "insert an axis of size 1 with `None`, e.g. `x[:, None]`",
     "expand_dims": "insert an axis of size 1 with `None`, e.g. `x[:, None]`",
     "isinf": "test with `not isfinite(x) and not isnan(x)`",
+    "reshape": "reshape by axis names: `flatten(x, [H, W])` merges axes, `unflatten(x, [H, W], axis=-1)` splits one",
+    "view": "reshape by axis names: `flatten(x, [H, W])` merges axes, `unflatten(x, [H, W], axis=-1)` splits one",
     "isneginf": "compare: `x == -inf`",
     "isposinf": "compare: `x == inf`",
 }

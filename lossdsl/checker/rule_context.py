@@ -89,8 +89,9 @@ class CheckerRuleContext:
                     self.fail(f"axis {value} is out of range for `{t}` (rank {t.rank})", span, "E405")
                 k = value % t.rank
             else:
-                # The axis named `C` is also the one a slice left as `C - 1`.
-                hits = [i for i, d in enumerate(t.shape) if d.sym == value]
+                # The axis named `C` is also the one a slice left as `C - 1`, or a concatenation
+                # made `C + D`.
+                hits = [i for i, d in enumerate(t.shape) if value in d.terms()]
                 if not hits:
                     axes_txt = ", ".join(f"`{d}`" for d in t.shape) or "none"
                     self.fail(f"`{value}` is not an axis of `{t}`", span, "E405", help=f"its axes are {axes_txt}")

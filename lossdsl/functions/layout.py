@@ -1,11 +1,12 @@
-"""Layout: functions that move or extend axes without computing on values (`permute`, `pad`)."""
+"""Layout: functions that move, extend or join axes without computing on values (`permute`,
+`pad`, `concat`, `stack`)."""
 
 from __future__ import annotations
 
 from ..ir import Apply, Index, Node, SliceItem
 from ..types import FLOAT, TensorType
 from . import intervals as iv
-from .shapes import pad, permute
+from .shapes import concat, flatten, pad, permute, stack, unflatten
 from .table import MIXES, NoRule, Param, define
 
 NOT_SCALAR = NoRule("its operand has at least one axis: there is no scalar to fold")
@@ -59,4 +60,82 @@ define(
     fold=NOT_SCALAR,
     lanes=MIXES,
     sharding=_pad_sharding,
+)
+
+
+def _concat_sharding(g, n: Apply) -> Node:
+    axis = n.attr("axis")
+    if any(g.sym in a.type.shape[axis].terms() for a in n.args):
+        g.fail(n, "`concat`")
+    return n
+
+
+def _joined_range(a, n):
+    return (min(r[0] for r in a), max(r[1] for r in a))
+
+
+define(
+    "concat",
+    (Param("xs", "tensors"), Param("axis", "axis", -1)),
+    "layout",
+    concat,
+    "the operands end to end along `axis`, of size the sum of theirs (`A + C`)",
+    known_as=("concatenate", "cat"),
+    vjp=NoRule("the framework differentiates it"),
+    value_range=_joined_range,
+    fold=NOT_SCALAR,
+    lanes=MIXES,
+    sharding=_concat_sharding,
+)
+define(
+    "stack",
+    (Param("xs", "tensors"), Param("axis", "axis", 0)),
+    "layout",
+    stack,
+    "operands of one shape along a new axis at `axis`, of size the number of operands",
+    vjp=NoRule("the framework differentiates it"),
+    value_range=_joined_range,
+    fold=NoRule("a list of operands is no scalar"),
+    lanes=MIXES,
+    sharding=_permute_sharding,  # a new axis: each replica's rows stay its own
+)
+
+
+def _flatten_sharding(g, n: Apply) -> Node:
+    x = n.args[0]
+    merged = x.type.shape[n.attr("start") : n.attr("end") + 1]
+    if any(g.sym in d.symbols() for d in merged):
+        g.fail(n, "`flatten`")
+    return n
+
+
+def _unflatten_sharding(g, n: Apply) -> Node:
+    if g.sym in n.args[0].type.shape[n.attr("axis")].symbols():
+        g.fail(n, "`unflatten`")
+    return n
+
+
+define(
+    "flatten",
+    (Param("x"), Param("axes", "axis")),
+    "layout",
+    flatten,
+    "adjacent axes merged into one of size their product: `flatten(x, [H, W])` has an axis `H*W`",
+    vjp=NoRule("the framework differentiates a reshape"),
+    value_range=iv.same_as_operand,
+    fold=NOT_SCALAR,
+    lanes=MIXES,
+    sharding=_flatten_sharding,
+)
+define(
+    "unflatten",
+    (Param("x"), Param("sizes", "dims"), Param("axis", "axis", -1)),
+    "layout",
+    unflatten,
+    "an axis of size `H*W` split into `H` and `W`: `unflatten(x, [H, W], axis=-1)`",
+    vjp=NoRule("the framework differentiates a reshape"),
+    value_range=iv.same_as_operand,
+    fold=NOT_SCALAR,
+    lanes=MIXES,
+    sharding=_unflatten_sharding,
 )

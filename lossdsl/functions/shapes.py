@@ -215,6 +215,129 @@ def pad(ck: RuleContext, site: CallSite):
     return TensorType(t.dtype, shape), {"axis": axis, "widths": pads}
 
 
+def _joined(ck: RuleContext, site: CallSite) -> DType:
+    """The dtype of operands laid together (`concat`, `stack`): numbers promote; bools stay bools."""
+    kinds = {site.t(i).dtype is BOOL for i in range(len(site.args))}
+    if len(kinds) > 1:
+        ck.fail(f"`{site.fn.name}` of bools and numbers", site.span, "E301", help="convert with `float(...)`")
+    dt = site.t(0).dtype
+    for i in range(1, len(site.args)):
+        dt = dt if dt is BOOL else promote(dt, site.t(i).dtype)
+    return dt
+
+
+def concat(ck: RuleContext, site: CallSite):
+    """`concat([a, b], axis)`: the operands end to end along one axis, of size the sum of theirs
+    (`A + C`); the other axes must agree. A symbol names the axis in any operand."""
+    dt = _joined(ck, site)
+    ts = [site.t(i) for i in range(len(site.args))]
+    rank = ts[0].rank
+    if rank == 0:
+        ck.fail("`concat` needs values with at least one axis, found a scalar", site.arg_spans[0], "E404")
+    for i, t in enumerate(ts[1:], 1):
+        if t.rank != rank:
+            ck.fail(
+                f"`concat` of rank-{rank} and rank-{t.rank} values",
+                site.arg_spans[i],
+                "E404",
+                help="the operands must have the same axes but the one they are joined along",
+            )
+    ((value, span),) = site.static["axis"].value
+    if isinstance(value, int):
+        if not -rank <= value < rank:
+            ck.fail(f"axis {value} is out of range for rank {rank}", span or site.span, "E405")
+        axis = value % rank
+    else:
+        hits = [[k for k, d in enumerate(t.shape) if value in d.terms()] for t in ts]
+        found = [h for h in hits if len(h) == 1]
+        if not found:
+            ck.fail(
+                f"`{value}` is not an axis of the operands of `concat`",
+                span or site.span,
+                "E405",
+                help="give an integer axis, e.g. `axis=-1`",
+            )
+        axis = found[0][0]
+    for i, t in enumerate(ts[1:], 1):
+        ck.same_shape(
+            tuple(d for k, d in enumerate(ts[0].shape) if k != axis),
+            tuple(d for k, d in enumerate(t.shape) if k != axis),
+            site.arg_spans[i],
+            "the axes `concat` does not join",
+        )
+    size = Dim.total([t.shape[axis] for t in ts])
+    return TensorType(dt, tuple(size if k == axis else d for k, d in enumerate(ts[0].shape))), {"axis": axis}
+
+
+def stack(ck: RuleContext, site: CallSite):
+    """`stack([a, b], axis)`: operands of one shape along a new axis of size the number of them."""
+    dt = _joined(ck, site)
+    first = site.t(0)
+    for i in range(1, len(site.args)):
+        ck.same_shape(first.shape, site.t(i).shape, site.arg_spans[i], "the operands of `stack`")
+    ((value, span),) = site.static["axis"].value
+    rank = first.rank + 1
+    if not isinstance(value, int) or not -rank <= value < rank:
+        ck.fail(
+            "the axis of `stack` is a new one: give its position as an integer",
+            span or site.span,
+            "E405",
+            help="for example `axis=0` (first) or `axis=-1` (last)",
+        )
+    axis = value % rank
+    shape = first.shape[:axis] + (Dim.lit(len(site.args)),) + first.shape[axis:]
+    return TensorType(dt, shape), {"axis": axis}
+
+
+def flatten(ck: RuleContext, site: CallSite):
+    """`flatten(x, [H, W])`: adjacent axes, in order, merged into one of size `H*W` where they were."""
+    t = site.t(0)
+    order = site.static["axes"]
+    items = order.value if isinstance(order.value, list) else [order.value]
+    ks: list[int] = []
+    for item in items:
+        one = replace(site, static={**site.static, "axes": StaticArg([item], item[1])})
+        (k,) = ck.axes(one, t, single=True, param="axes") or (0,)
+        ks.append(k)
+    if ks != list(range(ks[0], ks[0] + len(ks))):
+        ck.fail(
+            "`flatten` merges adjacent axes, named in their order",
+            order.span or site.span,
+            "E405",
+            help="reorder them first with `permute(x, [...])`",
+        )
+    size = Dim.product([t.shape[k] for k in ks])
+    if size is None:
+        ck.fail(
+            f"`flatten` of axes of sizes {', '.join(f'`{t.shape[k]}`' for k in ks)}: only symbols and "
+            "integers multiply into a size",
+            order.span or site.span,
+            "E404",
+        )
+    assert size is not None
+    start, end = ks[0], ks[-1]
+    return TensorType(t.dtype, t.shape[:start] + (size,) + t.shape[end + 1 :]), {"start": start, "end": end}
+
+
+def unflatten(ck: RuleContext, site: CallSite):
+    """`unflatten(x, [H, W], axis)`: one axis of size `H*W` split into `H` and `W`."""
+    t = site.t(0)
+    if t.rank == 0:
+        ck.fail("`unflatten` needs a value with at least one axis, found a scalar", site.span, "E404")
+    (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
+    sizes: tuple[Dim, ...] = site.static["sizes"].value
+    whole = Dim.product(list(sizes))
+    if whole != t.shape[axis]:
+        ck.fail(
+            f"`unflatten` into {' x '.join(f'`{d}`' for d in sizes)} needs an axis of size `{whole}`, "
+            f"found `{t.shape[axis]}`",
+            site.static["sizes"].span or site.span,
+            "E404",
+            help="the axis must be known to be their product, as `flatten` leaves it",
+        )
+    return TensorType(t.dtype, t.shape[:axis] + sizes + t.shape[axis + 1 :]), {"axis": axis, "sizes": sizes}
+
+
 def pick(ck: RuleContext, site: CallSite):
     ck.need_dtype(site, 1, {INT}, "`pick` indices must be int")
     x, idx = site.t(0), site.t(1)

@@ -52,9 +52,10 @@ class NoRule:
 
 @dataclass(frozen=True)
 class Param:
-    """`kind` is "tensor" (any expression) or a static kind, given as a literal:
+    """`kind` is "tensor" (any expression), "tensors" (a list of expressions, `[a, b]`: the call's
+    operands from there on), or a static kind, given as a literal:
     "axis" (int, dimension symbol, or a tuple of them), "bool", "int", "number",
-    "dim" (a dimension symbol or an integer)."""
+    "dim" (a dimension symbol or an integer), "dims" (a list of them, `[H, W]`)."""
 
     name: str
     kind: str = "tensor"
@@ -62,7 +63,7 @@ class Param:
 
     @property
     def static(self) -> bool:
-        return self.kind != "tensor"
+        return self.kind not in ("tensor", "tensors")
 
 
 @dataclass
@@ -189,6 +190,15 @@ class Function:
     @property
     def tensor_params(self) -> list[Param]:
         return [p for p in self.params if not p.static]
+
+    @property
+    def variadic(self) -> bool:
+        """Takes a list of operands (`concat([a, b])`), each of which the gradient flows through."""
+        return any(p.kind == "tensors" for p in self.params)
+
+    def carried(self, node: Apply) -> Sequence[int]:
+        """The operands of `node` the gradient flows through."""
+        return range(len(node.args)) if self.variadic and self.grad_args else self.grad_args
 
     def lanes_of(self, node: Apply) -> str:
         return self.lanes(node) if callable(self.lanes) else self.lanes
