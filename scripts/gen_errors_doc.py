@@ -90,7 +90,9 @@ EXPLAIN = {
     "E805": "At a call (or for a context at compile time): a size that disagrees with the declaration or with "
             "the size bound earlier; both sources are named. Also a size below what an index needs.",
     "E806": "A context passed at a call (it is bound at compile time), a context missing at compile time, or an "
-            "unknown context or param name.",
+            "unknown context or param name. A standalone module (`lossdsl emit --standalone`) raises it for a "
+            "context missing at its `bind(...)` or a spec with context called without it; emitting one with "
+            "context given is E806 too (it takes its context when it runs).",
     "E807": "A record argument that is not a dict, lacks a field, or has an extra one. In Keras: a `y_true` that "
             "lacks a field the loss reads, a field named in both `y_true=[...]` and `inputs=[...]`, or a field "
             "declared in `inputs=[...]` that the model's inputs do not carry (the model is not wrapped in "
@@ -103,7 +105,8 @@ EXPLAIN = {
     "E811": "`lossdsl.compile(..., sharded=...)` names no dimension of the spec, or the spec needs the whole "
             "batch on one replica for something along that dimension (a product, `argmax`, `softmax`, `cumsum`, "
             "slicing or gathering along it), or a context tensor has that dimension, or torch.distributed was not "
-            "initialised before the call (docs/distributed.md).",
+            "initialised before the call (docs/distributed.md). Also `lossdsl emit --standalone` of a sharded "
+            "loss: its collectives are lossdsl's.",
     "E812": "At a call: an `int` argument (or a slice of one) read as an index (by `pick`, a gather, `one_hot` or "
             "`segment_*`) "
             "holds a value outside [0, size) of the axis it indexes, such as PyTorch's ignore label -100. The "
