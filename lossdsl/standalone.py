@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import pprint
 import re
 import types
 from pathlib import Path
@@ -193,17 +194,21 @@ def _tables(checked: CheckedModule, gen, param_values: dict[str, Any]) -> list[s
             }
         )
     params = {k: _plain(v) for k, v in param_values.items()}
+
+    def table(name: str, value: Any, comment: str = "") -> str:
+        return f"{name} = {pprint.pformat(value, width=110, sort_dicts=False)}{comment}"
+
     return [
         f"_SPEC = {checked.source.name!r}",
         f"_SIGNATURE = {checked.signature()!r}",
-        f"_LEAVES = {leaves!r}",
-        f"_READS = {reads!r}",
-        f"_CONSTRAINTS = {constraints!r}",
-        f"_RECORDS = {records!r}",
-        f"_CALL_ARGS = {call_args!r}",
-        f"_PARAMS = {params!r}  # the params' defaults (a value passed at the call wins)",
+        table("_LEAVES", leaves),
+        table("_READS", reads),
+        table("_CONSTRAINTS", constraints),
+        table("_RECORDS", records),
+        table("_CALL_ARGS", call_args),
+        table("_PARAMS", params, "  # the params' defaults (a value passed at the call wins)"),
         f"_PARAM_NAMES = {[d.name for d in checked.of_kind('param')]!r}",
-        f"_CONTEXT = {context!r}",
+        table("_CONTEXT", context),
         f"_LOSS_AT = {_at(checked.loss.span)!r}",
         f"_PER_SAMPLE = {checked.loss.type.rank == 1!r}",
     ]
@@ -426,7 +431,7 @@ class _Support:
             first = " ".join(doc.split("\n\n")[0].split()).split(". ")[0].rstrip(".")
             lines.append(f'    """{first}."""')
         for stmt in kept:
-            lines += ([""] if isinstance(stmt, ast.FunctionDef) else []) + m.segment(stmt)
+            lines += ([""] if isinstance(stmt, ast.FunctionDef) and len(lines) > 1 else []) + m.segment(stmt)
         if len(lines) == 1:
             lines.append("    pass")
         reads = set().union(*(_names_read(s) for s in kept)) if kept else set()

@@ -230,6 +230,7 @@ class _Default:
 
 
 _DEFAULT = _Default()
+_DEFAULTS: dict = {}  # (param, compute dtype, device) -> its default as a tensor, made once
 
 
 def _param(i, value, cdt, like):
@@ -242,7 +243,10 @@ def _param(i, value, cdt, like):
                 leaf["name_at"],
                 f"pass it at the call (`{leaf['label']}=...`)",
             )
-        return _be.constant(_PARAMS[leaf["label"]], leaf["dtype"], cdt, like)
+        key = (i, str(cdt), _be.device_key(like))
+        if key not in _DEFAULTS:
+            _DEFAULTS[key] = _be.constant(_PARAMS[leaf["label"]], leaf["dtype"], cdt, like)
+        return _DEFAULTS[key]
     x = _tensor(i, value)
     kind, want = _be.dtype_kind(x), leaf["dtype"]
     if (want == "float" and kind not in ("float", "int")) or (want != "float" and kind != want):

@@ -88,9 +88,10 @@ def value_and_grads(f, args, preds, params):
         return host(out), {p: host(g) for p, g in zip(preds, grads)}
     if backend == "jax":
         def total(pv):
-            return f(**{**args, **pv}, **params).sum()
-        grads = jax.grad(total)({p: args[p] for p in preds})
-        return host(f(**args, **params)), {p: host(g) for p, g in grads.items()}
+            out = f(**{**args, **pv}, **params)
+            return out.sum(), out
+        (_, out), grads = jax.value_and_grad(total, has_aux=True)({p: args[p] for p in preds})
+        return host(out), {p: host(g) for p, g in grads.items()}
     return host(f(**args, **params)), {}
 
 with open(f"{folder}/cases.pkl", "rb") as fh:
