@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .checked import CheckedModule
-from .diagnostics import Diagnostic, LossError, _excerpt
+from .diagnostics import Diagnostic, LossError
 from .source import Span
 
 __all__ = ["standalone_source"]
@@ -130,7 +130,7 @@ def _at(span: Span | None) -> dict | None:
     if span is None:
         return None
     d = Diagnostic("", span)
-    return {"where": d.where, "excerpt": _excerpt(span)}
+    return {"where": d.where, "excerpt": d.render().splitlines()[1:]}  # the source line and caret
 
 
 def _tables(checked: CheckedModule, gen, param_values: dict[str, Any]) -> list[str]:
