@@ -139,10 +139,15 @@ def test_standalone_modules_match_compile_without_importing_lossdsl(backend, tmp
     if not available(backend):
         pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
     cases = {}
+    derived = 0
     for name, path in SPECS.items():
         module = f"sa_{name}"
-        (tmp_path / f"{module}.py").write_text(generate_source(path, backend, standalone=True))
+        text = generate_source(path, backend, standalone=True)
+        derived += "torch.autograd.Function" in text
+        (tmp_path / f"{module}.py").write_text(text)
         cases[name] = {"module": module, **_inputs(path, rng)}
+    if backend == "torch":  # the backward derived from the spec (conftest lowers its size threshold to 0)
+        assert derived >= 10, derived
     with open(tmp_path / "cases.pkl", "wb") as fh:
         pickle.dump(cases, fh)
     results = _run_worker(backend, tmp_path)
