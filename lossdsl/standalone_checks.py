@@ -43,6 +43,10 @@ class LossArgumentError(ValueError):
     """A mistake in the arguments of this loss. `str(err)` is what lossdsl's LossError shows:
     the spec's file:line:col, the message and its `[E8xx]` code, the declaration and a hint."""
 
+    # TensorFlow's autograph re-raises exceptions from traced code as its own StagingError
+    # unless they carry this mark.
+    ag_pass_through = True
+
     def __init__(self, code: str, message: str, at: dict | None = None, help: str | None = None, notes=()):
         self.code, self.message, self.help, self.notes = code, message, help, tuple(notes)
         self.where = at["where"] if at else _SPEC

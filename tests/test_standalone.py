@@ -301,3 +301,38 @@ def test_standalone_module_copies_only_the_helpers_it_calls():
     out = generate_source(text, "numpy", standalone=True)
     assert "log_softmax=log_softmax" in out and "def logsumexp" in out  # and what it calls
     assert "def segment_sum" not in out and "def one_hot" not in out
+
+
+def test_standalone_checks_a_size_the_spec_needs(tmp_path, rng):
+    text = spec(
+        """
+        pred x: float[T]
+        loss = x[1] - x[0]
+        """
+    )
+    m = _load(tmp_path, text, "numpy", "diffs")
+    f = lossdsl.compile(text, backend="numpy")
+    x = rng.standard_normal(5)
+    assert np.isclose(m.loss(x), f(x))
+    err = _same_error(lambda: m.loss(x[:1]), lambda: f(x[:1]))
+    assert err.code == "E805" and "at least 2" in str(err)
+
+
+@needs("tensorflow")
+def test_standalone_under_tf_function_with_an_unknown_batch_size(tmp_path, rng):
+    import tensorflow as tf
+
+    path = EXAMPLES / "contextual_ce.loss"  # logits: float[B, 2], y: float[B, 2], c: float[B]
+    m = _load(tmp_path, path, "tensorflow", "contextual_tf")
+    f = lossdsl.compile(path, backend="tensorflow")
+    args = [tf.constant(rng.standard_normal((6, 2))), tf.constant(np.eye(2)[[0, 1, 1, 0, 1, 0]]),
+            tf.constant(rng.random(6))]
+
+    def traced(width):
+        signature = [tf.TensorSpec([None, width], tf.float64), tf.TensorSpec([None, 2], tf.float64),
+                     tf.TensorSpec([None], tf.float64)]
+        return tf.function(lambda *a: m.loss(*a), input_signature=signature)
+
+    assert np.isclose(traced(2)(*args).numpy(), f(*args).numpy())
+    with pytest.raises(ValueError, match=r"axis 1 of pred `logits` must have size 2 .*found 3  \[E805\]"):
+        traced(3)(tf.zeros((6, 3), tf.float64), *args[1:])  # a size known while tracing is checked there
