@@ -22,6 +22,7 @@ import builtins
 import inspect
 import pprint
 import re
+import textwrap
 import types
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,6 @@ __all__ = ["standalone_source"]
 _CHECKS = Path(__file__).with_name("standalone_checks.py")
 _MARKER = "# ---- copied into each standalone module from here ----\n"
 _CHECKS_IMPORT = "import difflib  # noqa: E402\n"  # moved up to the module's imports
-# The run-time names the generated code reads that the Backend provides directly (see
-# lossdsl/runtime.py Runtime.namespace); the others are the checks' own.
-_FROM_BACKEND = {
-    "_shape": "shape",
-    "_compute_dtype": "compute_dtype",
-    "_to_float": "to_float",
-    "_to_int": "to_int",
-    "_device": "device_key",
-    "_dynamic_size": "dynamic_size",
-}
 _GLUE = ("__init__", "load", "namespace", "wrap_compute", "wrap_entry")
 
 
@@ -60,8 +51,9 @@ def standalone_source(checked: CheckedModule, backend, emitted, param_values: di
             help="emit it without `--sharded` and reduce across replicas yourself, or compile it with lossdsl",
         )
     gen = emitted.generated
+    from_backend = _names_from_backend()
     checks = _CHECKS.read_text().split(_MARKER, 1)[1].replace(_CHECKS_IMPORT, "")
-    methods = set(_GLUE) | set(_FROM_BACKEND.values()) | set(re.findall(r"\b_be\.(\w+)", checks))
+    methods = set(_GLUE) | set(from_backend.values()) | set(re.findall(r"\b_be\.(\w+)", checks))
     rt_names = set(re.findall(r"\brt\.(\w+)", gen.source))
     support = _Support(rt_names)
     support.add_backend(backend, methods)
@@ -93,7 +85,7 @@ def standalone_source(checked: CheckedModule, backend, emitted, param_values: di
         "_be.load()",
         "_NAMESPACE = _be.namespace()  # what lossdsl binds for the generated code",
         *(f"{k} = _NAMESPACE[{k!r}]" for k in support.namespace_keys(backend) if k not in imported),
-        *(f"{k} = getattr(_be, {v!r}, None)" for k, v in _FROM_BACKEND.items()),
+        *(f"{k} = getattr(_be, {v!r}, None)" for k, v in from_backend.items()),
         "",
         "# ---- this spec's declarations, as the checks report them ----",
         "",
@@ -114,6 +106,25 @@ def standalone_source(checked: CheckedModule, backend, emitted, param_values: di
         "",
     ]
     return "\n".join(lines)
+
+
+def _names_from_backend() -> dict[str, str]:
+    """The run-time names the generated code reads that lossdsl takes from the Backend itself
+    (`"_shape": be.shape` in Runtime.namespace) -> the method; the others are the checks' own."""
+    from .runtime import Runtime
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(Runtime.namespace)))
+    ret = next(n for n in ast.walk(tree) if isinstance(n, ast.Return))
+    assert isinstance(ret.value, ast.Dict)
+    out = {}
+    for key, value in zip(ret.value.keys, ret.value.values):
+        if not isinstance(key, ast.Constant):
+            continue  # `**be.namespace()`, bound from the backend's own namespace()
+        if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) and value.value.id == "be":
+            out[str(key.value)] = value.attr
+        elif isinstance(value, ast.Call) and ast.unparse(value.func) == "getattr":
+            out[str(key.value)] = ast.literal_eval(value.args[1])
+    return out
 
 
 def _body_of(source: str) -> str:
