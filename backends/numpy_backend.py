@@ -3,6 +3,7 @@ one with `jnp` for `np` and a few conventions of its own (see jax_backend.py).""
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import numpy as np
@@ -102,78 +103,6 @@ class NumpyPrinter(Printer):
 # ---- run-time helpers the generated code calls as rt.<name> ------------------------------------
 
 
-class numpy_rt:
-    """Stable float64-quality formulas (NumPy has no sigmoid or logsumexp of its own)."""
-
-    @staticmethod
-    def sigmoid(x):
-        return np.exp(-np.logaddexp(0.0, -x))
-
-    @staticmethod
-    def log_sigmoid(x):
-        return -np.logaddexp(0.0, -x)
-
-    @staticmethod
-    def logsumexp(x, axis, keepdims):
-        m = np.max(x, axis=axis, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0.0)
-        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
-        return out if keepdims else np.squeeze(out, axis=axis)
-
-    @staticmethod
-    def softmax(x, axis):
-        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-        return e / np.sum(e, axis=axis, keepdims=True)
-
-    @staticmethod
-    def log_softmax(x, axis):
-        return x - numpy_rt.logsumexp(x, (axis,), True)
-
-    @staticmethod
-    def norm(x, p, axis, keepdims):
-        a = np.abs(x)
-        if p == 1:
-            return np.sum(a, axis=axis, keepdims=keepdims)
-        if p == 2:
-            return np.sqrt(np.sum(a * a, axis=axis, keepdims=keepdims))
-        return np.sum(a**p, axis=axis, keepdims=keepdims) ** (1.0 / p)
-
-    @staticmethod
-    def one_hot(idx, depth, dtype):
-        return (np.expand_dims(idx, -1) == np.arange(depth)).astype(dtype)
-
-    @staticmethod
-    def argtopk(x, k, axis):
-        return numpy_like_argtopk(np, x, k, axis)
-
-    @staticmethod
-    def topk(x, k, axis):
-        return np.take_along_axis(x, numpy_like_argtopk(np, x, k, axis), axis=axis)
-
-    @staticmethod
-    def flatten(x, start, end):
-        return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1 :])
-
-    @staticmethod
-    def unflatten(x, axis, sizes):
-        return x.reshape(x.shape[:axis] + tuple(sizes) + x.shape[axis + 1 :])
-
-    @staticmethod
-    def diag(x):
-        return numpy_like_diag(np, x)
-
-    @staticmethod
-    def segment_sum(v, ids, groups):
-        ids = np.asarray(ids)
-        v = np.asarray(v)
-        flat_ids = ids.reshape(-1)
-        flat_v = v.reshape((-1,) + v.shape[ids.ndim :])
-        keep = (flat_ids >= 0) & (flat_ids < groups)
-        out = np.zeros((groups,) + v.shape[ids.ndim :], dtype=v.dtype)
-        np.add.at(out, flat_ids[keep], flat_v[keep])
-        return out
-
-
 def numpy_like_argtopk(xp, x, k, axis):
     """The first k positions of a stable sort of -x: the largest first, ties in their order."""
     order = xp.argsort(-x, axis=axis, kind="stable") if xp is np else xp.argsort(-x, axis=axis, stable=True)
@@ -227,8 +156,84 @@ def numpy_like_segment_mean(xp, segment_sum):
     return segment_mean
 
 
-numpy_rt.segment_mean = staticmethod(numpy_like_segment_mean(np, numpy_rt.segment_sum))  # type: ignore[attr-defined]
-numpy_rt.lm_head = staticmethod(numpy_lm_head)  # type: ignore[attr-defined]
+def _runtime(np) -> types.SimpleNamespace:
+    """Stable float64-quality formulas (NumPy has no sigmoid or logsumexp of its own)."""
+
+    def sigmoid(x):
+        return np.exp(-np.logaddexp(0.0, -x))
+
+    def log_sigmoid(x):
+        return -np.logaddexp(0.0, -x)
+
+    def logsumexp(x, axis, keepdims):
+        m = np.max(x, axis=axis, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0.0)
+        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+        return out if keepdims else np.squeeze(out, axis=axis)
+
+    def softmax(x, axis):
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+    def log_softmax(x, axis):
+        return x - logsumexp(x, (axis,), True)
+
+    def norm(x, p, axis, keepdims):
+        a = np.abs(x)
+        if p == 1:
+            return np.sum(a, axis=axis, keepdims=keepdims)
+        if p == 2:
+            return np.sqrt(np.sum(a * a, axis=axis, keepdims=keepdims))
+        return np.sum(a**p, axis=axis, keepdims=keepdims) ** (1.0 / p)
+
+    def one_hot(idx, depth, dtype):
+        return (np.expand_dims(idx, -1) == np.arange(depth)).astype(dtype)
+
+    def argtopk(x, k, axis):
+        return numpy_like_argtopk(np, x, k, axis)
+
+    def topk(x, k, axis):
+        return np.take_along_axis(x, numpy_like_argtopk(np, x, k, axis), axis=axis)
+
+    def flatten(x, start, end):
+        return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1 :])
+
+    def unflatten(x, axis, sizes):
+        return x.reshape(x.shape[:axis] + tuple(sizes) + x.shape[axis + 1 :])
+
+    def diag(x):
+        return numpy_like_diag(np, x)
+
+    def segment_sum(v, ids, groups):
+        ids = np.asarray(ids)
+        v = np.asarray(v)
+        flat_ids = ids.reshape(-1)
+        flat_v = v.reshape((-1,) + v.shape[ids.ndim :])
+        keep = (flat_ids >= 0) & (flat_ids < groups)
+        out = np.zeros((groups,) + v.shape[ids.ndim :], dtype=v.dtype)
+        np.add.at(out, flat_ids[keep], flat_v[keep])
+        return out
+
+    return types.SimpleNamespace(
+        sigmoid=sigmoid,
+        log_sigmoid=log_sigmoid,
+        logsumexp=logsumexp,
+        softmax=softmax,
+        log_softmax=log_softmax,
+        norm=norm,
+        one_hot=one_hot,
+        argtopk=argtopk,
+        topk=topk,
+        flatten=flatten,
+        unflatten=unflatten,
+        diag=diag,
+        segment_sum=segment_sum,
+        segment_mean=numpy_like_segment_mean(np, segment_sum),
+        lm_head=numpy_lm_head,
+    )
+
+
+numpy_rt = _runtime(np)
 
 
 class NumpyBackend(Backend):

@@ -21,6 +21,7 @@ from .diagnostics import Diagnostic, LossError
 from .pipeline import backend_class, backend_name, check, check_sharded, emit, instantiate, parse
 from .quick import QuickLoss
 from .runtime import CompiledLoss
+from .standalone import standalone_source
 
 
 def resolve_backend(name: str):
@@ -125,17 +126,37 @@ def generate_source(
     sharded: str | None = None,
     fused_backward: bool = True,
     check_indices: bool = True,
+    standalone: bool = False,
 ) -> str:
     """The code `compile` runs with the same arguments (what `lossdsl emit` prints). The backend's
-    framework is not imported. Context may be left out: its sizes are then checked at each call."""
+    framework is not imported. Context may be left out: its sizes are then checked at each call.
+
+    `standalone=True`: a module that needs only the framework (lossdsl/standalone.py), with
+    `loss(...)` and, for a spec with context, `bind(**context)`; params' values are baked in."""
     be = backend_class(backend)
     checked = check(parse(spec, allow_quick=False))
+    if standalone and context:
+        raise LossError.plain(
+            "a standalone module takes its context tensors when it runs, not when it is emitted",
+            path=checked.source.name,
+            code="E806",
+            help=f"leave `context=` out and call the module's `bind({', '.join(context)}=...)`",
+        )
     # Context and params are checked as `compile` checks them, read through NumPy: only their
     # sizes reach the code, and the framework stays unloaded.
-    static, _, _ = _bind(checked, get_backend("numpy"), context or None, params or {}, sharded)
-    return emit(
-        checked, be, static_dims=static, sharded=sharded, fused_backward=fused_backward, check_indices=check_indices
-    ).source
+    static, _, param_values = _bind(checked, get_backend("numpy"), context or None, params or {}, sharded)
+    code = emit(
+        checked,
+        be,
+        static_dims=static,
+        sharded=sharded,
+        fused_backward=fused_backward,
+        check_indices=check_indices,
+        check_context=standalone,
+    )
+    if standalone:
+        return standalone_source(checked, be, code, param_values)
+    return code.source
 
 
 def _bind(

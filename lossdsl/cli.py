@@ -4,6 +4,7 @@
     lossdsl fmt PATH... [--check|--diff]   rewrite in the canonical layout (`-`: stdin to stdout)
     lossdsl explain CODE                   the long explanation of an error code
     lossdsl emit SPEC --backend B        the generated code
+    lossdsl emit SPEC -b B --standalone  a module that needs only the framework (no lossdsl)
     lossdsl ir SPEC                      the checked IR, with dtypes and shapes
     lossdsl run SPEC --backend B (--data FILE.npz | --random) [--dim B=32]
     lossdsl lsp                          the language server, on stdin and stdout
@@ -198,7 +199,8 @@ def cmd_ir(args: argparse.Namespace) -> int:
 def cmd_emit(args: argparse.Namespace) -> int:
     from .api import generate_source
 
-    sys.stdout.write(generate_source(_as_source(spec_argument(args.spec)), backend=args.backend))
+    spec = _as_source(spec_argument(args.spec))
+    sys.stdout.write(generate_source(spec, backend=args.backend, standalone=args.standalone))
     return 0
 
 
@@ -263,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("emit", help="print the code generated for a backend")
     e.add_argument("spec")
     e.add_argument("--backend", "-b", default="torch", help="torch, tensorflow (tf), jax or numpy")
+    e.add_argument(
+        "--standalone",
+        action="store_true",
+        help="a module that imports only the framework, with the argument checks: "
+        "`loss(*args, reduction=, sample_weight=, **params)`, and `bind(**context)` for a spec with context",
+    )
     e.set_defaults(func=cmd_emit)
 
     r = sub.add_parser("run", help="evaluate a spec and print the value and gradient norms")

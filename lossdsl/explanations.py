@@ -486,7 +486,9 @@ _ALL = [
     _e(
         "E806",
         "A context passed at a call (it is bound at compile time), a context missing at compile time, or an "
-        "unknown context or param name.",
+        "unknown context or param name. A standalone module (`lossdsl emit --standalone`) raises it for a "
+        "context missing at its `bind(...)` or a spec with context called without it; emitting one with "
+        "context given is E806 too (it takes its context when it runs).",
         "import numpy as np\nimport lossdsl\n\n"
         'SPEC = """\npred    yhat: float[B, C]\ntarget  y:    float[B, C]\ncontext w:    float[C]\n'
         'loss = mean(sum(w * (yhat - y)^2, axis=C))\n"""\nf = lossdsl.compile(SPEC, backend="numpy")\n',
@@ -547,7 +549,8 @@ _ALL = [
         "`lossdsl.compile(..., sharded=...)` names no dimension of the spec, or the spec needs the whole "
         "batch on one replica for something along that dimension (a product, `argmax`, `softmax`, `cumsum`, "
         "slicing or gathering along it), or a context tensor has that dimension, or torch.distributed was not "
-        "initialised before the call (docs/distributed.md).",
+        "initialised before the call (docs/distributed.md). Also `lossdsl emit --standalone` of a sharded "
+        "loss: its collectives are lossdsl's.",
         "import lossdsl\n\n" + _MSE + 'lossdsl.compile(SPEC, backend="numpy", sharded="N")\n',
         "import lossdsl\n\n" + _MSE + 'lossdsl.compile(SPEC, backend="numpy")\n',
         "Name the batch dimension the replicas split, and keep what needs the whole batch out of the spec "

@@ -227,9 +227,11 @@ def emit(
     sharded: str | None = None,
     fused_backward: bool = True,
     check_indices: bool = True,
+    check_context: bool = False,
 ) -> Emitted:
     """Lower for `backend` and print its code. `static_dims` are the sizes known before any call:
-    the spec's own, and those of the context and params bound at compile time."""
+    the spec's own, and those of the context and params bound at compile time. `check_context`
+    checks the context's shapes at each call (for code that is given it later)."""
     lowered = lower(checked, backend, sharded=sharded, fused_backward=fused_backward)
     generated = generate(
         checked,
@@ -241,6 +243,7 @@ def emit(
         derivative=lowered.derivative,
         check_indices=check_indices,
         mean_root=lowered.mean_root,
+        check_context=check_context,
     )
     return Emitted(lowered, generated, sharded, dict(static_dims))
 
