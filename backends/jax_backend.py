@@ -139,6 +139,7 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         segment_mean=numpy_like_segment_mean(jnp, segment_sum),
         weighted_mean_of=weighted_mean_of,
         smoothed_ce=smoothed_ce,
+        lm_head=_lm_head_runtime(jax, jnp),  # the language-model head (lossdsl/lm_head.py)
     )
 
 
@@ -263,7 +264,6 @@ class JaxBackend(NumpyBackend):
 
         self.jax, self.jnp, self.xp = jax, jnp, jnp
         self.rt = _runtime(jax, jnp)
-        self.rt.lm_head = _lm_head_runtime(jax, jnp)
         self.float32, self.float64, self.tensor_type = jnp.float32, jnp.float64, jax.Array
         self.int_dtype = jnp.asarray(0).dtype  # int32, or int64 with jax_enable_x64
         self.loaded = True

@@ -350,6 +350,7 @@ def _runtime(tf) -> types.SimpleNamespace:
         gather=gather,
         segment_sum=segment_sum,
         segment_mean=segment_mean,
+        lm_head=_lm_head_runtime(tf),  # the language-model head (lossdsl/lm_head.py)
     )
 
 
@@ -529,7 +530,6 @@ class TensorflowBackend(Backend):
 
         self.tf = tf
         self.rt = _runtime(tf)
-        self.rt.lm_head = _lm_head_runtime(tf)
         self.float32, self.float64, self.int_dtype = tf.float32, tf.float64, tf.int64
         self._consts: dict[tuple, Any] = {}
         self.loaded = True

@@ -353,6 +353,7 @@ def _runtime(torch) -> types.SimpleNamespace:
         saved=saved,
         plain_backward=plain_backward,
         transformed=transformed,
+        lm_head=_lm_head_runtime(torch),  # the language-model head (lossdsl/lm_head.py)
     )
 
 
@@ -525,7 +526,6 @@ class TorchBackend(Backend):
         self.torch = torch
         self.F = F
         self.rt = _runtime(torch)
-        self.rt.lm_head = _lm_head_runtime(torch)
         self.float32, self.float64, self.int_dtype = torch.float32, torch.float64, torch.int64
         self.tensor_type = torch.Tensor
         self._float_kinds = {torch.float16, torch.bfloat16, torch.float32, torch.float64}

@@ -264,6 +264,24 @@ def _param(i, value, cdt, like):
     return _be.place_like(x, like) if like is not None else x
 
 
+def _known_positive(size):
+    """A batch size known now (a Python int, not a graph's tensor) and not 0."""
+    return type(size) is int and size > 0
+
+
+def _number(i, value):
+    """A scalar param as the Python number a fused call takes as a hyperparameter, or None
+    where the caller gave a tensor (the decomposed form then runs, with no read from the device)."""
+    leaf = _LEAVES[i]
+    if value is _DEFAULT:
+        value = _PARAMS.get(leaf["label"])
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item") and not _be.is_tensor(value):
+        value = value.item()  # a NumPy scalar, as from a config file
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if leaf["dtype"] == "float" else int(value)
+
+
 def _bind_arguments(args, kwargs):
     n, names = len(_CALL_ARGS), [d["name"] for d in _CALL_ARGS]
     params = _PARAM_NAMES
