@@ -36,7 +36,7 @@ SPECS = {
     "bias_smoothing_sum_zloss": HEAD + """
         pred b: float[V]
         param eps: float = 0.1
-        let z = h @ transpose(W) + b
+        let z = b + h @ transpose(W)
         let logp = log_softmax(z, axis=V)
         let smooth = -sum(logp, axis=V) / V
         loss = mean((1 - eps) * -pick(logp, y) + eps * smooth + 0.001 * square(logsumexp(z, axis=V)))
