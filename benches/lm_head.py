@@ -31,7 +31,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -50,9 +50,10 @@ IMPLS = {
 
 
 def _rss(field: str) -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1])  # KiB
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1])  # KiB
     raise RuntimeError(field)
 
 
@@ -174,6 +175,8 @@ def worker(framework: str, impl: str, n: int, d: int, v: int, repeats: int) -> d
     value, gh, gW = step()  # warm-up: compilation, first allocations
     ref = _reference(h, W, y)
     err = max(abs(value - ref[0]) / abs(ref[0]), *(float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip((gh, gW), ref[1:])))
+    if err > 1e-4:  # float32 against float64: a wrong value or gradient is not timed
+        raise AssertionError(f"{framework} {impl}: relative error {err:.2e} against the float64 reference")
     del gh, gW
     import gc
 

@@ -158,11 +158,12 @@ def _logits(z: Node) -> _Head | None:
             return None
     b = None
     if _is(inner, "add"):
-        left, right = inner.args  # type: ignore[attr-defined]
-        if right.type.rank == 1 and right.type.dtype is FLOAT and left.type == z.type:
-            if inner is not z:
-                chain.append(inner)
-            inner, b = left, right
+        for left, right in (inner.args, inner.args[::-1]):  # type: ignore[attr-defined]
+            if right.type.rank == 1 and right.type.dtype is FLOAT and left.type == z.type:
+                if inner is not z:
+                    chain.append(inner)
+                inner, b = left, right
+                break
         else:
             return None
     if not (_is(inner, "matmul") and inner.type == z.type):

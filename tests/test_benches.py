@@ -35,3 +35,14 @@ def test_lsp_latency_bench_runs_and_reports_the_slowest_request():
     assert r.returncode == 0, r.stderr[-3000:]
     assert "generated spec of 120 lines" in r.stdout and "findings: none" in r.stdout
     assert "slowest request:" in r.stdout
+
+
+@pytest.mark.slow
+@needs("torch")
+def test_lm_head_bench_measures_each_implementation_in_its_own_process():
+    r = subprocess.run([sys.executable, str(ROOT / "benches" / "lm_head.py"), "--quick", "--only", "torch"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| torch |")]
+    assert [row.split("|")[3].strip() for row in rows] == [
+        "lossdsl", "lossdsl dense", "F.cross_entropy", "F.linear_cross_entropy"]

@@ -15,12 +15,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import needs, spec
+from harness import assert_close
 
 import lossdsl
 from lossdsl import lm_head
-
-from conftest import needs, spec
-from harness import assert_close
 
 N, D, V = 12, 6, 40
 CHUNKED = {"chunk": 7, "min_logits": 0}  # 40 = 5 * 7 + 5: a short last chunk
@@ -36,7 +35,7 @@ SPECS = {
     "bias_smoothing_sum_zloss": HEAD + """
         pred b: float[V]
         param eps: float = 0.1
-        let z = h @ transpose(W) + b
+        let z = b + h @ transpose(W)
         let logp = log_softmax(z, axis=V)
         let smooth = -sum(logp, axis=V) / V
         loss = mean((1 - eps) * -pick(logp, y) + eps * smooth + 0.001 * square(logsumexp(z, axis=V)))
@@ -426,7 +425,7 @@ def test_jax_chunked_gradient_program_holds_no_array_as_large_as_the_logits(rng)
         f = compiled(name, "jax", context, sizes)
         a = to_backend("jax", x, "float32")
 
-        def loss(h, W, b):
+        def loss(h, W, b, f=f, a=a):
             return f(**{**a, "h": h, "W": W, "b": b})
 
         program = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1, 2)))(a["h"], a["W"], a["b"])
@@ -439,12 +438,12 @@ def test_bfloat16_inputs_accumulate_in_float32(rng):
 
     x, context = inputs("plain", rng)
     upstream = np.asarray(1.0)
-    value, grads, _ = reference_vjp("plain", x, context, upstream)
+    _, grads, _ = reference_vjp("plain", x, context, upstream)
     f = compiled("plain", "torch", context, CHUNKED)
     h = torch.tensor(x["h"], dtype=torch.bfloat16, requires_grad=True)
     W = torch.tensor(x["W"], dtype=torch.bfloat16, requires_grad=True)
     out = f(h=h, W=W, y=torch.tensor(x["y"]))
-    gh, gW = torch.autograd.grad(out, [h, W])
+    _, gW = torch.autograd.grad(out, [h, W])
     assert out.dtype == torch.float32 and gW.dtype == torch.bfloat16
     # the error of bfloat16 inputs alone: the reference on the rounded inputs, in float64
     rounded = {**x, "h": h.detach().double().numpy(), "W": W.detach().double().numpy()}
