@@ -31,9 +31,17 @@ PARAMS = {
     "multi_margin": {"margin": 0.7, "p": 2},
     "poly1": {"epsilon": -1.0},
     "z_loss_cross_entropy": {"z_weight": 1e-2},
+    "nt_xent": {"temperature": 0.5},
+    "supcon": {"temperature": 0.1},
+    "batch_hard_triplet": {"margin": 0.5},
+    "arcface": {"margin": 0.3, "scale": 16.0},
+    "cosface": {"margin": 0.2, "scale": 16.0},
+    "vae_elbo": {"beta": 0.5},
 }
 
 BINARY = ("binary_cross_entropy", "focal", "dice", "tversky", "jaccard", "multilabel_soft_margin")  # labels in {0, 1}
+PAIRED = ("nt_xent", "supcon", "batch_hard_triplet", "circle")  # every label at least twice in the batch
+BOXES = ("giou", "diou", "ciou")
 SIGNED = ("hinge", "margin_ranking", "squared_hinge", "hinge_embedding", "cosine_embedding")  # labels in {-1, 1}
 
 
@@ -63,6 +71,25 @@ def prepare(name, args, ctx, rng):
         args["y"] = np.eye(args["y"].shape[1])[rng.integers(0, args["y"].shape[1], args["y"].shape[0])]
     if name == "msle":
         args["y"] = np.abs(args["y"])  # yhat keeps its negative values: clamped at eps
+    if name in PAIRED:
+        args["labels"] = rng.permutation(np.arange(len(args["labels"])) // 2)
+    if name == "circle":  # embeddings L2-normalised, as Keras expects
+        args["z"] = args["z"] / np.linalg.norm(args["z"], axis=1, keepdims=True)
+    if name in BOXES:  # (x1, y1, x2, y2) with x1 < x2, y1 < y2; the targets overlap them or not
+        def boxes(n):
+            lo = rng.uniform(0, 4, (n, 2))
+            return np.concatenate([lo, lo + rng.uniform(0.5, 3, (n, 2))], axis=1)
+
+        args["boxes"], args["gt"] = boxes(len(args["boxes"])), boxes(len(args["gt"]))
+        args["gt"][0] = args["boxes"][0] + rng.uniform(-0.2, 0.2, 4) * [1, 1, 0, 0]  # a close pair
+    if name == "listnet":
+        args["y"] = rng.integers(0, 3, args["y"].shape).astype(np.float64)  # graded relevance
+    if name == "wasserstein1":
+        args["q"] = rng.dirichlet(np.ones(args["q"].shape[1]), args["q"].shape[0])
+    if name == "vae_elbo":
+        args["x"] = rng.uniform(0, 1, args["x"].shape)
+    if name == "sparsemax":
+        args["z"] = 2 * args["z"]  # a support of a few classes
     if name == "poisson_nll":
         args["y"] = rng.poisson(2.0, args["y"].shape).astype(np.float64)
     return args, ctx
@@ -164,7 +191,85 @@ def reference(name, a, ctx, prm):
     if name == "z_loss_cross_entropy":  # t5x.losses.cross_entropy_with_logits
         log_z = torch.logsumexp(a["logits"], 1)
         return torch.mean(F.cross_entropy(a["logits"], a["y"], reduction="none") + prm["z_weight"] * log_z**2)
+    if name in BOXES:
+        return torch.mean(box_loss(name, a["boxes"], a["gt"], prm["eps"]))
+    if name == "nt_xent":  # optax.losses.ntxent, written out
+        u = F.normalize(a["z"], dim=1, eps=prm["eps"])
+        sim = u @ u.T / prm["temperature"]
+        same = a["labels"][:, None] == a["labels"][None, :]
+        pos = same & ~torch.eye(len(sim), dtype=torch.bool)
+        neg_exp = torch.where(same, 0.0, torch.exp(sim)).sum(1, keepdim=True)
+        log_share = sim - torch.log(torch.exp(sim) + neg_exp)
+        return -torch.where(pos, log_share, 0.0).sum() / pos.sum()
+    if name == "supcon":  # SupConLoss of the authors' reference implementation, one view
+        f = F.normalize(a["z"], dim=1, eps=prm["eps"])
+        logits = f @ f.T / prm["temperature"]
+        logits = logits - logits.max(1, keepdim=True).values.detach()
+        logits_mask = 1 - torch.eye(len(f), dtype=f.dtype)
+        mask = (a["labels"][:, None] == a["labels"][None, :]).to(f.dtype) * logits_mask
+        log_prob = logits - torch.log((torch.exp(logits) * logits_mask).sum(1, keepdim=True))
+        pairs = mask.sum(1)
+        pairs = torch.where(pairs < 1e-6, 1, pairs)
+        return torch.mean(-(prm["temperature"] / prm["base_temperature"]) * (mask * log_prob).sum(1) / pairs)
+    if name == "batch_hard_triplet":
+        d = (a["z"][:, None, :] - a["z"][None, :, :]).norm(dim=2)
+        same = a["labels"][:, None] == a["labels"][None, :]
+        pos = same & ~torch.eye(len(d), dtype=torch.bool)
+        hardest_pos = torch.where(pos, d, -torch.inf).max(1).values
+        hardest_neg = torch.where(same, torch.inf, d).min(1).values
+        return torch.mean(torch.clamp(hardest_pos - hardest_neg + prm["margin"], min=0))
+    if name in ("arcface", "cosface"):  # pytorch_metric_learning's ArcFaceLoss and CosFaceLoss, written out
+        c = F.normalize(a["emb"], dim=1, eps=prm["eps"]) @ F.normalize(a["weight"], dim=1, eps=prm["eps"]).T
+        oh = F.one_hot(a["y"], c.shape[1]).bool()
+        if name == "arcface":
+            c = c.clamp(-1, 1)
+            target = torch.cos(torch.acos(c.gather(1, a["y"][:, None])) + prm["margin"])
+        else:
+            target = c.gather(1, a["y"][:, None]) - prm["margin"]
+        return F.cross_entropy(prm["scale"] * torch.where(oh, target, c), a["y"])
+    if name == "listnet":  # optax.losses.ranking_softmax_loss
+        return torch.mean(-(a["y"] * F.log_softmax(a["scores"], 1)).sum(1))
+    if name == "wasserstein1":
+        return torch.mean(torch.cumsum(F.softmax(a["logits"], 1) - a["q"], 1).abs().sum(1))
+    if name == "vae_elbo":  # PyTorch's examples/vae, on logits, per sample
+        bce = F.binary_cross_entropy_with_logits(a["recon_logits"], a["x"], reduction="none").sum(1)
+        kld = -0.5 * torch.sum(1 + a["logvar"] - a["mu"] ** 2 - a["logvar"].exp(), 1)
+        return torch.mean(bce + prm["beta"] * kld)
+    if name == "sparsemax":  # tfa.losses.sparsemax_loss, the threshold from the support
+        z = a["z"]
+        top = torch.sort(z, 1, descending=True).values
+        k = torch.arange(1, z.shape[1] + 1, dtype=z.dtype)
+        cs = torch.cumsum(top, 1)
+        k_z = (1 + k * top > cs).sum(1, keepdim=True)
+        tau = (cs.gather(1, k_z - 1) - 1) / k_z
+        p = torch.clamp(z - tau, min=0)
+        return torch.mean((p * (z - 0.5 * p)).sum(1) - z.gather(1, a["y"][:, None])[:, 0] + 0.5)
     raise KeyError(name)
+
+
+def box_loss(name, b, g, eps):
+    """torchvision.ops' generalized_box_iou_loss, distance_box_iou_loss, complete_box_iou_loss."""
+    import torch
+
+    x1, y1, x2, y2 = b.unbind(-1)
+    x1g, y1g, x2g, y2g = g.unbind(-1)
+    xk1, yk1, xk2, yk2 = torch.max(x1, x1g), torch.max(y1, y1g), torch.min(x2, x2g), torch.min(y2, y2g)
+    inter = torch.where((yk2 > yk1) & (xk2 > xk1), (xk2 - xk1) * (yk2 - yk1), 0.0)
+    union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - inter
+    iou = inter / (union + eps)
+    xc1, yc1, xc2, yc2 = torch.min(x1, x1g), torch.min(y1, y1g), torch.max(x2, x2g), torch.max(y2, y2g)
+    if name == "giou":
+        area_c = (xc2 - xc1) * (yc2 - yc1)
+        return 1 - (iou - (area_c - union) / (area_c + eps))
+    diag = (xc2 - xc1) ** 2 + (yc2 - yc1) ** 2 + eps
+    centres = ((x2 + x1) / 2 - (x1g + x2g) / 2) ** 2 + ((y2 + y1) / 2 - (y1g + y2g) / 2) ** 2
+    diou = 1 - iou + centres / diag
+    if name == "diou":
+        return diou
+    v = (4 / torch.pi**2) * (torch.atan((x2g - x1g) / (y2g - y1g)) - torch.atan((x2 - x1) / (y2 - y1))) ** 2
+    with torch.no_grad():
+        alpha = v / (1 - iou + v + eps)
+    return diou + alpha * v
 
 
 NAMES = lossdsl.std.names()
@@ -263,6 +368,11 @@ LIBRARY = {
         "optax",
         lambda L, a, p: L.losses.sigmoid_focal_loss(a["logits"], a["y"], alpha=p["alpha"], gamma=p["gamma"]).mean(-1),
     ),
+    "nt_xent": ("optax", lambda L, a, p: L.losses.ntxent(a["z"], a["labels"], p["temperature"])),
+    "listnet": ("optax", lambda L, a, p: L.losses.ranking_softmax_loss(a["scores"], a["y"], reduce_fn=None)),
+    "wasserstein1": ("scipy.stats", lambda L, a, p: [
+        L.wasserstein_distance(np.arange(len(q)), np.arange(len(q)), u, q)
+        for u, q in zip(np.exp(a["logits"]) / np.exp(a["logits"]).sum(1, keepdims=True), a["q"])]),
 }
 
 
@@ -270,7 +380,7 @@ LIBRARY = {
 def test_std_loss_matches_the_library_function_per_sample(name, rng):
     """Keras' and optax's own functions, per sample, in float64 where the library allows it (Keras computes in float32)."""
     library, fn = LIBRARY[name]
-    if not available("tensorflow" if library == "keras" else "jax"):
+    if library != "scipy.stats" and not available("tensorflow" if library == "keras" else "jax"):
         pytest.skip(f"MISSING FRAMEWORK: {library} is not installed")
     import importlib
 
