@@ -37,9 +37,10 @@ PARAMS = {
     "arcface": {"margin": 0.3, "scale": 16.0},
     "cosface": {"margin": 0.2, "scale": 16.0},
     "vae_elbo": {"beta": 0.5},
+    "circle": {"gamma": 8.0, "margin": 0.3},
 }
 
-BINARY = ("binary_cross_entropy", "focal", "dice", "tversky", "jaccard", "multilabel_soft_margin")  # labels in {0, 1}
+BINARY = ("binary_cross_entropy", "focal", "dice", "tversky", "jaccard", "multilabel_soft_margin", "lovasz_hinge")  # labels in {0, 1}
 PAIRED = ("nt_xent", "supcon", "batch_hard_triplet", "circle")  # every label at least twice in the batch
 BOXES = ("giou", "diou", "ciou")
 SIGNED = ("hinge", "margin_ranking", "squared_hinge", "hinge_embedding", "cosine_embedding")  # labels in {-1, 1}
@@ -244,7 +245,52 @@ def reference(name, a, ctx, prm):
         tau = (cs.gather(1, k_z - 1) - 1) / k_z
         p = torch.clamp(z - tau, min=0)
         return torch.mean((p * (z - 0.5 * p)).sum(1) - z.gather(1, a["y"][:, None])[:, 0] + 0.5)
+    if name == "lovasz_hinge":  # lovasz_losses.lovasz_hinge(per_image=True)
+        return torch.stack([lovasz_hinge_flat(x, y) for x, y in zip(a["logits"], a["y"])]).mean()
+    if name == "lovasz_softmax":  # lovasz_losses.lovasz_softmax(classes="present", per_image=True)
+        return torch.stack([lovasz_softmax_flat(F.softmax(x, 1), y) for x, y in zip(a["logits"], a["y"])]).mean()
+    if name == "circle":  # keras.losses.circle, written out
+        z, gamma, margin = a["z"], prm["gamma"], prm["margin"]
+        d = torch.clamp(1 - z @ z.T, min=0)
+        same = a["labels"][:, None] == a["labels"][None, :]
+        pos, neg = same & ~torch.eye(len(z), dtype=torch.bool), ~same
+        s_p = -gamma * torch.clamp((margin + d) * pos, min=0) * (margin - d)
+        s_n = gamma * torch.clamp((1 + margin - d) * neg, min=0) * (1 - margin - d)
+        p_loss = torch.logsumexp(torch.where(pos, s_p, -torch.inf), 1)
+        n_loss = torch.logsumexp(torch.where(neg, s_n, -torch.inf), 1)
+        return F.softplus(p_loss + n_loss).mean()
     raise KeyError(name)
+
+
+def lovasz_grad(gt_sorted):
+    """The steps of the Jaccard loss along the sorted pixels (the authors' lovasz_losses.py)."""
+    import torch
+
+    gts = gt_sorted.sum()
+    jaccard = 1.0 - (gts - gt_sorted.cumsum(0)) / (gts + (1 - gt_sorted).cumsum(0))
+    return torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+
+
+def lovasz_hinge_flat(logits, labels):
+    import torch
+    import torch.nn.functional as F
+
+    errors = 1.0 - logits * (2.0 * labels - 1.0)
+    errors_sorted, perm = torch.sort(errors, dim=0, descending=True)
+    return torch.dot(F.relu(errors_sorted), lovasz_grad(labels[perm]))
+
+
+def lovasz_softmax_flat(probas, labels):
+    import torch
+
+    losses = []
+    for c in range(probas.shape[1]):
+        fg = (labels == c).to(probas.dtype)
+        if fg.sum() == 0:
+            continue
+        errors_sorted, perm = torch.sort((fg - probas[:, c]).abs(), 0, descending=True)
+        losses.append(torch.dot(errors_sorted, lovasz_grad(fg[perm])))
+    return torch.stack(losses).mean()
 
 
 def box_loss(name, b, g, eps):
@@ -368,6 +414,7 @@ LIBRARY = {
         "optax",
         lambda L, a, p: L.losses.sigmoid_focal_loss(a["logits"], a["y"], alpha=p["alpha"], gamma=p["gamma"]).mean(-1),
     ),
+    "circle": ("keras", lambda L, a, p: L.losses.circle(a["labels"], a["z"], gamma=p["gamma"], margin=p["margin"])),
     "nt_xent": ("optax", lambda L, a, p: L.losses.ntxent(a["z"], a["labels"], p["temperature"])),
     "listnet": ("optax", lambda L, a, p: L.losses.ranking_softmax_loss(a["scores"], a["y"], reduce_fn=None)),
     "wasserstein1": ("scipy.stats", lambda L, a, p: [
