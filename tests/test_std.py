@@ -11,7 +11,7 @@ import lossdsl
 import lossdsl.std
 from lossdsl.sampling import random_inputs
 
-from conftest import available, needs
+from conftest import ROOT, available, needs
 from harness import BACKENDS, assert_close, compile_for, value_and_grads
 
 PARAMS = {
@@ -327,6 +327,11 @@ def test_std_names_and_paths():
     with pytest.raises(lossdsl.LossError) as info:
         lossdsl.std.path("hubber")
     assert "did you mean 'huber'" in str(info.value)
+
+
+def test_std_reference_lists_every_loss():
+    listed = (ROOT / "docs" / "std.md").read_text()
+    assert [name for name in NAMES if f"`{name}`" not in listed] == []
 
 
 def test_std_specs_check_without_warnings():
