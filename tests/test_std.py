@@ -40,7 +40,15 @@ PARAMS = {
     "circle": {"gamma": 8.0, "margin": 0.3},
 }
 
-BINARY = ("binary_cross_entropy", "focal", "dice", "tversky", "jaccard", "multilabel_soft_margin", "lovasz_hinge")  # labels in {0, 1}
+BINARY = (
+    "binary_cross_entropy",
+    "focal",
+    "dice",
+    "tversky",
+    "jaccard",
+    "multilabel_soft_margin",
+    "lovasz_hinge",
+)  # labels in {0, 1}
 PAIRED = ("nt_xent", "supcon", "batch_hard_triplet", "circle")  # every label at least twice in the batch
 BOXES = ("giou", "diou", "ciou")
 SIGNED = ("hinge", "margin_ranking", "squared_hinge", "hinge_embedding", "cosine_embedding")  # labels in {-1, 1}
@@ -77,6 +85,7 @@ def prepare(name, args, ctx, rng):
     if name == "circle":  # embeddings L2-normalised, as Keras expects
         args["z"] = args["z"] / np.linalg.norm(args["z"], axis=1, keepdims=True)
     if name in BOXES:  # (x1, y1, x2, y2) with x1 < x2, y1 < y2; the targets overlap them or not
+
         def boxes(n):
             lo = rng.uniform(0, 4, (n, 2))
             return np.concatenate([lo, lo + rng.uniform(0.5, 3, (n, 2))], axis=1)
@@ -422,9 +431,13 @@ LIBRARY = {
     "circle": ("keras", lambda L, a, p: L.losses.circle(a["labels"], a["z"], gamma=p["gamma"], margin=p["margin"])),
     "nt_xent": ("optax", lambda L, a, p: L.losses.ntxent(a["z"], a["labels"], p["temperature"])),
     "listnet": ("optax", lambda L, a, p: L.losses.ranking_softmax_loss(a["scores"], a["y"], reduce_fn=None)),
-    "wasserstein1": ("scipy.stats", lambda L, a, p: [
-        L.wasserstein_distance(np.arange(len(q)), np.arange(len(q)), u, q)
-        for u, q in zip(np.exp(a["logits"]) / np.exp(a["logits"]).sum(1, keepdims=True), a["q"])]),
+    "wasserstein1": (
+        "scipy.stats",
+        lambda L, a, p: [
+            L.wasserstein_distance(np.arange(len(q)), np.arange(len(q)), u, q)
+            for u, q in zip(np.exp(a["logits"]) / np.exp(a["logits"]).sum(1, keepdims=True), a["q"])
+        ],
+    ),
 }
 
 
@@ -442,3 +455,72 @@ def test_std_loss_matches_the_library_function_per_sample(name, rng):
     ours = f(**args, reduction="none")
     theirs = np.asarray(fn(lib, args, prm), dtype=np.float64)
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6 if library == "keras" else 1e-12)
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+@pytest.mark.parametrize("name", NAMES)
+def test_std_loss_under_jax_jit_and_tf_function_matches_eager(name, backend, rng):
+    """Value and gradients traced by jax.jit / tf.function equal the eager ones (float64)."""
+    if not available(backend):
+        pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
+    checked, args, ctx, _ = _inputs(name, rng)
+    preds = [d.name for d in checked.preds]
+    f = compile_for(lossdsl.std.path(name), backend, ctx, PARAMS.get(name))
+    if backend == "jax":
+        import jax
+
+        xs = {k: jax.numpy.asarray(v) for k, v in args.items()}
+
+        def value_and_grads(p):
+            return jax.value_and_grad(lambda p: f(**{**xs, **p}))(p)
+
+        pred_args = {p: xs[p] for p in preds}
+        eager, traced = value_and_grads(pred_args), jax.jit(value_and_grads)(pred_args)
+    else:
+        import tensorflow as tf
+
+        xs = {k: tf.constant(v) for k, v in args.items()}
+
+        def value_and_grads():
+            with tf.GradientTape() as tape:
+                tape.watch([xs[p] for p in preds])
+                v = f(**xs)
+            return v, dict(zip(preds, tape.gradient(v, [xs[p] for p in preds])))
+
+        eager, traced = value_and_grads(), tf.function(value_and_grads)()
+    assert_close(np.asarray(traced[0]), np.asarray(eager[0]), "float64", f"{name} traced on {backend}")
+    for p in preds:
+        assert_close(np.asarray(traced[1][p]), np.asarray(eager[1][p]), "float64", f"d {name}/d {p} traced")
+
+
+@needs("torch")
+def test_sort_based_losses_run_at_real_sizes_with_the_reference_gradient():
+    """Lovász at 256×256 pixels and sparsemax at 32k classes: nothing quadratic in the pixels or
+    the classes is built (a 65536² intermediate would not fit), and value and gradient still
+    match the reference there."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    cases = {
+        "lovasz_hinge": {
+            "logits": torch.randn(2, 256 * 256, generator=g, dtype=torch.float64),
+            "y": (torch.rand(2, 256 * 256, generator=g) < 0.3).double(),
+        },
+        "lovasz_softmax": {
+            "logits": torch.randn(1, 256 * 256, 3, generator=g, dtype=torch.float64),
+            "y": torch.randint(0, 3, (1, 256 * 256), generator=g),
+        },
+        "sparsemax": {
+            "z": 3 * torch.randn(4, 32768, generator=g, dtype=torch.float64),
+            "y": torch.randint(0, 32768, (4,), generator=g),
+        },
+    }
+    for name, a in cases.items():
+        pred = "z" if name == "sparsemax" else "logits"
+        ours = {k: v.clone().requires_grad_(k == pred) for k, v in a.items()}
+        theirs = {k: v.clone().requires_grad_(k == pred) for k, v in a.items()}
+        value = lossdsl.std.compile(name, backend="torch")(**ours)
+        ref = reference(name, theirs, {}, {})
+        (grad,), (ref_grad,) = torch.autograd.grad(value, [ours[pred]]), torch.autograd.grad(ref, [theirs[pred]])
+        assert_close(value.detach().numpy(), ref.detach().numpy(), "float64", name)
+        assert_close(grad.numpy(), ref_grad.numpy(), "float64", f"d {name}/d {pred}")
