@@ -443,7 +443,7 @@ LIBRARY = {
 
 @pytest.mark.parametrize("name", sorted(LIBRARY))
 def test_std_loss_matches_the_library_function_per_sample(name, rng):
-    """Keras' and optax's own functions, per sample, in float64 where the library allows it (Keras computes in float32)."""
+    """Keras', optax's and SciPy's own functions, per sample (Keras computes in float32)."""
     library, fn = LIBRARY[name]
     if library != "scipy.stats" and not available("tensorflow" if library == "keras" else "jax"):
         pytest.skip(f"MISSING FRAMEWORK: {library} is not installed")
