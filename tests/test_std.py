@@ -524,3 +524,22 @@ def test_sort_based_losses_run_at_real_sizes_with_the_reference_gradient():
         (grad,), (ref_grad,) = torch.autograd.grad(value, [ours[pred]]), torch.autograd.grad(ref, [theirs[pred]])
         assert_close(value.detach().numpy(), ref.detach().numpy(), "float64", name)
         assert_close(grad.numpy(), ref_grad.numpy(), "float64", f"d {name}/d {pred}")
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
+def test_metric_losses_of_batches_without_positives_or_negatives_are_finite(backend, rng):
+    """All labels equal (no negatives) or all distinct (no positives): the documented values
+    (0 for the anchors that have nothing to compare), and finite gradients, on every backend."""
+    if not available(backend):
+        pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
+    z = rng.normal(size=(4, 3))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    for name in ("nt_xent", "supcon", "circle", "batch_hard_triplet"):
+        f = compile_for(lossdsl.std.path(name), backend)
+        for labels in ([0, 0, 0, 0], [0, 1, 2, 3]):
+            value, grads = value_and_grads(f, backend, {"z": z, "labels": np.array(labels)}, ["z"])
+            assert np.all(np.isfinite(grads["z"])), (name, labels, backend)
+            if name != "supcon" or labels[1] == 1:  # supcon without negatives still pulls positives together
+                assert value == 0, (name, labels, backend, value)
+            else:
+                assert value > 0
