@@ -8,8 +8,10 @@ them); other ints from [0, 3); bools are fair coins.
 
 Floats follow what the loss does with them (`value_roles`), so that a loss computed on
 them is one a user could see in training:
-- a target multiplied by a log-probability (`y * log(p)`, `y * log_softmax(z)`) is a
-  label: one-hot along its last axis (0 or 1 for a vector);
+- a target multiplied by a log-probability (`y * log(p)`, `y * log_softmax(z)`) or a
+  probability (`y * sigmoid(z)`, as in Dice) is a label: one-hot along its last axis (0 or 1
+  for a vector);
+- a target compared with -1 (`where(y == -1, ...)`) is a sign: -1 or 1 (embedding losses);
 - a value whose log is taken (`log(p)`, through `clip`, `maximum` or `+ eps`), or whose
   complement `1 - p` is, is a probability: rows of a softmax when a one-hot label of its
   shape multiplies it, else uniform in (0.01, 0.99);
@@ -62,7 +64,7 @@ def index_bounds(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], Di
     return out
 
 
-LABEL, PROBABILITY, SIMPLEX, POSITIVE, NORMAL = "label", "probability", "simplex", "positive", "normal"
+LABEL, SIGN, PROBABILITY, SIMPLEX, POSITIVE, NORMAL = "label", "sign", "probability", "simplex", "positive", "normal"
 _THROUGH = ("clip", "maximum", "minimum", "add", "cast_float", "float")  # log(clip(p, eps, 1)), log(p + eps)
 
 
@@ -74,9 +76,18 @@ def _log_of(node: Node) -> bool:
     return isinstance(node, Apply) and node.fn in ("log", "log_softmax", "log_sigmoid")
 
 
+def _probability_of(node: Node) -> bool:
+    return isinstance(node, Apply) and node.fn in ("sigmoid", "softmax")
+
+
+def _target(node: Node) -> bool:
+    return isinstance(node, Arg) and node.kind == "target" and _leaf(node) is not None
+
+
 def value_roles(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], str]:
     """The role of each float leaf, read from how the loss uses it (see the module docstring)."""
     labels: set = set()
+    signs: set = set()
     logged: dict = {}  # leaf -> its node
     for node in topological(checked.loss):
         if not isinstance(node, Apply):
@@ -92,8 +103,12 @@ def value_roles(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], str
         if node.fn == "mul":
             for a, b in (node.args, node.args[::-1]):
                 other = b.args if isinstance(b, Apply) and b.fn == "mul" else (b,)
-                if isinstance(a, Arg) and a.kind == "target" and _leaf(a) and any(_log_of(o) for o in other):
+                if _target(a) and any(_log_of(o) or _probability_of(o) for o in other):
                     labels.add(_leaf(a))
+        if node.fn in ("eq", "ne"):
+            for a, b in (node.args, node.args[::-1]):
+                if _target(a) and isinstance(b, Const) and b.value == -1:
+                    signs.add(_leaf(a))
     shapes_of_labels = {_leaf_type(checked, k).shape for k in labels}
     roles: dict = {}
     for d in checked.declarations:
@@ -103,6 +118,8 @@ def value_roles(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], str
                 continue
             if key in labels:
                 roles[key] = LABEL
+            elif key in signs:
+                roles[key] = SIGN
             elif key in logged:
                 rank2 = leaf.type.rank >= 2 and leaf.type.shape in shapes_of_labels
                 roles[key] = SIMPLEX if rank2 else PROBABILITY
@@ -138,6 +155,8 @@ def _float_value(shape: tuple[int, ...], rng: np.random.Generator, role: str) ->
             return (rng.random(shape) < 0.5).astype(np.float64)
         classes = rng.integers(0, shape[-1], size=shape[:-1])
         return np.eye(shape[-1])[classes]
+    if role == SIGN:
+        return np.where(rng.random(shape) < 0.5, -1.0, 1.0)
     if role == SIMPLEX:
         z = rng.standard_normal(shape)
         e = np.exp(z - z.max(axis=-1, keepdims=True))

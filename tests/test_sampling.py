@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import lossdsl
-from lossdsl.sampling import LABEL, NORMAL, POSITIVE, PROBABILITY, SIMPLEX, random_inputs, value_roles
+import lossdsl.std
+from lossdsl.sampling import LABEL, NORMAL, POSITIVE, PROBABILITY, SIGN, SIMPLEX, random_inputs, value_roles
 
 from conftest import EXAMPLES, spec
 
@@ -30,6 +31,9 @@ from conftest import EXAMPLES, spec
             target y:    float[B]
             loss = mean((yhat - y)^2)
         """), {"yhat": NORMAL, "y": NORMAL}),
+        (lossdsl.std.path("dice"), {"y": LABEL, "logits": NORMAL}),
+        (lossdsl.std.path("cosine_embedding"), {"y": SIGN, "x1": NORMAL}),
+        (lossdsl.std.path("hinge_embedding"), {"y": SIGN}),
     ],
 )
 def test_each_float_is_drawn_for_what_the_loss_does_with_it(src, want):
@@ -44,6 +48,15 @@ def test_labels_are_one_hot_probabilities_on_the_simplex_weights_positive(rng):
     assert set(np.unique(y)) == {0.0, 1.0} and np.all(y.sum(axis=-1) == 1.0)
     assert np.all(probs > 0) and np.allclose(probs.sum(axis=-1), 1.0)
     assert np.all(context["class_w"] >= 0.5)
+
+
+def test_signs_are_minus_one_or_one_and_dice_labels_lie_in_0_1(rng):
+    args, _, _ = random_inputs(lossdsl.check(lossdsl.std.path("cosine_embedding")), rng, {"B": 64})
+    assert set(np.unique(args["y"])) == {-1.0, 1.0}
+    args, _, _ = random_inputs(lossdsl.check(lossdsl.std.path("dice")), rng, {"B": 64})
+    assert set(np.unique(args["y"])) == {0.0, 1.0}
+    value = lossdsl.std.compile("dice", backend="numpy")(**args)
+    assert 0 <= value <= 1
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.loss")), ids=lambda p: p.stem)

@@ -6,18 +6,51 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ROOT, available, needs
+from harness import BACKENDS, assert_close, compile_for, compiled_value_and_grad, convert, value_and_grads
 
 import lossdsl
 import lossdsl.std
 from lossdsl.sampling import random_inputs
 
-from conftest import available, needs
-from harness import BACKENDS, assert_close, compile_for, compiled_value_and_grad, convert, value_and_grads
+PARAMS = {
+    "huber": {"delta": 0.7},
+    "smooth_l1": {"beta": 0.6},
+    "cross_entropy": {"label_smoothing": 0.1},
+    "weighted_cross_entropy": {"label_smoothing": 0.2},
+    "binary_cross_entropy": {"pos_weight": 2.5},
+    "focal": {"alpha": 0.3, "gamma": 1.5},
+    "margin_ranking": {"margin": 0.3},
+    "triplet": {"margin": 0.8},
+    "gaussian_nll": {"eps": 1e-3},
+    "tversky": {"alpha": 0.7, "beta": 0.3},
+    "softmax_focal": {"alpha": 0.4, "gamma": 1.5},
+    "cosine_embedding": {"margin": 0.2},
+    "hinge_embedding": {"margin": 0.8},
+    "multi_margin": {"margin": 0.7, "p": 2},
+    "poly1": {"epsilon": -1.0},
+    "z_loss_cross_entropy": {"z_weight": 1e-2},
+    "nt_xent": {"temperature": 0.5},
+    "supcon": {"temperature": 0.1},
+    "batch_hard_triplet": {"margin": 0.5},
+    "arcface": {"margin": 0.3, "scale": 16.0},
+    "cosface": {"margin": 0.2, "scale": 16.0},
+    "vae_elbo": {"beta": 0.5},
+    "circle": {"gamma": 8.0, "margin": 0.3},
+}
 
-PARAMS = {"huber": {"delta": 0.7}, "smooth_l1": {"beta": 0.6}, "cross_entropy": {"label_smoothing": 0.1},
-          "weighted_cross_entropy": {"label_smoothing": 0.2}, "binary_cross_entropy": {"pos_weight": 2.5},
-          "focal": {"alpha": 0.3, "gamma": 1.5}, "margin_ranking": {"margin": 0.3}, "triplet": {"margin": 0.8},
-          "gaussian_nll": {"eps": 1e-3}}
+BINARY = (
+    "binary_cross_entropy",
+    "focal",
+    "dice",
+    "tversky",
+    "jaccard",
+    "multilabel_soft_margin",
+    "lovasz_hinge",
+)  # labels in {0, 1}
+PAIRED = ("nt_xent", "supcon", "batch_hard_triplet", "circle")  # every label at least twice in the batch
+BOXES = ("giou", "diou", "ciou")
+SIGNED = ("hinge", "margin_ranking", "squared_hinge", "hinge_embedding", "cosine_embedding")  # labels in {-1, 1}
 
 
 def prepare(name, args, ctx, rng):
@@ -38,10 +71,34 @@ def prepare(name, args, ctx, rng):
         var = np.abs(args["var"]) + 0.1
         var.flat[0] = 1e-5  # below eps: clamped for the value, gradient passes through
         args["var"] = var
-    if name in ("binary_cross_entropy", "focal"):
+    if name in BINARY:
         args["y"] = (rng.random(args["y"].shape) < 0.5).astype(np.float64)
-    if name in ("hinge", "margin_ranking"):
+    if name in SIGNED:
         args["y"] = np.where(rng.random(args["y"].shape) < 0.5, -1.0, 1.0)
+    if name == "categorical_hinge":
+        args["y"] = np.eye(args["y"].shape[1])[rng.integers(0, args["y"].shape[1], args["y"].shape[0])]
+    if name == "msle":
+        args["y"] = np.abs(args["y"])  # yhat keeps its negative values: clamped at eps
+    if name in PAIRED:
+        args["labels"] = rng.permutation(np.arange(len(args["labels"])) // 2)
+    if name == "circle":  # embeddings L2-normalised, as Keras expects
+        args["z"] = args["z"] / np.linalg.norm(args["z"], axis=1, keepdims=True)
+    if name in BOXES:  # (x1, y1, x2, y2) with x1 < x2, y1 < y2; the targets overlap them or not
+
+        def boxes(n):
+            lo = rng.uniform(0, 4, (n, 2))
+            return np.concatenate([lo, lo + rng.uniform(0.5, 3, (n, 2))], axis=1)
+
+        args["boxes"], args["gt"] = boxes(len(args["boxes"])), boxes(len(args["gt"]))
+        args["gt"][0] = args["boxes"][0] + rng.uniform(-0.2, 0.2, 4) * [1, 1, 0, 0]  # a close pair
+    if name == "listnet":
+        args["y"] = rng.integers(0, 3, args["y"].shape).astype(np.float64)  # graded relevance
+    if name == "wasserstein1":
+        args["q"] = rng.dirichlet(np.ones(args["q"].shape[1]), args["q"].shape[0])
+    if name == "vae_elbo":
+        args["x"] = rng.uniform(0, 1, args["x"].shape)
+    if name == "sparsemax":
+        args["z"] = 2 * args["z"]  # a support of a few classes
     if name == "poisson_nll":
         args["y"] = rng.poisson(2.0, args["y"].shape).astype(np.float64)
     return args, ctx
@@ -64,8 +121,9 @@ def reference(name, a, ctx, prm):
     if name == "cross_entropy":
         return F.cross_entropy(a["logits"], a["y"], label_smoothing=prm["label_smoothing"], ignore_index=-100)
     if name == "weighted_cross_entropy":
-        return F.cross_entropy(a["logits"], a["y"], weight=ctx["class_w"], ignore_index=-100,
-                               label_smoothing=prm["label_smoothing"])
+        return F.cross_entropy(
+            a["logits"], a["y"], weight=ctx["class_w"], ignore_index=-100, label_smoothing=prm["label_smoothing"]
+        )
     if name == "binary_cross_entropy":
         pw = torch.tensor(prm["pos_weight"], dtype=a["logits"].dtype)
         return F.binary_cross_entropy_with_logits(a["logits"], a["y"], pos_weight=pw)
@@ -91,7 +149,181 @@ def reference(name, a, ctx, prm):
         return F.triplet_margin_loss(a["anchor"], a["positive"], a["negative"], margin=prm["margin"], eps=1e-6)
     if name == "cosine":
         return torch.mean(1 - F.cosine_similarity(a["yhat"], a["y"], dim=1, eps=1e-8))
+    if name == "dice":  # keras.losses.dice(y, p, axis=1)
+        p = torch.sigmoid(a["logits"])
+        return torch.mean(1 - 2 * (a["y"] * p).sum(1) / (a["y"].sum(1) + p.sum(1) + prm["eps"]))
+    if name == "tversky":  # keras.losses.tversky(y, p, alpha, beta, axis=1)
+        p, y = torch.sigmoid(a["logits"]), a["y"]
+        tp = (y * p).sum(1)
+        return torch.mean(
+            1 - tp / (tp + prm["alpha"] * ((1 - p) * y).sum(1) + prm["beta"] * (p * (1 - y)).sum(1) + prm["eps"])
+        )
+    if name == "jaccard":  # segmentation_models_pytorch.losses.soft_jaccard_score, smooth=0, per sample
+        p, y = torch.sigmoid(a["logits"]), a["y"]
+        inter = (y * p).sum(1)
+        return torch.mean(1 - inter / ((y + p).sum(1) - inter).clamp_min(prm["eps"]))
+    if name == "softmax_focal":  # kornia.losses.focal_loss
+        logp = F.log_softmax(a["logits"], 1)
+        oh = F.one_hot(a["y"], logp.shape[1])
+        return torch.mean((-prm["alpha"] * (1 - logp.exp()) ** prm["gamma"] * logp * oh).sum(1))
+    if name == "categorical_hinge":  # keras.losses.categorical_hinge
+        pos = (a["y"] * a["yhat"]).sum(1)
+        neg = ((1 - a["y"]) * a["yhat"]).max(1).values
+        return torch.mean(torch.clamp(neg - pos + 1, min=0))
+    if name == "squared_hinge":  # keras.losses.squared_hinge
+        return torch.mean(torch.clamp(1 - a["y"] * a["yhat"], min=0) ** 2)
+    if name == "mape":  # keras.losses.mean_absolute_percentage_error
+        return 100 * torch.mean(torch.abs((a["y"] - a["yhat"]) / torch.clamp(torch.abs(a["y"]), min=prm["eps"])))
+    if name == "msle":  # keras.losses.mean_squared_logarithmic_error
+        lp = torch.log(torch.clamp(a["yhat"], min=prm["eps"]) + 1)
+        return torch.mean((lp - torch.log(torch.clamp(a["y"], min=prm["eps"]) + 1)) ** 2)
+    if name == "charbonnier":  # mmagic's charbonnier_loss
+        return torch.mean(torch.sqrt((a["yhat"] - a["y"]) ** 2 + prm["eps"]))
+    if name == "cosine_embedding":
+        return F.cosine_embedding_loss(a["x1"], a["x2"], a["y"], margin=prm["margin"])
+    if name == "hinge_embedding":
+        return F.hinge_embedding_loss(a["x"], a["y"], margin=prm["margin"])
+    if name == "multilabel_soft_margin":
+        return F.multilabel_soft_margin_loss(a["x"], a["y"])
+    if name == "multi_margin":
+        return F.multi_margin_loss(a["x"], a["y"], p=prm["p"], margin=prm["margin"])
+    if name == "multiclass_hinge":  # optax.losses.multiclass_hinge_loss
+        oh = F.one_hot(a["y"], a["x"].shape[1])
+        return torch.mean((a["x"] + 1 - oh).max(1).values - (a["x"] * oh).sum(1))
+    if name == "multiclass_perceptron":  # optax.losses.multiclass_perceptron_loss
+        return torch.mean(a["x"].max(1).values - a["x"].gather(1, a["y"][:, None])[:, 0])
+    if name == "poly1":  # optax.losses.poly_loss_cross_entropy
+        p = F.softmax(a["logits"], 1)
+        return torch.mean(
+            F.cross_entropy(a["logits"], a["y"], reduction="none") + prm["epsilon"] * (a["y"] * (1 - p)).sum(1)
+        )
+    if name == "z_loss_cross_entropy":  # t5x.losses.cross_entropy_with_logits
+        log_z = torch.logsumexp(a["logits"], 1)
+        return torch.mean(F.cross_entropy(a["logits"], a["y"], reduction="none") + prm["z_weight"] * log_z**2)
+    if name in BOXES:
+        return torch.mean(box_loss(name, a["boxes"], a["gt"], prm["eps"]))
+    if name == "nt_xent":  # optax.losses.ntxent, written out
+        u = F.normalize(a["z"], dim=1, eps=prm["eps"])
+        sim = u @ u.T / prm["temperature"]
+        same = a["labels"][:, None] == a["labels"][None, :]
+        pos = same & ~torch.eye(len(sim), dtype=torch.bool)
+        neg_exp = torch.where(same, 0.0, torch.exp(sim)).sum(1, keepdim=True)
+        log_share = sim - torch.log(torch.exp(sim) + neg_exp)
+        return -torch.where(pos, log_share, 0.0).sum() / pos.sum()
+    if name == "supcon":  # SupConLoss of the authors' reference implementation, one view
+        f = F.normalize(a["z"], dim=1, eps=prm["eps"])
+        logits = f @ f.T / prm["temperature"]
+        logits = logits - logits.max(1, keepdim=True).values.detach()
+        logits_mask = 1 - torch.eye(len(f), dtype=f.dtype)
+        mask = (a["labels"][:, None] == a["labels"][None, :]).to(f.dtype) * logits_mask
+        log_prob = logits - torch.log((torch.exp(logits) * logits_mask).sum(1, keepdim=True))
+        pairs = mask.sum(1)
+        pairs = torch.where(pairs < 1e-6, 1, pairs)
+        return torch.mean(-(prm["temperature"] / prm["base_temperature"]) * (mask * log_prob).sum(1) / pairs)
+    if name == "batch_hard_triplet":
+        d = (a["z"][:, None, :] - a["z"][None, :, :]).norm(dim=2)
+        same = a["labels"][:, None] == a["labels"][None, :]
+        pos = same & ~torch.eye(len(d), dtype=torch.bool)
+        hardest_pos = torch.where(pos, d, -torch.inf).max(1).values
+        hardest_neg = torch.where(same, torch.inf, d).min(1).values
+        return torch.mean(torch.clamp(hardest_pos - hardest_neg + prm["margin"], min=0))
+    if name in ("arcface", "cosface"):  # pytorch_metric_learning's ArcFaceLoss and CosFaceLoss, written out
+        c = F.normalize(a["emb"], dim=1, eps=prm["eps"]) @ F.normalize(a["weight"], dim=1, eps=prm["eps"]).T
+        oh = F.one_hot(a["y"], c.shape[1]).bool()
+        if name == "arcface":
+            c = c.clamp(-1, 1)
+            target = torch.cos(torch.acos(c.gather(1, a["y"][:, None])) + prm["margin"])
+        else:
+            target = c.gather(1, a["y"][:, None]) - prm["margin"]
+        return F.cross_entropy(prm["scale"] * torch.where(oh, target, c), a["y"])
+    if name == "listnet":  # optax.losses.ranking_softmax_loss
+        return torch.mean(-(a["y"] * F.log_softmax(a["scores"], 1)).sum(1))
+    if name == "wasserstein1":
+        return torch.mean(torch.cumsum(F.softmax(a["logits"], 1) - a["q"], 1).abs().sum(1))
+    if name == "vae_elbo":  # PyTorch's examples/vae, on logits, per sample
+        bce = F.binary_cross_entropy_with_logits(a["recon_logits"], a["x"], reduction="none").sum(1)
+        kld = -0.5 * torch.sum(1 + a["logvar"] - a["mu"] ** 2 - a["logvar"].exp(), 1)
+        return torch.mean(bce + prm["beta"] * kld)
+    if name == "sparsemax":  # tfa.losses.sparsemax_loss, the threshold from the support
+        z = a["z"]
+        top = torch.sort(z, 1, descending=True).values
+        k = torch.arange(1, z.shape[1] + 1, dtype=z.dtype)
+        cs = torch.cumsum(top, 1)
+        k_z = (1 + k * top > cs).sum(1, keepdim=True)
+        tau = (cs.gather(1, k_z - 1) - 1) / k_z
+        p = torch.clamp(z - tau, min=0)
+        return torch.mean((p * (z - 0.5 * p)).sum(1) - z.gather(1, a["y"][:, None])[:, 0] + 0.5)
+    if name == "lovasz_hinge":  # lovasz_losses.lovasz_hinge(per_image=True)
+        return torch.stack([lovasz_hinge_flat(x, y) for x, y in zip(a["logits"], a["y"])]).mean()
+    if name == "lovasz_softmax":  # lovasz_losses.lovasz_softmax(classes="present", per_image=True)
+        return torch.stack([lovasz_softmax_flat(F.softmax(x, 1), y) for x, y in zip(a["logits"], a["y"])]).mean()
+    if name == "circle":  # keras.losses.circle, written out
+        z, gamma, margin = a["z"], prm["gamma"], prm["margin"]
+        d = torch.clamp(1 - z @ z.T, min=0)
+        same = a["labels"][:, None] == a["labels"][None, :]
+        pos, neg = same & ~torch.eye(len(z), dtype=torch.bool), ~same
+        s_p = -gamma * torch.clamp((margin + d) * pos, min=0) * (margin - d)
+        s_n = gamma * torch.clamp((1 + margin - d) * neg, min=0) * (1 - margin - d)
+        p_loss = torch.logsumexp(torch.where(pos, s_p, -torch.inf), 1)
+        n_loss = torch.logsumexp(torch.where(neg, s_n, -torch.inf), 1)
+        return F.softplus(p_loss + n_loss).mean()
     raise KeyError(name)
+
+
+def lovasz_grad(gt_sorted):
+    """The steps of the Jaccard loss along the sorted pixels (the authors' lovasz_losses.py)."""
+    import torch
+
+    gts = gt_sorted.sum()
+    jaccard = 1.0 - (gts - gt_sorted.cumsum(0)) / (gts + (1 - gt_sorted).cumsum(0))
+    return torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+
+
+def lovasz_hinge_flat(logits, labels):
+    import torch
+    import torch.nn.functional as F
+
+    errors = 1.0 - logits * (2.0 * labels - 1.0)
+    errors_sorted, perm = torch.sort(errors, dim=0, descending=True)
+    return torch.dot(F.relu(errors_sorted), lovasz_grad(labels[perm]))
+
+
+def lovasz_softmax_flat(probas, labels):
+    import torch
+
+    losses = []
+    for c in range(probas.shape[1]):
+        fg = (labels == c).to(probas.dtype)
+        if fg.sum() == 0:
+            continue
+        errors_sorted, perm = torch.sort((fg - probas[:, c]).abs(), 0, descending=True)
+        losses.append(torch.dot(errors_sorted, lovasz_grad(fg[perm])))
+    return torch.stack(losses).mean()
+
+
+def box_loss(name, b, g, eps):
+    """torchvision.ops' generalized_box_iou_loss, distance_box_iou_loss, complete_box_iou_loss."""
+    import torch
+
+    x1, y1, x2, y2 = b.unbind(-1)
+    x1g, y1g, x2g, y2g = g.unbind(-1)
+    xk1, yk1, xk2, yk2 = torch.max(x1, x1g), torch.max(y1, y1g), torch.min(x2, x2g), torch.min(y2, y2g)
+    inter = torch.where((yk2 > yk1) & (xk2 > xk1), (xk2 - xk1) * (yk2 - yk1), 0.0)
+    union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - inter
+    iou = inter / (union + eps)
+    xc1, yc1, xc2, yc2 = torch.min(x1, x1g), torch.min(y1, y1g), torch.max(x2, x2g), torch.max(y2, y2g)
+    if name == "giou":
+        area_c = (xc2 - xc1) * (yc2 - yc1)
+        return 1 - (iou - (area_c - union) / (area_c + eps))
+    diag = (xc2 - xc1) ** 2 + (yc2 - yc1) ** 2 + eps
+    centres = ((x2 + x1) / 2 - (x1g + x2g) / 2) ** 2 + ((y2 + y1) / 2 - (y1g + y2g) / 2) ** 2
+    diou = 1 - iou + centres / diag
+    if name == "diou":
+        return diou
+    v = (4 / torch.pi**2) * (torch.atan((x2g - x1g) / (y2g - y1g)) - torch.atan((x2 - x1) / (y2 - y1))) ** 2
+    with torch.no_grad():
+        alpha = v / (1 - iou + v + eps)
+    return diou + alpha * v
 
 
 NAMES = lossdsl.std.names()
@@ -103,6 +335,11 @@ def test_std_names_and_paths():
     with pytest.raises(lossdsl.LossError) as info:
         lossdsl.std.path("hubber")
     assert "did you mean 'huber'" in str(info.value)
+
+
+def test_std_reference_lists_every_loss():
+    listed = (ROOT / "docs" / "std.md").read_text()
+    assert [name for name in NAMES if f"`{name}`" not in listed] == []
 
 
 def test_std_specs_check_without_warnings():
@@ -200,8 +437,13 @@ def test_std_loss_matches_the_framework_function_compiled(name, backend, rng):
     assert_close(grad, ref_grads[0], "float64", f"d {name}/d {preds[0]} compiled on {backend}")
 
 
-KERAS = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "log_cosh": "log_cosh", "hinge": "hinge",
-         "huber": "huber"}
+KERAS = {
+    "mse": "mean_squared_error",
+    "mae": "mean_absolute_error",
+    "log_cosh": "log_cosh",
+    "hinge": "hinge",
+    "huber": "huber",
+}
 
 
 @pytest.mark.parametrize("name", sorted(KERAS))
@@ -216,3 +458,143 @@ def test_std_loss_matches_keras(name, rng):
     kwargs = {"delta": prm["delta"]} if name == "huber" else {}
     theirs = np.mean(np.asarray(fn(args["y"], args["yhat"], **kwargs)))
     np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+# per-sample values of the library function itself, on the arguments of the spec (NumPy in)
+LIBRARY = {
+    "dice": ("keras", lambda L, a, p: L.losses.dice(a["y"], _sigmoid(a["logits"]), axis=1)),
+    "tversky": (
+        "keras",
+        lambda L, a, p: L.losses.tversky(a["y"], _sigmoid(a["logits"]), p["alpha"], p["beta"], axis=1),
+    ),
+    "categorical_hinge": ("keras", lambda L, a, p: L.losses.categorical_hinge(a["y"], a["yhat"])),
+    "squared_hinge": ("keras", lambda L, a, p: L.losses.squared_hinge(a["y"], a["yhat"])),
+    "mape": ("keras", lambda L, a, p: L.losses.mean_absolute_percentage_error(a["y"], a["yhat"])),
+    "msle": ("keras", lambda L, a, p: L.losses.mean_squared_logarithmic_error(a["y"], a["yhat"])),
+    "multilabel_soft_margin": ("keras", lambda L, a, p: L.losses.binary_crossentropy(a["y"], a["x"], from_logits=True)),
+    "multiclass_hinge": ("optax", lambda L, a, p: L.losses.multiclass_hinge_loss(a["x"], a["y"])),
+    "multiclass_perceptron": ("optax", lambda L, a, p: L.losses.multiclass_perceptron_loss(a["x"], a["y"])),
+    "poly1": ("optax", lambda L, a, p: L.losses.poly_loss_cross_entropy(a["logits"], a["y"], epsilon=p["epsilon"])),
+    "focal": (
+        "optax",
+        lambda L, a, p: L.losses.sigmoid_focal_loss(a["logits"], a["y"], alpha=p["alpha"], gamma=p["gamma"]).mean(-1),
+    ),
+    "circle": ("keras", lambda L, a, p: L.losses.circle(a["labels"], a["z"], gamma=p["gamma"], margin=p["margin"])),
+    "nt_xent": ("optax", lambda L, a, p: L.losses.ntxent(a["z"], a["labels"], p["temperature"])),
+    "listnet": ("optax", lambda L, a, p: L.losses.ranking_softmax_loss(a["scores"], a["y"], reduce_fn=None)),
+    "wasserstein1": (
+        "scipy.stats",
+        lambda L, a, p: [
+            L.wasserstein_distance(np.arange(len(q)), np.arange(len(q)), u, q)
+            for u, q in zip(np.exp(a["logits"]) / np.exp(a["logits"]).sum(1, keepdims=True), a["q"])
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARY))
+def test_std_loss_matches_the_library_function_per_sample(name, rng):
+    """Keras', optax's and SciPy's own functions, per sample (Keras computes in float32)."""
+    library, fn = LIBRARY[name]
+    if library != "scipy.stats" and not available("tensorflow" if library == "keras" else "jax"):
+        pytest.skip(f"MISSING FRAMEWORK: {library} is not installed")
+    import importlib
+
+    lib = importlib.import_module(library)
+    _, args, _, prm = _inputs(name, rng)
+    f = lossdsl.std.compile(name, backend="numpy", params=PARAMS.get(name))
+    ours = f(**args, reduction="none")
+    theirs = np.asarray(fn(lib, args, prm), dtype=np.float64)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6 if library == "keras" else 1e-12)
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+@pytest.mark.parametrize("name", NAMES)
+def test_std_loss_under_jax_jit_and_tf_function_matches_eager(name, backend, rng):
+    """Value and gradients traced by jax.jit / tf.function equal the eager ones (float64)."""
+    if not available(backend):
+        pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
+    checked, args, ctx, _ = _inputs(name, rng)
+    preds = [d.name for d in checked.preds]
+    f = compile_for(lossdsl.std.path(name), backend, ctx, PARAMS.get(name))
+    if backend == "jax":
+        import jax
+
+        xs = {k: jax.numpy.asarray(v) for k, v in args.items()}
+
+        def value_and_grads(p):
+            return jax.value_and_grad(lambda p: f(**{**xs, **p}))(p)
+
+        pred_args = {p: xs[p] for p in preds}
+        eager, traced = value_and_grads(pred_args), jax.jit(value_and_grads)(pred_args)
+    else:
+        import tensorflow as tf
+
+        xs = {k: tf.constant(v) for k, v in args.items()}
+
+        def value_and_grads():
+            with tf.GradientTape() as tape:
+                tape.watch([xs[p] for p in preds])
+                v = f(**xs)
+            return v, dict(zip(preds, tape.gradient(v, [xs[p] for p in preds])))
+
+        eager, traced = value_and_grads(), tf.function(value_and_grads)()
+    assert_close(np.asarray(traced[0]), np.asarray(eager[0]), "float64", f"{name} traced on {backend}")
+    for p in preds:
+        assert_close(np.asarray(traced[1][p]), np.asarray(eager[1][p]), "float64", f"d {name}/d {p} traced")
+
+
+@needs("torch")
+def test_sort_based_losses_run_at_real_sizes_with_the_reference_gradient():
+    """Lovász at 256×256 pixels and sparsemax at 32k classes: nothing quadratic in the pixels or
+    the classes is built (a 65536² intermediate would not fit), and value and gradient still
+    match the reference there."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    cases = {
+        "lovasz_hinge": {
+            "logits": torch.randn(2, 256 * 256, generator=g, dtype=torch.float64),
+            "y": (torch.rand(2, 256 * 256, generator=g) < 0.3).double(),
+        },
+        "lovasz_softmax": {
+            "logits": torch.randn(1, 256 * 256, 3, generator=g, dtype=torch.float64),
+            "y": torch.randint(0, 3, (1, 256 * 256), generator=g),
+        },
+        "sparsemax": {
+            "z": 3 * torch.randn(4, 32768, generator=g, dtype=torch.float64),
+            "y": torch.randint(0, 32768, (4,), generator=g),
+        },
+    }
+    for name, a in cases.items():
+        pred = "z" if name == "sparsemax" else "logits"
+        ours = {k: v.clone().requires_grad_(k == pred) for k, v in a.items()}
+        theirs = {k: v.clone().requires_grad_(k == pred) for k, v in a.items()}
+        value = lossdsl.std.compile(name, backend="torch")(**ours)
+        ref = reference(name, theirs, {}, {})
+        (grad,), (ref_grad,) = torch.autograd.grad(value, [ours[pred]]), torch.autograd.grad(ref, [theirs[pred]])
+        assert_close(value.detach().numpy(), ref.detach().numpy(), "float64", name)
+        assert_close(grad.numpy(), ref_grad.numpy(), "float64", f"d {name}/d {pred}")
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
+def test_metric_losses_of_batches_without_positives_or_negatives_are_finite(backend, rng):
+    """All labels equal (no negatives) or all distinct (no positives): the documented values
+    (0 for the anchors that have nothing to compare), and finite gradients, on every backend."""
+    if not available(backend):
+        pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
+    z = rng.normal(size=(4, 3))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    for name in ("nt_xent", "supcon", "circle", "batch_hard_triplet"):
+        f = compile_for(lossdsl.std.path(name), backend)
+        for labels in ([0, 0, 0, 0], [0, 1, 2, 3]):
+            value, grads = value_and_grads(f, backend, {"z": z, "labels": np.array(labels)}, ["z"])
+            assert np.all(np.isfinite(grads["z"])), (name, labels, backend)
+            if name != "supcon" or labels[1] == 1:  # supcon without negatives still pulls positives together
+                assert value == 0, (name, labels, backend, value)
+            else:
+                assert value > 0

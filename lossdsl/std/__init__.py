@@ -5,9 +5,10 @@
     f = lossdsl.std.compile("huber", backend="torch", params={"delta": 0.5})
     lossdsl.std.path("huber")                     # the file, to read or copy
 
-Each file says which framework function it matches; tests/test_std.py checks value and
-gradient against that function. The specs are per sample over features, `[B, D] -> [B]`
-(cross-entropies take `[B, C]` logits and `int[B]` labels); for other ranks, copy one.
+Each file says which library function it matches; tests/test_std.py checks value and
+gradient against that function, and docs/std.md lists them. The specs are per sample,
+`[B, ...] -> [B]` (cross-entropies take `[B, C]` logits and `int[B]` labels); for other
+ranks, copy one.
 """
 
 from __future__ import annotations
