@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lossdsl.backends import NAMES, Backend, canonical_name
+from lossdsl.backends.base import Unsupported
 
 from .autodiff import Derivative, derive
 from .checked import CheckedModule
@@ -233,18 +234,30 @@ def emit(
     the spec's own, and those of the context and params bound at compile time. `check_context`
     checks the context's shapes at each call (for code that is given it later)."""
     lowered = lower(checked, backend, sharded=sharded, fused_backward=fused_backward)
-    generated = generate(
-        checked,
-        lowered.root,
-        backend.printer,
-        static_dims=dict(static_dims),
-        dynamic_sizes=backend.dynamic_sizes,
-        sharded=sharded is not None,
-        derivative=lowered.derivative,
-        check_indices=check_indices,
-        mean_root=lowered.mean_root,
-        check_context=check_context,
-    )
+
+    def write(lowered: Lowered) -> Generated:
+        return generate(
+            checked,
+            lowered.root,
+            backend.printer,
+            static_dims=dict(static_dims),
+            dynamic_sizes=backend.dynamic_sizes,
+            sharded=sharded is not None,
+            derivative=lowered.derivative,
+            check_indices=check_indices,
+            mean_root=lowered.mean_root,
+            check_context=check_context,
+        )
+
+    try:
+        generated = write(lowered)
+    except Unsupported:
+        if lowered.derivative is None:
+            raise
+        # A backward the printer cannot write (it would need a size only the framework knows,
+        # such as a stepped slice's): the framework's autograd differentiates the plain compute.
+        lowered = replace(lowered, derivative=None)
+        generated = write(lowered)
     return Emitted(lowered, generated, sharded, dict(static_dims))
 
 

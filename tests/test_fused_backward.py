@@ -104,3 +104,19 @@ def test_small_inputs_take_the_plain_path_and_large_ones_the_derived_one(monkeyp
         ref = lossdsl.compile(ROBUST, backend="torch", fused_backward=False)
         (g2,) = torch.autograd.grad(ref(a, b), [a])
         torch.testing.assert_close(g, g2)
+
+
+@needs("torch")
+@pytest.mark.parametrize("width", [5, 4001])
+def test_a_backward_that_needs_a_size_only_torch_knows_falls_back_to_torch_autograd(width):
+    """A stepped slice's size (⌈H/2⌉) cannot be printed in a derived backward: the loss still
+    compiles, and torch's autograd gives the gradient, at any size."""
+    import torch
+
+    f = lossdsl.compile("pred x: float[B, H]\nloss = mean(x[:, ::2] ^ 2)\n", backend="torch")
+    x = torch.randn(3, width, dtype=torch.float64, requires_grad=True)
+    f(x).backward()
+    kept = x.detach()[:, ::2]
+    expected = torch.zeros_like(x)
+    expected[:, ::2] = 2 * kept / kept.numel()
+    torch.testing.assert_close(x.grad, expected)
