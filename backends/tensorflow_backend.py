@@ -402,7 +402,8 @@ def _lm_head_runtime(tf):
 
             zeros = tf.zeros([n], h.dtype)
             init = (tf.constant(0), tf.fill([n], tf.constant(-float("inf"), h.dtype)), zeros, zeros, zeros)
-            _, m, s, picked, rowsum = tf.while_loop(lambda start, *_: start < v, forward, init)
+            # One iteration at a time: TensorFlow would otherwise run up to ten chunks at once.
+            _, m, s, picked, rowsum = tf.while_loop(lambda start, *_: start < v, forward, init, parallel_iterations=1)
             lse = m + tf.math.log(s)
             out = tf.stack(lm_head_settings.columns(stats, lse, picked - lse, rowsum, vf), axis=1)
 
@@ -429,7 +430,10 @@ def _lm_head_runtime(tf):
 
                 arrays = [tf.TensorArray(h.dtype, size=0, dynamic_size=True, infer_shape=False) for _ in range(2)]
                 _, gh, gW, gb = tf.while_loop(
-                    lambda start, *_: start < v, backward, (tf.constant(0), tf.zeros_like(h), *arrays)
+                    lambda start, *_: start < v,
+                    backward,
+                    (tf.constant(0), tf.zeros_like(h), *arrays),
+                    parallel_iterations=1,
                 )
                 grads = [gh, gW.concat()]
                 if b is not None:

@@ -12,6 +12,7 @@ to make any N x V tensor, in the forward or the backward."""
 from __future__ import annotations
 
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -497,3 +498,34 @@ def test_per_sample_gradients_under_torch_func_use_the_dense_statistics(rng):
     per_sample = torch.func.vmap(torch.func.grad(one))(a["h"], a["y"])
     _, expected, _ = reference_vjp("per_token_ignore_index", x, {}, np.ones(N))
     assert_close(per_sample.numpy(), expected["h"], "float64", "per-sample d/dh")
+
+
+@needs("torch")
+def test_the_chunked_head_agrees_with_torchs_own_linear_cross_entropy(rng):
+    """PyTorch's chunked F.linear_cross_entropy covers the plain head with an ignore index (with
+    label smoothing it falls back to the dense logits); lossdsl does not call it (its gradient
+    cannot be differentiated again), and gives the same value and gradients."""
+    import torch
+    import torch.nn.functional as F
+
+    src = spec(HEAD + """
+        let logp = log_softmax(h @ transpose(W), axis=V)
+        let keep = y != -100
+        let ce = where(keep, -pick(logp, y), 0.0)
+        loss = sum(ce) / sum(float(keep))
+    """.replace("\n        ", "\n"))
+    x, _ = inputs("plain", rng)
+    x["y"][4] = -100
+    with lm_head.options(chunk=7, min_logits=0):
+        f = lossdsl.compile(src, backend="torch")
+    h = torch.tensor(x["h"], requires_grad=True)
+    W = torch.tensor(x["W"], requires_grad=True)
+    y = torch.tensor(x["y"])
+    ours = f(h=h, W=W, y=y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its chunked path, not a fallback to the dense logits
+        theirs = F.linear_cross_entropy(h, W, y, ignore_index=-100, options=torch.nn.LinearCrossEntropyOptions())
+    assert "rt.lm_head(" in f.source and "linear_cross_entropy" not in f.source
+    assert_close(ours.detach().numpy(), theirs.detach().numpy(), "float64", "value")
+    for a, b in zip(torch.autograd.grad(ours, [h, W]), torch.autograd.grad(theirs, [h, W])):
+        assert_close(a.numpy(), b.numpy(), "float64", "gradient")
