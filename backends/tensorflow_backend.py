@@ -512,6 +512,16 @@ class TensorflowBackend(Backend):
         lo, hi = tf.stack((tf.reduce_min(x), tf.reduce_max(x))).numpy().tolist()
         return int(lo), int(hi)
 
+    def host_values(self, x: Any) -> Any:
+        import numpy as np
+
+        tf = self.tf
+        if not isinstance(x, tf.Tensor):
+            return super().host_values(x)
+        if not tf.executing_eagerly() or not hasattr(x, "numpy"):
+            return None
+        return np.asarray(tf.cast(x, tf.float64).numpy() if x.dtype.is_floating else x.numpy())
+
     def traced_index_check(self, x, size, message, check):
         # A graph assertion that the gather depends on (else the gather's own error may come
         # first). XLA (jit_compile=True) drops assertions: there the check cannot run.

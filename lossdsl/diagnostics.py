@@ -46,6 +46,7 @@ CODES: dict[str, str] = {
     "E307": "a record used as a value",
     "E308": "a tuple outside `axis=`",
     "E309": "a param that is not a tensor",
+    "E310": "a value domain that does not fit its declaration",
     "E401": "shapes that do not broadcast",
     "E402": "one dimension bound to two sizes",
     "E403": "a size-1 axis broadcast into an outer product of a dimension with itself",
@@ -78,6 +79,7 @@ CODES: dict[str, str] = {
     "E811": "a sharding that cannot be honoured",
     "E812": "an index argument holding a value outside the axis it indexes",
     "E813": "a Keras metric or class_weight that would read a packed y_true",
+    "E814": "an argument outside its declared value domain (`compile(..., check_domains=True)`)",
 }
 
 

@@ -278,6 +278,16 @@ _ALL = [
         "Declare one param per value.",
     ),
     _e(
+        "E310",
+        "A declared value domain (`in ...`, docs/language.md §2) that cannot hold for its declaration: a domain on "
+        "a `bool`, `simplex` on an `int` or on a scalar, an unknown domain name, an end that is not a dimension "
+        "symbol of the file, a closed infinite end (`[0, inf]`), a non-integer end on an `int`, an empty "
+        "interval, or a param default outside its domain.",
+        _YHAT_Y + "input  w:    float[B] in (0, inf]\nloss = mean(w * (yhat - y)^2)\n",
+        _YHAT_Y + "input  w:    float[B] in (0, inf)\nloss = mean(w * (yhat - y)^2)\n",
+        "Write the smaller end first, open at `inf`, with integer ends for an `int`: `[0, C)`, `(0, inf)`, `[0, 1]`.",
+    ),
+    _e(
         "E401",
         "Shapes that do not broadcast. Broadcasting lines shapes up from the right; two different dimension "
         "symbols never broadcast, even if their sizes happen to agree, so a `[B]` weight times a `[B, C]` "
@@ -591,6 +601,22 @@ _ALL = [
         'metadata through the model\'s inputs (`Loss(spec, inputs=["group"])` with '
         '`lossdsl.keras.MetadataModel(model)` and `fit({"x": x, "group": ids}, y)`): `y_true` is then '
         "the plain target that metrics and `class_weight` read.",
+        "python",
+    ),
+    _e(
+        "E814",
+        "At a call with `lossdsl.compile(..., check_domains=True)`: an argument holds a value outside the domain "
+        "its declaration promises (`in (0, 1]`, `in simplex`, `in onehot`, `in [0, C)`; docs/language.md §2). "
+        "The error points at the domain and names the first value outside it. The check reads every declared "
+        "argument back to the host at each eager call, so it is off by default; it is skipped while tracing.",
+        "import numpy as np\nimport lossdsl\n\n"
+        'SPEC = """\npred   yhat: float[B]\ntarget p:    float[B] in (0, 1]\nloss = mean(-p * log(p) * yhat)\n"""\n'
+        'f = lossdsl.compile(SPEC, backend="numpy", check_domains=True)\nf(np.ones(2), np.array([0.5, 0.0]))\n',
+        "import numpy as np\nimport lossdsl\n\n"
+        'SPEC = """\npred   yhat: float[B]\ntarget p:    float[B] in (0, 1]\nloss = mean(-p * log(p) * yhat)\n"""\n'
+        'f = lossdsl.compile(SPEC, backend="numpy", check_domains=True)\nf(np.ones(2), np.array([0.5, 0.25]))\n',
+        "Pass values inside the declared domain, or widen the domain (a probability that may be 0 is `[0, 1]`, and "
+        "its `log` then needs a guard).",
         "python",
     ),
 ]

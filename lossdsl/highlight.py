@@ -14,6 +14,7 @@ the built-ins are the function table's (`lossdsl.functions`), so the highlightin
     def names              Name.Function
     dimensions in shapes   Name.Constant         B and C in float[B, C]
     record fields, keyword arguments   Name.Attribute
+    in, and a named value domain       Keyword, Name.Builtin.Pseudo   in simplex
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pygments.token import (
     Whitespace,
 )
 
+from .domains import NAMED
 from .functions import USER_FUNCTIONS
 from .parser import STATEMENT_KEYWORDS, grammar_keywords
 
@@ -62,6 +64,8 @@ def _tokens() -> dict:
         (words(_DTYPES, prefix=r"\b", suffix=r"\b"), Keyword.Type),
         (words(_CONSTANTS, prefix=r"\b", suffix=r"\b"), Keyword.Constant),
         (words(_WORD_OPERATORS, prefix=r"\b", suffix=r"\b"), Operator.Word),
+        # a named value domain after a type (docs/language.md §2): `in simplex`
+        (rf"\b(in)(\s+)({'|'.join(NAMED)})\b", bygroups(Keyword, Whitespace, Name.Builtin.Pseudo)),
     ]
     others = _other_keywords()
     if others:

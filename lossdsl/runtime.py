@@ -16,6 +16,7 @@ from typing import Any, cast
 from .binding import bind_params
 from .checked import CheckedModule, Declaration, Leaf
 from .diagnostics import Diagnostic, LossError
+from .domain_check import DomainCheck
 from .ir import describe
 from .types import FLOAT, INT, RecordType
 
@@ -406,6 +407,7 @@ class CompiledLoss:
         self.sharded: str | None = None
         self._dist: Any = None
         self.global_reductions: list[str] = []
+        self.domain_check: DomainCheck | None = None  # set by `compile(..., check_domains=True)`
 
     def _shard(self, sym: str, dist, made_global) -> None:
         """Set by `compile(..., sharded=sym)`: reductions over `sym` are over all replicas."""
@@ -471,6 +473,9 @@ class CompiledLoss:
             values = args + self._defaults
         else:
             values = self._bind(args, kwargs)
+        if self.domain_check is not None:
+            rt = self._runtime
+            self.domain_check(values, rt.params, rt.context if context is None else context, DEFAULT)
         out = self._entry(*values) if context is None else self._entry(*values, _given=context)
         if self._per_sample:
             reduced = self._reduce(out, reduction, sample_weight)

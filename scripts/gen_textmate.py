@@ -22,6 +22,7 @@ OUT = ROOT / "editors" / "vscode" / "syntaxes" / "lossdsl.tmLanguage.json"
 sys.path.insert(0, str(ROOT))
 
 from lossdsl.functions import USER_FUNCTIONS  # noqa: E402
+from lossdsl.domains import NAMED  # noqa: E402
 from lossdsl.parser import _lark  # noqa: E402
 from lossdsl.syntax import DECL_KINDS  # noqa: E402
 from lossdsl.types import DType  # noqa: E402
@@ -48,6 +49,7 @@ def keywords() -> dict[str, list[str]]:
         "dtype": [str(d) for d in DType],
         "constant": list(CONSTANTS),
         "logical": list(LOGICAL),
+        "domain": ["in"],
     }
     placed = [w for ws in kinds.values() for w in ws]
     if sorted(placed) != sorted(words):
@@ -115,6 +117,7 @@ def grammar() -> dict:
                 "patterns": [
                     {"include": "#comment"},
                     {"include": "#type"},
+                    {"include": "#domain"},
                     {"include": "#builtin"},
                     {"include": "#keyword-argument"},
                     {"include": "#field"},
@@ -155,6 +158,19 @@ def grammar() -> dict:
                         ],
                     },
                     {"match": rf"\b({dtypes})\b(?!\s*\()", "name": "storage.type.lossdsl"},
+                ]
+            },
+            # docs/language.md §2: a value domain after a type, `in simplex`, `in [0, C)`.
+            "domain": {
+                "patterns": [
+                    {
+                        "match": rf"\b(in)\s+({alternation(NAMED)})\b",
+                        "captures": {
+                            "1": {"name": "keyword.other.domain.lossdsl"},
+                            "2": {"name": "support.constant.domain.lossdsl"},
+                        },
+                    },
+                    {"match": r"\bin\b", "name": "keyword.other.domain.lossdsl"},
                 ]
             },
             "keyword-argument": {

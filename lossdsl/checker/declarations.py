@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from .. import syntax as S
 from ..checked import Declaration, Leaf
+from ..domains import from_syntax
 from ..functions import USER_FUNCTIONS
 from ..source import Span
 from ..types import BOOL, FLOAT, INT, Dim, DType, RecordType, TensorType, ValueType
@@ -117,7 +118,8 @@ class Names:
                 decl.default, decl.has_default = d.default.value, True
         for path, texpr in _leaves(d.type):
             t = _tensor_type(texpr)
-            decl.leaves.append(Leaf(decl, path, t, texpr.span, tuple(dim.span for dim in texpr.dims)))
+            domain = from_syntax(texpr.domain) if texpr.domain is not None else None
+            decl.leaves.append(Leaf(decl, path, t, texpr.span, tuple(dim.span for dim in texpr.dims), domain))
             decl.leaf_spans[path] = texpr.span
         return decl
 
