@@ -155,8 +155,9 @@ class TensorflowPrinter(Printer):
             # The common case (W[argmax(y), argmax(yhat)]): no broadcasting, no index from the end.
             if len(node.indices) == 1:
                 return f"tf.gather({x}, {self.expr(node.indices[0])})", 100
-            stacked = ", ".join(self.expr(i) for i in node.indices)
-            return f"tf.gather_nd({x}, tf.stack([{stacked}], axis=-1))", 100
+            if node.indices[0].type.rank > 0:  # (rt.gather takes scalar indices: see there)
+                stacked = ", ".join(self.expr(i) for i in node.indices)
+                return f"tf.gather_nd({x}, tf.stack([{stacked}], axis=-1))", 100
         return f"rt.gather({x}, ({''.join(self.expr(i) + ', ' for i in node.indices)}))", 100
 
 
@@ -261,6 +262,9 @@ def _runtime(tf) -> types.SimpleNamespace:
 
     def gather(x, indices):
         parts = [tf.cast(i, tf.int64) for i in indices]
+        if all(p.shape.rank == 0 for p in parts):
+            # TensorFlow's gradient of gather_nd fails for a single index vector: gather one row of them.
+            return gather(x, [tf.reshape(p, [1]) for p in parts])[0]
         shape = tf.shape(parts[0], out_type=tf.int64)
         for p in parts[1:]:
             shape = tf.broadcast_dynamic_shape(shape, tf.shape(p, out_type=tf.int64))
