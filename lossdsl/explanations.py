@@ -211,6 +211,47 @@ _ALL = [
         "Give the function a name of its own; the built-in stays available under its name.",
     ),
     _e(
+        "E212",
+        "A `use` (docs/language.md §1) whose file cannot be read: a path that names no file (a path is "
+        "relative to the file that uses it), a name the standard library does not have, a library other "
+        "than `std`, or a used file with syntax errors (reported in that file too).",
+        "use std.hubr\n\npred   yhat: float[B]\ntarget y:    float[B]\nloss = mean((yhat - y)^2)\n",
+        "use std.huber\n\npred   yhat: float[B]\ntarget y:    float[B]\nloss = mean((yhat - y)^2)\n",
+        'Spell the file as it is: `use std.huber`, `use "helpers.loss"` next to the using file.',
+    ),
+    _e(
+        "E213",
+        "Files that `use` each other, directly or through others. A `def` is inlined where it is called, "
+        "so the files would have no first one to read; each `use` on the way is named.",
+        "import pathlib\nimport tempfile\n\nimport lossdsl\n\nfolder = pathlib.Path(tempfile.mkdtemp())\n"
+        '(folder / "a.loss").write_text(\'use "b.loss"\\ndef f(x) = 2 * x\\n\')\n'
+        '(folder / "b.loss").write_text(\'use "a.loss"\\ndef g(x) = f(x) + 1\\n\')\n'
+        '(folder / "main.loss").write_text(\'use "b.loss"\\npred z: float[B]\\nloss = mean(g(z))\\n\')\n'
+        'lossdsl.check(folder / "main.loss")\n',
+        "import pathlib\nimport tempfile\n\nimport lossdsl\n\nfolder = pathlib.Path(tempfile.mkdtemp())\n"
+        "(folder / \"a.loss\").write_text('def f(x) = 2 * x\\n')\n"
+        '(folder / "b.loss").write_text(\'use "a.loss"\\ndef g(x) = f(x) + 1\\n\')\n'
+        '(folder / "main.loss").write_text(\'use "b.loss"\\npred z: float[B]\\nloss = mean(g(z))\\n\')\n'
+        'lossdsl.check(folder / "main.loss")\n',
+        "Move the `def`s both files need into a third file that neither uses, and `use` it from both.",
+        "python",
+    ),
+    _e(
+        "E214",
+        "A name defined in this file and by a `def` of a file it uses, or by `def`s of two used files. The "
+        "error is at the definition in this file (or at the second `use`) and names the other place.",
+        "import pathlib\nimport tempfile\n\nimport lossdsl\n\nfolder = pathlib.Path(tempfile.mkdtemp())\n"
+        "(folder / \"helpers.loss\").write_text('def huber(r, d) = where(abs(r) <= d, 0.5 * r^2, d * (abs(r) - 0.5 * d))\\n')\n"
+        '(folder / "main.loss").write_text(\'use "helpers.loss"\\npred z: float[B]\\ndef huber(r) = r^2\\nloss = mean(huber(z))\\n\')\n'
+        'lossdsl.check(folder / "main.loss")\n',
+        "import pathlib\nimport tempfile\n\nimport lossdsl\n\nfolder = pathlib.Path(tempfile.mkdtemp())\n"
+        "(folder / \"helpers.loss\").write_text('def huber(r, d) = where(abs(r) <= d, 0.5 * r^2, d * (abs(r) - 0.5 * d))\\n')\n"
+        '(folder / "main.loss").write_text(\'use "helpers.loss"\\npred z: float[B]\\nloss = mean(huber(z, 1.0))\\n\')\n'
+        'lossdsl.check(folder / "main.loss")\n',
+        "Rename one of them, or drop the local definition and call the used one.",
+        "python",
+    ),
+    _e(
         "E301",
         "Operands of the wrong dtype for an operation (comparing a bool with a number, branches of "
         "`where` of different kinds).",

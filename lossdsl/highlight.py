@@ -15,6 +15,7 @@ the built-ins are the function table's (`lossdsl.functions`), so the highlightin
     dimensions in shapes   Name.Constant         B and C in float[B, C]
     record fields, keyword arguments   Name.Attribute
     in, and a named value domain       Keyword, Name.Builtin.Pseudo   in simplex
+    use, and what it names   Keyword.Declaration, String / Name.Namespace   use "helpers.loss", use std.huber
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pygments.token import (
     Number,
     Operator,
     Punctuation,
+    String,
     Whitespace,
 )
 
@@ -83,6 +85,11 @@ def _tokens() -> dict:
     return {
         "root": [
             (r"\r?\n", Whitespace),
+            (r'^(\s*)(use)(\s+)("[^"\n]*")', bygroups(Whitespace, Keyword.Declaration, Whitespace, String)),
+            (
+                rf"^(\s*)(use)(\s+)({_IDENT})(\.)({_IDENT})",
+                bygroups(Whitespace, Keyword.Declaration, Whitespace, Name.Namespace, Punctuation, Name.Namespace),
+            ),
             (
                 rf"^(\s*)({'|'.join(_DECLARATIONS)}|let)(\s+)({_IDENT})",
                 bygroups(Whitespace, Keyword.Declaration, Whitespace, Name.Variable),

@@ -30,7 +30,7 @@ from .diagnostics import Collector, Diagnostic, LossError
 from .loading import load_source
 from .source import Source, Span
 
-STATEMENT_KEYWORDS = ("pred", "target", "input", "context", "param", "let", "def", "loss")
+STATEMENT_KEYWORDS = ("pred", "target", "input", "context", "param", "let", "def", "loss", "use")
 KEYWORDS = frozenset(
     STATEMENT_KEYWORDS + ("float", "int", "bool", "true", "false", "inf", "and", "or", "not", "None", "in")
 )
@@ -283,6 +283,14 @@ class _ToSyntax(Transformer):
 
     def names(self, meta, c):
         return [t for t in c if t is not None]
+
+    def use_file(self, meta, c):
+        (tok,) = c
+        return S.Use(str(tok)[1:-1], None, self._span(meta), _tok_span(self.src, tok))
+
+    def use_library(self, meta, c):
+        library, name = c
+        return S.Use(str(name), str(library), self._span(meta), _tok_span(self.src, name))
 
     def loss_stmt(self, meta, c):
         (value,) = c
@@ -585,7 +593,7 @@ def _syntax_diagnostic(err: Exception, src: Source, chunk_open: list[Token]) -> 
         return Diagnostic("unexpected `=`", sp, "E109", help="to compare, use `==`")
     if tok.type == "NAME" and expected & {"PRED", "LET", "LOSS"}:
         line_rest = src.line(sp.line)[sp.col - 1 :]
-        help = "a statement starts with `pred`, `target`, `input`, `context`, `param`, `let`, `def` or `loss`"
+        help = "a statement starts with `pred`, `target`, `input`, `context`, `param`, `let`, `def`, `loss` or `use`"
         if re.match(r"[A-Za-z_]\w*\s*=[^=]", line_rest):
             help = f"to name a value, write `let {tok} = ...`"
         return Diagnostic(f"expected a statement, found `{tok}`", sp, "E101", help=help)

@@ -231,7 +231,18 @@ class LossStmt:
     span: Span
 
 
-Statement = Union[Decl, Let, Def, LossStmt]
+@dataclass(frozen=True)
+class Use:
+    """`use "helpers.loss"` (a path, relative to the file) or `use std.NAME` (a file of the
+    standard library): the `def`s of that file are in scope (docs/language.md §1)."""
+
+    target: str  # the path as written, or NAME of `std.NAME`
+    library: str | None  # "std" for `use std.NAME`, None for a path
+    span: Span
+    target_span: Span
+
+
+Statement = Union[Decl, Let, Def, LossStmt, Use]
 
 
 @dataclass(frozen=True)
