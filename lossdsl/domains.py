@@ -163,9 +163,14 @@ def draw(domain: Domain, shape: tuple[int, ...], sizes: dict[str, int], rng, *, 
             last = first + 2
         return rng.integers(first, max(last, first) + 1, size=shape).astype(np.int64)
     if math.isfinite(lo) and math.isfinite(hi):
-        return lo + (hi - lo) * rng.uniform(0.01, 0.99, shape)
-    if math.isfinite(lo):
-        return lo + 0.01 + rng.exponential(1.0, shape)
-    if math.isfinite(hi):
-        return hi - 0.01 - rng.exponential(1.0, shape)
-    return rng.standard_normal(shape)
+        values = lo + (hi - lo) * rng.uniform(0.01, 0.99, shape)
+    elif math.isfinite(lo):
+        values = lo + 0.01 + rng.exponential(1.0, shape)
+    elif math.isfinite(hi):
+        values = hi - 0.01 - rng.exponential(1.0, shape)
+    else:
+        return rng.standard_normal(shape)
+    # Rounding may land on an end of a very narrow interval: keep open ends out.
+    inner_lo = lo if domain.low_closed else math.nextafter(lo, INF)
+    inner_hi = hi if domain.high_closed else math.nextafter(hi, -INF)
+    return np.clip(values, inner_lo, inner_hi)

@@ -309,3 +309,40 @@ def test_the_highlighter_marks_a_named_domain():
 
     tokens = list(LossLexer().get_tokens("pred p: float[B, C] in simplex\n"))
     assert (Name.Builtin.Pseudo, "simplex") in tokens
+
+
+# ---- drawing from any interval: a property ------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_END = st.one_of(st.integers(-50, 50), st.floats(-50, 50, allow_nan=False), st.just(float("inf")),
+                 st.just(float("-inf")), st.just("C"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(low=_END, high=_END, low_closed=st.booleans(), high_closed=st.booleans(), integer=st.booleans(),
+       seed=st.integers(0, 2**32 - 1), c=st.integers(1, 9))
+def test_values_drawn_from_any_non_empty_interval_lie_in_it(low, high, low_closed, high_closed, integer, seed, c):
+    from lossdsl.domains import draw
+
+    sizes = {"C": c}
+    lo = sizes[low] if low == "C" else low
+    hi = sizes[high] if high == "C" else high
+    low_closed = low_closed and lo != float("-inf")
+    high_closed = high_closed and hi != float("inf")
+    if lo in (float("inf"),) or hi in (float("-inf"),):
+        return
+    if integer:  # the integers inside must exist
+        import math
+        first = (math.ceil(lo) if low_closed else math.floor(lo) + 1) if math.isfinite(lo) else -math.inf
+        last = (math.floor(hi) if high_closed else math.ceil(hi) - 1) if math.isfinite(hi) else math.inf
+        if first > last:
+            return
+    elif not (lo < hi or (lo == hi and low_closed and high_closed)):
+        return
+    if not integer and lo == hi:
+        return  # a single point: drawn values are strictly inside, so there is nothing to draw
+    domain = Interval(low, high, low_closed, high_closed, None)
+    values = draw(domain, (7,), sizes, np.random.default_rng(seed), integer=integer)
+    assert violation(domain, values, sizes) is None, (domain, values)
