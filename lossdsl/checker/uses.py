@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pathlib
 from dataclasses import dataclass
+from importlib import resources
 
 from .. import syntax as S
 from ..diagnostics import LossError
@@ -90,22 +91,19 @@ class Uses:
                     help='the library is `std` (`use std.huber`); a file is used by its path: `use "helpers.loss"`',
                 )
                 return None
-            from ..std import names
-
-            if use.target not in names():
+            names = _std_names()
+            if use.target not in names:
                 import difflib
 
-                close = difflib.get_close_matches(use.target, names(), n=1)
+                close = difflib.get_close_matches(use.target, names, n=1)
                 self.report.error(
                     f"the standard library has no `{use.target}`",
                     use.target_span,
                     "E212",
-                    help=f"did you mean `std.{close[0]}`?" if close else f"it has: {', '.join(names())}",
+                    help=f"did you mean `std.{close[0]}`?" if close else f"it has: {', '.join(names)}",
                 )
                 return None
-            from ..std import path as std_path
-
-            path = std_path(use.target)
+            path = pathlib.Path(str(resources.files("lossdsl.std").joinpath(f"{use.target}.loss")))
         else:
             base = user.path.parent if user.path is not None else pathlib.Path(os.getcwd())
             path = base / use.target
@@ -141,6 +139,11 @@ class Uses:
             module = None
         self.modules[key] = module
         return module
+
+
+def _std_names() -> list[str]:
+    # Read as package data, not imported: lossdsl.std compiles losses, and checking needs none of that.
+    return sorted(p.name[:-5] for p in resources.files("lossdsl.std").iterdir() if p.name.endswith(".loss"))
 
 
 def _shown(use: S.Use) -> str:
