@@ -484,6 +484,13 @@ class Backend:
         the values are not there to read (a tracer under jit, a symbolic tensor) or x is empty."""
         raise NotImplementedError
 
+    def host_values(self, x: Any) -> Any:
+        """x as a NumPy array on the host (for `compile(..., check_domains=True)`), or None where
+        the values are not there to read (a tracer under jit, a symbolic tensor)."""
+        import numpy as np
+
+        return np.asarray(self._host(x))
+
     def traced_index_check(self, x: Any, size: int, message: str, check: Callable[[int, int, Any], None]) -> Any:
         """Under tracing, with `compile(check_values=True)`: `x`, made to fail at run time when a
         value lies outside [0, size). `check(lo, hi, values)` raises the eager LossError where a

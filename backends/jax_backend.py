@@ -278,6 +278,13 @@ class JaxBackend(NumpyBackend):
         lo, hi = self.jax.device_get((lo, hi))
         return int(lo), int(hi)
 
+    def host_values(self, x: Any) -> Any:
+        import numpy as np
+
+        if isinstance(x, self.jax.core.Tracer):
+            return None
+        return np.asarray(self.jax.device_get(x))
+
     def traced_index_check(self, x, size, message, check):
         # A host callback runs the eager check on the values: the same LossError, raised
         # through XLA (wrapped in its runtime error) when the step runs.

@@ -175,8 +175,9 @@ class TensorflowPrinter(Printer):
             # The common case (W[argmax(y), argmax(yhat)]): no broadcasting, no index from the end.
             if len(node.indices) == 1:
                 return f"tf.gather({x}, {self.expr(node.indices[0])})", 100
-            stacked = ", ".join(self.expr(i) for i in node.indices)
-            return f"tf.gather_nd({x}, tf.stack([{stacked}], axis=-1))", 100
+            if node.indices[0].type.rank > 0:  # (rt.gather takes scalar indices: see there)
+                stacked = ", ".join(self.expr(i) for i in node.indices)
+                return f"tf.gather_nd({x}, tf.stack([{stacked}], axis=-1))", 100
         return f"rt.gather({x}, ({''.join(self.expr(i) + ', ' for i in node.indices)}))", 100
 
 
@@ -290,6 +291,9 @@ def _runtime(tf) -> types.SimpleNamespace:
 
     def gather(x, indices):
         parts = [tf.cast(i, tf.int64) for i in indices]
+        if all(p.shape.rank == 0 for p in parts):
+            # TensorFlow's gradient of gather_nd fails for a single index vector: gather one row of them.
+            return gather(x, [tf.reshape(p, [1]) for p in parts])[0]
         shape = tf.shape(parts[0], out_type=tf.int64)
         for p in parts[1:]:
             shape = tf.broadcast_dynamic_shape(shape, tf.shape(p, out_type=tf.int64))
@@ -562,6 +566,16 @@ class TensorflowBackend(Backend):
             return None  # inside a tf.function: the graph's own gather checks (on CPU) remain
         lo, hi = tf.stack((tf.reduce_min(x), tf.reduce_max(x))).numpy().tolist()
         return int(lo), int(hi)
+
+    def host_values(self, x: Any) -> Any:
+        import numpy as np
+
+        tf = self.tf
+        if not isinstance(x, tf.Tensor):
+            return super().host_values(x)
+        if not tf.executing_eagerly() or not hasattr(x, "numpy"):
+            return None
+        return np.asarray(tf.cast(x, tf.float64).numpy() if x.dtype.is_floating else x.numpy())
 
     def traced_index_check(self, x, size, message, check):
         # A graph assertion that the gather depends on (else the gather's own error may come

@@ -574,6 +574,19 @@ class TorchBackend(Backend):
         torch._assert_async(torch.all((x >= 0) & (x < size)), message)
         return True
 
+    def host_values(self, x: Any) -> Any:
+        torch = self.torch
+        if not isinstance(x, torch.Tensor):
+            return super().host_values(x)
+        if (
+            torch.compiler.is_compiling()
+            or torch.jit.is_tracing()
+            or torch._C._functorch.is_functorch_wrapped_tensor(x)
+        ):
+            return None
+        x = x.detach()
+        return (x.double() if x.is_floating_point() else x).cpu().numpy()  # bfloat16 has no NumPy dtype
+
     def where_value(self, x: Any, value: int) -> tuple[int, ...]:
         return tuple(int(i) for i in (x == value).nonzero()[0].tolist())
 

@@ -30,6 +30,7 @@ def compile(
     fused_backward=True,
     check_indices=True,
     check_values=False,
+    check_domains=False,
 ):
     """Compile a spec (a path or source text) for a backend; see `lossdsl.api.compile`."""
     from .api import compile as _compile
@@ -44,4 +45,5 @@ def compile(
         fused_backward=fused_backward,
         check_indices=check_indices,
         check_values=check_values,
+        check_domains=check_domains,
     )

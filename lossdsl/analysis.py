@@ -8,7 +8,8 @@
   `p + 1e-7` on a non-negative `p`, `exp`, `softplus`, `abs`, squares and the
   guard of an enclosing `where(x > 0, ..., ...)` all count as evidence. The
   patterns that lossdsl rewrites to stable forms (`log(softmax(z))`...) are not
-  warned about. Warnings never stop a spec from compiling; `lossdsl check
+  warned about. A declared value domain (`p: float[B] in (0, 1]`, `in simplex`) is the
+  range of the value it is declared on. Warnings never stop a spec from compiling; `lossdsl check
   --strict` makes them fail the check.
 """
 
@@ -18,6 +19,7 @@ import math
 
 from .checked import CheckedModule
 from .diagnostics import Diagnostic
+from .domains import value_range
 from .functions import FUNCTIONS, NoRule
 from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, topological
 from .types import FLOAT
@@ -175,6 +177,13 @@ def _param_range(default) -> tuple[float, float]:
 class _Domains:
     def __init__(self, checked: CheckedModule) -> None:
         self.params = {d.name: _param_range(d.default) for d in checked.of_kind("param") if d.has_default}
+        # A declared domain (`in (0, 1]`) is the caller's promise, and wins over a param's default.
+        self.declared = {
+            (d.name, leaf.path): value_range(leaf.domain)
+            for d in checked.declarations
+            for leaf in d.leaves
+            if leaf.domain is not None
+        }
         self.findings: list[Diagnostic] = []
         self.memo: dict = {}
         self.seen: set = set()
@@ -242,6 +251,9 @@ class _Domains:
         if isinstance(node, DimSize):
             return (1.0, INF)
         if isinstance(node, Arg):
+            declared = self.declared.get((node.name, node.path))
+            if declared is not None:
+                return declared
             return self.params.get(node.name, (-INF, INF)) if node.kind == "param" else (-INF, INF)
         if isinstance(node, (Index, Gather)):
             return self.rng(node.inputs[0], env)

@@ -18,6 +18,7 @@ from lossdsl.backends import get_backend
 from .binding import bind_context, bind_params
 from .checked import CheckedModule
 from .diagnostics import Diagnostic, LossError
+from .domain_check import DomainCheck
 from .pipeline import backend_class, backend_name, check, check_sharded, emit, instantiate, parse
 from .quick import QuickLoss
 from .runtime import CompiledLoss
@@ -46,6 +47,7 @@ def compile(
     fused_backward: bool = True,
     check_indices: bool = True,
     check_values: bool = False,
+    check_domains: bool = False,
 ):
     """Compile a spec (a path, or source text) for `backend`. Raises `LossError` for any
     mistake in the spec or in the context and params given here.
@@ -65,7 +67,12 @@ def compile(
     is skipped, unless `check_values=True` (a debug mode) keeps it in the traced code: a host
     callback under `jax.jit` (the same LossError, wrapped in XLA's runtime error), a graph
     assertion under `tf.function` (its text says E812; XLA's `jit_compile` drops it), a
-    device-side assertion under `torch.compile` (no host synchronisation)."""
+    device-side assertion under `torch.compile` (no host synchronisation).
+
+    `check_domains=True` checks, at each eager call, that every argument (and context tensor and
+    param) declared with a value domain (`in (0, 1]`, `in simplex`, `in [0, C)`; docs/language.md
+    §2) lies in it (E814). It reads each such value back to the host at every call, a device
+    synchronisation and a pass over the data, so it is off by default; skipped while tracing."""
     be = resolve_backend(backend)
     # Parsed once: the same result says whether the text is the quick form and is then checked.
     parsed = parse(spec, allow_quick=True)
@@ -95,6 +102,8 @@ def compile(
         check_indices=check_indices,
     )
     compiled._runtime.check_values = check_values and check_indices
+    if check_domains:
+        compiled.domain_check = DomainCheck(compiled.spec, be, compiled._static_dims)
     return compiled
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .diagnostics import Diagnostic
+from .domains import Domain
 from .ir import Arg, Node
 from .source import Source, Span
 from .types import Dim, RecordType, TensorType, ValueType, leaves
@@ -30,6 +31,7 @@ class Leaf:
     type: TensorType
     span: Span  # of the type that declared it
     dim_spans: tuple[Span, ...] = ()  # of each dimension in that type
+    domain: Domain | None = None  # its declared value domain (`in [0, 1]`), lossdsl/domains.py
 
     @property
     def label(self) -> str:

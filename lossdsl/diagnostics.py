@@ -37,6 +37,9 @@ CODES: dict[str, str] = {
     "E209": "no `pred` declared",
     "E210": "no such field",
     "E211": "a built-in function redefined",
+    "E212": "a `use` that cannot be read",
+    "E213": "a cycle of `use`s",
+    "E214": "a name defined both here and in a used file",
     "E301": "wrong dtype",
     "E302": "arithmetic on `bool`",
     "E303": "a `bool` was needed",
@@ -46,6 +49,7 @@ CODES: dict[str, str] = {
     "E307": "a record used as a value",
     "E308": "a tuple outside `axis=`",
     "E309": "a param that is not a tensor",
+    "E310": "a value domain that does not fit its declaration",
     "E401": "shapes that do not broadcast",
     "E402": "one dimension bound to two sizes",
     "E403": "a size-1 axis broadcast into an outer product of a dimension with itself",
@@ -78,6 +82,7 @@ CODES: dict[str, str] = {
     "E811": "a sharding that cannot be honoured",
     "E812": "an index argument holding a value outside the axis it indexes",
     "E813": "a Keras metric or class_weight that would read a packed y_true",
+    "E814": "an argument outside its declared value domain (`compile(..., check_domains=True)`)",
 }
 
 

@@ -211,6 +211,47 @@ _ALL = [
         "Give the function a name of its own; the built-in stays available under its name.",
     ),
     _e(
+        "E212",
+        "A `use` (docs/language.md §1) whose file cannot be read: a path that names no file (a path is "
+        "relative to the file that uses it), a name the standard library does not have, a library other "
+        "than `std`, or a used file with syntax errors (reported in that file too).",
+        "use std.hubr\n\npred   yhat: float[B]\ntarget y:    float[B]\nloss = mean((yhat - y)^2)\n",
+        "use std.huber\n\npred   yhat: float[B]\ntarget y:    float[B]\nloss = mean((yhat - y)^2)\n",
+        'Spell the file as it is: `use std.huber`, `use "helpers.loss"` next to the using file.',
+    ),
+    _e(
+        "E213",
+        "Files that `use` each other, directly or through others. A `def` is inlined where it is called, "
+        "so the files would have no first one to read; each `use` on the way is named.",
+        "import pathlib\nimport tempfile\n\nimport lossdsl\n\nfolder = pathlib.Path(tempfile.mkdtemp())\n"
+        '(folder / "a.loss").write_text(\'use "b.loss"\\ndef f(x) = 2 * x\\n\')\n'
+        '(folder / "b.loss").write_text(\'use "a.loss"\\ndef g(x) = f(x) + 1\\n\')\n'
+        '(folder / "main.loss").write_text(\'use "b.loss"\\npred z: float[B]\\nloss = mean(g(z))\\n\')\n'
+        'lossdsl.check(folder / "main.loss")\n',
+        "import pathlib\nimport tempfile\n\nimport lossdsl\n\nfolder = pathlib.Path(tempfile.mkdtemp())\n"
+        "(folder / \"a.loss\").write_text('def f(x) = 2 * x\\n')\n"
+        '(folder / "b.loss").write_text(\'use "a.loss"\\ndef g(x) = f(x) + 1\\n\')\n'
+        '(folder / "main.loss").write_text(\'use "b.loss"\\npred z: float[B]\\nloss = mean(g(z))\\n\')\n'
+        'lossdsl.check(folder / "main.loss")\n',
+        "Move the `def`s both files need into a third file that neither uses, and `use` it from both.",
+        "python",
+    ),
+    _e(
+        "E214",
+        "A name defined in this file and by a `def` of a file it uses, or by `def`s of two used files. The "
+        "error is at the definition in this file (or at the second `use`) and names the other place.",
+        "import pathlib\nimport tempfile\n\nimport lossdsl\n\nfolder = pathlib.Path(tempfile.mkdtemp())\n"
+        "(folder / \"helpers.loss\").write_text('def huber(r, d) = where(abs(r) <= d, 0.5 * r^2, d * (abs(r) - 0.5 * d))\\n')\n"
+        '(folder / "main.loss").write_text(\'use "helpers.loss"\\npred z: float[B]\\ndef huber(r) = r^2\\nloss = mean(huber(z))\\n\')\n'
+        'lossdsl.check(folder / "main.loss")\n',
+        "import pathlib\nimport tempfile\n\nimport lossdsl\n\nfolder = pathlib.Path(tempfile.mkdtemp())\n"
+        "(folder / \"helpers.loss\").write_text('def huber(r, d) = where(abs(r) <= d, 0.5 * r^2, d * (abs(r) - 0.5 * d))\\n')\n"
+        '(folder / "main.loss").write_text(\'use "helpers.loss"\\npred z: float[B]\\nloss = mean(huber(z, 1.0))\\n\')\n'
+        'lossdsl.check(folder / "main.loss")\n',
+        "Rename one of them, or drop the local definition and call the used one.",
+        "python",
+    ),
+    _e(
         "E301",
         "Operands of the wrong dtype for an operation (comparing a bool with a number, branches of "
         "`where` of different kinds).",
@@ -276,6 +317,16 @@ _ALL = [
         _YHAT_Y + "param  opts: {alpha: float}\nloss = mean(opts.alpha * (yhat - y)^2)\n",
         _YHAT_ALPHA,
         "Declare one param per value.",
+    ),
+    _e(
+        "E310",
+        "A declared value domain (`in ...`, docs/language.md §2) that cannot hold for its declaration: a domain on "
+        "a `bool`, `simplex` on an `int` or on a scalar, an unknown domain name, an end that is not a dimension "
+        "symbol of the file, a closed infinite end (`[0, inf]`), a non-integer end on an `int`, an empty "
+        "interval, or a param default outside its domain.",
+        _YHAT_Y + "input  w:    float[B] in (0, inf]\nloss = mean(w * (yhat - y)^2)\n",
+        _YHAT_Y + "input  w:    float[B] in (0, inf)\nloss = mean(w * (yhat - y)^2)\n",
+        "Write the smaller end first, open at `inf`, with integer ends for an `int`: `[0, C)`, `(0, inf)`, `[0, 1]`.",
     ),
     _e(
         "E401",
@@ -594,6 +645,22 @@ _ALL = [
         'metadata through the model\'s inputs (`Loss(spec, inputs=["group"])` with '
         '`lossdsl.keras.MetadataModel(model)` and `fit({"x": x, "group": ids}, y)`): `y_true` is then '
         "the plain target that metrics and `class_weight` read.",
+        "python",
+    ),
+    _e(
+        "E814",
+        "At a call with `lossdsl.compile(..., check_domains=True)`: an argument holds a value outside the domain "
+        "its declaration promises (`in (0, 1]`, `in simplex`, `in onehot`, `in [0, C)`; docs/language.md §2). "
+        "The error points at the domain and names the first value outside it. The check reads every declared "
+        "argument back to the host at each eager call, so it is off by default; it is skipped while tracing.",
+        "import numpy as np\nimport lossdsl\n\n"
+        'SPEC = """\npred   yhat: float[B]\ntarget p:    float[B] in (0, 1]\nloss = mean(-p * log(p) * yhat)\n"""\n'
+        'f = lossdsl.compile(SPEC, backend="numpy", check_domains=True)\nf(np.ones(2), np.array([0.5, 0.0]))\n',
+        "import numpy as np\nimport lossdsl\n\n"
+        'SPEC = """\npred   yhat: float[B]\ntarget p:    float[B] in (0, 1]\nloss = mean(-p * log(p) * yhat)\n"""\n'
+        'f = lossdsl.compile(SPEC, backend="numpy", check_domains=True)\nf(np.ones(2), np.array([0.5, 0.25]))\n',
+        "Pass values inside the declared domain, or widen the domain (a probability that may be 0 is `[0, 1]`, and "
+        "its `log` then needs a guard).",
         "python",
     ),
 ]

@@ -14,6 +14,8 @@ the built-ins are the function table's (`lossdsl.functions`), so the highlightin
     def names              Name.Function
     dimensions in shapes   Name.Constant         B and C in float[B, C]
     record fields, keyword arguments   Name.Attribute
+    in, and a named value domain       Keyword, Name.Builtin.Pseudo   in simplex
+    use, and what it names   Keyword.Declaration, String / Name.Namespace   use "helpers.loss", use std.huber
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from pygments.token import (
     Number,
     Operator,
     Punctuation,
+    String,
     Whitespace,
 )
 
+from .domains import NAMED
 from .functions import USER_FUNCTIONS
 from .parser import STATEMENT_KEYWORDS, grammar_keywords
 
@@ -62,6 +66,8 @@ def _tokens() -> dict:
         (words(_DTYPES, prefix=r"\b", suffix=r"\b"), Keyword.Type),
         (words(_CONSTANTS, prefix=r"\b", suffix=r"\b"), Keyword.Constant),
         (words(_WORD_OPERATORS, prefix=r"\b", suffix=r"\b"), Operator.Word),
+        # a named value domain after a type (docs/language.md §2): `in simplex`
+        (rf"\b(in)(\s+)({'|'.join(NAMED)})\b", bygroups(Keyword, Whitespace, Name.Builtin.Pseudo)),
     ]
     others = _other_keywords()
     if others:
@@ -79,6 +85,11 @@ def _tokens() -> dict:
     return {
         "root": [
             (r"\r?\n", Whitespace),
+            (r'^(\s*)(use)(\s+)("[^"\n]*")', bygroups(Whitespace, Keyword.Declaration, Whitespace, String)),
+            (
+                rf"^(\s*)(use)(\s+)({_IDENT})(\.)({_IDENT})",
+                bygroups(Whitespace, Keyword.Declaration, Whitespace, Name.Namespace, Punctuation, Name.Namespace),
+            ),
             (
                 rf"^(\s*)({'|'.join(_DECLARATIONS)}|let)(\s+)({_IDENT})",
                 bygroups(Whitespace, Keyword.Declaration, Whitespace, Name.Variable),

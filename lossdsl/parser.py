@@ -30,8 +30,10 @@ from .diagnostics import Collector, Diagnostic, LossError
 from .loading import load_source
 from .source import Source, Span
 
-STATEMENT_KEYWORDS = ("pred", "target", "input", "context", "param", "let", "def", "loss")
-KEYWORDS = frozenset(STATEMENT_KEYWORDS + ("float", "int", "bool", "true", "false", "inf", "and", "or", "not", "None"))
+STATEMENT_KEYWORDS = ("pred", "target", "input", "context", "param", "let", "def", "loss", "use")
+KEYWORDS = frozenset(
+    STATEMENT_KEYWORDS + ("float", "int", "bool", "true", "false", "inf", "and", "or", "not", "None", "in")
+)
 _OPEN = {"LPAR": "(", "LSQB": "[", "LBRACE": "{"}
 _CLOSE = {"RPAR": "LPAR", "RSQB": "LSQB", "RBRACE": "LBRACE"}
 _CLOSING_CHAR = {"LPAR": ")", "LSQB": "]", "LBRACE": "}"}
@@ -54,13 +56,20 @@ class BracketNewlines(PostLex):
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         opened: list[Token] = []
         self.open_brackets = opened
+        # Brackets that open an interval (`in [0, C)`): either kind of bracket closes them.
+        intervals: set[int] = set()
         last = None
+        after_in = False  # the last token other than spaces and comments (the formatter lexes those) is `in`
         for tok in stream:
             kind = tok.type
             if kind in _OPEN:
                 opened.append(tok)
+                if after_in:
+                    intervals.add(id(tok))
             elif kind in _CLOSE:
-                if not opened or opened[-1].type != _CLOSE[kind]:
+                if opened and id(opened[-1]) in intervals and kind in ("RPAR", "RSQB"):
+                    intervals.discard(id(opened.pop()))
+                elif not opened or opened[-1].type != _CLOSE[kind]:
                     if opened:
                         want = _CLOSING_CHAR[opened[-1].type]
                         raise _BracketError(
@@ -71,9 +80,12 @@ class BracketNewlines(PostLex):
                             f"{opened[-1].column} is closed by `{want}`",
                         )
                     raise _BracketError(tok, f"`{tok}` has no opening bracket", "E103", "remove it")
-                opened.pop()
+                else:
+                    opened.pop()
             elif kind == "_NL" and opened:
                 continue
+            if kind != "COMMENT" and tok.strip(" \t\f"):
+                after_in = kind == "IN"
             last = tok
             yield tok
         if opened:
@@ -272,14 +284,53 @@ class _ToSyntax(Transformer):
     def names(self, meta, c):
         return [t for t in c if t is not None]
 
+    def use_file(self, meta, c):
+        (tok,) = c
+        return S.Use(str(tok)[1:-1], None, self._span(meta), _tok_span(self.src, tok))
+
+    def use_library(self, meta, c):
+        library, name = c
+        return S.Use(str(name), str(library), self._span(meta), _tok_span(self.src, name))
+
     def loss_stmt(self, meta, c):
         (value,) = c
         return S.LossStmt(value, self._span(meta))
 
     # types
     def tensor_type(self, meta, c):
-        dtype, dims = c
-        return S.TensorTypeExpr(str(dtype), tuple(dims or ()), self._span(meta))
+        dtype, dims, domain = c
+        return S.TensorTypeExpr(str(dtype), tuple(dims or ()), self._span(meta), domain)
+
+    # value domains
+    def named_domain(self, meta, c):
+        return S.NamedDomain(str(c[0]), self._span(meta))
+
+    def interval_domain(self, meta, c):
+        opening, low, high, closing = c
+        return S.IntervalDomain(low, high, str(opening) == "[", str(closing) == "]", self._span(meta))
+
+    def interval_open(self, meta, c):
+        return c[0]
+
+    def interval_close(self, meta, c):
+        return c[0]
+
+    def bound_symbol(self, meta, c):
+        return S.DomainBound(str(c[0]), self._span(meta))
+
+    def bound_number(self, meta, c):
+        text = str(c[0])
+        return S.DomainBound(int(text) if text.isdigit() else float(text), self._span(meta))
+
+    def bound_negative(self, meta, c):
+        text = str(c[1])
+        return S.DomainBound(-int(text) if text.isdigit() else -float(text), self._span(meta))
+
+    def bound_inf(self, meta, c):
+        return S.DomainBound(float("inf"), self._span(meta))
+
+    def bound_negative_inf(self, meta, c):
+        return S.DomainBound(float("-inf"), self._span(meta))
 
     def dtype(self, meta, c):
         return c[0]
@@ -542,7 +593,7 @@ def _syntax_diagnostic(err: Exception, src: Source, chunk_open: list[Token]) -> 
         return Diagnostic("unexpected `=`", sp, "E109", help="to compare, use `==`")
     if tok.type == "NAME" and expected & {"PRED", "LET", "LOSS"}:
         line_rest = src.line(sp.line)[sp.col - 1 :]
-        help = "a statement starts with `pred`, `target`, `input`, `context`, `param`, `let`, `def` or `loss`"
+        help = "a statement starts with `pred`, `target`, `input`, `context`, `param`, `let`, `def`, `loss` or `use`"
         if re.match(r"[A-Za-z_]\w*\s*=[^=]", line_rest):
             help = f"to name a value, write `let {tok} = ...`"
         return Diagnostic(f"expected a statement, found `{tok}`", sp, "E101", help=help)

@@ -16,6 +16,7 @@ from typing import Any, cast
 from .binding import bind_params
 from .checked import CheckedModule, Declaration, Leaf
 from .diagnostics import Diagnostic, LossError
+from .domain_check import DomainCheck
 from .ir import describe
 from .types import FLOAT, INT, RecordType
 
@@ -431,6 +432,7 @@ class CompiledLoss:
         # the generated entry computes the mean over the samples itself (`entry(..., _mean=True)`),
         # with a fused call where the framework has one (lossdsl/pipeline.py, `_api_mean`)
         self._fused_mean = False
+        self.domain_check: DomainCheck | None = None  # set by `compile(..., check_domains=True)`
 
     def _shard(self, sym: str, dist, made_global) -> None:
         """Set by `compile(..., sharded=sym)`: reductions over `sym` are over all replicas."""
@@ -496,6 +498,9 @@ class CompiledLoss:
             values = args + self._defaults
         else:
             values = self._bind(args, kwargs)
+        if self.domain_check is not None:
+            rt = self._runtime
+            self.domain_check(values, rt.params, rt.context if context is None else context, DEFAULT)
         given = {} if context is None else {"_given": context}
         if self._fused_mean and reduction == "mean" and sample_weight is None and self._dist is None:
             reduced = self._entry(*values, _mean=True, **given)

@@ -6,7 +6,10 @@ of appearance (distinct, so a transposed axis cannot pass by accident). Ints use
 indices, ids or classes are drawn from their valid range (read from how the IR uses
 them); other ints from [0, 3); bools are fair coins.
 
-Floats follow what the loss does with them (`value_roles`), so that a loss computed on
+A leaf with a declared value domain (`in (0, 1]`, `in simplex`, `in onehot`, `in [0, C)`)
+is drawn from inside it, whatever the rules below would say.
+
+Other floats follow what the loss does with them (`value_roles`), so that a loss computed on
 them is one a user could see in training:
 - a target multiplied by a log-probability (`y * log(p)`, `y * log_softmax(z)`) or a
   probability (`y * sigmoid(z)`, as in Dice) is a label: one-hot along its last axis (0 or 1
@@ -25,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from .checked import CheckedModule
+from .checked import CheckedModule, Leaf
+from .domains import draw
 from .functions import index_uses
 from .ir import Apply, Arg, Const, Node, topological
 from .types import BOOL, FLOAT, INT, Dim
@@ -147,6 +151,16 @@ def random_value(t, sizes, rng, bound: Dim | None = None, *, dtype=np.float64, r
     return rng.random(shape) < 0.5
 
 
+def domain_value(leaf: Leaf, sizes: dict[str, int], rng: np.random.Generator, *, dtype=np.float64) -> np.ndarray:
+    """Values for a leaf with a declared domain, drawn from inside it."""
+    assert leaf.domain is not None
+    shape = tuple(_size(d, sizes) for d in leaf.type.shape)
+    if leaf.type.dtype is INT:
+        out = draw(leaf.domain, shape, sizes, rng, integer=True)
+        return np.asarray(out).astype(np.int64)
+    return np.asarray(draw(leaf.domain, shape, sizes, rng, integer=False)).astype(dtype)
+
+
 def _float_value(shape: tuple[int, ...], rng: np.random.Generator, role: str) -> np.ndarray:
     if role == LABEL:
         if not shape:
@@ -185,6 +199,9 @@ def random_inputs(
         values: dict[tuple[str, ...], np.ndarray] = {}
         for leaf in d.leaves:
             key = (d.name, leaf.path)
+            if leaf.domain is not None:  # the declared domain wins over what the loss's use suggests
+                values[leaf.path] = domain_value(leaf, sizes, rng, dtype=dtype)
+                continue
             values[leaf.path] = random_value(
                 leaf.type, sizes, rng, bounds.get(key), dtype=dtype, role=roles.get(key, NORMAL)
             )

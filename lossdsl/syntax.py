@@ -31,10 +31,41 @@ DimExpr = Union[DimSymbol, DimLiteral]
 
 
 @dataclass(frozen=True)
+class DomainBound:
+    """An end of an interval as written: a number (`inf` is `math.inf`) or a dimension symbol."""
+
+    value: int | float | str
+    span: Span
+
+
+@dataclass(frozen=True)
+class IntervalDomain:
+    """`in [low, high)` and the like: `low_closed` is `[`, `high_closed` is `]`."""
+
+    low: DomainBound
+    high: DomainBound
+    low_closed: bool
+    high_closed: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class NamedDomain:
+    """`in simplex`, `in onehot` (the names are checked, not parsed, so they are not keywords)."""
+
+    name: str
+    span: Span
+
+
+DomainExpr = Union[IntervalDomain, NamedDomain]
+
+
+@dataclass(frozen=True)
 class TensorTypeExpr:
     dtype: str  # "float" | "int" | "bool"
     dims: tuple[DimExpr, ...]
     span: Span
+    domain: DomainExpr | None = None  # `in ...` after the type (docs/language.md §2)
 
 
 @dataclass(frozen=True)
@@ -200,7 +231,18 @@ class LossStmt:
     span: Span
 
 
-Statement = Union[Decl, Let, Def, LossStmt]
+@dataclass(frozen=True)
+class Use:
+    """`use "helpers.loss"` (a path, relative to the file) or `use std.NAME` (a file of the
+    standard library): the `def`s of that file are in scope (docs/language.md §1)."""
+
+    target: str  # the path as written, or NAME of `std.NAME`
+    library: str | None  # "std" for `use std.NAME`, None for a path
+    span: Span
+    target_span: Span
+
+
+Statement = Union[Decl, Let, Def, LossStmt, Use]
 
 
 @dataclass(frozen=True)

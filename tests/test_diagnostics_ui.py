@@ -125,9 +125,23 @@ NO_UI_CASE = {
     "E811": (_WHY_CALL, _call(_P + "loss = mean(yhat)\n", _ONES, sharded="N")),
     "E812": (_WHY_CALL, _call("pred p: float[B, C]\ninput k: int[B]\nloss = mean(pick(p, k))\n",
                               np.ones((2, 3)), np.array([0, 3]))),
+    "E214": ("needs a second file to clash with (tests/test_use.py has the cases); pinned here by two files "
+             "written to a temporary folder", lambda: _clash_across_files()),
+    "E814": (_WHY_CALL, lambda: _raises(lambda: lossdsl.compile(
+        _P + "input w: float[B] in (0, inf)\nloss = mean(w * yhat)\n", backend="numpy",
+        check_domains=True)(_ONES, np.zeros(3)))),
     "E813": ("raised inside Keras's fit, which has no source position to show (tests/workers/"
              "keras_metadata_worker.py trains with it on every Keras backend)", lambda: _keras_packed_metric()),
 }
+
+
+def _clash_across_files() -> list[str]:
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp())
+    (folder / "helpers.loss").write_text("def sq(x) = x^2\n")
+    (folder / "main.loss").write_text('use "helpers.loss"\n' + _P + "def sq(x) = x * x\nloss = mean(sq(yhat))\n")
+    return _raises(lambda: lossdsl.check(folder / "main.loss"))
 
 
 def _keras_packed_metric() -> list[str]:

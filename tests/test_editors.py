@@ -84,7 +84,7 @@ def scopes_at(tokens, line: int, col: int) -> str:
 def statement_keyword(stmt: S.Statement) -> str:
     if isinstance(stmt, S.Decl):
         return stmt.kind
-    return {S.Let: "let", S.Def: "def", S.LossStmt: "loss"}[type(stmt)]
+    return {S.Let: "let", S.Def: "def", S.LossStmt: "loss", S.Use: "use"}[type(stmt)]
 
 
 def test_every_builtin_of_the_table_is_scoped_as_a_support_function(tokenize, tmp_path):
@@ -125,6 +125,10 @@ def test_every_loss_file_is_scoped_as_the_parser_reads_it(tokenize):
                     scope = scopes_at(tokens, dim.span.line, dim.span.col)
                     want = "entity.name.type.dimension" if isinstance(dim, S.DimSymbol) else "constant.numeric"
                     assert want in scope, (path.name, dim)
+                continue
+            if isinstance(stmt, S.Use):
+                want = "string.quoted" if stmt.library is None else "entity.name.namespace"
+                assert want in scopes_at(tokens, stmt.target_span.line, stmt.target_span.col), (path.name, stmt)
                 continue
             for node in S.walk(stmt.body if isinstance(stmt, S.Def) else stmt.value):
                 if isinstance(node, S.Call) and node.func in USER_FUNCTIONS:

@@ -100,6 +100,16 @@ def test_diagnostics_on_open_are_the_findings_of_lossdsl_check(client, tmp_path)
         }
 
 
+def test_a_use_is_read_next_to_the_document_and_errors_in_the_used_file_show_at_the_use(client, tmp_path):
+    (tmp_path / "helpers.loss").write_text("def sq(x) = x^2\ndef bad(x) = x @ x\n")
+    good = 'use "helpers.loss"\npred z: float[B]\nloss = mean(sq(z))\n'
+    assert client.open((tmp_path / "good.loss").as_uri(), good)["diagnostics"] == []
+    bad = 'use "helpers.loss"\npred z: float[B, C]\nloss = mean(bad(z))\n'
+    [d] = client.open((tmp_path / "bad.loss").as_uri(), bad)["diagnostics"]
+    assert d["message"].startswith(f"{tmp_path / 'helpers.loss'}:2:")
+    assert d["range"]["start"] == {"line": 0, "character": 0}
+
+
 def test_warnings_are_published_with_warning_severity(client, uri):
     # SPEC's `log(pick(p, y))` may see 0: W701, a warning, as `lossdsl check` says.
     path = Path(uri.removeprefix("file://"))

@@ -7,11 +7,13 @@ from collections.abc import Iterator
 
 from .. import syntax as S
 from ..checked import Declaration, Leaf
+from ..domains import from_syntax
 from ..functions import USER_FUNCTIONS
 from ..source import Span
 from ..types import BOOL, FLOAT, INT, Dim, DType, RecordType, TensorType, ValueType
 from .dims import Dims
 from .report import Reporter
+from .uses import UsedDef, Uses
 
 # Keyword arguments of the compiled loss (docs/language.md §6), so not names a file may define.
 RESERVED = ("reduction", "sample_weight")
@@ -41,7 +43,7 @@ class Names:
     def declare(self, module: S.Module) -> None:
         seen: dict[str, Span] = {}
         for stmt in module.statements:
-            if isinstance(stmt, S.LossStmt):
+            if isinstance(stmt, (S.LossStmt, S.Use)):
                 continue
             name = stmt.name
             span = stmt.name_span
@@ -84,6 +86,51 @@ class Names:
                     )
                     continue
                 self.defs[name] = stmt
+        if any(isinstance(s, S.Use) for s in module.statements):
+            self._declare_used(module, seen)
+
+    def _declare_used(self, module: S.Module, seen: dict[str, Span]) -> None:
+        """The `def`s the file's `use`s bring in; a name defined twice is E214 naming both places."""
+        brought: dict[str, UsedDef] = {}
+        for used in Uses(self.report).collect(module):
+            d = used.definition
+            there = f"{d.name_span.path}:{d.name_span.line}:{d.name_span.col}"
+            if d.name in seen:
+                here = seen[d.name]
+                self.report.error(
+                    f"`{d.name}` is defined here and in a file this one uses",
+                    here,
+                    "E214",
+                    notes=[
+                        f"also defined at {there}, brought in by the `use` at line {used.via.span.line}",
+                    ],
+                    help="rename one of them",
+                )
+                continue
+            if d.name in brought:
+                first = brought[d.name].definition.name_span
+                self.report.error(
+                    f"`{d.name}` is defined in two used files",
+                    used.via.span,
+                    "E214",
+                    notes=[
+                        f"defined at {first.path}:{first.line}:{first.col}",
+                        f"and at {there}",
+                    ],
+                    help="rename one of them, or use only one of the files",
+                )
+                continue
+            if d.name in USER_FUNCTIONS:
+                self.report.error(
+                    f"`{d.name}` is a built-in function and cannot be redefined",
+                    d.name_span,
+                    "E211",
+                    notes=[f"brought in by the `use` at line {used.via.span.line}"],
+                    help="choose another name for the function",
+                )
+                continue
+            brought[d.name] = used
+            self.defs[d.name] = d
 
     def _declaration(self, d: S.Decl) -> Declaration | None:
         vtype = self._value_type(d.type)
@@ -117,7 +164,8 @@ class Names:
                 decl.default, decl.has_default = d.default.value, True
         for path, texpr in _leaves(d.type):
             t = _tensor_type(texpr)
-            decl.leaves.append(Leaf(decl, path, t, texpr.span, tuple(dim.span for dim in texpr.dims)))
+            domain = from_syntax(texpr.domain) if texpr.domain is not None else None
+            decl.leaves.append(Leaf(decl, path, t, texpr.span, tuple(dim.span for dim in texpr.dims), domain))
             decl.leaf_spans[path] = texpr.span
         return decl
 

@@ -5,11 +5,12 @@ symbolic dim are known before any call (recorded with `need_size`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, TypeGuard, cast
 
 from .. import syntax as S
 from ..functions import FUNCTIONS, CallSite
-from ..ir import Const, DimSize, Gather, Index, Node, SliceItem
+from ..ir import Apply, Const, DimSize, Gather, Index, Node, SliceItem
 from ..source import Span
 from ..types import BOOL, INT, NEW_AXIS, Dim, TensorType
 from .dims import Dims
@@ -33,8 +34,56 @@ class Indexing:
     def index(self, x: Node, e: S.Index, tensor_items: list[Node | None]) -> Node:
         """`x[...]`, where `tensor_items` holds the typed int-tensor items (None for the others)."""
         if any(t is not None for t in tensor_items):
+            with_slices = any(isinstance(it, (S.Slice, S.EllipsisIndex, S.NewAxis)) for it in e.items)
+            scalars = all(t is None or (t.type.rank == 0 and t.type.dtype is INT) for t in tensor_items)
+            if with_slices and scalars:
+                return self._scalar_index(x, e, tensor_items)
             return self._gather(x, e, tensor_items)
         return self._basic_index(x, e)
+
+    # ---- int scalars among slices: a `def` argument as an index ----------------------------------
+
+    def _scalar_index(self, x: Node, e: S.Index, tensor_items: list[Node | None]) -> Node:
+        """`x[:, t]` where each int item is a scalar (a `def` argument, `argmax` of a vector, an
+        `int` declaration): it drops its axis, as an integer literal does. One whose value is known
+        before any call (a literal passed to a `def`, or arithmetic on literals) is that literal,
+        counted from the end when negative; the others are read at run time as a gather of those
+        axes (moved to the front), and are not counted from the end (§3, E812)."""
+        known: dict[int, int] = {}
+        dynamic: list[int] = []
+        for i, t in enumerate(tensor_items):
+            if t is None:
+                continue
+            v = _static_int(t)
+            if v is None:
+                dynamic.append(i)
+            else:
+                known[id(e.items[i])] = v
+        if not dynamic:
+            return self._basic_index(x, e, known)
+        consuming = sum(not isinstance(it, (S.EllipsisIndex, S.NewAxis)) for it in e.items)
+        if consuming > x.type.rank or sum(isinstance(it, S.EllipsisIndex) for it in e.items) > 1:
+            return self._basic_index(x, e, known)  # reports the mistake
+        axes: list[int] = []  # the axis of x each dynamic item reads
+        axis = 0
+        for i, it in enumerate(e.items):
+            if isinstance(it, S.EllipsisIndex):
+                axis += x.type.rank - consuming
+            elif not isinstance(it, S.NewAxis):
+                if i in dynamic:
+                    axes.append(axis)
+                axis += 1
+        perm = tuple(axes + [k for k in range(x.type.rank) if k not in axes])
+        moved = x
+        if perm != tuple(range(x.type.rank)):
+            moved_type = TensorType(x.type.dtype, tuple(x.type.shape[k] for k in perm))
+            moved = Apply(moved_type, e.span, fn="permute", args=(x,), attrs=(("perm", perm),))
+        indices = tuple(cast(Node, tensor_items[i]) for i in dynamic)
+        picked = Gather(TensorType(x.type.dtype, moved.type.shape[len(axes) :]), e.span, moved, indices)
+        rest = tuple(it for i, it in enumerate(e.items) if i not in dynamic)
+        if not rest:
+            return picked
+        return self._basic_index(picked, replace(e, items=rest), known)
 
     # ---- gathers by int tensors -------------------------------------------------------------
 
@@ -123,7 +172,8 @@ class Indexing:
 
     # ---- basic indexing -----------------------------------------------------------------------
 
-    def _basic_index(self, x: Node, e: S.Index) -> Node:
+    def _basic_index(self, x: Node, e: S.Index, known: dict[int, int] | None = None) -> Node:
+        """`known`: the values of int scalar items known before any call, by the item's id."""
         n_ellipsis = sum(isinstance(it, S.EllipsisIndex) for it in e.items)
         if n_ellipsis > 1:
             self.report.error("an index may hold at most one `...`", e.span, "E406")
@@ -187,7 +237,7 @@ class Indexing:
                 shape.append(size)
                 out_items.append(SliceItem(start, stop, step))
                 continue
-            v = int_literal(it)
+            v = known[id(it)] if known and id(it) in known else int_literal(it)
             assert v is not None
             rd = self.dims.resolve(dim)
             if rd.is_literal:
@@ -239,3 +289,22 @@ class Indexing:
         if length.is_literal:
             return Dim.lit(-(-length.value // step))
         return Dim(f"⌈({length})/{step}⌉")
+
+
+def _static_int(node: Node) -> int | None:
+    """The value of an int scalar known before any call: a literal (passed to a `def`), or `-`,
+    `+`, `-`, `*` of such values; else None."""
+    if isinstance(node, Const) and node.type.dtype is INT and not isinstance(node.value, bool):
+        return int(node.value)
+    if not isinstance(node, Apply) or node.type.rank != 0 or node.type.dtype is not INT:
+        return None
+    values = [_static_int(a) for a in node.args]
+    if any(v is None for v in values):
+        return None
+    ints = cast(list[int], values)
+    if node.fn == "neg" and len(ints) == 1:
+        return -ints[0]
+    if node.fn in ("add", "sub", "mul") and len(ints) == 2:
+        a, b = ints
+        return a + b if node.fn == "add" else a - b if node.fn == "sub" else a * b
+    return None

@@ -17,6 +17,7 @@ from .expressions import Expressions, Observer, RecordRef
 from .indexing import Indexing
 from .report import POISON, Reporter, did_you_mean, function_hint
 from .rule_context import CheckerRuleContext
+from .value_domains import check_value_domains
 
 
 def check_module(
@@ -30,6 +31,7 @@ def check_module(
     names = Names(report, dims, set(broken))
     names.declare(module)
     names.find_recursive_defs()
+    check_value_domains(names.decl_order, names.known_symbols, report)
     rules = CheckerRuleContext(report, dims, quick=module.quick)
     ex = Expressions(names, report, rules, Indexing(report, dims, rules), observe)
 

@@ -280,8 +280,8 @@ define(
     "square root",
     grad="+inf at x = 0 (as all three frameworks)",
     vjp=lambda b, n, g, give: give(n.args[0], b.div(b.mul(g, b.c(0.5)), n)),  # +inf at 0, as the frameworks
-    # increasing: a positive operand keeps sqrt away from 0, so `x / sqrt(s + eps)` is no W701
-    value_range=lambda a, n: (math.sqrt(max(a[0][0], 0.0)), math.sqrt(max(a[0][1], 0.0))),
+    # Increasing: a positive operand keeps the root positive (a divisor `sqrt(s + eps)`).
+    value_range=lambda args, node: (math.sqrt(max(args[0][0], 0.0)), math.sqrt(max(args[0][1], 0.0))),
     fold=math.sqrt,
     safe={0: 1},
     domain=DomainWarning(

@@ -8,6 +8,8 @@ expression the checker reached before the error still has its type.
 
 from __future__ import annotations
 
+import os
+import pathlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +53,8 @@ class Document:
 def analyze(text: str, name: str = "<string>", parser: IncrementalParser | None = None) -> Document:
     """Parse and check `text` as `lossdsl check` does, keeping what the editor features read.
     `parser`: the document's parser, which re-parses only the statements an edit changed."""
-    source = Source(text, name)
+    # The file's own path, so that `use "helpers.loss"` is read next to it.
+    source = Source(text, name, pathlib.Path(name) if os.path.isabs(name) else None)
     values: dict[int, list[Any]] = {}
 
     def observe(expr: S.Expr, value: Any) -> None:

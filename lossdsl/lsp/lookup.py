@@ -58,6 +58,8 @@ def _in_statement(stmt: S.Statement, line: int, col: int) -> Hit | None:
                 return Hit("param", stmt, sp, stmt, p)
     if isinstance(stmt, S.Decl):
         return _in_type(stmt.type, stmt, line, col)
+    if isinstance(stmt, S.Use):
+        return None
     expr = stmt.body if isinstance(stmt, S.Def) else stmt.value
     return _in_expr(expr, stmt, line, col)
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from lsprotocol import types as T
 from pygls.lsp.server import LanguageServer
@@ -25,6 +26,7 @@ from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from .. import __version__
+from .. import syntax as S
 from ..diagnostics import Diagnostic
 from ..source import Span
 from .completion import completions
@@ -76,7 +78,7 @@ class LossLanguageServer(LanguageServer):
         if doc is None or self.latest.get(uri) != version:
             return
         self.documents[uri] = doc
-        diagnostics = [_diagnostic(text_doc, d) for d in doc.findings]
+        diagnostics = [_diagnostic(text_doc, _in_this_file(doc, d)) for d in doc.findings]
         self.text_document_publish_diagnostics(
             T.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version)
         )
@@ -109,6 +111,15 @@ def _position(text_doc: TextDocument, position: T.Position) -> tuple[int, int]:
     """The client's position as a 1-based (line, column) in characters."""
     p = text_doc.position_codec.position_from_client_units(text_doc.lines, position)
     return p.line + 1, p.character + 1
+
+
+def _in_this_file(doc: Document, d: Diagnostic) -> Diagnostic:
+    """A finding in a file this one uses (inside a used `def`) is shown at the first `use`, with
+    its own place at the start of the message; the editor shows one file's ranges."""
+    if d.span is None or d.span.source.name == doc.source.name:
+        return d
+    uses = [s for s in (doc.module.statements if doc.module is not None else ()) if isinstance(s, S.Use)]
+    return replace(d, message=f"{d.where}: {d.message}", span=uses[0].span if uses else None)
 
 
 def _diagnostic(text_doc: TextDocument, d: Diagnostic) -> T.Diagnostic:
