@@ -123,3 +123,15 @@ def test_a_printed_function_binds_as_tightly_as_a_call(backend):
         tree = ast.parse(text, mode="eval").body
         assert isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Mult), f"{backend} {name}: {text}"
         assert isinstance(tree.right, ast.Constant) and tree.right.value == 2.0, f"{backend} {name}: {text}"
+
+
+def test_sqrt_of_a_positive_operand_is_positive_in_the_domain_analysis():
+    """sqrt is increasing: `x / sqrt(s + eps)` divides by something positive (no W701), while
+    `x / sqrt(s)` may still divide by 0."""
+    import lossdsl
+
+    head = "pred x: float[B, D]\nparam eps: float = 1e-12\n"
+    safe = lossdsl.check(head + "loss = sum(x, axis=D) / sqrt(sum(x^2, axis=D) + eps)\n")
+    unsafe = lossdsl.check(head + "loss = sum(x, axis=D) / sqrt(sum(x^2, axis=D)) + eps\n")
+    assert [w.code for w in safe.warnings] == []
+    assert [w.code for w in unsafe.warnings] == ["W701"]

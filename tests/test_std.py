@@ -1,6 +1,9 @@
-"""The standard library (lossdsl.std): each loss on every backend against the framework
-function it says it matches (torch.nn.functional in float64, Keras where it has one), with
-non-default params, ignored labels, zero targets and clamped variances among the inputs."""
+"""The standard library (lossdsl.std): each loss on every backend, value and gradient, against
+the library function it says it matches: torch.nn.functional in float64 where it has the loss,
+else the library's formula written out in PyTorch float64 (each cited where it is written), and
+the Keras, optax or SciPy function itself per sample where one is installed; with non-default
+params, ignored labels, zero targets, clamped variances and valid boxes among the inputs, under
+jax.jit and tf.function, and at real sizes for the sort-based losses."""
 
 from __future__ import annotations
 
