@@ -170,7 +170,9 @@ class Layout:
                             )
                         ]
                     )
-                out[n] = self.cast_field(next(d for d in self.fields if d.name == n), metadata[n])
+                decl = next(d for d in self.fields if d.name == n)
+                refuse_float_ids(decl, metadata[n])
+                out[n] = self.cast_field(decl, metadata[n])
         return out
 
     def from_dict(self, y_true: Mapping[str, Any]) -> dict[str, Any]:
@@ -322,6 +324,26 @@ class Layout:
                 self.path,
                 help="send it through the model's inputs (`lossdsl.keras.MetadataModel`) instead of packing it",
             )
+
+
+def refuse_float_ids(decl, value) -> None:
+    """Metadata from the model's inputs keeps its dtype: a float where an int is declared is
+    refused, as at a call (E803), never rounded (group 0.6 would become 1)."""
+    if decl.is_record or decl.leaves[0].type.dtype is not INT:
+        return
+    if "float" in str(getattr(value, "dtype", "")):
+        raise LossError(
+            [
+                Diagnostic(
+                    f"input `{decl.name}` is declared `{decl.leaves[0].type}` but the model's inputs hold "
+                    f"{value.dtype} values",
+                    decl.name_span,
+                    "E803",
+                    help=f"give `{decl.name}` as ints in the input dict (`ids.astype(int)` if they are whole "
+                    "numbers); a float id is never rounded",
+                )
+            ]
+        )
 
 
 def cast_to(dtype, value):

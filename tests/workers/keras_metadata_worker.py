@@ -114,6 +114,7 @@ def main() -> int:
     plain.compile(optimizer="adam", loss=loss)
     refused("E807", "MetadataModel", lambda: plain.fit(x, y, epochs=1, verbose=0))
     refused("E807", "no `group`", lambda: model.fit({"x": x, "grp": group}, y, epochs=1, verbose=0))
+    refused("E803", "never rounded", lambda: model.fit({"x": x, "group": group + 0.4}, y, epochs=1, verbose=0))
     # A refusal inside fit leaves the model as it was (the JAX trainer holds its weights apart).
     np.testing.assert_allclose(model.predict(inputs, verbose=0), logits, rtol=1e-6)
 
