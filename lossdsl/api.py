@@ -58,8 +58,9 @@ def compile(
     strategy of the replica context it is called in.
 
     `fused_backward=False` keeps PyTorch's own autograd where lossdsl would run a backward
-    derived from the spec (lossdsl/autodiff.py); that derived backward is once-differentiable,
-    so a loss whose gradient is differentiated again (a gradient penalty) needs False.
+    derived from the spec (lossdsl/autodiff.py). Where a gradient is itself differentiated (a
+    gradient penalty: `create_graph=True`), the derived backward differentiates the plain compute
+    with PyTorch's autograd, so higher derivatives need no option.
 
     `check_indices` (on by default) checks, at each eager call, that every int argument read as
     an index lies in its axis (E812): one small read from the device per such argument.
