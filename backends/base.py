@@ -522,6 +522,19 @@ class Backend:
     def weighted_mean(self, weighted: Any, w: Any) -> Any:
         return self.safe_divide(self.sum(weighted), self.sum(w))
 
+    def reduce_samples(self, weighted: Any, w: Any, reduction: str) -> Any:
+        """A per-sample loss (already weighted by `w`, if given) reduced on one replica as the API's
+        `reduction` says: "sum", "weighted_mean" (by the weights), else the mean. The mean of an
+        empty batch is 0, as when every label is ignored (docs/language.md §6)."""
+        if reduction == "sum":
+            return self.sum(weighted)
+        if reduction == "weighted_mean" and w is not None:
+            return self.weighted_mean(weighted, w)
+        n = self.shape(weighted)[0]
+        if n is None:  # unknown until run time (a TensorFlow graph)
+            return self.safe_divide(self.sum(weighted), self.count(weighted))
+        return self.mean(weighted) if n else self.sum(weighted)
+
     def constant(self, value: Any, kind: str, cdt: Any, like: Any) -> Any:
         """A value known before the call (context, param default) as a tensor of `kind`
         ("float": the compute dtype, "int", "bool") on `like`'s device, safe to cache."""

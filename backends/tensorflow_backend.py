@@ -583,7 +583,7 @@ class TensorflowBackend(Backend):
         tf = self.tf
         lo, hi = tf.reduce_min(x), tf.reduce_max(x)
         ok = tf.logical_or(tf.equal(tf.size(x), 0), tf.logical_and(lo >= 0, hi < size))
-        asserted = tf.debugging.Assert(ok, [f"E812: {message}; smallest", lo, "largest", hi], summarize=1)
+        asserted = tf.debugging.Assert(ok, [f"{message}; smallest", lo, "largest", hi], summarize=1)
         with tf.control_dependencies([asserted]):
             return tf.identity(x)
 

@@ -571,8 +571,11 @@ class TorchBackend(Backend):
         torch = self.torch
         if x.device.type == "cpu" or x.numel() == 0 or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return False
-        torch._assert_async(torch.all((x >= 0) & (x < size)), message)
+        self._assert_in_range(x, size, message)
         return True
+
+    def _assert_in_range(self, x: Any, size: int, message: str) -> None:
+        self.torch._assert_async(((x >= 0) & (x < size)).all(), message)
 
     def host_values(self, x: Any) -> Any:
         torch = self.torch
@@ -595,7 +598,7 @@ class TorchBackend(Backend):
         torch = self.torch
         if not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(x):
             return x  # torch.func.vmap/grad cannot batch an assertion
-        torch._assert_async(((x >= 0) & (x < size)).all(), f"E812: {message}")
+        self._assert_in_range(x, size, message)
         return x
 
     def asarray(self, x: Any) -> Any:

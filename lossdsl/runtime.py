@@ -172,17 +172,13 @@ class Runtime:
                 if span is not None:
                     self._cache[("range", k)] = span
         else:
-            message = f"lossdsl E812: {read.label} holds a value outside [0, {size}) ({self.checked.source.name})"
-            if self.backend.assert_indices_async(x, size, message):
+            if self.backend.assert_indices_async(x, size, self.device_message(k, size)):
                 return x  # checked on the device (a GPU), without a read back to the host
             span = self.backend.value_range(x)
         if span is None:
             if self.check_values:
                 return self.backend.traced_index_check(
-                    x,
-                    size,
-                    self.index_message(k, size, None, None),
-                    lambda lo, hi, v: self.check_span(k, v, size, (lo, hi)),
+                    x, size, self.device_message(k, size), lambda lo, hi, v: self.check_span(k, v, size, (lo, hi))
                 )
             return x
         self.check_span(k, x, size, span)
@@ -201,6 +197,10 @@ class Runtime:
         of = f"an axis of size {size}" if dim is None else f"{dim}, which is {size} {where}"
         holds = "a value" if bad is None else f"{bad} at {at}" if at is not None else str(bad)
         return f"{what} holds {holds}, outside [0, {size}): it indexes {of}".rstrip()
+
+    def device_message(self, k: int, size: int) -> str:
+        """The text of an index check that runs on the device (no value is read back to say which)."""
+        return f"E812: {self.index_message(k, size, None, None)} ({self.checked.source.name})"
 
     def _index_text(self, read) -> tuple[str, str | None, str]:
         leaf = self.leaves[read.leaf]
@@ -639,15 +639,7 @@ class CompiledLoss:
             return weighted
         if self._dist is not None and self._global_reduction:
             return self._global_reduce(loss, weighted, w, reduction)
-        if reduction == "sum":
-            return be.sum(weighted)
-        if reduction == "weighted_mean" and w is not None:
-            return be.weighted_mean(weighted, w)
-        # The mean of an empty batch is 0, as when every label is ignored (docs/language.md §6).
-        n = be.shape(weighted)[0]
-        if n is None:  # unknown until run time (a TensorFlow graph)
-            return be.safe_divide(be.sum(weighted), be.count(weighted))
-        return be.mean(weighted) if n else be.sum(weighted)
+        return be.reduce_samples(weighted, w, reduction)
 
     def _global_reduce(self, loss: Any, weighted: Any, w: Any, reduction: str) -> Any:
         """The reductions of §5 over the global batch: sums and counts all-reduced."""

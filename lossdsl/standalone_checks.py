@@ -355,15 +355,7 @@ def _reduce(loss, reduction, sample_weight):
         weighted = loss * w
     if reduction == "none":
         return weighted
-    if reduction == "sum":
-        return _be.sum(weighted)
-    if reduction == "weighted_mean" and w is not None:
-        return _be.weighted_mean(weighted, w)
-    # The mean of an empty batch is 0, as when every label is ignored.
-    n = _be.shape(weighted)[0]
-    if n is None:  # unknown until run time (a TensorFlow graph)
-        return _be.safe_divide(_be.sum(weighted), _be.count(weighted))
-    return _be.mean(weighted) if n else _be.sum(weighted)
+    return _be.reduce_samples(weighted, w, reduction)
 
 
 def _call(context, args, reduction, sample_weight, kwargs):
