@@ -13,8 +13,9 @@ from .diagnostics import LossError
 from .source import Source, is_path_like
 
 
-def load_source(spec: str | os.PathLike[str] | Source) -> Source:
-    """Read `spec` as a file if it names one, else take it as source text."""
+def load_source(spec: str | os.PathLike[str] | Source, name: str | None = None) -> Source:
+    """Read `spec` as a file if it names one, else take it as source text (called `name` in
+    diagnostics, "<string>" by default)."""
     if isinstance(spec, Source):
         return spec
     if is_path_like(spec):
@@ -31,5 +32,5 @@ def load_source(spec: str | os.PathLike[str] | Source) -> Source:
             raise LossError.plain(f"cannot read {path}: {e.strerror}", path=str(path), code="E001") from None
         return Source(text, str(path), path)
     if isinstance(spec, str):
-        return Source(spec, "<string>")
+        return Source(spec, name or "<string>")
     raise TypeError(f"expected a path or source text, got {type(spec).__name__}")

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..diagnostics import Diagnostic, LossError
 from ..loading import load_source
-from ..source import Source, is_path_like
+from ..source import Source
 from ..types import BOOL, INT, TensorType
 from .layout import Layout, error
 from .metadata import calling_model, refusing_cleanly
@@ -34,11 +34,7 @@ class Loss(keras.losses.Loss):
         dtype=None,
         check_values: bool = False,
     ):
-        source = (
-            load_source(spec)
-            if is_path_like(spec) or isinstance(spec, Source)
-            else Source(spec, spec_name or "<string>")
-        )
+        source = load_source(spec, spec_name)
         super().__init__(name=name or default_name(source), reduction=reduction, dtype=dtype)
         import lossdsl
 
@@ -167,12 +163,8 @@ class Loss(keras.losses.Loss):
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(
-            spec=self._source.text,
-            spec_name=self._source.name,
-            context={k: np.asarray(v).tolist() for k, v in self._context.items()},
+            self.layout.config(),  # the spec, its name, the context, where y_true and inputs travel
             params={k: np.asarray(v).tolist() for k, v in self.params.items()},
-            y_true=self.layout.order,
-            inputs=self.layout.inputs or None,
             check_values=self.check_values,
         )
         return config

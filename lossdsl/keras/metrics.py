@@ -13,7 +13,6 @@ import numpy as np
 
 from ..diagnostics import Diagnostic, LossError
 from ..loading import load_source
-from ..source import Source, is_path_like
 from .layout import Layout, error
 from .loss import Loss, default_name
 from .metadata import current_metadata, refusing_cleanly
@@ -43,11 +42,7 @@ class Metric(keras.metrics.Metric):
     ):
         import lossdsl
 
-        source = (
-            load_source(spec)
-            if is_path_like(spec) or isinstance(spec, Source)
-            else Source(spec, spec_name or "<string>")
-        )
+        source = load_source(spec, spec_name)
         super().__init__(name=name or default_name(source), dtype=dtype)
         context = {k: np.asarray(v) for k, v in (context or {}).items()}
         backend = keras.backend.backend()
@@ -62,12 +57,7 @@ class Metric(keras.metrics.Metric):
             if isinstance(like, Loss)
             else like or Layout(spec_checked, source.text, source.name, context, y_true, inputs)
         )
-        self.settings: dict[str, Any] = {
-            "spec": source.text,
-            "spec_name": source.name,
-            "context": context,
-            "params": params,
-        }
+        self.spec_params = dict(params or {})
         self.per_sample = spec_checked.per_sample
         self.by = by
         self.groups = groups
@@ -140,10 +130,8 @@ class Metric(keras.metrics.Metric):
         return {
             "name": self.name,
             "dtype": self.dtype,
-            "spec": self.settings["spec"],
-            "spec_name": self.settings["spec_name"],
-            "context": {k: np.asarray(v).tolist() for k, v in self.settings["context"].items()},
-            "params": {k: np.asarray(v).tolist() for k, v in (self.settings["params"] or {}).items()},
+            **self.own.config(),  # the spec, its name and context (and where fields travel: nowhere)
+            "params": {k: np.asarray(v).tolist() for k, v in self.spec_params.items()},
             "by": self.by,
             "groups": self.groups,
             "reads": self.source_layout.config(),
