@@ -99,8 +99,7 @@ class BracketNewlines(PostLex):
             yield Token("_NL", "\n", line=line, column=column, end_line=line, end_column=column + 1)
 
 
-@lru_cache(maxsize=1)
-def _lark() -> Lark:
+def _make_lark(**extra) -> Lark:
     from importlib import resources
 
     grammar = resources.files("lossdsl.grammars").joinpath("loss.lark").read_text(encoding="utf-8")
@@ -113,7 +112,13 @@ def _lark() -> Lark:
         maybe_placeholders=True,
         postlex=BracketNewlines(),
         cache=_cache_path(grammar),
+        **extra,
     )
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return _make_lark()
 
 
 class _Nothing:
@@ -134,20 +139,7 @@ class _BuildNothing:
 def _validator() -> Lark:
     """The same parser building no tree: whether tokens parse, at a third of the cost. Its options
     are `_lark()`'s (a transformer does not count), so both share one cache file."""
-    from importlib import resources
-
-    grammar = resources.files("lossdsl.grammars").joinpath("loss.lark").read_text(encoding="utf-8")
-    return Lark(
-        grammar,
-        parser="lalr",
-        lexer="basic",
-        start=["start", "quick"],
-        propagate_positions=True,
-        maybe_placeholders=True,
-        postlex=BracketNewlines(),
-        transformer=_BuildNothing(),
-        cache=_cache_path(grammar),
-    )
+    return _make_lark(transformer=_BuildNothing())
 
 
 def tokens_if_valid(text: str) -> list[Token] | None:

@@ -138,13 +138,23 @@ def reduction(out: str, *, arg_dtypes=NUMERIC) -> Rule:
     return rule
 
 
+def need_an_axis(ck: RuleContext, site: CallSite, t: TensorType, help: str | None = None) -> None:
+    if t.rank == 0:
+        ck.fail(f"`{site.fn.name}` needs a value with at least one axis, found a scalar", site.span, "E404", help=help)
+
+
+def one_axis(ck: RuleContext, site: CallSite) -> tuple[TensorType, int]:
+    """The first operand and the one axis the call names (`axis=`, by default the last)."""
+    t = site.t(0)
+    need_an_axis(ck, site, t)
+    (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
+    return t, axis
+
+
 def along_axis(out: str) -> Rule:
     def rule(ck: RuleContext, site: CallSite):
         dt = ck.need_dtype(site, 0, NUMERIC)
-        t = site.t(0)
-        if t.rank == 0:
-            ck.fail(f"`{site.fn.name}` needs a value with at least one axis, found a scalar", site.span, "E404")
-        (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
+        t, axis = one_axis(ck, site)
         return TensorType({"float": FLOAT, "index": INT}.get(out, dt), t.shape), {"axis": axis}
 
     return rule
@@ -155,10 +165,7 @@ def top(out: str) -> Rule:
 
     def rule(ck: RuleContext, site: CallSite):
         dt = ck.need_dtype(site, 0, NUMERIC)
-        t = site.t(0)
-        if t.rank == 0:
-            ck.fail(f"`{site.fn.name}` needs a value with at least one axis, found a scalar", site.span, "E404")
-        (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
+        t, axis = one_axis(ck, site)
         k_arg = site.static["k"]
         k: int = k_arg.value
         span = k_arg.span or site.span
@@ -199,11 +206,8 @@ def permute(ck: RuleContext, site: CallSite):
 
 def pad(ck: RuleContext, site: CallSite):
     """`pad(x, before, after, axis)`: zeros added along one axis, whose size grows by before + after."""
-    t = site.t(0)
     ck.need_dtype(site, 0, NUMERIC)
-    if t.rank == 0:
-        ck.fail("`pad` needs a value with at least one axis, found a scalar", site.span, "E404")
-    (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
+    t, axis = one_axis(ck, site)
     widths = []
     for name in ("before", "after"):
         n = site.static[name].value
@@ -321,10 +325,7 @@ def flatten(ck: RuleContext, site: CallSite):
 
 def unflatten(ck: RuleContext, site: CallSite):
     """`unflatten(x, [H, W], axis)`: one axis of size `H*W` split into `H` and `W`."""
-    t = site.t(0)
-    if t.rank == 0:
-        ck.fail("`unflatten` needs a value with at least one axis, found a scalar", site.span, "E404")
-    (axis,) = ck.axes(site, t, single=True) or (t.rank - 1,)
+    t, axis = one_axis(ck, site)
     sizes: tuple[Dim, ...] = site.static["sizes"].value
     whole = Dim.product(list(sizes))
     if whole != t.shape[axis]:
@@ -341,8 +342,7 @@ def unflatten(ck: RuleContext, site: CallSite):
 def pick(ck: RuleContext, site: CallSite):
     ck.need_dtype(site, 1, {INT}, "`pick` indices must be int")
     x, idx = site.t(0), site.t(1)
-    if x.rank == 0:
-        ck.fail("`pick` needs a value with at least one axis, found a scalar", site.span, "E404")
+    need_an_axis(ck, site, x)
     if idx.rank != x.rank - 1:
         ck.fail(
             f"`pick` indices must have the shape of `{site.arg_texts[0]}` less its last axis "
@@ -374,13 +374,7 @@ def eye(ck: RuleContext, site: CallSite):
 def diag(ck: RuleContext, site: CallSite):
     dt = ck.need_dtype(site, 0, NUMERIC)
     t = site.t(0)
-    if t.rank == 0:
-        ck.fail(
-            "`diag` needs a value with at least one axis, found a scalar",
-            site.span,
-            "E404",
-            help="`diag(v)` puts the last axis of `v` on the diagonal of a square matrix",
-        )
+    need_an_axis(ck, site, t, help="`diag(v)` puts the last axis of `v` on the diagonal of a square matrix")
     return TensorType(dt, t.shape + (t.shape[-1],)), {}
 
 
