@@ -63,6 +63,13 @@ KERNELS: dict[str, Kernel] = {
 }
 
 
+def is_elementwise(name: str) -> bool:
+    """Whether the kernel `name` is per element under reduction "none" (graph kernels, such as the
+    language-model head, are not)."""
+    kernel = KERNELS.get(name)
+    return kernel is not None and kernel.elementwise
+
+
 def hyper_nodes(node: Apply) -> tuple[Node, ...]:
     """The hyperparameter operands of a kernel node (literals or params), in `Kernel.hypers` order."""
     n = len(node.attr("hyper_params") or ())

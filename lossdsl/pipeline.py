@@ -34,7 +34,7 @@ from .codegen import Generated, generate
 from .diagnostics import Diagnostic, LossError
 from .frontend import check_parsed
 from .ir import Apply, Arg, Node, apply, topological
-from .kernels import KERNELS
+from .kernels import is_elementwise
 from .loading import load_source
 from .parser import ParseResult, parse_source
 from .passes import lower as lower_ir
@@ -191,10 +191,7 @@ def lower(
         return Lowered(root, None, made_global, mean_root)
     derivative = _derive_for_preds(root)
     if derivative is None:
-        reducing = {
-            k: {r for r in v if r != "none"} if k in KERNELS and KERNELS[k].elementwise else v
-            for k, v in kernels.items()
-        }
+        reducing = {k: {r for r in v if r != "none"} if is_elementwise(k) else v for k, v in kernels.items()}
         other = lower_ir(checked, kernels=reducing, sharded=sharded)
         alt = _derive_for_preds(other)
         if alt is not None:
