@@ -184,6 +184,44 @@ def _as(ctx, backend):
     return {k: convert(backend, v, "float64") for k, v in ctx.items()}
 
 
+MASKED_ROWS = spec("""
+    pred   z:    float[B, D]
+    target keep: bool[B, B]
+    loss = softplus(logsumexp(where(keep, z @ transpose(z), -inf), axis=1) + sum(z, axis=1))
+""")
+
+
+@needs("torch")
+@needs("jax")
+@needs("tensorflow")
+def test_a_row_masked_throughout_has_finite_second_derivatives_on_every_row(rng, threshold):
+    """An anchor without a positive: its logsumexp is -inf and softplus of it 0, with derivatives
+    of every order 0. The frameworks' own logsumexp gives NaN second derivatives there once
+    the upstream gradient depends on the input (here through `sum(z)`), on every row of z. Reference: torch on the kept entries of each row
+    alone, where no -inf appears."""
+    import torch
+
+    b = 5
+    z = rng.normal(size=(b, 3))
+    keep = rng.random((b, b)) < 0.6
+    keep[1] = False
+    keep[np.arange(b) != 1, 0] = True
+    v = {"z": rng.normal(size=z.shape)}
+
+    def reference(t):
+        s = t @ t.T
+        rows = [torch.nn.functional.softplus(torch.logsumexp(s[i][torch.as_tensor(keep[i])], 0) + t[i].sum())
+                for i in range(b) if keep[i].any()]
+        return torch.stack(rows).sum() / b
+
+    t = torch.tensor(z, requires_grad=True)
+    (g,) = torch.autograd.grad(reference(t), t, create_graph=True)
+    (expected,) = torch.autograd.grad((g * torch.as_tensor(v["z"])).sum(), t)
+    for backend in GRAD_BACKENDS:
+        got = _hvp(backend, compile_for(MASKED_ROWS, backend), {"z": z, "keep": keep}, ["z"], v)["z"]
+        assert_close(got, expected.numpy(), "float64", f"HVP of a masked logsumexp on {backend}")
+
+
 @needs("torch")
 def test_double_backward_works_at_every_size_on_torch(rng, threshold):
     f = lossdsl.compile(EXAMPLES / "weighted_mse.loss", backend="torch")

@@ -162,6 +162,54 @@ def safe_std(n: Apply) -> Node:
     return root_with_gradient_zero_at_zero(Apply(n.type, n.span, "var", n.args, n.attrs), n.type, n.span)
 
 
+def _masked_out(x: Node) -> bool:
+    """x is `where(c, a, -inf)` or `where(c, -inf, a)`: a row may be -inf throughout."""
+    return (
+        isinstance(x, Apply)
+        and x.fn == "where"
+        and any(isinstance(a, Const) and not isinstance(a.value, bool) and a.value == -INF for a in x.args[1:])
+    )
+
+
+def empty_safe_logsumexp(n: Apply) -> Node | None:
+    """`logsumexp` of a masked row (`where(c, x, -inf)`) is -inf, with derivatives of every
+    order 0, when the mask takes the whole row (an anchor without a positive): the frameworks'
+    own logsumexp gives NaN second derivatives there, on every row of a shared input. The max
+    is shifted by 0 where it is not finite and the log reads 1 where the sum is 0:
+    log(s + [s == 0]) + m + [s == 0] * -inf, s = sum(exp(x - m))."""
+    x = n.args[0]
+    if not _masked_out(x):
+        return None
+    span, axes, keep = n.span, n.attr("axis"), bool(n.attr("keepdims"))
+    kept = TensorType(FLOAT, tuple(ONE if k in axes else d for k, d in enumerate(x.type.shape)))
+    zero = Const(SCALAR, span, 0.0)
+    big = apply("max", (x,), kept, span, (("axis", axes), ("keepdims", True)))
+    shift = apply(
+        "stop_gradient",
+        (apply("where", (apply("isfinite", (big,), TensorType(BOOL, kept.shape), span), big, zero), kept, span),),
+        kept,
+        span,
+    )
+    total = apply(
+        "sum",
+        (apply("exp", (apply("sub", (x, shift), x.type, span),), x.type, span),),
+        n.type,
+        span,
+        (("axis", axes), ("keepdims", keep)),
+    )
+    if not keep:  # the shift without its kept axes (each of size 1)
+        shift = apply("sum", (shift,), n.type, span, (("axis", axes), ("keepdims", False)))
+    # Written without a `where` around the log (whose branches the where-guard pass would
+    # guard again): log(s + [s == 0]) + m + (0 or -inf).
+    some = apply("gt", (total, zero), TensorType(BOOL, n.type.shape), span)
+
+    def either(a: float, b: float) -> Node:
+        return apply("where", (some, Const(SCALAR, span, a), Const(SCALAR, span, b)), n.type, span)
+
+    log = apply("log", (apply("add", (total, either(0.0, 1.0)), n.type, span),), n.type, span)
+    return apply("add", (apply("add", (log, shift), n.type, span), either(0.0, -INF)), n.type, span)
+
+
 def _identity(a):
     return a
 
@@ -245,6 +293,7 @@ define(
     known_as=("reduce_logsumexp",),
     needs_elements=True,
     vjp=_logsumexp_vjp,
+    lower=empty_safe_logsumexp,
     value_range=iv.unbounded,
     fold=_identity,
     sharding=_over_sharded_axis(_global_logsumexp),
