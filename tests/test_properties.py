@@ -52,7 +52,9 @@ SPECIAL = {
           "pick({BC}, argmax({BC}, axis=C))", "pick({BC}, argmin({BC}, axis=C))",
           "(({C})[k] * {B})",
           "(({BC}) @ ({C}))",
-          "sum(topk({BC}, 2, axis=C), axis=-1)", "mean(concat([{BC}, {BC}], axis=C), axis=C)", "sum(pad({BC}, 1, 2, axis=C) * pad({BC}, 2, 1, axis=C), axis=C)", "sum(float(argtopk({BC}, 2, axis=C)), axis=-1) * {B}"],
+          "sum(topk({BC}, 2, axis=C), axis=-1)", "mean(concat([{BC}, {BC}], axis=C), axis=C)", "sum(pad({BC}, 1, 2, axis=C) * pad({BC}, 2, 1, axis=C), axis=C)", "sum(float(argtopk({BC}, 2, axis=C)), axis=-1) * {B}",
+          # one label per sample (a class other than the blank 0) read over two steps
+          "where(k > 0, ctc_loss(stack([{BC}, {BC}], axis=1), k[:, None], k * 0 + 2, k * 0 + 1), 0.0)"],
     "C": ["segment_sum({B}, k, C)", "segment_mean({B}, k, C)"],
     "S": ["(({C}) @ ({C}))"],
     "BC": ["one_hot(k, C) * ({BC})",
