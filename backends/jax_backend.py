@@ -121,6 +121,15 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         loss = optax.ctc_loss(log_probs, steps_pad, labels, labels_pad, blank_id=blank)
         return jnp.where(unfit, jnp.inf, loss)
 
+    def scan(step, init, xs, captured, axes, keep_all):
+        # jax.lax.scan over the scanned axis moved first (docs/language.md §3, `scan`)
+        def body(carry, slices):
+            new = step(carry, slices, captured)
+            return new, (new if keep_all else None)
+
+        last, carries = jax.lax.scan(body, init, tuple(jnp.moveaxis(x, k, 0) for x, k in zip(xs, axes)))
+        return carries if keep_all else last
+
     def weighted_mean_of(loss, w):
         return jnp.sum(w * loss) / jnp.sum(w)
 
@@ -152,6 +161,7 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         segment_mean=numpy_like_segment_mean(jnp, segment_sum),
         weighted_mean_of=weighted_mean_of,
         ctc_loss=ctc_loss,
+        scan=scan,
         smoothed_ce=smoothed_ce,
         lm_head=_lm_head_runtime(jax, jnp),  # the language-model head (lossdsl/lm_head.py)
     )

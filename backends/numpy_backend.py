@@ -253,6 +253,16 @@ def _runtime(np) -> types.SimpleNamespace:
         np.add.at(out, flat_ids[keep], flat_v[keep])
         return out
 
+    def scan(step, init, xs, captured, axes, keep_all):
+        # a loop over the scanned axis (docs/language.md §3, `scan`)
+        carry, carries = init, []
+        for t in range(xs[0].shape[axes[0]]):
+            carry = step(carry, tuple(np.take(x, t, axis=k) for x, k in zip(xs, axes)), captured)
+            carries.append(carry)
+        if keep_all:
+            return np.stack(carries) if carries else np.zeros((0,) + np.shape(init), np.asarray(init).dtype)
+        return carry
+
     return types.SimpleNamespace(
         sigmoid=sigmoid,
         log_sigmoid=log_sigmoid,
@@ -269,6 +279,7 @@ def _runtime(np) -> types.SimpleNamespace:
         segment_sum=segment_sum,
         segment_mean=numpy_like_segment_mean(np, segment_sum),
         ctc_loss=numpy_ctc_loss,
+        scan=scan,
         lm_head=numpy_lm_head,
     )
 

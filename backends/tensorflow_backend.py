@@ -190,6 +190,23 @@ def _non_negative(index) -> bool:
 
 
 def _runtime(tf) -> types.SimpleNamespace:
+    def scan(step, init, xs, captured, axes, keep_all):
+        # tf.foldl (the last carry) or tf.scan (every carry) over the scanned axis moved first,
+        # graph loops that trace under tf.function (docs/language.md §3, `scan`)
+        def first(x, k):
+            rank = x.shape.rank
+            return tf.transpose(x, [k] + [i for i in range(rank) if i != k])
+
+        elems = tuple(first(tf.convert_to_tensor(x), k) for x, k in zip(xs, axes))
+        init = tf.convert_to_tensor(init)
+
+        def body(carry, slices):
+            return tf.convert_to_tensor(step(carry, slices, captured), dtype=init.dtype)
+
+        if keep_all:
+            return tf.scan(body, elems, initializer=init)
+        return tf.foldl(body, elems, initializer=init)
+
     def ctc_alpha(log_probs, labels, input_lengths, label_lengths, blank):
         # The CTC forward recursion over the extended labels `blank l1 blank ... lL blank`, in the
         # scores' dtype (tf.nn.ctc_loss computes in float32 whatever it is given). A large finite
@@ -246,9 +263,14 @@ def _runtime(tf) -> types.SimpleNamespace:
 
     def maximum(a, b):
         # Value of tf.maximum; at a tie each side gets half the gradient (docs/language.md §4).
+        # Ints have no gradient (and no half).
+        if not tf.as_dtype(getattr(a, "dtype", tf.float32)).is_floating:
+            return tf.maximum(a, b)
         return tf.where(tf.equal(a, b), a * 0.5 + b * 0.5, tf.maximum(a, b))
 
     def minimum(a, b):
+        if not tf.as_dtype(getattr(a, "dtype", tf.float32)).is_floating:
+            return tf.minimum(a, b)
         return tf.where(tf.equal(a, b), a * 0.5 + b * 0.5, tf.minimum(a, b))
 
     def logaddexp(a, b):
@@ -395,6 +417,7 @@ def _runtime(tf) -> types.SimpleNamespace:
         logaddexp=logaddexp,
         atan2=atan2,
         ctc_loss=ctc_loss,
+        scan=scan,
         sort=sort,
         argtopk=argtopk,
         topk=topk,

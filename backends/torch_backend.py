@@ -299,6 +299,16 @@ def _runtime(torch) -> types.SimpleNamespace:
         loss = torch.nn.functional.ctc_loss(lp, labels, input_lengths, fitted, blank=blank, reduction="none")
         return torch.where(unfit, float("inf"), loss)
 
+    def scan(step, init, xs, captured, axes, keep_all):
+        # a loop over the scanned axis, differentiated by autograd (docs/language.md §3, `scan`)
+        carry, carries = init, []
+        for t in range(xs[0].shape[axes[0]]):
+            carry = step(carry, tuple(x.select(k, t) for x, k in zip(xs, axes)), captured)
+            carries.append(carry)
+        if keep_all:
+            return torch.stack(carries) if carries else init.new_zeros((0,) + tuple(init.shape))
+        return carry
+
     def segment_mean(v, ids, groups):
         total = segment_sum(v, ids, groups)
         count = segment_sum(torch.ones(ids.shape, dtype=v.dtype, device=v.device), ids, groups)
@@ -359,6 +369,7 @@ def _runtime(torch) -> types.SimpleNamespace:
         segment_sum=segment_sum,
         segment_mean=segment_mean,
         ctc_loss=ctc_loss,
+        scan=scan,
         unreduce=unreduce,
         argtopk=argtopk,
         topk=topk,

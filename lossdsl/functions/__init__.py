@@ -22,6 +22,7 @@ from . import (  # noqa: F401  (they define)
     operators,
     order,
     picking,
+    recurrence,
     reductions,
     sequence,
 )
