@@ -70,6 +70,15 @@ CASES = {
         lambda g: {"x": g.normal(size=(B, T)), "w": g.normal(size=(T, B))},
         lambda a: np.sum(_all_carries(a) * a["w"]),
     ),
+    # a `where` in the step is guarded as anywhere: the log's untaken lanes give no NaN gradient
+    "guarded-where": (
+        "pred x: float[B, T]\n"
+        "def step(c, xt) = c * 0.9 + where(xt > 0.0, log(xt), 0.0)\n"
+        "loss = sum(scan(step, x[:, 0] * 0.0, [x], axis=T))\n",
+        lambda g: {"x": g.normal(size=(B, T))},
+        lambda a: np.sum(sum(np.where(a["x"][:, t] > 0, np.log(np.where(a["x"][:, t] > 0, a["x"][:, t], 1.0)), 0.0)
+                             * 0.9 ** (T - 1 - t) for t in range(T))),
+    ),
 }
 
 RUNS = [
@@ -199,3 +208,35 @@ def test_ctc_written_with_scan_agrees_with_the_built_in(backend, mode, rng, monk
     assert_close(ours, theirs, "float64", f"ctc with scan on {backend}/{mode}")
     for p in preds:
         assert_close(our_grads[p], their_grads[p], "float64", f"ctc with scan d/dz on {backend}/{mode}")
+
+
+def soft_dtw(x, y, gamma=0.1):
+    """The recursion of Cuturi and Blondel (2017), one sample at a time, with infinite borders."""
+    out = []
+    for xb, yb in zip(x, y):
+        cost = ((xb[:, None, :] - yb[None, :, :]) ** 2).sum(-1)
+        r = np.full((cost.shape[0] + 1, cost.shape[1] + 1), np.inf)
+        r[0, 0] = 0.0
+        for i in range(1, r.shape[0]):
+            for j in range(1, r.shape[1]):
+                z = -np.array([r[i - 1, j - 1], r[i - 1, j], r[i, j - 1]]) / gamma
+                top = z.max()
+                r[i, j] = cost[i - 1, j - 1] - gamma * (np.log(np.exp(z - top).sum()) + top)
+        out.append(r[-1, -1])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("backend,mode", _RUN_PARAMS, ids=[f"{b}-{m}" for b, m in RUNS])
+def test_soft_dtw_written_with_two_scans_matches_the_recursion(backend, mode, rng, monkeypatch):
+    spec = _cookbook_spec("Soft-DTW, two `scan`s")
+    args = {"x": rng.normal(size=(2, 4, 3)), "y": rng.normal(size=(2, 5, 3))}
+
+    def reference(a):
+        return float(np.sum(soft_dtw(a["x"], a["y"])))
+
+    f = _compiled(backend, mode, spec, monkeypatch)
+    preds = ["x"] if backend != "numpy" else []
+    value, grads = value_and_grads(f, backend, args, preds, call_kwargs={"reduction": "sum"})
+    assert_close(value, reference(args), "float64", f"soft-DTW on {backend}/{mode}")
+    for p in preds:
+        assert_close(grads[p], _numeric_grad(reference, args, p), "float32", f"soft-DTW d/dx on {backend}/{mode}")
