@@ -271,6 +271,29 @@ class Printer:
 
     # Collectives over the replicas of a sharded dimension (lossdsl/sharding.py); `_dist` is the
     # backend's collectives object, bound to the process group / axis name / strategy.
+    def _fn_scan(self, node: Apply) -> str:
+        """`rt.scan(step, init, sequences, captured, axes, all)`: the step a lambda over the carry,
+        a tuple of slices and a tuple of the values it reads from outside (lossdsl/functions/recurrence.py)."""
+        step = node.attr("step")
+        depth = sum(1 for v in self.names.values() if v.startswith("_c"))
+        c, x, k = f"_c{depth}", f"_x{depth}", f"_k{depth}"
+        inner = {id(step.carry): c}
+        inner.update({id(p): f"{x}[{i}]" for i, p in enumerate(step.slices)})
+        inner.update({id(p): f"{k}[{i}]" for i, p in enumerate(step.captured)})
+        saved = self.names
+        self.names = {**saved, **inner}
+        try:
+            body = self.expr(step.body)
+        finally:
+            self.names = saved
+        n = len(step.slices)
+        xs = "".join(self.expr(a) + ", " for a in node.args[1 : 1 + n])
+        ks = "".join(self.expr(a) + ", " for a in node.args[1 + n :])
+        return (
+            f"rt.scan(lambda {c}, {x}, {k}: {body}, {self.expr(node.args[0])}, ({xs}), ({ks}), "
+            f"{node.attr('axes')}, {node.attr('all')})"
+        )
+
     def _fn_all_sum(self, node: Apply) -> str:
         return f"_dist.sum({self.expr(node.args[0])}, _dev)"
 

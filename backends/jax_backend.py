@@ -22,6 +22,7 @@ from .numpy_backend import (
     NumpyBackend,
     NumpyPrinter,
     numpy_like_argtopk,
+    numpy_like_ctc_unfit,
     numpy_like_diag,
     numpy_like_segment_mean,
     numpy_like_table,
@@ -108,6 +109,27 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         flat_v = v.reshape((-1,) + v.shape[ids.ndim :])
         return jax.ops.segment_sum(flat_v, flat_ids, num_segments=groups)  # out-of-range ids dropped
 
+    def ctc_loss(log_probs, labels, input_lengths, label_lengths, blank):
+        # optax normalises the scores itself and marks padding with 1s. A sample no alignment fits
+        # is run with no labels (always fits) and gets inf: its gradient is 0 (docs/language.md §3).
+        import optax
+
+        unfit = numpy_like_ctc_unfit(jnp, labels, input_lengths, label_lengths, blank)
+        fitted = jnp.where(unfit, 0, label_lengths)
+        steps_pad = (jnp.arange(log_probs.shape[1])[None, :] >= input_lengths[:, None]).astype(log_probs.dtype)
+        labels_pad = (jnp.arange(labels.shape[1])[None, :] >= fitted[:, None]).astype(log_probs.dtype)
+        loss = optax.ctc_loss(log_probs, steps_pad, labels, labels_pad, blank_id=blank)
+        return jnp.where(unfit, jnp.inf, loss)
+
+    def scan(step, init, xs, captured, axes, keep_all):
+        # jax.lax.scan over the scanned axis moved first (docs/language.md §3, `scan`)
+        def body(carry, slices):
+            new = step(carry, slices, captured)
+            return new, (new if keep_all else None)
+
+        last, carries = jax.lax.scan(body, init, tuple(jnp.moveaxis(x, k, 0) for x, k in zip(xs, axes)))
+        return carries if keep_all else last
+
     def weighted_mean_of(loss, w):
         return jnp.sum(w * loss) / jnp.sum(w)
 
@@ -138,6 +160,8 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         segment_sum=segment_sum,
         segment_mean=numpy_like_segment_mean(jnp, segment_sum),
         weighted_mean_of=weighted_mean_of,
+        ctc_loss=ctc_loss,
+        scan=scan,
         smoothed_ce=smoothed_ce,
         lm_head=_lm_head_runtime(jax, jnp),  # the language-model head (lossdsl/lm_head.py)
     )

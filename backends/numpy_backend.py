@@ -78,6 +78,7 @@ def numpy_like_table(xp: str) -> dict[str, str]:
         "flatten": "rt.flatten({x}, {start}, {end})",
         "unflatten": "rt.unflatten({x}, {axis}, {sizes})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
+        "ctc_loss": "rt.ctc_loss({log_probs}, {labels}, {input_lengths}, {label_lengths}, {blank})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups}, _cdt)",
         "ones_like": f"{xp}.ones({xp}.shape({{x}}), dtype={{dtype}})",
         "stop_gradient": "{x}",
@@ -112,6 +113,44 @@ def numpy_like_argtopk(xp, x, k, axis):
 def numpy_like_diag(xp, x):
     """[..., N, N] with x's last axis on the diagonal (NumPy's `diag` takes no batch axes)."""
     return x[..., None] * xp.eye(x.shape[-1], dtype=x.dtype)
+
+
+def numpy_like_ctc_unfit(xp, labels, input_lengths, label_lengths, blank):
+    """[B] bool: the samples no CTC alignment fits (docs/language.md §3), whose loss is `inf`:
+    fewer steps than labels plus repeated neighbours (each needs a blank between), or a label
+    that is the blank."""
+    within = xp.arange(labels.shape[1])[None, :] < label_lengths[:, None]
+    repeats = xp.sum((labels[:, 1:] == labels[:, :-1]) & within[:, 1:], axis=1)
+    blank_label = xp.any((labels == blank) & within, axis=1)
+    return (input_lengths < label_lengths + repeats) | blank_label
+
+
+def numpy_ctc_loss(log_probs, labels, input_lengths, label_lengths, blank):
+    """The reference: the CTC forward (alpha) recursion in log space over the extended labels
+    `blank l1 blank l2 ... blank`, one sample at a time."""
+    z = log_probs - np.max(log_probs, axis=-1, keepdims=True)
+    lp = z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+    out = np.empty(lp.shape[0], dtype=lp.dtype)
+    unfit = numpy_like_ctc_unfit(np, labels, input_lengths, label_lengths, blank)
+    for b in range(lp.shape[0]):
+        steps, ext = int(input_lengths[b]), np.full(2 * int(label_lengths[b]) + 1, blank)
+        ext[1::2] = labels[b, : int(label_lengths[b])]
+        if unfit[b] or steps == 0:
+            out[b] = np.inf if unfit[b] or len(ext) > 1 else 0.0
+            continue
+        # a path may skip a blank between two different labels
+        skip = np.zeros(len(ext), dtype=bool)
+        skip[2:] = (ext[2:] != blank) & (ext[2:] != ext[:-2])
+        alpha = np.full(len(ext), -np.inf, dtype=lp.dtype)
+        alpha[:2] = lp[b, 0, ext[:2]]
+        for t in range(1, steps):
+            prev = alpha
+            alpha = prev.copy()
+            alpha[1:] = np.logaddexp(alpha[1:], prev[:-1])
+            alpha[2:] = np.where(skip[2:], np.logaddexp(alpha[2:], prev[:-2]), alpha[2:])
+            alpha = alpha + lp[b, t, ext]
+        out[b] = -np.logaddexp.reduce(alpha[-2:])
+    return out
 
 
 # ---- the language-model head (lossdsl/lm_head.py) ----------------------------------------------
@@ -214,6 +253,16 @@ def _runtime(np) -> types.SimpleNamespace:
         np.add.at(out, flat_ids[keep], flat_v[keep])
         return out
 
+    def scan(step, init, xs, captured, axes, keep_all):
+        # a loop over the scanned axis (docs/language.md §3, `scan`)
+        carry, carries = init, []
+        for t in range(xs[0].shape[axes[0]]):
+            carry = step(carry, tuple(np.take(x, t, axis=k) for x, k in zip(xs, axes)), captured)
+            carries.append(carry)
+        if keep_all:
+            return np.stack(carries) if carries else np.zeros((0,) + np.shape(init), np.asarray(init).dtype)
+        return carry
+
     return types.SimpleNamespace(
         sigmoid=sigmoid,
         log_sigmoid=log_sigmoid,
@@ -229,6 +278,8 @@ def _runtime(np) -> types.SimpleNamespace:
         diag=diag,
         segment_sum=segment_sum,
         segment_mean=numpy_like_segment_mean(np, segment_sum),
+        ctc_loss=numpy_ctc_loss,
+        scan=scan,
         lm_head=numpy_lm_head,
     )
 

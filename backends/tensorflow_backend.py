@@ -93,6 +93,7 @@ class TensorflowPrinter(Printer):
         "flatten": "rt.flatten({x}, {start}, {end})",
         "unflatten": "rt.unflatten({x}, {axis}, {sizes})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
+        "ctc_loss": "rt.ctc_loss({log_probs}, {labels}, {input_lengths}, {label_lengths}, {blank})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
         "ones_like": "tf.ones_like({x}, dtype={dtype})",
         "stop_gradient": "tf.stop_gradient({x})",
@@ -189,11 +190,87 @@ def _non_negative(index) -> bool:
 
 
 def _runtime(tf) -> types.SimpleNamespace:
+    def scan(step, init, xs, captured, axes, keep_all):
+        # tf.foldl (the last carry) or tf.scan (every carry) over the scanned axis moved first,
+        # graph loops that trace under tf.function (docs/language.md §3, `scan`)
+        def first(x, k):
+            rank = x.shape.rank
+            return tf.transpose(x, [k] + [i for i in range(rank) if i != k])
+
+        elems = tuple(first(tf.convert_to_tensor(x), k) for x, k in zip(xs, axes))
+        init = tf.convert_to_tensor(init)
+
+        def body(carry, slices):
+            return tf.convert_to_tensor(step(carry, slices, captured), dtype=init.dtype)
+
+        if keep_all:
+            return tf.scan(body, elems, initializer=init)
+        return tf.foldl(body, elems, initializer=init)
+
+    def ctc_alpha(log_probs, labels, input_lengths, label_lengths, blank):
+        # The CTC forward recursion over the extended labels `blank l1 blank ... lL blank`, in the
+        # scores' dtype (tf.nn.ctc_loss computes in float32 whatever it is given). A large finite
+        # log 0 keeps the gradient of unreachable states 0 rather than NaN.
+        dtype, zero = log_probs.dtype, tf.constant(-1e30, log_probs.dtype)
+        lp = tf.nn.log_softmax(log_probs, axis=-1)
+        blanks = tf.fill(tf.shape(labels), tf.cast(blank, labels.dtype))
+        ext = tf.concat([tf.reshape(tf.stack([blanks, labels], axis=2), [tf.shape(labels)[0], -1]), blanks[:, :1]], 1)
+        states = tf.shape(ext)[1]
+        lp_ext = tf.transpose(tf.gather(lp, ext, axis=2, batch_dims=1), [1, 0, 2])  # [T, B, S]
+        earlier = tf.concat([ext[:, :2], ext[:, :-2]], axis=1)
+        skip = tf.logical_and(tf.not_equal(ext, blanks[:, :1]), tf.not_equal(ext, earlier))
+
+        def shifted(a, k):
+            return tf.concat([tf.fill([tf.shape(a)[0], k], zero), a[:, :-k]], axis=1)
+
+        def step(alpha, elems):
+            t, lp_t = elems
+            stay_or_next = logaddexp(alpha, shifted(alpha, 1))
+            moved = tf.where(skip, logaddexp(stay_or_next, shifted(alpha, 2)), stay_or_next) + lp_t
+            return tf.where((t < input_lengths)[:, None], moved, alpha)
+
+        start = tf.where(tf.range(states)[None, :] < 2, lp_ext[0], zero)
+        steps = tf.range(1, tf.shape(lp_ext)[0], dtype=input_lengths.dtype)
+        alpha = tf.foldl(step, (steps, lp_ext[1:]), initializer=start)
+        last = tf.cast(2 * label_lengths, tf.int32)
+        end = tf.gather(alpha, last[:, None], batch_dims=1)[:, 0]
+        before = tf.where(last > 0, tf.gather(alpha, tf.maximum(last - 1, 0)[:, None], batch_dims=1)[:, 0], zero)
+        return tf.where(input_lengths > 0, -logaddexp(end, before), tf.zeros([], dtype))  # no steps, no labels: p = 1
+
+    def ctc_loss(log_probs, labels, input_lengths, label_lengths, blank):
+        # A sample no alignment fits is run with no labels (always fits) and gets inf, with
+        # gradient 0 (docs/language.md §3). tf.nn.ctc_loss (batch-first here, normalising the
+        # scores itself) computes in float32: float64 scores take the same recursion in float64.
+        within = tf.range(tf.shape(labels, out_type=labels.dtype)[1])[None, :] < label_lengths[:, None]
+        repeats = tf.reduce_sum(
+            tf.cast(tf.logical_and(tf.equal(labels[:, 1:], labels[:, :-1]), within[:, 1:]), label_lengths.dtype), axis=1
+        )
+        blank_label = tf.reduce_any(tf.logical_and(tf.equal(labels, tf.cast(blank, labels.dtype)), within), axis=1)
+        unfit = tf.logical_or(input_lengths < label_lengths + repeats, blank_label)
+        fitted = tf.where(unfit, tf.zeros_like(label_lengths), label_lengths)
+        if log_probs.dtype == tf.float64:
+            loss = ctc_alpha(log_probs, labels, input_lengths, fitted, blank)
+        else:
+            loss = tf.nn.ctc_loss(
+                labels=tf.cast(labels, tf.int32),
+                logits=log_probs,
+                label_length=tf.cast(fitted, tf.int32),
+                logit_length=tf.cast(input_lengths, tf.int32),
+                logits_time_major=False,
+                blank_index=blank,
+            )
+        return tf.where(unfit, tf.constant(float("inf"), log_probs.dtype), loss)
+
     def maximum(a, b):
         # Value of tf.maximum; at a tie each side gets half the gradient (docs/language.md §4).
+        # Ints have no gradient (and no half).
+        if not tf.as_dtype(getattr(a, "dtype", tf.float32)).is_floating:
+            return tf.maximum(a, b)
         return tf.where(tf.equal(a, b), a * 0.5 + b * 0.5, tf.maximum(a, b))
 
     def minimum(a, b):
+        if not tf.as_dtype(getattr(a, "dtype", tf.float32)).is_floating:
+            return tf.minimum(a, b)
         return tf.where(tf.equal(a, b), a * 0.5 + b * 0.5, tf.minimum(a, b))
 
     def logaddexp(a, b):
@@ -339,6 +416,8 @@ def _runtime(tf) -> types.SimpleNamespace:
         minimum=minimum,
         logaddexp=logaddexp,
         atan2=atan2,
+        ctc_loss=ctc_loss,
+        scan=scan,
         sort=sort,
         argtopk=argtopk,
         topk=topk,

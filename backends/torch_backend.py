@@ -88,6 +88,7 @@ class TorchPrinter(Printer):
         "flatten": "torch.flatten({x}, {start}, {end})",
         "unflatten": "torch.unflatten({x}, {axis}, {sizes})",
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
+        "ctc_loss": "rt.ctc_loss({log_probs}, {labels}, {input_lengths}, {label_lengths}, {blank})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
         "ones_like": "torch.ones_like({x}, dtype={dtype})",
         "stop_gradient": "{x_p}.detach()",
@@ -286,6 +287,28 @@ def _runtime(torch) -> types.SimpleNamespace:
         kept = torch.where(keep.reshape((-1,) + (1,) * len(tail)), flat_v, torch.zeros_like(flat_v))
         return flat_v.new_zeros((groups,) + tail).index_add(0, safe_ids, kept)
 
+    def ctc_loss(log_probs, labels, input_lengths, label_lengths, blank):
+        # F.ctc_loss is time-first and takes the scores as they are: normalise them as TF and optax
+        # do (its gradient assumes log-probabilities). A sample no alignment fits is run with no
+        # labels (always fits) and gets inf, with gradient 0 (docs/language.md §3).
+        within = torch.arange(labels.shape[1], device=labels.device)[None, :] < label_lengths[:, None]
+        repeats = ((labels[:, 1:] == labels[:, :-1]) & within[:, 1:]).sum(dim=1)
+        unfit = (input_lengths < label_lengths + repeats) | ((labels == blank) & within).any(dim=1)
+        fitted = torch.where(unfit, torch.zeros_like(label_lengths), label_lengths)
+        lp = torch.log_softmax(log_probs, dim=-1).transpose(0, 1)
+        loss = torch.nn.functional.ctc_loss(lp, labels, input_lengths, fitted, blank=blank, reduction="none")
+        return torch.where(unfit, float("inf"), loss)
+
+    def scan(step, init, xs, captured, axes, keep_all):
+        # a loop over the scanned axis, differentiated by autograd (docs/language.md §3, `scan`)
+        carry, carries = init, []
+        for t in range(xs[0].shape[axes[0]]):
+            carry = step(carry, tuple(x.select(k, t) for x, k in zip(xs, axes)), captured)
+            carries.append(carry)
+        if keep_all:
+            return torch.stack(carries) if carries else init.new_zeros((0,) + tuple(init.shape))
+        return carry
+
     def segment_mean(v, ids, groups):
         total = segment_sum(v, ids, groups)
         count = segment_sum(torch.ones(ids.shape, dtype=v.dtype, device=v.device), ids, groups)
@@ -345,6 +368,8 @@ def _runtime(torch) -> types.SimpleNamespace:
         prod=prod,
         segment_sum=segment_sum,
         segment_mean=segment_mean,
+        ctc_loss=ctc_loss,
+        scan=scan,
         unreduce=unreduce,
         argtopk=argtopk,
         topk=topk,

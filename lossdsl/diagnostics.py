@@ -60,6 +60,7 @@ CODES: dict[str, str] = {
     "E408": "boolean mask used as an index",
     "E409": "int-tensor index mixed with slices",
     "E410": "inner dimensions of `@` differ",
+    "E411": "a `scan` step that does not keep the carry's type",
     "E501": "wrong number of arguments",
     "E502": "unknown keyword argument",
     "E503": "argument given twice",

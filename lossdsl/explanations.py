@@ -421,6 +421,15 @@ _ALL = [
         "`transpose(b)` swaps the last two axes.",
     ),
     _e(
+        "E411",
+        "The step of a `scan` gives a value of another dtype or shape than the carry it was given; "
+        "its result becomes the next carry, so it must keep the carry's type.",
+        "pred x: float[B, T]\ndef step(a, xt) = sum(a + xt)\nloss = mean(scan(step, x[:, 0], [x], axis=T))\n",
+        "pred x: float[B, T]\ndef step(a, xt) = a + xt\nloss = mean(scan(step, x[:, 0], [x], axis=T))\n",
+        "Make the step give a value of the carry's shape (the caret marks the step's body); to keep "
+        "a summary, carry it in another axis and reduce after the `scan`.",
+    ),
+    _e(
         "E501",
         "A call with the wrong number of arguments; the missing ones are named.",
         _YHAT_Y + "loss = mean(clip(yhat - y, 0.0))\n",

@@ -258,6 +258,8 @@ def insert_casts(root: Node) -> Node:
         f = FUNCTIONS[n.fn]
         if f.cast == "convert":
             return _cast(n.args[0], n.type.dtype)
+        if f.cast == "keep":
+            return n
         if f.cast == "compare":
             dts = [a.type.dtype for a in n.args]
             target = FLOAT if FLOAT in dts else dts[0]
@@ -310,6 +312,26 @@ def share_common(root: Node) -> Node:
     return rewrite_bottom_up(root, merge)
 
 
+def _lower_held(body: Node) -> Node:
+    body = lower_inner(body)
+    for p in (lowering_rules, share_common, guard_wheres, fold_constants, insert_casts, share_common):
+        body = p(body)
+    return guard_wheres(body, domains=False, data=True)
+
+
+def lower_inner(root: Node) -> Node:
+    """Each call that holds IR of its own (a `scan`'s step) with that IR lowered as the loss is."""
+
+    def fix(n: Node) -> Node:
+        if isinstance(n, Apply):
+            inner = FUNCTIONS[n.fn].inner
+            if inner is not None:
+                return inner(n, _lower_held)
+        return n
+
+    return rewrite_bottom_up(root, fix)
+
+
 def lower(
     checked: CheckedModule,
     *,
@@ -320,7 +342,7 @@ def lower(
     """The IR a backend prints; `kernels` are the fused losses that backend has (see kernels.py);
     `sharded` names a dimension split across replicas (see sharding.py), and the reductions made
     global are appended to `made_global`."""
-    root = checked.loss
+    root = lower_inner(checked.loss)
     for p in (lowering_rules, share_common, guard_wheres, fold_constants, insert_casts, share_common):
         root = p(root)
     if sharded:

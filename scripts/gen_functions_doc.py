@@ -22,6 +22,7 @@ GROUPS = {
     "picking": "Picking",
     "linalg": "Linear algebra",
     "group": "Groups",
+    "sequence": "Sequences",
     "conversion": "Conversion",
     "gradient": "Gradient",
 }

@@ -23,7 +23,7 @@ from conftest import EXAMPLES, available
 from harness import GRAD_BACKENDS, assert_close, value_and_grads
 
 HEAD = ("pred a: float[B, C]\npred b: float[B, C]\ntarget t: float[B, C]\ninput u: float[B]\n"
-        "input v: float[C]\ninput k: int[B]\n")
+        "input v: float[C]\ninput k: int[B]\ndef step(c, x) = tanh(c * 0.5 + x) * u\n")
 LEAVES = {"BC": ["a", "b", "t", "a", "b"], "B": ["u"], "C": ["v"], "S": ["0.5", "2.0", "-1.5", "3"]}
 UNARY = ["abs({})", "square({})", "tanh({})", "sigmoid({})", "relu({})", "softplus({})", "sin({})", "cos({})",
          "log_sigmoid({})", "log(square({}) + 1.0)", "sqrt(abs({}) + 0.5)", "exp(tanh({}))", "log1p(abs({}))",
@@ -52,7 +52,10 @@ SPECIAL = {
           "pick({BC}, argmax({BC}, axis=C))", "pick({BC}, argmin({BC}, axis=C))",
           "(({C})[k] * {B})",
           "(({BC}) @ ({C}))",
-          "sum(topk({BC}, 2, axis=C), axis=-1)", "mean(concat([{BC}, {BC}], axis=C), axis=C)", "sum(pad({BC}, 1, 2, axis=C) * pad({BC}, 2, 1, axis=C), axis=C)", "sum(float(argtopk({BC}, 2, axis=C)), axis=-1) * {B}"],
+          "sum(topk({BC}, 2, axis=C), axis=-1)", "mean(concat([{BC}, {BC}], axis=C), axis=C)", "sum(pad({BC}, 1, 2, axis=C) * pad({BC}, 2, 1, axis=C), axis=C)", "sum(float(argtopk({BC}, 2, axis=C)), axis=-1) * {B}",
+          # one label per sample (a class other than the blank 0) read over two steps
+          "where(k > 0, ctc_loss(stack([{BC}, {BC}], axis=1), k[:, None], k * 0 + 2, k * 0 + 1), 0.0)",
+          "scan(step, {B}, [{BC}], axis=C)"],
     "C": ["segment_sum({B}, k, C)", "segment_mean({B}, k, C)"],
     "S": ["(({C}) @ ({C}))"],
     "BC": ["one_hot(k, C) * ({BC})",

@@ -104,6 +104,14 @@ def prepare(name, args, ctx, rng):
         args["z"] = 2 * args["z"]  # a support of a few classes
     if name == "poisson_nll":
         args["y"] = rng.poisson(2.0, args["y"].shape).astype(np.float64)
+    if name == "ctc":  # 8 steps, labels (not the blank 0) padded to 3, lengths shorter than both, repeats
+        b, c = args["log_probs"].shape[0], args["log_probs"].shape[2]
+        args["log_probs"] = rng.normal(size=(b, 8, c))
+        args["labels"] = rng.integers(1, c, (b, 3))
+        args["labels"][0, :2] = args["labels"][0, 2]  # three repeated labels: 5 steps at least
+        args["label_lengths"] = rng.integers(1, 4, b)
+        args["label_lengths"][0] = 3
+        args["input_lengths"] = rng.integers(7, 9, b)
     return args, ctx
 
 
@@ -260,6 +268,9 @@ def reference(name, a, ctx, prm):
         return torch.stack([lovasz_hinge_flat(x, y) for x, y in zip(a["logits"], a["y"])]).mean()
     if name == "lovasz_softmax":  # lovasz_losses.lovasz_softmax(classes="present", per_image=True)
         return torch.stack([lovasz_softmax_flat(F.softmax(x, 1), y) for x, y in zip(a["logits"], a["y"])]).mean()
+    if name == "ctc":
+        lp = F.log_softmax(a["log_probs"], 2).transpose(0, 1)
+        return F.ctc_loss(lp, a["labels"], a["input_lengths"], a["label_lengths"], reduction="mean")
     if name == "circle":  # keras.losses.circle, written out
         z, gamma, margin = a["z"], prm["gamma"], prm["margin"]
         d = torch.clamp(1 - z @ z.T, min=0)
@@ -489,6 +500,16 @@ LIBRARY = {
     "circle": ("keras", lambda L, a, p: L.losses.circle(a["labels"], a["z"], gamma=p["gamma"], margin=p["margin"])),
     "nt_xent": ("optax", lambda L, a, p: L.losses.ntxent(a["z"], a["labels"], p["temperature"])),
     "listnet": ("optax", lambda L, a, p: L.losses.ranking_softmax_loss(a["scores"], a["y"], reduce_fn=None)),
+    "ctc": (
+        "optax",
+        lambda L, a, p: L.ctc_loss(
+            a["log_probs"],
+            (np.arange(a["log_probs"].shape[1]) >= a["input_lengths"][:, None]).astype(np.float64),
+            a["labels"],
+            (np.arange(a["labels"].shape[1]) >= a["label_lengths"][:, None]).astype(np.float64),
+        )
+        / np.maximum(a["label_lengths"], 1),
+    ),
     "wasserstein1": (
         "scipy.stats",
         lambda L, a, p: [

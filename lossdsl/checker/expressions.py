@@ -315,7 +315,11 @@ class Expressions:
         static: dict[str, StaticArg] = {}
         poisoned = not arity_ok
         for p in fn.params:
-            if p.static:
+            if p.kind == "def":
+                d = self._def_argument(fn, p.name, bound[p.name][0]) if p.name in bound else POISON
+                poisoned = poisoned or d is POISON
+                static[p.name] = StaticArg(d, bound[p.name][0].span if p.name in bound else None)
+            elif p.static:
                 if p.name in bound:
                     value = static_argument(
                         self.report, fn, p.name, p.kind, bound[p.name][0], self._is_value, self.names.known_symbols
@@ -353,4 +357,36 @@ class Expressions:
             t, attrs = fn.rule(self.rules, site)
         except RuleFailed:
             return POISON
+        # values a `def` argument reads from outside become operands (a `scan`'s step)
+        nodes += attrs.pop("captured", ())
         return Apply(t, span, fn.name, tuple(nodes), tuple(sorted(attrs.items())))
+
+    def _def_argument(self, fn: Function, pname: str, e: S.Expr) -> Any:
+        """The `def` a parameter of kind "def" names (`scan(step, ...)`), or POISON (reported)."""
+        if isinstance(e, S.Name) and e.id in self.names.defs and e.id not in self.locals:
+            if e.id in self.names.recursive_defs:
+                return POISON
+            return self.names.defs[e.id]
+        if isinstance(e, S.Name) and e.id in self.names.broken:
+            return POISON
+        self.report.error(
+            f"`{pname}` of `{fn.name}` must name a `def` of the spec",
+            e.span,
+            "E504",
+            help=f"define the step, e.g. `def {pname}(carry, x) = ...`, and pass its name",
+        )
+        return POISON
+
+    def inline_with(self, d: S.Def, args: list[Node], span: Span) -> Any:
+        """The body of `d` checked with its parameters bound to `args` (a rule's `inline`)."""
+        if len(args) != len(d.params):
+            self.report.error(
+                f"`{d.name}` takes {len(d.params)} argument{'s' if len(d.params) != 1 else ''} "
+                f"({', '.join(d.params)}), and is called here with {len(args)}",
+                span,
+                "E501",
+                help="a step takes the carry, then one slice of each sequence",
+            )
+            return POISON
+        with self._scope(dict(zip(d.params, args)), self.report.calls + ((d.name, span),)):
+            return self.value(d.body)

@@ -34,6 +34,7 @@ def check_module(
     check_value_domains(names.decl_order, names.known_symbols, report)
     rules = CheckerRuleContext(report, dims, quick=module.quick)
     ex = Expressions(names, report, rules, Indexing(report, dims, rules), observe)
+    rules.inline_def = ex.inline_with
 
     loss_stmts = _check_file_shape(module, names, report, set(broken.values()))
     # Every let is checked, used or not, so each of its errors is reported.

@@ -3,7 +3,7 @@ dtypes, broadcasting, axes, equal shapes and dims, and the minimum size an index
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from ..checked import SizeConstraint
@@ -13,7 +13,7 @@ from ..source import Span
 from ..types import BOOL, INT, Dim, DType, Shape, TensorType
 from .broadcasting import broadcast_shapes
 from .dims import Dims
-from .report import Reporter, where
+from .report import POISON, Reporter, RuleFailed, where
 
 
 class CheckerRuleContext:
@@ -26,6 +26,8 @@ class CheckerRuleContext:
         self.quick = quick
         # Minimum sizes of symbolic dims, checked at each call (one per dim, the largest).
         self.constraints: list[SizeConstraint] = []
+        # checks a `def` with given argument values (set by the expression checker)
+        self.inline_def: Callable[[Any, list[Node], Span], Any] | None = None
 
     def fail(self, message: str, span: Span, code: str, help: str | None = None, notes: Sequence[str] = ()) -> NoReturn:
         self.report.fail(message, span, code, help, notes)
@@ -138,6 +140,16 @@ class CheckerRuleContext:
 
     def const_value(self, node: Node) -> Any:
         return node.value if isinstance(node, Const) else None
+
+    def inline(self, site: CallSite, param: str, args: Sequence[Node]) -> Node:
+        """The `def` that `param` names, checked with its parameters bound to `args`; a failure
+        inside it is reported there and fails the call."""
+        assert self.inline_def is not None
+        arg = site.static[param]
+        body = self.inline_def(arg.value, list(args), arg.span or site.span)
+        if body is POISON:
+            raise RuleFailed()
+        return body
 
     def need_size(self, dim: Dim, minimum: int, span: Span, what: str = "this index") -> None:
         """Record that `dim` must be at least `minimum` (checked at each call); one per dim, the largest."""

@@ -12,7 +12,20 @@ from __future__ import annotations
 
 from ..ir import Gather, Node
 from ..types import Dim
-from . import axis, construction, conversion, elementwise, layout, linalg, operators, order, picking, reductions  # noqa: F401  (they define)
+from . import (  # noqa: F401  (they define)
+    axis,
+    construction,
+    conversion,
+    elementwise,
+    layout,
+    linalg,
+    operators,
+    order,
+    picking,
+    recurrence,
+    reductions,
+    sequence,
+)
 from .table import (
     ELEMENTWISE,
     FUNCTIONS,

@@ -19,6 +19,7 @@ The rules, by the pass that reads them:
     fold            passes: the value on Python scalars, for constant folding
     lower           passes: a rewrite into other functions of the table (stable forms)
     cast            passes: how operands reach the compute dtype
+    inner           passes: the IR a call holds (a `scan`'s step), lowered like the loss
     index_operands  runtime checks, sampling: the operands read as indices, and into what
     shape_only      codegen: operands read for their shape alone (the derived backward saves that)
     kernel_arith    kernels: may appear in the elementwise body of a fused loss
@@ -55,7 +56,8 @@ class Param:
     """`kind` is "tensor" (any expression), "tensors" (a list of expressions, `[a, b]`: the call's
     operands from there on), or a static kind, given as a literal:
     "axis" (int, dimension symbol, or a tuple of them), "bool", "int", "number",
-    "dim" (a dimension symbol or an integer), "dims" (a list of them, `[H, W]`)."""
+    "dim" (a dimension symbol or an integer), "dims" (a list of them, `[H, W]`), "def" (the
+    name of a `def` of the spec, which the rule checks with `RuleContext.inline`)."""
 
     name: str
     kind: str = "tensor"
@@ -109,6 +111,8 @@ class RuleContext(Protocol):
     def const_value(self, node: Node) -> Any: ...
 
     def need_size(self, dim: Dim, minimum: int, span: Span, what: str) -> None: ...
+
+    def inline(self, site: CallSite, param: str, args: Sequence[Node]) -> Node: ...
 
 
 Rule = Callable[[RuleContext, CallSite], "tuple[TensorType, dict[str, Any]]"]
@@ -165,7 +169,7 @@ class Function:
     vjp_needs: Callable[[Apply], bool] | None = None
     # "result": operands converted to the result's dtype; "compare": to their common dtype;
     # "exponent": the base to the result's dtype, a literal exponent kept; "convert": the call
-    # itself becomes the conversion (`float`, `int`)
+    # itself becomes the conversion (`float`, `int`); "keep": every operand keeps its dtype
     cast: str = "result"
     keep_dtype: tuple[int, ...] = ()  # operands that keep their own dtype (conditions, indices)
     index_operands: Callable[[Apply], list[tuple[Node, Dim]]] | None = None
@@ -182,6 +186,8 @@ class Function:
     refine: Callable[[float], Interval] | None = None
     # its names in NumPy, PyTorch, TensorFlow or JAX, for the hint on an unknown function
     known_as: tuple[str, ...] = ()
+    # the call with the IR it holds (a `scan`'s step) lowered by the given function
+    inner: Callable[[Apply, Callable[[Node], Node]], Apply] | None = None
 
     def __post_init__(self) -> None:
         if not self.grad_args and not isinstance(self.vjp, NoRule):
