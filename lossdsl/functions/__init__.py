@@ -12,7 +12,19 @@ from __future__ import annotations
 
 from ..ir import Gather, Node
 from ..types import Dim
-from . import axis, construction, conversion, elementwise, layout, linalg, operators, order, picking, reductions  # noqa: F401  (they define)
+from . import (  # noqa: F401  (they define)
+    axis,
+    construction,
+    conversion,
+    convolution,
+    elementwise,
+    layout,
+    linalg,
+    operators,
+    order,
+    picking,
+    reductions,
+)
 from .table import (
     ELEMENTWISE,
     FUNCTIONS,

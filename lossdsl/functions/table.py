@@ -55,11 +55,13 @@ class Param:
     """`kind` is "tensor" (any expression), "tensors" (a list of expressions, `[a, b]`: the call's
     operands from there on), or a static kind, given as a literal:
     "axis" (int, dimension symbol, or a tuple of them), "bool", "int", "number",
-    "dim" (a dimension symbol or an integer), "dims" (a list of them, `[H, W]`)."""
+    "dim" (a dimension symbol or an integer), "dims" (a list of them, `[H, W]`),
+    "choice" (one of the bare names in `choices`: `padding=same`)."""
 
     name: str
     kind: str = "tensor"
     default: Any = REQUIRED
+    choices: tuple[str, ...] = ()
 
     @property
     def static(self) -> bool:
