@@ -98,7 +98,13 @@ def _check_def_bodies(names: Names, report: Reporter) -> None:
     """Unknown names inside a `def` body are errors even if the def is never called."""
     for d in names.defs.values():
         known = (
-            set(d.params) | set(names.decls) | set(names.lets) | set(names.defs) | names.known_symbols | names.broken
+            set(d.params)
+            | set(names.decls)
+            | set(names.lets)
+            | set(names.defs)
+            | names.known_symbols
+            | names.broken
+            | set(d.dims)  # a standard loss's dimensions, bound at each call
         )
         choices = _choice_arguments(d.body)
         for node in S.walk(d.body):
