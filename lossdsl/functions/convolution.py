@@ -48,16 +48,16 @@ def _window_size(ck: RuleContext, size: Dim, kernel: Dim, stride: int, same: boo
                 help="pad it first (`padding=same`, or `pad(x, before, after, axis=...)`), or use a smaller kernel",
             )
         ck.need_size(size, kernel.value, span, f"{what} of a `valid` convolution")
-        span_left = size.plus(1 - kernel.value)  # H - KH + 1
+        windows = size.plus(1 - kernel.value)  # H - KH + 1
     elif size.sym == kernel.sym:
-        span_left = Dim.lit(size.offset - kernel.offset + 1)
+        windows = Dim.lit(size.offset - kernel.offset + 1)
     else:
-        span_left = Dim(f"{size} - {kernel}", 1)
+        windows = Dim(f"{size} - {kernel}", 1)
     if stride == 1:
-        return span_left
-    if span_left.is_literal:
-        return Dim.lit((span_left.value - 1) // stride + 1)
-    return Dim(f"⌊({span_left.plus(-1)})/{stride}⌋", 1)
+        return windows
+    if windows.is_literal:
+        return Dim.lit((windows.value - 1) // stride + 1)
+    return Dim(f"⌊({windows.plus(-1)})/{stride}⌋", 1)
 
 
 def _stride(ck: RuleContext, site: CallSite, default: int = 1) -> int:
@@ -207,7 +207,7 @@ define(
 )
 define(
     "avg_pool2d",
-    (Param("x"), Param("kernel", "int"), Param("stride", "int", None)),
+    (Param("x"), Param("kernel", "int"), Param("stride", "int", None, shown="kernel")),
     "convolution",
     avg_pool,
     "the mean of each `kernel`×`kernel` window of the last two axes, `stride` apart (default: `kernel`); "

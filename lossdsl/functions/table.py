@@ -62,6 +62,7 @@ class Param:
     kind: str = "tensor"
     default: Any = REQUIRED
     choices: tuple[str, ...] = ()
+    shown: str | None = None  # how the signature shows a default that depends on another argument
 
     @property
     def static(self) -> bool:
@@ -216,7 +217,7 @@ class Function:
             if p.default is REQUIRED:
                 parts.append(p.name)
             else:
-                d = p.default
+                d = p.default if p.shown is None else p.shown
                 d = "true" if d is True else "false" if d is False else d
                 parts.append(f"{p.name}={d}")
         return f"{self.name}({', '.join(parts)})"
