@@ -622,6 +622,13 @@ def axis_tuple(node: Apply) -> tuple[int, ...]:
     return tuple(axis) if isinstance(axis, tuple) else (axis,)
 
 
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """The zeros before and after an axis for `padding=same` (docs/language.md §3): enough for
+    ⌈size/stride⌉ windows, the odd one after, as TensorFlow's and JAX's "SAME" pad."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
 __all__ = [
     "BOOL",
     "FLOAT",
@@ -636,4 +643,5 @@ __all__ = [
     "Printer",
     "Unsupported",
     "axis_tuple",
+    "same_padding",
 ]

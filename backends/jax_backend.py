@@ -147,8 +147,28 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
             return jnp.mean(per)
         return jnp.sum(jnp.where(valid, per, 0.0)) / jnp.maximum(jnp.sum(valid), 1).astype(per.dtype)
 
+    def conv(x, w, stride, same):
+        n = x.ndim - 2
+        layout = "NC" + "HW"[:n]
+        return jax.lax.conv_general_dilated(
+            x,
+            w,
+            window_strides=(stride,) * n,
+            padding="SAME" if same else "VALID",  # the odd zero after, as docs/language.md §3 says
+            dimension_numbers=(layout, "OI" + "HW"[:n], layout),
+            feature_group_count=x.shape[1] // w.shape[1],
+            precision=jax.lax.Precision.HIGHEST,  # no TF32 on a GPU: the value of the spec's float
+        )
+
+    def avg_pool2d(x, kernel, stride):
+        lead = (1,) * (x.ndim - 2)
+        total = jax.lax.reduce_window(x, 0.0, jax.lax.add, lead + (kernel, kernel), lead + (stride, stride), "VALID")
+        return total / (kernel * kernel)
+
     return types.SimpleNamespace(
         abs=abs_,
+        conv=conv,
+        avg_pool2d=avg_pool2d,
         clip=clip,
         diag=lambda x: numpy_like_diag(jnp, x),
         flatten=lambda x, start, end: x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1 :]),

@@ -10,7 +10,7 @@ import numpy as np
 
 from lossdsl import lm_head
 
-from .base import Backend, Printer
+from .base import Backend, Printer, same_padding
 
 
 def numpy_like_table(xp: str) -> dict[str, str]:
@@ -80,6 +80,9 @@ def numpy_like_table(xp: str) -> dict[str, str]:
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "ctc_loss": "rt.ctc_loss({log_probs}, {labels}, {input_lengths}, {label_lengths}, {blank})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups}, _cdt)",
+        "conv1d": "rt.conv({x}, {w}, {stride}, {same})",
+        "conv2d": "rt.conv({x}, {w}, {stride}, {same})",
+        "avg_pool2d": "rt.avg_pool2d({x}, {kernel}, {stride})",
         "ones_like": f"{xp}.ones({xp}.shape({{x}}), dtype={{dtype}})",
         "stop_gradient": "{x}",
         "and": f"{xp}.logical_and({{a}}, {{b}})",
@@ -151,6 +154,31 @@ def numpy_ctc_loss(log_probs, labels, input_lengths, label_lengths, blank):
             alpha = alpha + lp[b, t, ext]
         out[b] = -np.logaddexp.reduce(alpha[-2:])
     return out
+
+
+def numpy_conv(x, w, stride, same):
+    """The float64 reference: every window multiplied out with einsum, group by group."""
+    n = x.ndim - 2
+    k = w.shape[2:]
+    if same:
+        x = np.pad(x, [(0, 0), (0, 0)] + [same_padding(x.shape[2 + i], k[i], stride) for i in range(n)])
+    windows = np.lib.stride_tricks.sliding_window_view(x, k, axis=tuple(range(2, 2 + n)))
+    windows = windows[(slice(None), slice(None)) + (slice(None, None, stride),) * n]
+    b, c = x.shape[:2]
+    o, per_group = w.shape[:2]
+    groups = c // per_group
+    out_sizes = windows.shape[2 : 2 + n]
+    windows = windows.reshape((b, groups, per_group) + out_sizes + k)
+    spatial, taps = "HW"[:n], "hw"[:n]
+    out = np.einsum(
+        f"bgc{spatial}{taps},goc{taps}->bgo{spatial}", windows, w.reshape((groups, o // groups) + w.shape[1:])
+    )
+    return out.reshape((b, o) + out_sizes)
+
+
+def numpy_avg_pool2d(x, kernel, stride):
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kernel, kernel), axis=(-2, -1))
+    return windows[..., ::stride, ::stride, :, :].mean(axis=(-2, -1))
 
 
 # ---- the language-model head (lossdsl/lm_head.py) ----------------------------------------------
@@ -280,6 +308,8 @@ def _runtime(np) -> types.SimpleNamespace:
         segment_mean=numpy_like_segment_mean(np, segment_sum),
         ctc_loss=numpy_ctc_loss,
         scan=scan,
+        conv=numpy_conv,
+        avg_pool2d=numpy_avg_pool2d,
         lm_head=numpy_lm_head,
     )
 

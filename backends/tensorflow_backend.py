@@ -95,6 +95,9 @@ class TensorflowPrinter(Printer):
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "ctc_loss": "rt.ctc_loss({log_probs}, {labels}, {input_lengths}, {label_lengths}, {blank})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
+        "conv1d": "rt.conv({x}, {w}, {stride}, {same})",
+        "conv2d": "rt.conv({x}, {w}, {stride}, {same})",
+        "avg_pool2d": "rt.avg_pool2d({x}, {kernel}, {stride})",
         "ones_like": "tf.ones_like({x}, dtype={dtype})",
         "stop_gradient": "tf.stop_gradient({x})",
         "and": "tf.logical_and({a}, {b})",
@@ -301,6 +304,29 @@ def _runtime(tf) -> types.SimpleNamespace:
     def topk(x, k, axis):
         return take_along(x, argtopk(x, k, axis), axis)
 
+    def conv(x, w, stride, same):
+        # tf.nn.conv2d is channels last ([B, H, W, C], kernel [KH, KW, C/groups, O]) and takes no
+        # groups on a CPU: x and w are transposed, a conv1d is a conv2d of height 1, and each
+        # group is its own convolution, concatenated along the channels.
+        one_d = len(x.shape) == 3
+        if one_d:
+            x, w = x[:, :, None, :], w[:, :, None, :]
+        x = tf.transpose(x, (0, 2, 3, 1))
+        w = tf.transpose(w, (2, 3, 1, 0))
+        groups = x.shape[-1] // w.shape[2]
+        padding = "SAME" if same else "VALID"  # the odd zero after, as docs/language.md §3 says
+        parts = zip(tf.split(x, groups, axis=-1), tf.split(w, groups, axis=-1)) if groups > 1 else [(x, w)]
+        out = tf.concat([tf.nn.conv2d(xg, wg, stride, padding) for xg, wg in parts], axis=-1)
+        out = tf.transpose(out, (0, 3, 1, 2))
+        return out[:, :, 0, :] if one_d else out
+
+    def avg_pool2d(x, kernel, stride):
+        # channels last: the axes before H and W as one batch axis, one channel
+        shape = tf.shape(x)
+        flat = tf.reshape(x, tf.concat([[-1], shape[-2:], [1]], 0))
+        out = tf.nn.avg_pool2d(flat, kernel, stride, "VALID")
+        return tf.reshape(out, tf.concat([shape[:-2], tf.shape(out)[1:3]], 0))
+
     def flatten(x, start, end):
         shape = tf.shape(x)
         return tf.reshape(x, tf.concat([shape[:start], [-1], shape[end + 1 :]], 0))
@@ -421,6 +447,8 @@ def _runtime(tf) -> types.SimpleNamespace:
         sort=sort,
         argtopk=argtopk,
         topk=topk,
+        conv=conv,
+        avg_pool2d=avg_pool2d,
         cumprod=cumprod,
         flatten=flatten,
         unflatten=unflatten,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from lossdsl import lm_head as lm_head_settings
 from lossdsl.ir import Apply, Const, DimSize, SliceItem
 
-from .base import Backend, LocalCollectives, Printer
+from .base import Backend, LocalCollectives, Printer, same_padding
 
 if TYPE_CHECKING:
     from lossdsl.codegen import DerivedBackward
@@ -90,6 +90,9 @@ class TorchPrinter(Printer):
         "segment_sum": "rt.segment_sum({v}, {ids}, {groups})",
         "ctc_loss": "rt.ctc_loss({log_probs}, {labels}, {input_lengths}, {label_lengths}, {blank})",
         "segment_mean": "rt.segment_mean({v}, {ids}, {groups})",
+        "conv1d": "rt.conv({x}, {w}, {stride}, {same})",
+        "conv2d": "rt.conv({x}, {w}, {stride}, {same})",
+        "avg_pool2d": "rt.avg_pool2d({x}, {kernel}, {stride})",
         "ones_like": "torch.ones_like({x}, dtype={dtype})",
         "stop_gradient": "{x_p}.detach()",
         "and": "torch.logical_and({a}, {b})",
@@ -322,6 +325,21 @@ def _runtime(torch) -> types.SimpleNamespace:
     def topk(x, k, axis):
         return torch.take_along_dim(x, argtopk(x, k, axis), dim=axis)
 
+    def conv(x, w, stride, same):
+        # The zeros of `padding=same` padded here: F.conv2d's own "same" takes no stride.
+        n = x.dim() - 2
+        if same:
+            pads = [same_padding(x.shape[2 + i], w.shape[2 + i], stride) for i in reversed(range(n))]
+            x = torch.nn.functional.pad(x, [p for pair in pads for p in pair])
+        conv_nd = torch.nn.functional.conv1d if n == 1 else torch.nn.functional.conv2d
+        return conv_nd(x, w, stride=stride, groups=x.shape[1] // w.shape[1])
+
+    def avg_pool2d(x, kernel, stride):
+        # F.avg_pool2d wants [N, C, H, W]: the axes before H and W as one
+        h, w = x.shape[-2:]
+        out = torch.nn.functional.avg_pool2d(x.reshape(-1, 1, h, w), kernel, stride)
+        return out.reshape(x.shape[:-2] + out.shape[-2:])
+
     def unreduce(g, axes, keepdims, shape):
         if not keepdims:
             for a in sorted(axes):
@@ -373,6 +391,8 @@ def _runtime(torch) -> types.SimpleNamespace:
         unreduce=unreduce,
         argtopk=argtopk,
         topk=topk,
+        conv=conv,
+        avg_pool2d=avg_pool2d,
         index_grad=index_grad,
         save=save,
         saved=saved,

@@ -223,6 +223,12 @@ class Def:
     body: Expr
     span: Span
     name_span: Span
+    # A standard loss used as a function (docs/language.md §1, `use std.NAME`) has more: the
+    # default of each param that has one, the declared type of each parameter, and the
+    # dimension symbols of its file, which its body names and a call binds to the arguments'.
+    defaults: tuple[tuple[str, Expr], ...] = ()
+    types: tuple[tuple[str, TypeExpr], ...] = ()
+    dims: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

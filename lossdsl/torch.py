@@ -11,6 +11,9 @@ the params set by `set_params` (per-epoch group weights survive a resume). Each 
 the current buffers to the compiled loss as arguments and changes no state, so the module
 compiles into one graph (`torch.compile(fullgraph=True)`), exports (`torch.export`), and
 nothing traced stays behind in it.
+
+`check_domains=True` checks, at each eager call, that every argument, context buffer and param
+declared with a value domain lies in it (E814), as `lossdsl.compile` does; skipped while tracing.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class LossModule(nn.Module):
         fused_backward: bool = True,
         check_indices: bool = True,
         check_values: bool = False,
+        check_domains: bool = False,
     ):
         super().__init__()
         import lossdsl
@@ -57,6 +61,7 @@ class LossModule(nn.Module):
             fused_backward=fused_backward,
             check_indices=check_indices,
             check_values=check_values,
+            check_domains=check_domains,
         )
         self._labels: list[str] = []
         for decl in self.loss_fn.spec.of_kind("context"):

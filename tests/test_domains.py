@@ -346,3 +346,11 @@ def test_values_drawn_from_any_non_empty_interval_lie_in_it(low, high, low_close
     domain = Interval(low, high, low_closed, high_closed, None)
     values = draw(domain, (7,), sizes, np.random.default_rng(seed), integer=integer)
     assert violation(domain, values, sizes) is None, (domain, values)
+
+
+def test_a_power_of_a_value_away_from_zero_is_no_zero_divisor():
+    # sigma in (0, inf): sigma^2 is above 0 even where the bound underflows; a base that may be 0 still warns
+    for domain, default in ((" in (0, inf)", 1.5), (" in [0.5, 4]", 1.5), (" in (-inf, -1]", -2.0)):
+        spec = f"pred x: float[B]\nparam sigma: float{domain} = {default}\nloss = mean(x / (2 * sigma^2))\n"
+        assert lossdsl.check(spec).warnings == [], domain
+    assert [w.code for w in lossdsl.check("pred x: float[B]\ninput s: float[B]\nloss = mean(x / s^2)\n").warnings] == ["W701"]

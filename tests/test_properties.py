@@ -64,7 +64,10 @@ SPECIAL = {
            "(({BC}) @ (transpose({BC}) @ a))",
            "diag({C})[k] * {BC}", "permute(transpose({BC}), [B, C])",
            "concat([({BC})[:, :1], ({BC})[:, 1:]], axis=C) * {BC}", "stack([{BC}, {BC}], axis=-1)[:, :, 1]",
-           "unflatten(flatten({BC}, [B, C]) * 0.5, [B, C], axis=0)", "eye(C)[k] * {BC}", "float(arange(C)) * {BC}"],
+           "unflatten(flatten({BC}, [B, C]) * 0.5, [B, C], axis=0)", "eye(C)[k] * {BC}", "float(arange(C)) * {BC}",
+           "conv1d(({BC})[:, None], pad(({BC})[:1, None, :1], 0, 1, axis=-1), padding=same)[:, 0]",
+           "conv2d(({BC})[:, None, None], pad(({BC})[:1, None, None, :1], 1, 0, axis=-1), padding=same)[:, 0, 0]",
+           "avg_pool2d(pad(pad({BC}, 1, 0, axis=0), 0, 1, axis=1)[None], 2, stride=1)[0]"],
 }
 _HOLE = re.compile(r"\{(BC|B|C)\}")
 

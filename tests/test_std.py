@@ -40,6 +40,7 @@ PARAMS = {
     "cosface": {"margin": 0.2, "scale": 16.0},
     "vae_elbo": {"beta": 0.5},
     "circle": {"gamma": 8.0, "margin": 0.3},
+    "ssim": {"max_val": 2.0, "sigma": 1.2},
 }
 
 BINARY = (
@@ -100,6 +101,9 @@ def prepare(name, args, ctx, rng):
         args["q"] = rng.dirichlet(np.ones(args["q"].shape[1]), args["q"].shape[0])
     if name == "vae_elbo":
         args["x"] = rng.uniform(0, 1, args["x"].shape)
+    if name == "ssim":  # an image and a noisy copy, in [0, 1]
+        args["x"] = rng.uniform(0, 1, args["x"].shape)
+        args["y"] = np.clip(args["x"] + rng.normal(0, 0.1, args["x"].shape), 0, 1)
     if name == "sparsemax":
         args["z"] = 2 * args["z"]  # a support of a few classes
     if name == "poisson_nll":
@@ -251,6 +255,8 @@ def reference(name, a, ctx, prm):
         return torch.mean(-(a["y"] * F.log_softmax(a["scores"], 1)).sum(1))
     if name == "wasserstein1":
         return torch.mean(torch.cumsum(F.softmax(a["logits"], 1) - a["q"], 1).abs().sum(1))
+    if name == "ssim":
+        return torch.mean(ssim_reference(a["x"], a["y"], prm["max_val"], prm["sigma"]))
     if name == "vae_elbo":  # PyTorch's examples/vae, on logits, per sample
         bce = F.binary_cross_entropy_with_logits(a["recon_logits"], a["x"], reduction="none").sum(1)
         kld = -0.5 * torch.sum(1 + a["logvar"] - a["mu"] ** 2 - a["logvar"].exp(), 1)
@@ -315,6 +321,29 @@ def lovasz_softmax_flat(probas, labels):
     return torch.stack(losses).mean()
 
 
+def ssim_reference(x, y, max_val, sigma):
+    """1 - tf.image.ssim per image (its _ssim_helper, compensation 1, a VALID 11x11 Gaussian
+    window), channels first, in PyTorch."""
+    import torch
+    import torch.nn.functional as F
+
+    taps = torch.arange(11, dtype=x.dtype) - 5.0
+    g = torch.exp(-(taps**2) / (2 * sigma**2))
+    g = g / g.sum()
+    channels = x.shape[1]
+    window = (g[:, None] * g[None, :]).expand(channels, 1, 11, 11)
+
+    def blur(v):
+        return F.conv2d(v, window, groups=channels)
+
+    c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
+    mu_x, mu_y = blur(x), blur(y)
+    num0, den0 = 2 * mu_x * mu_y, mu_x**2 + mu_y**2
+    luminance = (num0 + c1) / (den0 + c1)
+    cs = (2 * blur(x * y) - num0 + c2) / (blur(x**2 + y**2) - den0 + c2)
+    return 1 - (luminance * cs).mean(dim=(1, 2, 3))
+
+
 def box_loss(name, b, g, eps):
     """torchvision.ops' generalized_box_iou_loss, distance_box_iou_loss, complete_box_iou_loss."""
     import torch
@@ -363,7 +392,7 @@ def test_std_specs_check_without_warnings():
 
 def _inputs(name, rng, params=None):
     checked = lossdsl.check(lossdsl.std.path(name))
-    args, ctx, _ = random_inputs(checked, rng, {"B": 6, "D": 5, "C": 4})
+    args, ctx, _ = random_inputs(checked, rng, {"B": 6, "D": 5, "C": 4, "H": 13, "W": 12})
     args, ctx = prepare(name, args, ctx, rng)
     given = PARAMS.get(name, {}) if params is None else params
     return checked, args, ctx, {**{d.name: d.default for d in checked.of_kind("param")}, **given}
@@ -534,6 +563,30 @@ def test_std_loss_matches_the_library_function_per_sample(name, rng):
     ours = f(**args, reduction="none")
     theirs = np.asarray(fn(lib, args, prm), dtype=np.float64)
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6 if library == "keras" else 1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@needs("tensorflow")
+def test_ssim_matches_tf_image_ssim_in_value_and_gradient(backend, rng):
+    """tf.image.ssim itself (it computes in float32), channels last, per image, and its gradient."""
+    import tensorflow as tf
+
+    if not available(backend):
+        pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
+    _, args, _, prm = _inputs("ssim", rng)
+    x, y = (tf.constant(np.transpose(args[k], (0, 2, 3, 1)), tf.float32) for k in ("x", "y"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        theirs = 1 - tf.image.ssim(x, y, prm["max_val"], filter_size=11, filter_sigma=prm["sigma"], k1=0.01, k2=0.03)
+        total = tf.reduce_sum(theirs)
+    grad = np.transpose(tape.gradient(total, x).numpy(), (0, 3, 1, 2))
+    f = lossdsl.std.compile("ssim", backend=backend, params=PARAMS["ssim"])
+    per_image = f(**{k: convert(backend, v, "float64") for k, v in args.items()}, reduction="none")
+    per_image = per_image.detach().numpy() if hasattr(per_image, "detach") else np.asarray(per_image)
+    assert_close(per_image, theirs.numpy(), "float32", f"ssim per image on {backend}")
+    if backend != "numpy":
+        _, grads = value_and_grads(f, backend, args, ["x"], "float64", {"reduction": "sum"})
+        assert_close(grads["x"], grad, "float32", f"d ssim/d x on {backend}")
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])

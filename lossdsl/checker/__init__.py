@@ -22,6 +22,8 @@ Read in this order:
     dims.py          dimension symbols: bound sizes, unification
     report.py        errors with their def-call chain; POISON
     literals.py      integer and number literals
+    uses.py          `use`: the defs of other files
+    loss_defs.py     a standard loss as a def (`use std.huber`), its dimensions bound at each call
 """
 
 from .module import check_module

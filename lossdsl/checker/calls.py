@@ -144,6 +144,17 @@ def static_argument(
             report.error(f"`{pname}` of `{label}` must be a number literal", e.span, "E504")
             return POISON
         return v
+    if kind == "choice":
+        choices = next(p.choices for p in fn.params if p.name == pname)
+        if isinstance(e, S.Name) and e.id in choices:
+            return e.id
+        report.error(
+            f"`{pname}` of `{label}` must be one of {', '.join(choices)}",
+            e.span,
+            "E504",
+            help=f"for example `{pname}={choices[0]}` (a bare name)",
+        )
+        return POISON
     if kind == "dims":
         items = e.items if isinstance(e, S.Tuple) else (e,)
         dims = [static_argument(report, fn, pname, "dim", it, is_value, known_symbols) for it in items]

@@ -20,6 +20,7 @@ from ..types import BOOL, FLOAT, INT, Dim, RecordType, TensorType
 from .calls import bind_arguments, static_argument
 from .declarations import Names
 from .indexing import Indexing, is_tensor_index
+from .loss_defs import bind_dimensions, rename_dimensions
 from .report import POISON, Reporter, RuleFailed, did_you_mean, function_hint, span_text
 from .rule_context import CheckerRuleContext
 
@@ -278,6 +279,8 @@ class Expressions:
                 ok = False
             else:
                 bound[kw.name] = kw.value
+        for p, default in d.defaults:
+            bound.setdefault(p, default)
         missing = [p for p in d.params if p not in bound]
         if ok and missing:
             self.report.error(
@@ -290,8 +293,14 @@ class Expressions:
         values = {p: self.expr(x) for p, x in bound.items()}
         if not ok or any(v is POISON for v in values.values()):
             return POISON
+        body = d.body
+        if d.types:
+            dims = bind_dimensions(self.report, d, values, bound, e)
+            if dims is None:
+                return POISON
+            body = rename_dimensions(body, dims, set(d.params))
         with self._scope(values, self.report.calls + ((d.name, e.span),)):
-            return self.expr(d.body)
+            return self.expr(body)
 
     def _listed(self, fn: Function, pname: str, e: S.Expr) -> tuple[S.Expr, ...] | None:
         """The items of the list argument `[a, b]` of a parameter that takes several tensors."""

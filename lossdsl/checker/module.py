@@ -99,10 +99,19 @@ def _check_def_bodies(names: Names, report: Reporter) -> None:
     """Unknown names inside a `def` body are errors even if the def is never called."""
     for d in names.defs.values():
         known = (
-            set(d.params) | set(names.decls) | set(names.lets) | set(names.defs) | names.known_symbols | names.broken
+            set(d.params)
+            | set(names.decls)
+            | set(names.lets)
+            | set(names.defs)
+            | names.known_symbols
+            | names.broken
+            | set(d.dims)  # a standard loss's dimensions, bound at each call
         )
+        choices = _choice_arguments(d.body)
         for node in S.walk(d.body):
             if isinstance(node, S.Name) and node.id not in known and node.id not in USER_FUNCTIONS:
+                if id(node) in choices:
+                    continue
                 report.error(
                     f"unknown name `{node.id}`",
                     node.span,
@@ -123,6 +132,21 @@ def _check_def_bodies(names: Names, report: Reporter) -> None:
                     "E202",
                     help=function_hint(node.func, list(names.defs)),
                 )
+
+
+def _choice_arguments(body: S.Expr) -> set[int]:
+    """The bare names given to a function's choice parameters (`padding=same`): words, not values."""
+    out: set[int] = set()
+    for node in S.walk(body):
+        fn = USER_FUNCTIONS.get(node.func) if isinstance(node, S.Call) else None
+        if fn is None:
+            continue
+        assert isinstance(node, S.Call)
+        given = list(zip(fn.params, node.args)) + [
+            (p, k.value) for k in node.kwargs for p in fn.params if p.name == k.name
+        ]
+        out.update(id(e) for p, e in given if p.kind == "choice")
+    return out
 
 
 def _check_loss(loss: Node, span: Span, decls: list[Declaration], dims: Dims, report: Reporter) -> None:

@@ -3,7 +3,8 @@
 `use "helpers.loss"` reads a path relative to the using file (to the working directory for
 source text); `use std.NAME` reads `lossdsl/std/NAME.loss`. A used file's own `use`s are
 followed, so its `def`s may call the `def`s it uses. Only `def`s come in: a used file's
-declarations, `let`s and `loss` stay its own. Only the parser reads the files, so
+declarations, `let`s and `loss` stay its own. A standard loss comes in as one `def` named
+after its file (lossdsl/checker/loss_defs.py), its own helper `def`s written out in it. Only the parser reads the files, so
 `lossdsl check` stays free of frameworks.
 
 Errors: a file that cannot be read or has syntax errors (E212, with its errors in that file),
@@ -20,8 +21,10 @@ from importlib import resources
 
 from .. import syntax as S
 from ..diagnostics import LossError
+from ..functions import USER_FUNCTIONS
 from ..loading import load_source
 from ..source import Source
+from .loss_defs import loss_as_def
 from .report import Reporter
 
 
@@ -77,6 +80,11 @@ class Uses:
         if module is None:
             return []
         defs = [s for s in module.statements if isinstance(s, S.Def)]
+        if use.library == "std" and use.target not in USER_FUNCTIONS:
+            # `use std.huber` defines `huber(yhat, y, delta=1.0)`; the file's own helpers, written
+            # out in it, stay the file's (they read its lets and dimensions)
+            as_def = loss_as_def(module, use.target)
+            defs = [as_def] if as_def is not None else defs
         for inner in (s for s in module.statements if isinstance(s, S.Use)):
             defs += self._defs_of(inner, source, chain + [(key, use)])
         return defs

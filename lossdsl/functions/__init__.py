@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (they define)
     axis,
     construction,
     conversion,
+    convolution,
     elementwise,
     layout,
     linalg,

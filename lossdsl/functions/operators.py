@@ -46,9 +46,23 @@ def _literal_exponent(n: Apply) -> bool:
     return isinstance(c, Const) and not isinstance(c.value, bool)
 
 
+def _positive_power(lo: float, hi: float, p: int):
+    """(at least the smallest |base|^p, but above 0; inf) for a base whose interval excludes 0."""
+    base = min(abs(lo), abs(hi))
+    try:
+        low = base**p
+    except OverflowError:
+        low = INF
+    return (max(low, 5e-324), INF)
+
+
 def _pow_range(args, n):
     exp = n.args[1]
     if isinstance(exp, Const) and isinstance(exp.value, int) and not isinstance(exp.value, bool):
+        lo, hi = args[0]
+        if exp.value > 0 and (lo > 0 or (hi < 0 and exp.value % 2 == 0)):
+            # a power of a base away from 0 is away from 0, even where the bound underflows
+            return _positive_power(lo, hi, exp.value)
         if exp.value % 2 == 0:
             return (0.0, INF)
         if args[0][0] >= 0:

@@ -57,11 +57,14 @@ class Param:
     operands from there on), or a static kind, given as a literal:
     "axis" (int, dimension symbol, or a tuple of them), "bool", "int", "number",
     "dim" (a dimension symbol or an integer), "dims" (a list of them, `[H, W]`), "def" (the
-    name of a `def` of the spec, which the rule checks with `RuleContext.inline`)."""
+    name of a `def` of the spec, which the rule checks with `RuleContext.inline`),
+    "choice" (one of the bare names in `choices`: `padding=same`)."""
 
     name: str
     kind: str = "tensor"
     default: Any = REQUIRED
+    choices: tuple[str, ...] = ()
+    shown: str | None = None  # how the signature shows a default that depends on another argument
 
     @property
     def static(self) -> bool:
@@ -220,7 +223,7 @@ class Function:
             if p.default is REQUIRED:
                 parts.append(p.name)
             else:
-                d = p.default
+                d = p.default if p.shown is None else p.shown
                 d = "true" if d is True else "false" if d is False else d
                 parts.append(f"{p.name}={d}")
         return f"{self.name}({', '.join(parts)})"

@@ -33,6 +33,7 @@ class Loss(keras.losses.Loss):
         reduction: str = "sum_over_batch_size",
         dtype=None,
         check_values: bool = False,
+        check_domains: bool = False,
     ):
         source = load_source(spec, spec_name)
         super().__init__(name=name or default_name(source), reduction=reduction, dtype=dtype)
@@ -67,8 +68,16 @@ class Loss(keras.losses.Loss):
         backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[self.backend_name]
         # fit always traces (tf.function, jax.jit): only check_values keeps the index check there.
         self.check_values = check_values
+        # Domains are read on the host: checked where Keras calls the loss eagerly (a direct call,
+        # `run_eagerly=True`), skipped inside the traced training step.
+        self.check_domains = check_domains
         self.compiled = lossdsl.compile(
-            source, backend=backend, context=self._context, params=dict(initial), check_values=check_values
+            source,
+            backend=backend,
+            context=self._context,
+            params=dict(initial),
+            check_values=check_values,
+            check_domains=check_domains,
         )
         self._checked = self.compiled.spec
         self._per_sample = self._checked.per_sample
@@ -166,6 +175,7 @@ class Loss(keras.losses.Loss):
             self.layout.config(),  # the spec, its name, the context, where y_true and inputs travel
             params={k: np.asarray(v).tolist() for k, v in self.params.items()},
             check_values=self.check_values,
+            check_domains=self.check_domains,
         )
         return config
 
