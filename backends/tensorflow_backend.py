@@ -242,8 +242,8 @@ def _runtime(tf) -> types.SimpleNamespace:
 
     def ctc_loss(log_probs, labels, input_lengths, label_lengths, blank):
         # A sample no alignment fits is run with no labels (always fits) and gets inf, with
-        # gradient 0 (docs/language.md §3). tf.nn.ctc_loss (batch-first here, normalising the
-        # scores itself) computes in float32: float64 scores take the same recursion in float64.
+        # gradient 0 (docs/language.md §3). tf.nn.ctc_loss computes in float32 and its gradient is
+        # not differentiable again (nested tapes get 0): the recursion in the scores' dtype is.
         within = tf.range(tf.shape(labels, out_type=labels.dtype)[1])[None, :] < label_lengths[:, None]
         repeats = tf.reduce_sum(
             tf.cast(tf.logical_and(tf.equal(labels[:, 1:], labels[:, :-1]), within[:, 1:]), label_lengths.dtype), axis=1
@@ -251,17 +251,7 @@ def _runtime(tf) -> types.SimpleNamespace:
         blank_label = tf.reduce_any(tf.logical_and(tf.equal(labels, tf.cast(blank, labels.dtype)), within), axis=1)
         unfit = tf.logical_or(input_lengths < label_lengths + repeats, blank_label)
         fitted = tf.where(unfit, tf.zeros_like(label_lengths), label_lengths)
-        if log_probs.dtype == tf.float64:
-            loss = ctc_alpha(log_probs, labels, input_lengths, fitted, blank)
-        else:
-            loss = tf.nn.ctc_loss(
-                labels=tf.cast(labels, tf.int32),
-                logits=log_probs,
-                label_length=tf.cast(fitted, tf.int32),
-                logit_length=tf.cast(input_lengths, tf.int32),
-                logits_time_major=False,
-                blank_index=blank,
-            )
+        loss = ctc_alpha(log_probs, labels, input_lengths, fitted, blank)
         return tf.where(unfit, tf.constant(float("inf"), log_probs.dtype), loss)
 
     def maximum(a, b):

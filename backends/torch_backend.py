@@ -290,16 +290,45 @@ def _runtime(torch) -> types.SimpleNamespace:
         kept = torch.where(keep.reshape((-1,) + (1,) * len(tail)), flat_v, torch.zeros_like(flat_v))
         return flat_v.new_zeros((groups,) + tail).index_add(0, safe_ids, kept)
 
+    def ctc_alpha(lp, labels, input_lengths, label_lengths, blank):
+        # The CTC forward recursion over `blank l1 blank ... lL blank` on normalised scores, by
+        # autograd to any order; a large finite log 0 keeps unreachable states' gradients 0.
+        none = torch.tensor(-1e30, dtype=lp.dtype, device=lp.device)
+
+        def logaddexp(a, b):
+            # shifted by the larger operand, held constant: every derivative stays finite where
+            # the operands are far apart (torch.logaddexp's second derivative is NaN there)
+            m = torch.maximum(a, b).detach()
+            return m + torch.log(torch.exp(a - m) + torch.exp(b - m))
+
+        blanks = torch.full_like(labels, blank)
+        ext = torch.cat([torch.stack([blanks, labels], dim=2).reshape(labels.shape[0], -1), blanks[:, :1]], dim=1)
+        emit = torch.gather(lp, 2, ext[:, None, :].expand(-1, lp.shape[1], -1))  # [B, T, S]
+        earlier = torch.cat([ext[:, :2], ext[:, :-2]], dim=1)
+        skip = (ext != blank) & (ext != earlier)
+        states = torch.arange(ext.shape[1], device=lp.device)
+        alpha = torch.where(states[None, :] < 2, emit[:, 0], none)
+        for t in range(1, lp.shape[1]):
+            one = torch.cat([none.expand(alpha.shape[0], 1), alpha[:, :-1]], dim=1)
+            two = torch.cat([none.expand(alpha.shape[0], 2), alpha[:, :-2]], dim=1)
+            stay_or_next = logaddexp(alpha, one)
+            moved = torch.where(skip, logaddexp(stay_or_next, two), stay_or_next) + emit[:, t]
+            alpha = torch.where((t < input_lengths)[:, None], moved, alpha)
+        end = alpha.gather(1, (2 * label_lengths)[:, None])[:, 0]
+        before = alpha.gather(1, (2 * label_lengths - 1).clamp(min=0)[:, None])[:, 0]
+        loss = -logaddexp(end, torch.where(label_lengths > 0, before, none))
+        return torch.where(input_lengths > 0, loss, torch.zeros_like(loss))  # no steps, no labels: p = 1
+
     def ctc_loss(log_probs, labels, input_lengths, label_lengths, blank):
-        # F.ctc_loss is time-first and takes the scores as they are: normalise them as TF and optax
-        # do (its gradient assumes log-probabilities). A sample no alignment fits is run with no
-        # labels (always fits) and gets inf, with gradient 0 (docs/language.md §3).
+        # The scores normalised as TF and optax do. F.ctc_loss's gradient cannot be differentiated
+        # again (`create_graph=True` raises), so the recursion runs here, to any order (its value
+        # and gradient are F.ctc_loss's: tests/test_std.py). A sample no alignment fits is run
+        # with no labels (always fits) and gets inf, with gradient 0 (docs/language.md §3).
         within = torch.arange(labels.shape[1], device=labels.device)[None, :] < label_lengths[:, None]
         repeats = ((labels[:, 1:] == labels[:, :-1]) & within[:, 1:]).sum(dim=1)
         unfit = (input_lengths < label_lengths + repeats) | ((labels == blank) & within).any(dim=1)
         fitted = torch.where(unfit, torch.zeros_like(label_lengths), label_lengths)
-        lp = torch.log_softmax(log_probs, dim=-1).transpose(0, 1)
-        loss = torch.nn.functional.ctc_loss(lp, labels, input_lengths, fitted, blank=blank, reduction="none")
+        loss = ctc_alpha(torch.log_softmax(log_probs, dim=-1), labels, input_lengths, fitted, blank)
         return torch.where(unfit, float("inf"), loss)
 
     def scan(step, init, xs, captured, axes, keep_all):

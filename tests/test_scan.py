@@ -240,3 +240,18 @@ def test_soft_dtw_written_with_two_scans_matches_the_recursion(backend, mode, rn
     assert_close(value, reference(args), "float64", f"soft-DTW on {backend}/{mode}")
     for p in preds:
         assert_close(grads[p], _numeric_grad(reference, args, p), "float32", f"soft-DTW d/dx on {backend}/{mode}")
+
+
+@pytest.mark.parametrize("backend", [
+    pytest.param(b, marks=pytest.mark.skipif(not available(b), reason=f"MISSING FRAMEWORK: {b} is not installed"))
+    for b in ("torch", "jax", "tensorflow")])
+def test_nested_scans_under_each_compiler_give_the_eager_value_and_gradient(backend, rng):
+    """torch.compile, jax.jit(jax.value_and_grad) and tf.function(jit_compile=True) of soft-DTW."""
+    from harness import compiled_value_and_grad
+
+    f = lossdsl.compile(_cookbook_spec("Soft-DTW, two `scan`s"), backend=backend)
+    args = {"x": rng.normal(size=(2, 4, 3)), "y": rng.normal(size=(2, 5, 3))}
+    value, grad = compiled_value_and_grad(f, backend, args, "x")
+    eager, grads = value_and_grads(f, backend, args, ["x"])
+    assert_close(np.asarray(value), eager, "float64", f"compiled soft-DTW on {backend}")
+    assert_close(np.asarray(grad), grads["x"], "float64", f"compiled soft-DTW d/dx on {backend}")
