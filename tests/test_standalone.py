@@ -117,7 +117,8 @@ with open(f"{folder}/results.pkl", "wb") as fh:
 
 def _inputs(path: Path, rng) -> dict:
     checked = lossdsl.check(path)
-    sizes = {k: v for k, v in SIZES.items() if k not in checked.bindings}  # the spec's own sizes win
+    least = {c.dim.sym: c.minimum - c.dim.offset for c in checked.constraints}  # `ssim`'s 11×11 window
+    sizes = {k: max(v, least.get(k, 0)) for k, v in SIZES.items() if k not in checked.bindings}  # the spec's own win
     args, context, params = random_inputs(checked, rng, sizes)
     preds = [d.name for d in checked.of_kind("pred")]
     per_sample = checked.loss.type.rank == 1
