@@ -418,36 +418,9 @@ def section_compile_time() -> list[str]:
 
 
 def section_check_process() -> list[str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    files = [str(p) for p in sorted((ROOT / "examples").glob("*.loss")) + sorted((ROOT / "lossdsl" / "std").glob(
-        "*.loss"))][:30]
-    extra = 30 - len(files)
-    files += [str(ROOT / "tests" / "diagnostics" / "warning_unclipped_log.loss")] * max(0, extra)
-    script = Path(sys.executable).with_name("lossdsl")  # the console script, as users run it
-    cmd = [str(script), "check", "-q", *files] if script.exists() else [sys.executable, "-m", "lossdsl",
-                                                                         "check", "-q", *files]
-    base_cmd = [sys.executable, "-c", "pass"]
-    subprocess.run(cmd, env=env, capture_output=True)  # writes the bytecode caches
-    n = 5 if QUICK else 21
+    from check_speed import rows
 
-    def t(c, e):
-        xs = []
-        for _ in range(n):
-            s = time.perf_counter()
-            subprocess.run(c, env=e, capture_output=True)
-            xs.append(time.perf_counter() - s)
-        return statistics.median(xs)
-
-    base = t(base_cmd, env)
-    chk = t(cmd, env)
-    mods = subprocess.run([sys.executable, "-c",
-                          "import sys; from lossdsl.cli import main; main(['check', '-q', *sys.argv[1:]]); "
-                          "print(sorted(m for m in ('torch','tensorflow','jax','numpy') if m in sys.modules))", *files],
-                          env=env, capture_output=True, text=True).stdout.strip()
-    return [f"- `lossdsl check` on {len(files)} files as a whole process: {chk * 1e3:.0f} ms, "
-            f"`python -c pass` {base * 1e3:.0f} ms: **{(chk - base) * 1e3:.0f} ms beyond start-up** "
-            f"(median of {n}; bytecode caches written, as after any first run)",
-            f"- frameworks imported by `lossdsl check`: {mods or '[]'}"]
+    return rows(QUICK)
 
 
 def section_seeds() -> list[str]:
