@@ -321,6 +321,14 @@ class Printer:
         sizes = f"chunk={lm_head.fixed_chunk()!r}, min_logits={lm_head.min_logits()!r}"
         return f"rt.lm_head({h}, {W}, {b}, {idx}, {node.attr('stats')!r}, {node.attr('softcap')!r}, {sizes})"
 
+    @classmethod
+    def number_params(cls, node: Node) -> tuple[str, ...]:
+        """The params that printing `node` also takes as Python numbers (`n_<name>` in compute, None
+        at run time where the caller gave a tensor): a kernel's hyperparameters."""
+        if isinstance(node, Apply) and node.fn == "kernel":
+            return tuple(p for p in node.attr("hyper_params") or () if p is not None)
+        return ()
+
     def hyper_number(self, node: Apply, i: int) -> str:
         """Hyperparameter `i` of a kernel as the generated code's Python number: the literal, or
         `n_<param>` (None at run time where the caller passed a tensor; lossdsl/kernels.py)."""
@@ -557,6 +565,11 @@ class Backend:
         if n is None:  # unknown until run time (a TensorFlow graph)
             return self.safe_divide(self.sum(weighted), self.count(weighted))
         return self.mean(weighted) if n else self.sum(weighted)
+
+    def may_cache(self) -> bool:
+        """Whether a tensor made now may be kept for later calls: not while a compiler traces the
+        call (torch.compile), whose graph then holds the fresh tensor as a constant."""
+        return True
 
     def constant(self, value: Any, kind: str, cdt: Any, like: Any) -> Any:
         """A value known before the call (context, param default) as a tensor of `kind`

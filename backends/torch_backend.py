@@ -9,12 +9,22 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from lossdsl import lm_head as lm_head_settings
-from lossdsl.ir import Apply, Const, DimSize, SliceItem
+from lossdsl.ir import Apply, Arg, Const, DimSize, SliceItem
+from lossdsl.types import FLOAT
 
-from .base import Backend, LocalCollectives, Printer, same_padding
+from .base import PREC_POW, Backend, LocalCollectives, Printer, same_padding
 
 if TYPE_CHECKING:
     from lossdsl.codegen import DerivedBackward
+
+
+def _param_exponent(node) -> Arg | None:
+    """The exponent of `x ^ e` where e is a scalar float param."""
+    if isinstance(node, Apply) and node.fn == "pow":
+        e = node.args[1]
+        if isinstance(e, Arg) and e.kind == "param" and e.type.rank == 0 and e.type.dtype is FLOAT:
+            return e
+    return None
 
 
 class TorchPrinter(Printer):
@@ -139,6 +149,24 @@ class TorchPrinter(Printer):
     @staticmethod
     def _reduction(node: Apply) -> str:
         return "" if node.attr("reduction") == "mean" else ", reduction='none'"
+
+    # `x ** 2.0` is a square and `x ** 1.5` one pass; `x ** tensor` is a general power, forward and
+    # backward, several times slower eager and under torch.compile. A scalar float param as the
+    # exponent is therefore printed as its Python number where the caller gave one.
+    @classmethod
+    def number_params(cls, node):
+        exp = _param_exponent(node)
+        return super().number_params(node) + ((exp.name,) if exp is not None else ())
+
+    def binary(self, node):
+        exp = _param_exponent(node)
+        if exp is None:
+            return super().binary(node)
+        base, prec = self._p(node.args[0])
+        if prec <= PREC_POW:
+            base = f"({base})"
+        tensor = self.expr(exp)
+        return f"{base} ** (n_{exp.name} if n_{exp.name} is not None else {tensor})", PREC_POW
 
     def _kernel_mse(self, node, a, b):
         return f"F.mse_loss({a}, {b}{self._reduction(node)})"
@@ -606,6 +634,7 @@ class TorchBackend(Backend):
         self._int_kinds = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}
         self._kinds = {**dict.fromkeys(self._float_kinds, "float"), **dict.fromkeys(self._int_kinds, "int")}
         self._kinds[torch.bool] = "bool"
+        self._number_dtypes = {float: torch.float64, int: torch.int64, bool: torch.bool}
         self._consts: dict[tuple, Any] = {}
         self.loaded = True
 
@@ -676,7 +705,14 @@ class TorchBackend(Backend):
         return x
 
     def asarray(self, x: Any) -> Any:
+        # A Python number becomes the tensor NumPy would make of it (float64, int64, bool) without
+        # NumPy, which torch.compile cannot trace: a param given as a number is no graph break.
+        if type(x) in (float, int, bool):
+            return self.torch.tensor(x, dtype=self._number_dtypes[type(x)])
         return self.torch.as_tensor(self._host(x))
+
+    def may_cache(self) -> bool:
+        return not self.torch.compiler.is_compiling()
 
     def from_numpy(self, arr, device=None):
         t = self.torch.as_tensor(arr)

@@ -3,6 +3,8 @@ non-default params, and equivalent spellings of Huber, MSE and cross-entropy, ag
 framework's own function, value and gradient with respect to the first pred, eager and compiled.
 
     python benches/std_losses.py --quick        # a smoke run, small sizes (seconds)
+    python benches/std_losses.py --framework torch --eager --row focal   # some rows, eager only
+    python benches/std_losses.py --framework torch --rest  # the losses past the first table's
     python benches/run.py --only users          # the section of docs/benchmarks.md
 
 Sizes as a classifier or regressor sees them: B=4096 samples, D=256 features, C=1000 classes.
@@ -74,7 +76,71 @@ def inputs(kind: str, rng, quick: bool) -> dict:
                 "y": rng.normal(size=(b, d)).astype(f32)}
     if kind == "counts":
         return {"log_rate": rng.normal(size=(b, d)).astype(f32), "y": rng.poisson(2.0, (b, d)).astype(f32)}
+    if kind in MORE_KINDS:
+        return MORE_KINDS[kind](rng, quick)
     return {"yhat": rng.normal(size=(b, d)).astype(f32), "y": rng.normal(size=(b, d)).astype(f32)}
+
+
+def _embed_classes(rng, quick):
+    b, d, c = (128, 32, 50) if quick else (1024, 128, 1000)
+    return {"emb": rng.normal(size=(b, d)).astype(np.float32), "weight": rng.normal(size=(c, d)).astype(np.float32),
+            "y": rng.integers(0, c, b)}
+
+
+def _metric(rng, quick):
+    # pairwise losses build B x B (x D) tensors: a batch as metric learning sees it
+    b, d = (32, 16) if quick else (256, 64)
+    z = rng.normal(size=(b, d))
+    return {"z": (z / np.linalg.norm(z, axis=1, keepdims=True)).astype(np.float32), "labels": rng.integers(0, 8, b)}
+
+
+def _boxes(rng, quick):
+    b = 1024 if quick else 65536
+
+    def boxes():
+        xy = rng.uniform(0, 10, (b, 2))
+        wh = rng.uniform(0.5, 5, (b, 2))
+        return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+
+    return {"boxes": boxes(), "gt": boxes()}
+
+
+def _more(shape_b_d, make):
+    def kind(rng, quick):
+        b, d = shape_b_d[0] if quick else shape_b_d[1]
+        return make(rng, b, d)
+    return kind
+
+
+_f32 = np.float32
+MORE_KINDS = {
+    "embed_classes": _embed_classes,
+    "metric": _metric,
+    "boxes": _boxes,
+    "residuals": _more(((256, 32), (4096, 256)), lambda rng, b, d: {
+        "yhat": rng.normal(size=(b, d)).astype(_f32), "y": rng.normal(size=(b, d)).astype(_f32)}),
+    "positive": _more(((256, 32), (4096, 256)), lambda rng, b, d: {
+        "yhat": rng.uniform(0.1, 3, (b, d)).astype(_f32), "y": rng.uniform(0.1, 3, (b, d)).astype(_f32)}),
+    "sign_targets": _more(((256, 32), (4096, 256)), lambda rng, b, d: {
+        "x": rng.normal(size=(b, d)).astype(_f32), "y": np.where(rng.random((b, d)) < 0.5, -1, 1).astype(_f32)}),
+    "embed_pairs": _more(((256, 32), (4096, 256)), lambda rng, b, d: {
+        "x1": rng.normal(size=(b, d)).astype(_f32), "x2": rng.normal(size=(b, d)).astype(_f32),
+        "y": np.where(rng.random(b) < 0.5, -1, 1).astype(_f32)}),
+    "binary_more": _more(((256, 32), (4096, 256)), lambda rng, b, d: {
+        "logits": rng.normal(size=(b, d)).astype(_f32), "y": (rng.random((b, d)) < 0.5).astype(_f32)}),
+    "onehot": _more(((256, 50), (4096, 1000)), lambda rng, b, c: {
+        "yhat": rng.normal(size=(b, c)).astype(_f32), "y": np.eye(c, dtype=_f32)[rng.integers(0, c, b)]}),
+    "int_classes": _more(((256, 50), (4096, 1000)), lambda rng, b, c: {
+        "x": rng.normal(size=(b, c)).astype(_f32), "y": rng.integers(0, c, b)}),
+    "soft_labels": _more(((256, 50), (4096, 1000)), lambda rng, b, c: {
+        "logits": rng.normal(size=(b, c)).astype(_f32),
+        "y": (lambda q: (q / q.sum(1, keepdims=True)).astype(_f32))(rng.uniform(0.01, 1, (b, c)))}),
+    "segments": _more(((4, 64), (16, 1024)), lambda rng, b, n: {
+        "logits": rng.normal(size=(b, n, 10)).astype(_f32), "y": rng.integers(0, 10, (b, n))}),
+    "vae": _more(((256, 64), (4096, 784)), lambda rng, b, d: {
+        "recon_logits": rng.normal(size=(b, d)).astype(_f32), "mu": rng.normal(size=(b, 32)).astype(_f32),
+        "logvar": rng.normal(0, 0.5, (b, 32)).astype(_f32), "x": (rng.random((b, d)) < 0.5).astype(_f32)}),
+}
 
 
 CONTEXT = {"class_w"}
@@ -121,6 +187,199 @@ def torch_fns() -> dict:
         "triplet": ("F.triplet_margin_loss", lambda anchor, positive, negative: F.triplet_margin_loss(
             anchor, positive, negative, eps=1e-6)),
         "cosine": ("F.cosine_similarity", lambda yhat, y: torch.mean(1 - F.cosine_similarity(yhat, y, dim=1))),
+        **torch_more(torch, F),
+    }
+
+
+def _box_parts(torch, boxes, gt, eps):
+    x1, y1, x2, y2 = boxes.unbind(1)
+    gx1, gy1, gx2, gy2 = gt.unbind(1)
+    inter = torch.relu(torch.minimum(x2, gx2) - torch.maximum(x1, gx1)) * torch.relu(
+        torch.minimum(y2, gy2) - torch.maximum(y1, gy1))
+    union = torch.clamp((x2 - x1) * (y2 - y1) + (gx2 - gx1) * (gy2 - gy1) - inter, min=0.0)
+    cw = torch.maximum(x2, gx2) - torch.minimum(x1, gx1)
+    ch = torch.maximum(y2, gy2) - torch.minimum(y1, gy1)
+    dist2 = ((x1 + x2 - gx1 - gx2) / 2) ** 2 + ((y1 + y2 - gy1 - gy2) / 2) ** 2
+    iou = inter / (union + eps)
+    return x1, y1, x2, y2, gx1, gy1, gx2, gy2, inter, union, cw, ch, dist2, iou
+
+
+def torch_more(torch, F) -> dict:
+    """The rest of lossdsl.std: torch.nn.functional where it ships the loss, else the formula by hand
+    (torchvision's box losses by hand: it is not a dependency here)."""
+    eps12 = 1e-12
+
+    def normalized(x):
+        return x / torch.clamp(torch.linalg.vector_norm(x, dim=1, keepdim=True), min=eps12)
+
+    def arcface(emb, weight, y, margin=0.5, scale=64.0):
+        c = torch.clamp(normalized(emb) @ normalized(weight).T, -1.0, 1.0)
+        t = torch.cos(torch.acos(c.gather(1, y[:, None])) + margin)
+        logits = scale * torch.where(torch.arange(c.shape[1]) == y[:, None], t, c)
+        return F.cross_entropy(logits, y)
+
+    def cosface(emb, weight, y, margin=0.35, scale=64.0):
+        c = normalized(emb) @ normalized(weight).T
+        return F.cross_entropy(scale * (c - margin * F.one_hot(y, c.shape[1])), y)
+
+    def batch_hard(z, labels, margin=1.0):
+        b = z.shape[0]
+        other = ~torch.eye(b, dtype=torch.bool)
+        d = torch.linalg.vector_norm(torch.where(other[:, :, None], z[:, None, :] - z[None, :, :], 1.0), dim=2)
+        same = labels[:, None] == labels[None, :]
+        hard_pos = torch.where(same & other, d, -torch.inf).amax(1)
+        hard_neg = torch.where(same, torch.inf, d).amin(1)
+        return torch.mean(torch.relu(hard_pos - hard_neg + margin))
+
+    def circle(z, labels, gamma=80.0, margin=0.4):
+        b = z.shape[0]
+        d = torch.relu(1 - z @ z.T)
+        same = labels[:, None] == labels[None, :]
+        pos = same & ~torch.eye(b, dtype=torch.bool)
+        s_p = -gamma * torch.relu(margin + d) * (margin - d)
+        s_n = gamma * torch.relu(1 + margin - d) * (1 - margin - d)
+        return torch.mean(F.softplus(torch.logsumexp(torch.where(pos, s_p, -torch.inf), 1)
+                                     + torch.logsumexp(torch.where(same, -torch.inf, s_n), 1)))
+
+    def nt_xent(z, labels, temperature=0.07):
+        b = z.shape[0]
+        u = normalized(z)
+        sim = u @ u.T / temperature
+        same = labels[:, None] == labels[None, :]
+        pos = same & ~torch.eye(b, dtype=torch.bool)
+        neg_lse = torch.logsumexp(torch.where(same, -torch.inf, sim), 1, keepdim=True)
+        per = torch.where(pos, sim - torch.logaddexp(sim, neg_lse), 0.0)
+        return -per.sum() / torch.clamp(pos.sum(), min=1)
+
+    def supcon(z, labels, temperature=0.07, base_temperature=0.07):
+        b = z.shape[0]
+        u = normalized(z)
+        sim = u @ u.T / temperature
+        other = ~torch.eye(b, dtype=torch.bool)
+        pos = (labels[:, None] == labels[None, :]) & other
+        logp = sim - torch.logsumexp(torch.where(other, sim, -torch.inf), 1, keepdim=True)
+        mean_logp = torch.where(pos, logp, 0.0).sum(1) / torch.clamp(pos.sum(1), min=1)
+        return torch.mean(-temperature / base_temperature * mean_logp)
+
+    def giou(boxes, gt, eps=1e-7):
+        *_, inter, union, cw, ch, _, iou = _box_parts(torch, boxes, gt, eps)
+        hull = torch.clamp(cw * ch, min=0.0)
+        return torch.mean(1 - iou + (hull - union) / (hull + eps))
+
+    def diou(boxes, gt, eps=1e-7):
+        *_, cw, ch, dist2, iou = _box_parts(torch, boxes, gt, eps)
+        return torch.mean(1 - iou + dist2 / (cw ** 2 + ch ** 2 + eps))
+
+    def ciou(boxes, gt, eps=1e-7):
+        x1, y1, x2, y2, gx1, gy1, gx2, gy2, _, _, cw, ch, dist2, iou = _box_parts(torch, boxes, gt, eps)
+        v = (4 / torch.pi ** 2) * (torch.atan2(gx2 - gx1, gy2 - gy1) - torch.atan2(x2 - x1, y2 - y1)) ** 2
+        with torch.no_grad():
+            alpha = v / (torch.clamp(1 - iou, min=0.0) + v + eps)
+        return torch.mean(1 - iou + dist2 / (cw ** 2 + ch ** 2 + eps) + alpha * v)
+
+    def lovasz_hinge(logits, y):
+        errors = 1 - logits * (2 * y - 1)
+        errors_sorted, order = torch.sort(errors, dim=1, descending=True)
+        fg = y.gather(1, order)
+        fg_all = fg.sum(1, keepdim=True)
+        inter = fg_all - fg.cumsum(1)
+        union = torch.clamp(fg_all + (1 - fg).cumsum(1), min=1.0)
+        jaccard = 1 - inter / union
+        steps = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], 1)
+        return torch.mean((torch.relu(errors_sorted) * steps).sum(1))
+
+    def lovasz_softmax(logits, y):
+        c = logits.shape[2]
+        fg_mask = (y[:, :, None] == torch.arange(c)).to(logits.dtype)
+        errors = (fg_mask - torch.softmax(logits, 2)).abs()
+        errors_sorted, order = torch.sort(errors, dim=1, descending=True)
+        fg = fg_mask.gather(1, order)
+        fg_all = fg_mask.sum(1, keepdim=True)
+        inter = fg_all - fg.cumsum(1)
+        union = torch.clamp(fg_all + (1 - fg).cumsum(1), min=1.0)
+        jaccard = 1 - inter / union
+        steps = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], 1)
+        present = fg_mask.sum(1) > 0
+        each = (errors_sorted * steps).sum(1)
+        return torch.mean(torch.where(present, each, 0.0).sum(1) / torch.clamp(present.sum(1), min=1))
+
+    def sparsemax(z, y):
+        top = torch.sort(z, dim=1, descending=True).values
+        k = torch.arange(1, z.shape[1] + 1, dtype=z.dtype)
+        tau = ((top.cumsum(1) - 1) / k).amax(1)
+        p = torch.relu(z - tau[:, None])
+        return torch.mean((p * (z - 0.5 * p)).sum(1) - z.gather(1, y[:, None])[:, 0] + 0.5)
+
+    def sigmoid_overlap(logits, y):
+        p = torch.sigmoid(logits)
+        return p, (y * p).sum(1), y.sum(1), p.sum(1)
+
+    def dice(logits, y, eps=1e-7):
+        _, inter, sy, sp = sigmoid_overlap(logits, y)
+        return torch.mean(1 - 2 * inter / (torch.clamp(sy + sp, min=0.0) + eps))
+
+    def jaccard(logits, y, eps=1e-7):
+        _, inter, sy, sp = sigmoid_overlap(logits, y)
+        return torch.mean(1 - inter / torch.clamp(sy + sp - inter, min=eps))
+
+    def tversky(logits, y, alpha=0.5, beta=0.5, eps=1e-7):
+        p, tp, _, _ = sigmoid_overlap(logits, y)
+        fn = (y * (1 - p)).sum(1)
+        fp = ((1 - y) * p).sum(1)
+        return torch.mean(1 - tp / (torch.clamp(tp + alpha * fn + beta * fp, min=0.0) + eps))
+
+    def vae(recon_logits, mu, logvar, x, beta=1.0):
+        recon = F.binary_cross_entropy_with_logits(recon_logits, x, reduction="none").sum(1)
+        kl = -0.5 * torch.sum(1 + logvar - mu ** 2 - logvar.exp(), 1)
+        return torch.mean(recon + beta * kl)
+
+    def softmax_focal(logits, y, alpha=0.25, gamma=2.0):
+        logp_t = F.log_softmax(logits, 1).gather(1, y[:, None])[:, 0]
+        return torch.mean(-alpha * (1 - logp_t.exp()) ** gamma * logp_t)
+
+    def z_loss(logits, y, z_weight=1e-4):
+        log_z = torch.logsumexp(logits, 1)
+        return F.cross_entropy(logits, y) + z_weight * torch.mean(log_z ** 2)
+
+    return {
+        "arcface": ("by hand, F.cross_entropy", arcface),
+        "cosface": ("by hand, F.cross_entropy", cosface),
+        "batch_hard_triplet": ("by hand", batch_hard),
+        "circle": ("by hand", circle),
+        "nt_xent": ("by hand", nt_xent),
+        "supcon": ("by hand", supcon),
+        "giou": ("by hand (torchvision's formula)", giou),
+        "diou": ("by hand (torchvision's formula)", diou),
+        "ciou": ("by hand (torchvision's formula)", ciou),
+        "categorical_hinge": ("by hand", lambda yhat, y: torch.mean(torch.relu(
+            ((1 - y) * yhat).amax(1) - (y * yhat).sum(1) + 1))),
+        "charbonnier": ("by hand", lambda yhat, y: torch.mean(torch.sqrt((yhat - y) ** 2 + 1e-12))),
+        "mape": ("by hand", lambda yhat, y: torch.mean(100 * (y - yhat).abs() / torch.clamp(y.abs(), min=1e-7))),
+        "msle": ("by hand", lambda yhat, y: torch.mean(
+            (torch.log1p(torch.clamp(yhat, min=1e-7)) - torch.log1p(torch.clamp(y, min=1e-7))) ** 2)),
+        "squared_hinge": ("by hand", lambda yhat, y: torch.mean(torch.relu(1 - y * yhat) ** 2)),
+        "hinge_embedding": ("F.hinge_embedding_loss", lambda x, y: F.hinge_embedding_loss(x, y)),
+        "cosine_embedding": ("F.cosine_embedding_loss", lambda x1, x2, y: F.cosine_embedding_loss(x1, x2, y)),
+        "dice": ("by hand", dice),
+        "jaccard": ("by hand", jaccard),
+        "tversky": ("by hand", tversky),
+        "listnet": ("F.cross_entropy (soft labels)", lambda scores, y: F.cross_entropy(scores, y)),
+        "lovasz_hinge": ("by hand (the authors' formula)", lovasz_hinge),
+        "lovasz_softmax": ("by hand (the authors' formula)", lovasz_softmax),
+        "multi_margin": ("F.multi_margin_loss", lambda x, y: F.multi_margin_loss(x, y)),
+        "multiclass_hinge": ("by hand", lambda x, y: torch.mean(
+            (x + 1 - F.one_hot(y, x.shape[1])).amax(1) - x.gather(1, y[:, None])[:, 0])),
+        "multiclass_perceptron": ("by hand", lambda x, y: torch.mean(x.amax(1) - x.gather(1, y[:, None])[:, 0])),
+        "multilabel_soft_margin": ("F.multilabel_soft_margin_loss",
+                                   lambda x, y: F.multilabel_soft_margin_loss(x, y)),
+        "poly1": ("by hand, F.cross_entropy", lambda logits, y: torch.mean(
+            F.cross_entropy(logits, y, reduction="none") + 2.0 * (y * (1 - torch.softmax(logits, 1))).sum(1))),
+        "softmax_focal": ("by hand", softmax_focal),
+        "sparsemax": ("by hand", sparsemax),
+        "vae_elbo": ("by hand, F.binary_cross_entropy_with_logits", vae),
+        "wasserstein1": ("by hand", lambda logits, q: torch.mean(
+            (torch.softmax(logits, 1) - q).cumsum(1).abs().sum(1))),
+        "z_loss_cross_entropy": ("by hand, F.cross_entropy", z_loss),
     }
 
 
@@ -219,6 +478,39 @@ ROWS = [
     ("margin_ranking", "margin_ranking", "pairs", {}, "margin_ranking"),
     ("triplet", "triplet", "triplet", {}, "triplet"),
     ("cosine", "cosine", "regression", {}, "cosine"),
+    # The rest of the library, at the sizes of their kinds (MORE_KINDS).
+    ("arcface", "arcface", "embed_classes", {}, "arcface"),
+    ("cosface", "cosface", "embed_classes", {}, "cosface"),
+    ("batch_hard_triplet", "batch_hard_triplet", "metric", {}, "batch_hard_triplet"),
+    ("circle", "circle", "metric", {}, "circle"),
+    ("nt_xent", "nt_xent", "metric", {}, "nt_xent"),
+    ("supcon", "supcon", "metric", {}, "supcon"),
+    ("giou", "giou", "boxes", {}, "giou"),
+    ("diou", "diou", "boxes", {}, "diou"),
+    ("ciou", "ciou", "boxes", {}, "ciou"),
+    ("categorical_hinge", "categorical_hinge", "onehot", {}, "categorical_hinge"),
+    ("charbonnier", "charbonnier", "residuals", {}, "charbonnier"),
+    ("mape", "mape", "positive", {}, "mape"),
+    ("msle", "msle", "positive", {}, "msle"),
+    ("squared_hinge", "squared_hinge", "sign_targets", {}, "squared_hinge"),
+    ("hinge_embedding", "hinge_embedding", "sign_targets", {}, "hinge_embedding"),
+    ("cosine_embedding", "cosine_embedding", "embed_pairs", {}, "cosine_embedding"),
+    ("dice", "dice", "binary_more", {}, "dice"),
+    ("jaccard", "jaccard", "binary_more", {}, "jaccard"),
+    ("tversky", "tversky", "binary_more", {}, "tversky"),
+    ("listnet", "listnet", "soft_labels", {}, "listnet"),
+    ("lovasz_hinge", "lovasz_hinge", "binary_more", {}, "lovasz_hinge"),
+    ("lovasz_softmax", "lovasz_softmax", "segments", {}, "lovasz_softmax"),
+    ("multi_margin", "multi_margin", "int_classes", {}, "multi_margin"),
+    ("multiclass_hinge", "multiclass_hinge", "int_classes", {}, "multiclass_hinge"),
+    ("multiclass_perceptron", "multiclass_perceptron", "int_classes", {}, "multiclass_perceptron"),
+    ("multilabel_soft_margin", "multilabel_soft_margin", "binary_more", {}, "multilabel_soft_margin"),
+    ("poly1", "poly1", "soft_labels", {}, "poly1"),
+    ("softmax_focal", "softmax_focal", "int_classes", {}, "softmax_focal"),
+    ("sparsemax", "sparsemax", "int_classes", {}, "sparsemax"),
+    ("vae_elbo", "vae_elbo", "vae", {}, "vae_elbo"),
+    ("wasserstein1", "wasserstein1", "soft_labels", {}, "wasserstein1"),
+    ("z_loss_cross_entropy", "z_loss_cross_entropy", "int_classes", {}, "z_loss_cross_entropy"),
     # Equivalent spellings a user might write instead of the std file.
     ("huber spelled `r * r`, `abs(r) - 0.5`", HEAD_R + "let r = yhat - y\n"
      "loss = mean(where(abs(r) <= 1.0, 0.5 * r * r, abs(r) - 0.5))\n", "regression", {}, "huber"),
@@ -253,34 +545,50 @@ def pairs(framework: str, quick: bool, compiled: bool):
         ctx = {k: v for k, v in arrays.items() if k in CONTEXT}
         call = {k: v for k, v in arrays.items() if k not in CONTEXT}
         f = lossdsl.compile(_spec(spec), backend=framework, context=ctx, params=params)
+        if kind in MORE_KINDS:  # those kinds give the arrays in the order of the spec's arguments
+            call = dict(zip([d.name for d in f.spec.call_args], call.values()))
         pred = f.spec.preds[0].name
         base, dsl = value_grad_closures(framework, call, pred, lambda **a: base_fn(**a, **ctx), f, compiled=compiled)
         agree(base, dsl, f"{label} on {framework}")
         yield label, name, base, dsl
 
 
-def table(quick: bool, frameworks=("torch", "tensorflow", "jax")) -> list[str]:
+def table(quick: bool, frameworks=("torch", "tensorflow", "jax"), *, compiled: bool = True,
+          rows: list[str] | None = None) -> list[str]:
+    """The table; `compiled=False` leaves the compiled columns out (a compile per row is most of
+    the run's time), `rows` keeps only the rows whose label is listed."""
     from run import compare, fmt_ratio, fmt_time
 
-    rows = ["| loss as users call it | framework | against | eager: baseline | lossdsl | ratio | "
-            "compiled: baseline | lossdsl | ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    if rows:
+        ROWS[:] = [r for r in ROWS if r[0] in rows]
+    out = ["| loss as users call it | framework | against | eager: baseline | lossdsl | ratio | "
+           "compiled: baseline | lossdsl | ratio |", "|---|---|---|---|---|---|---|---|---|"]
     for fw in frameworks:
         eager = {label: (name, compare(b, d, target_s=0.03, repeats=7)) for label, name, b, d in pairs(fw, quick, False)}
-        for label, name, b, d in pairs(fw, quick, True):
-            r = compare(b, d, target_s=0.03, repeats=7)
+        done = pairs(fw, quick, True) if compiled else ((label, name, None, None) for label, (name, _) in eager.items())
+        for label, name, b, d in done:
             _, e = eager[label]
-            rows.append(f"| {label} | {fw} | {name} | {fmt_time(e['base'])} | {fmt_time(e['dsl'])} | {fmt_ratio(e)} | "
-                        f"{fmt_time(r['base'])} | {fmt_time(r['dsl'])} | {fmt_ratio(r)} |")
-            print(rows[-1], flush=True)
-    return rows
+            if b is None:
+                tail = "not run | | |"
+            else:
+                r = compare(b, d, target_s=0.03, repeats=7)
+                tail = f"{fmt_time(r['base'])} | {fmt_time(r['dsl'])} | {fmt_ratio(r)} |"
+            out.append(f"| {label} | {fw} | {name} | {fmt_time(e['base'])} | {fmt_time(e['dsl'])} | {fmt_ratio(e)} | "
+                       + tail)
+            print(out[-1], flush=True)
+    return out
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--framework", action="append", choices=sorted(FNS))
+    ap.add_argument("--eager", action="store_true", help="eager only: no compile per row")
+    ap.add_argument("--row", action="append", help="only the rows with this label")
+    ap.add_argument("--rest", action="store_true", help="only the rows of the rest of the library (MORE_KINDS)")
     a = ap.parse_args()
     import run
 
     run.QUICK = a.quick
-    print("\n".join(table(a.quick, tuple(a.framework or FNS))))
+    rows = (a.row or []) + ([r[0] for r in ROWS if r[2] in MORE_KINDS] if a.rest else [])
+    print("\n".join(table(a.quick, tuple(a.framework or FNS), compiled=not a.eager, rows=rows or None)))

@@ -105,6 +105,12 @@ class _Builder:
         return self.ap("neg", (a,), a.type)
 
     def where(self, c, a, b, t):
+        """where(c, a, b); a branch that is itself a `where` of the same condition is read through:
+        where(c, where(c, x, _), y) is where(c, x, y) in every lane, one pass fewer."""
+        if _is_where_of(a, c, t):
+            a = a.args[1]
+        if _is_where_of(b, c, t):
+            b = b.args[2]
         return self.ap("where", (c, a, b), t)
 
     def cmp(self, fn, a, b):
@@ -116,6 +122,10 @@ class _Builder:
     def float_like(self, a: Node, b: Node) -> TensorType:
         """The float type of a and b broadcast together."""
         return TensorType(FLOAT, _bcast(a, b).shape)
+
+
+def _is_where_of(x: Node, c: Node, t: TensorType) -> bool:
+    return isinstance(x, Apply) and x.fn == "where" and x.args[0] is c and x.type == t
 
 
 def _split_const(x: Node) -> tuple[float, Node | None]:

@@ -315,13 +315,13 @@ class _Compute:
     numbers: list[str] = field(default_factory=list)  # params a fused call takes as Python numbers
 
 
-def _kernel_numbers(order: list[Node]) -> list[str]:
-    """The params a fused call takes as a hyperparameter (lossdsl/kernels.py): compute gets each
-    as `n_<name>` too, a Python number where the caller gave one (else None)."""
+def _numbers(order: list[Node], printer_cls) -> list[str]:
+    """The params the printed code also takes as Python numbers (a fused call's hyperparameters,
+    lossdsl/kernels.py; an exponent, on torch): compute gets each as `n_<name>` too, a Python
+    number where the caller gave one (else None)."""
     out: list[str] = []
     for n in order:
-        if isinstance(n, Apply) and n.fn == "kernel":
-            out += [p for p in n.attr("hyper_params") or () if p is not None and p not in out]
+        out += [p for p in printer_cls.number_params(n) if p not in out]
     return out
 
 
@@ -341,7 +341,7 @@ def _write_compute(checked: CheckedModule, root: Node, printer_cls, derivative, 
     if derivative is not None:
         for g in derivative.grads.values():
             dims_needed += [d for d in _dims_used(g) if d not in dims_needed]
-    numbers = _kernel_numbers(order)
+    numbers = _numbers(order, printer_cls)
     static_args = ["_cdt", "_dev"] + [f"d_{s}" for s in dims_needed] + [f"n_{p}" for p in numbers]
     leaf_names = [arg_names[id(n)] for n in used_args]
     params = leaf_names + static_args

@@ -452,16 +452,27 @@ def _select(node: Node) -> Node:
     return node
 
 
-def _absorbs_shared(n: Node, kernel: Apply, uses: dict[int, int]) -> bool:
-    """Whether the kernel would hide a node that something outside it also uses: the node
-    would then be computed twice, once inside the fused call (`mean(sq) + sum(sq)`)."""
+def _absorbs_shared(n: Node, kernel: Apply, uses: dict[int, int], on_preds: set[int]) -> bool:
+    """Whether the kernel would hide a node of the preds that something outside it also uses: the
+    node and its gradient would then be computed twice, once inside the fused call (`mean(sq) +
+    sum(sq)`). A node of the targets alone (focal's `1 - y`) costs the outside use one forward
+    pass and the fused call nothing extra (its own formula reads the targets in the same pass)."""
     operands = {id(a) for a in kernel.args}
     inside = [x for x in topological(n, stop=operands) if id(x) not in operands]
     users: dict[int, int] = {}
     for x in inside:
         for a in x.inputs:
             users[id(a)] = users.get(id(a), 0) + 1
-    return any(uses.get(id(x), 0) > users.get(id(x), 0) for x in inside if x is not n)
+    return any(uses.get(id(x), 0) > users.get(id(x), 0) for x in inside if x is not n and id(x) in on_preds)
+
+
+def _on_preds(root: Node) -> set[int]:
+    """The nodes whose value depends on a pred (the ones a gradient flows through)."""
+    out: set[int] = set()
+    for n in topological(root):
+        if (isinstance(n, Arg) and n.kind == "pred") or any(id(a) in out for a in n.inputs):
+            out.add(id(n))
+    return out
 
 
 #: kernels recognised on the whole graph (they replace several nodes that read one value), before
@@ -482,6 +493,7 @@ def select_kernels(root: Node, supported: dict[str, set[str]]) -> Node:
         return root
     root = canonical(root)
     uses = use_counts(root)
+    on_preds = _on_preds(root)
 
     def visit(n: Node) -> Node:
         hit = memo.get(id(n))
@@ -489,7 +501,7 @@ def select_kernels(root: Node, supported: dict[str, set[str]]) -> Node:
             return hit
         m = select(n)
         if _is(m, "kernel") and (
-            m.attr("reduction") not in supported.get(m.attr("kernel"), ()) or _absorbs_shared(n, m, uses)
+            m.attr("reduction") not in supported.get(m.attr("kernel"), ()) or _absorbs_shared(n, m, uses, on_preds)
         ):
             m = n
         out = rebuild(m, tuple(visit(a) for a in m.inputs)) if m.inputs else m

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import cast
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.lark import PostLex
 
@@ -100,9 +100,9 @@ class BracketNewlines(PostLex):
 
 
 def _make_lark(**extra) -> Lark:
-    from importlib import resources
+    import pkgutil  # package data without importlib.resources, which `lossdsl check` need not import
 
-    grammar = resources.files("lossdsl.grammars").joinpath("loss.lark").read_text(encoding="utf-8")
+    grammar = cast(bytes, pkgutil.get_data("lossdsl.grammars", "loss.lark")).decode("utf-8")
     return Lark(
         grammar,
         parser="lalr",
@@ -217,14 +217,26 @@ def _positional_after_keyword(args: list) -> S.Keyword | None:
     return None
 
 
-@v_args(meta=True)
-class _ToSyntax(Transformer):
-    """Each method is named after a grammar alias and builds the node of the same name."""
+class _ToSyntax:
+    """Each method is named after a grammar alias and builds the node of the same name from
+    the tree's meta (its positions) and its children, already built."""
 
     def __init__(self, source: Source, diags: Collector):
-        super().__init__()
         self.src = source
         self.diags = diags
+
+    def transform(self, tree: Tree):
+        """The tree, bottom up, as syntax nodes. Written out rather than Lark's `Transformer`,
+        which makes a wrapper object for every node it visits (`lossdsl check` spends its time
+        in the parser; see docs/benchmarks.md)."""
+        builders = _builders()
+
+        def build(node: Tree):
+            children = [build(c) if isinstance(c, Tree) else c for c in node.children]
+            builder = builders.get(node.data)
+            return Tree(node.data, children, node.meta) if builder is None else builder(self, node.meta, children)
+
+        return build(tree)
 
     def _span(self, meta) -> Span:
         return Span(self.src, meta.line, meta.column, meta.end_line, meta.end_column)
@@ -476,6 +488,17 @@ class _ToSyntax(Transformer):
 
     def tuple(self, meta, c):
         return S.Tuple(tuple(x for x in c if x is not None), self._span(meta))
+
+
+@lru_cache(maxsize=1)
+def _builders() -> dict:
+    """Grammar alias -> the `_ToSyntax` method building its node (rule names are lower case and
+    never start with `_`, which Lark inlines)."""
+    return {
+        name: f
+        for name, f in vars(_ToSyntax).items()
+        if callable(f) and not name.startswith("_") and name != "transform"
+    }
 
 
 # ---- syntax errors ------------------------------------------------------------------

@@ -134,7 +134,8 @@ def guard_wheres(root: Node, *, domains: bool = True, data: bool = False) -> Nod
                     if i in domain:
                         if domains:
                             a2 = guard(a2, ca, domain[i], node.span)
-                    elif data and _is_data(a):
+                    elif data and _is_data(a) and node.type.dtype is FLOAT:
+                        # (a comparison's operands need none: no gradient flows through a bool)
                         a2 = guard(a2, ca, 0, node.span)
                     new_args.append(a2)
                 return rebuild(node, tuple(new_args))

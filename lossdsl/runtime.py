@@ -326,7 +326,8 @@ class Runtime:
         leaf = self.leaves[i]
         value = self.context[leaf.label]
         value = self._convert_static(leaf, value, cdt, like)
-        self._cache[key] = value
+        if be.may_cache():
+            self._cache[key] = value
         return value
 
     def _convert_static(self, leaf: Leaf, value: Any, cdt: Any, like: Any) -> Any:
@@ -351,7 +352,8 @@ class Runtime:
                     f"`lossdsl.compile(..., params={{'{leaf.label}': ...}})`",
                 ) from None
             out = self._convert_static(leaf, self.params[leaf.label], cdt, like)
-            self._cache[key] = out
+            if self.backend.may_cache():
+                self._cache[key] = out
             return out
         x = self._tensor(i, value)
         kind = self.backend.dtype_kind(x)

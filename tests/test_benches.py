@@ -46,3 +46,12 @@ def test_lm_head_bench_measures_each_implementation_in_its_own_process():
     rows = [line for line in r.stdout.splitlines() if line.startswith("| torch |")]
     assert [row.split("|")[3].strip() for row in rows] == [
         "lossdsl", "lossdsl dense", "F.cross_entropy", "F.linear_cross_entropy"]
+
+
+def test_check_speed_bench_times_each_stage_of_lossdsl_check_and_imports_no_framework():
+    r = subprocess.run([sys.executable, str(ROOT / "benches" / "check_speed.py"), "--quick"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "on 30 files" in r.stdout and "beyond start-up" in r.stdout
+    assert "parsing the 30 files" in r.stdout and "checking them" in r.stdout
+    assert "frameworks imported by `lossdsl check`: []" in r.stdout

@@ -120,3 +120,29 @@ def test_a_backward_that_needs_a_size_only_torch_knows_falls_back_to_torch_autog
     expected = torch.zeros_like(x)
     expected[:, ::2] = 2 * kept / kept.numel()
     torch.testing.assert_close(x.grad, expected)
+
+
+@needs("torch")
+def test_kl_div_guards_its_target_once_and_its_backward_is_one_masked_product(rng):
+    """A comparison's operands get no data guard (no gradient flows through a bool), and the
+    derived backward reads `where(c, where(c, x, _), y)` as `where(c, x, y)`: the values and
+    gradients stay those of the spec, 0 in the lanes where the target is 0, even at log_q = -inf."""
+    import torch
+
+    import lossdsl.std
+
+    f = lossdsl.compile(lossdsl.std.path("kl_div"), backend="torch")
+    assert "0.0 < torch.where(" not in f.source, f.source
+    backward = f.source.split("def backward(", 1)[1].split("\ndef ", 1)[0]
+    assert "torch.where(t1, torch.where(t1" not in backward, backward
+    p = rng.uniform(0.1, 1.0, (300, 300))
+    p[:, :5] = 0.0
+    log_q = np.log(rng.uniform(0.1, 1.0, (300, 300)))
+    log_q[0, 0] = -np.inf  # a target of 0 where the model gives 0: the term is 0, its gradient too
+    x = torch.tensor(log_q, requires_grad=True)
+    value = f(x, torch.tensor(p), reduction="none")
+    value.sum().backward()
+    safe = np.where(p > 0, p, 1.0)
+    want = np.sum(np.where(p > 0, p * (np.log(safe) - np.where(p > 0, log_q, 0.0)), 0.0), axis=1)
+    np.testing.assert_allclose(value.detach().numpy(), want, rtol=1e-12)
+    np.testing.assert_array_equal(x.grad.numpy(), -p)

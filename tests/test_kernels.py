@@ -55,6 +55,11 @@ def _bce(x, pw=1.0):
     return -(pw * y * _log_sigmoid(z) + (1 - y) * _log_sigmoid(-z))
 
 
+def _p_t(x):
+    p = 1 / (1 + np.exp(-x["z"]))
+    return p * x["y"] + (1 - p) * (1 - x["y"])
+
+
 def _piecewise(x, knot, quad, lin):
     r = np.abs(x["a"] - x["b"])
     return np.where(r <= knot, quad(r), lin(r))
@@ -166,6 +171,15 @@ CASES = {
     "bce_logits_scaled": Case("pred z: float[B, D]\ntarget y: float[B, D]\n"
                               "loss = mean(0.5 * -(y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z)), axis=D)\n",
                               "bce_logits", {"tensorflow"}, lambda x: np.mean(0.5 * _bce(x), axis=1)),
+    # Focal's cross-entropy: `1 - y` is shared with p_t, but a node of the targets alone does not
+    # keep the fused call out (it costs the fused call nothing; lossdsl/kernels.py). The power's
+    # param exponent leaves no derived backward, so torch keeps its elementwise kernel.
+    "bce_in_focal_sharing_one_minus_y": Case(
+        "pred z: float[B, D]\ntarget y: float[B, D]\nparam gamma: float = 2.0\nlet p = sigmoid(z)\n"
+        "let ce = -(y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z))\nlet p_t = p * y + (1 - p) * (1 - y)\n"
+        "loss = mean(ce * (1 - p_t)^gamma, axis=D)\n", "bce_logits", {"torch", "tensorflow"},
+        lambda x: np.mean(_bce(x) * (1 - _p_t(x)) ** 2, axis=1),
+        r"F\.binary_cross_entropy_with_logits\(v_z, v_y, reduction='none'\)"),
 }
 NOT_KERNELS = {  # spec, the kernel it must not be taken for
     "not_huber": ("pred a: float[N]\ntarget b: float[N]\nlet r = abs(a - b)\n"
@@ -175,6 +189,9 @@ NOT_KERNELS = {  # spec, the kernel it must not be taken for
     "broadcast_mse": ("pred a: float[B, D]\ntarget b: float[D]\nloss = mean((a - b)^2)\n", "mse"),  # F.mse_loss warns
     "nll_of_softmax_without_log": ("pred z: float[B, C]\ntarget k: int[B]\nloss = mean(-pick(softmax(z), k))\n",
                                    "nll"),
+    # `d` depends on the pred and is used outside: fusing would compute it and its gradient twice
+    "mse_of_a_shared_residual": ("pred a: float[B, D]\ntarget b: float[B, D]\nlet d = a - b\n"
+                                 "loss = mean(square(d)) + mean(d)\n", "mse"),
 }
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import pathlib
 from dataclasses import dataclass
-from importlib import resources
 
 from .. import syntax as S
 from ..diagnostics import LossError
@@ -111,6 +110,8 @@ class Uses:
                     help=f"did you mean `std.{close[0]}`?" if close else f"it has: {', '.join(names)}",
                 )
                 return None
+            from importlib import resources  # only when a spec uses the standard library
+
             path = pathlib.Path(str(resources.files("lossdsl.std").joinpath(f"{use.target}.loss")))
         else:
             base = user.path.parent if user.path is not None else pathlib.Path(os.getcwd())
@@ -151,6 +152,8 @@ class Uses:
 
 def _std_names() -> list[str]:
     # Read as package data, not imported: lossdsl.std compiles losses, and checking needs none of that.
+    from importlib import resources
+
     return sorted(p.name[:-5] for p in resources.files("lossdsl.std").iterdir() if p.name.endswith(".loss"))
 
 
