@@ -162,6 +162,24 @@ class TensorflowPrinter(Printer):
         smoothing = self.unless_zero(node, 0, ls)
         return f"rt.smoothed_ce({z}, {y}, {smoothing}, {ignore if node.attr('ignore') else None})"
 
+    def _kernel_lm_head(self, node, h, W, *rest):
+        if node.attr("sharded"):
+            # MirroredStrategy mirrors every variable: no replica holds only its part of W.
+            from lossdsl.diagnostics import Diagnostic, LossError
+
+            raise LossError(
+                [
+                    Diagnostic(
+                        f"a language-model head with its vocabulary `{node.attr('sharded')}` split across "
+                        "replicas has no TensorFlow form: MirroredStrategy keeps a whole copy of W on each",
+                        node.span,
+                        "E811",
+                        help="compile it for torch or jax, or without `sharded=` (then `sharded=` may name the batch)",
+                    )
+                ]
+            )
+        return super()._kernel_lm_head(node, h, W, *rest)
+
     def _kernel_nll(self, node, z, y, w=None):
         d = f"tf.nn.sparse_softmax_cross_entropy_with_logits(labels={y}, logits={z})"
         if node.attr("reduction") == "weighted_mean":

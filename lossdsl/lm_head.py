@@ -28,6 +28,15 @@ Below `min_logits()` logits the backends compute the same statistics densely (fr
 autodiff, any derivative order); the chunk size comes from `chunk_size(N, D, V)`. Both are
 overridable with `options(chunk=..., min_logits=...)` or the environment variables
 LOSSDSL_LM_HEAD_CHUNK and LOSSDSL_LM_HEAD_MIN_LOGITS.
+
+Split vocabulary (`sharded="V"`, V the first axis of W; docs/distributed.md): the sharding pass
+selects the head first (`shard_vocabulary`), with the attribute `sharded`, so that the log-softmax
+along V never has to see the whole vocabulary. Each replica computes its shard's statistics over
+its own chunks and `global_statistics` combines them with three collectives (the maximum of the
+local lse, the sum of exp(lse - max), and the sums of the picked logits and row sums, the picked
+logit taken on the replica that owns the label). The gradient's coefficients a and c are read from
+these global statistics, so each replica's dz, dW and db are exact locally; dh is the sum of every
+replica's part, one all-reduce in the backward.
 """
 
 from __future__ import annotations
@@ -101,6 +110,17 @@ def options(*, chunk: int | None = None, min_logits: int | None = None) -> Itera
     finally:
         _overrides.clear()
         _overrides.update(saved)
+
+
+def global_statistics(dist, lse, picked, rowsum, v, exp, log, stop=lambda x: x):
+    """(lse, picked, rowsum) over the whole vocabulary from one shard's, combined across the
+    replicas by `dist` (the backend's collectives: `max`, `sum`); `v` the global class count.
+    The shift of the logsumexp is any constant, held out of the gradient (`stop`)."""
+    m = stop(dist.max(stop(lse)))
+    lse = m + log(dist.sum(exp(lse - m)))
+    picked = dist.sum(picked) if picked is not None else None
+    rowsum = dist.sum(rowsum) if rowsum is not None else None
+    return lse, picked, rowsum
 
 
 def columns(stats, lse, logp, rowsum, v):
@@ -220,8 +240,16 @@ def _plan(head: _Head, users: dict[int, list[Node]], uses: dict[int, int]) -> di
     return out or None
 
 
-def select_lm_heads(root: Node, supported: dict[str, set[str]]) -> Node:
-    """Replace every recognised head's statistics with columns of one `lm_head` kernel."""
+def shard_vocabulary(root: Node, sym: str) -> Node:
+    """Select the heads whose vocabulary (W's first axis) is the dimension `sym` split across
+    replicas, as kernels marked `sharded`: the sharding pass runs this first, since the
+    log-softmax along a split axis has no per-replica form (E811) but the head's statistics have."""
+    return select_lm_heads(root, {KERNEL: {"stats"}}, vocabulary=sym)
+
+
+def select_lm_heads(root: Node, supported: dict[str, set[str]], *, vocabulary: str | None = None) -> Node:
+    """Replace every recognised head's statistics with columns of one `lm_head` kernel; with
+    `vocabulary`, only the heads whose W has that dimension first, marked as split along it."""
     if KERNEL not in supported:
         return root
     users = _users(root)
@@ -232,6 +260,8 @@ def select_lm_heads(root: Node, supported: dict[str, set[str]]) -> Node:
             continue
         head = _logits(n)
         if head is None or any(id(c) in replace for c in head.chain):
+            continue
+        if vocabulary is not None and not _split_vocabulary(head, vocabulary):
             continue
         plan = _plan(head, users, uses)
         if plan is None:
@@ -245,6 +275,7 @@ def select_lm_heads(root: Node, supported: dict[str, set[str]]) -> Node:
             ("decomposed", decomposed),  # the entry's index check reads the labels through it
             ("kernel", KERNEL),
             ("reduction", "stats"),
+            *((("sharded", vocabulary),) if vocabulary is not None else ()),
             ("softcap", head.softcap),
             ("stats", tuple(kinds)),
         )
@@ -255,6 +286,11 @@ def select_lm_heads(root: Node, supported: dict[str, set[str]]) -> Node:
     if not replace:
         return root
     return _substitute(root, replace)
+
+
+def _split_vocabulary(head: _Head, sym: str) -> bool:
+    """Whether the head's classes, and only they, run along `sym` (h holds no part of it)."""
+    return head.W.type.shape[0] == Dim(sym) and all(d.sym != sym for d in head.h.type.shape + head.W.type.shape[1:])
 
 
 def _substitute(root: Node, replace: dict[int, Node]) -> Node:
@@ -268,4 +304,15 @@ def _substitute(root: Node, replace: dict[int, Node]) -> Node:
     return done[id(root)]
 
 
-__all__ = ["KERNEL", "chunk_size", "columns", "fixed_chunk", "min_logits", "options", "plan", "select_lm_heads"]
+__all__ = [
+    "KERNEL",
+    "chunk_size",
+    "columns",
+    "fixed_chunk",
+    "global_statistics",
+    "min_logits",
+    "options",
+    "plan",
+    "select_lm_heads",
+    "shard_vocabulary",
+]
