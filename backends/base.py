@@ -298,6 +298,8 @@ class Printer:
         sizes = f"chunk={lm_head.fixed_chunk()!r}, min_logits={lm_head.min_logits()!r}"
         # A head split along its vocabulary combines its shards' statistics with the collectives.
         split = ", dist=_dist" if node.attr("sharded") else ""
+        # the gradient to each statistic is the same for every token: it may be prepared in the forward
+        split += ", uniform=True" if node.attr("uniform") else ""
         return f"rt.lm_head({h}, {W}, {b}, {idx}, {node.attr('stats')!r}, {node.attr('softcap')!r}, {sizes}{split})"
 
     def hyper_number(self, node: Apply, i: int) -> str:

@@ -212,7 +212,7 @@ def _lm_head_runtime(jax, jnp):
         )
         return jnp.stack(lm_head_settings.columns(stats, lse, picked - lse, rowsum, float(total)), axis=1)
 
-    def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits, dist=None):
+    def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits, dist=None, uniform=False):
         step = lm_head_settings.plan(h.shape[0], h.shape[1], W.shape[0], chunk, min_logits)
         if dist is not None:  # below the threshold, one chunk of the local classes
             return split(h, W, b, idx, stats, softcap, step or max(1, W.shape[0]), dist)

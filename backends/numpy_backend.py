@@ -117,7 +117,9 @@ def numpy_like_diag(xp, x):
 # ---- the language-model head (lossdsl/lm_head.py) ----------------------------------------------
 
 
-def numpy_lm_head(h, W, b, idx, stats, softcap, chunk=None, min_logits=lm_head.DEFAULT_MIN_LOGITS, dist=None):
+def numpy_lm_head(
+    h, W, b, idx, stats, softcap, chunk=None, min_logits=lm_head.DEFAULT_MIN_LOGITS, dist=None, uniform=False
+):
     """The reference: the same online logsumexp over chunks of the vocabulary as the frameworks'
     fast path (values only), so the NumPy backend holds one chunk of logits at a time too. NumPy
     is one replica: a split vocabulary (`dist`) is the whole of it."""

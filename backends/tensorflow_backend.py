@@ -466,7 +466,7 @@ def _lm_head_runtime(tf):
 
         return run(*floats)
 
-    def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits):
+    def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits, uniform=False):
         n, d, v = (x if x is not None else 0 for x in (h.shape[0], h.shape[1], W.shape[0]))
         step = lm_head_settings.plan(n, d, v, chunk, min_logits) if n and v else None
         if step is None:  # small, or sizes known only when the graph runs: dense

@@ -24,6 +24,10 @@ with a = g_lse - g_logp - g_mean - V g_sum and c = g_mean / V + g_sum: the backw
 recomputes each chunk's logits and never holds more than one chunk (docs/backends.md,
 "The language-model head"). Each token's upstream gradient is applied to that token alone.
 
+Where the loss's gradient to each statistic is the same for every token (`_uniform_gradient`:
+`mean(-logp)`, label smoothing), the kernel is marked `uniform` and a backend may prepare the
+gradient in the forward, up to scalars known only in the backward (torch does).
+
 Below `min_logits()` logits the backends compute the same statistics densely (framework
 autodiff, any derivative order); the chunk size comes from `chunk_size(N, D, V)`. Both are
 overridable with `options(chunk=..., min_logits=...)` or the environment variables
@@ -267,6 +271,7 @@ def select_lm_heads(root: Node, supported: dict[str, set[str]], *, vocabulary: s
         if plan is None:
             continue
         kinds = sorted({k for k, _ in plan.values()}, key=["lse", "logp", "mean_logp", "sum_logp"].index)
+        uniform = vocabulary is None and head.softcap is None and _uniform_gradient(root, set(plan))
         index = next((node.args[1] for k, node in plan.values() if k == "logp"), None)  # type: ignore[attr-defined]
         args = (head.h, head.W) + ((head.b,) if head.b is not None else ()) + ((index,) if index is not None else ())
         decomposed = next((node for k, node in plan.values() if k == "logp"), next(iter(plan.values()))[1])
@@ -278,6 +283,7 @@ def select_lm_heads(root: Node, supported: dict[str, set[str]], *, vocabulary: s
             *((("sharded", vocabulary),) if vocabulary is not None else ()),
             ("softcap", head.softcap),
             ("stats", tuple(kinds)),
+            *((("uniform", True),) if uniform else ()),
         )
         shape = (head.z.type.shape[0], Dim(None, len(kinds)))
         stats = Apply(TensorType(FLOAT, shape), head.z.span, "kernel", args, attrs)
@@ -286,6 +292,42 @@ def select_lm_heads(root: Node, supported: dict[str, set[str]], *, vocabulary: s
     if not replace:
         return root
     return _substitute(root, replace)
+
+
+def _uniform_gradient(root: Node, columns: set[int]) -> bool:
+    """Whether the loss's gradient to each statistic (the nodes `columns` replaces) is the same
+    for every token, known before the backward up to a few scalars: the loss is a scalar function
+    of sums or means over the tokens of affine combinations of the statistics whose coefficients
+    do not depend on them (`mean(-logp)`, label smoothing). The backends may then prepare the
+    gradient in the forward (torch: `uniform=True`). A z-loss, an ignore index under `where`,
+    per-token weights or a per-token loss are not."""
+    if root.type.rank != 0:
+        return False
+    kind: dict[int, str] = {}  # "free" of the statistics, "affine" [N], "scalar" (uniform), "other"
+    for n in topological(root):
+        kind[id(n)] = "affine" if id(n) in columns else _kind(n, [kind[id(a)] for a in n.inputs])
+    return kind[id(root)] == "scalar"
+
+
+def _kind(n: Node, kinds: list[str]) -> str:
+    if all(k == "free" for k in kinds):
+        return "free"
+    if not isinstance(n, Apply) or "other" in kinds:
+        return "other"
+    args = n.args
+    if n.type.rank == 0:
+        if n.fn in ("mean", "sum") and kinds == ["affine"] and args[0].type.rank == 1:
+            return "scalar"
+        # any function of uniform scalars: the chain rule multiplies by a scalar
+        return "scalar" if all(a.type.rank == 0 and k in ("free", "scalar") for a, k in zip(args, kinds)) else "other"
+    if n.type.rank != 1 or "scalar" in kinds:
+        return "other"
+    free_scalars = all(k == "affine" or a.type.rank == 0 for a, k in zip(args, kinds))
+    if n.fn in ("add", "sub", "neg") or (n.fn == "mul" and free_scalars and kinds.count("affine") == 1):
+        return "affine"
+    if n.fn == "div" and kinds == ["affine", "free"] and args[1].type.rank == 0:
+        return "affine"
+    return "other"
 
 
 def _split_vocabulary(head: _Head, sym: str) -> bool:
