@@ -319,7 +319,11 @@ class Printer:
         idx = rest[-1] if "logp" in node.attr("stats") else "None"
         # The chunking in force when the loss is compiled (lm_head.options) is part of its code.
         sizes = f"chunk={lm_head.fixed_chunk()!r}, min_logits={lm_head.min_logits()!r}"
-        return f"rt.lm_head({h}, {W}, {b}, {idx}, {node.attr('stats')!r}, {node.attr('softcap')!r}, {sizes})"
+        # A head split along its vocabulary combines its shards' statistics with the collectives.
+        split = ", dist=_dist" if node.attr("sharded") else ""
+        # the gradient to each statistic is the same for every token: it may be prepared in the forward
+        split += ", uniform=True" if node.attr("uniform") else ""
+        return f"rt.lm_head({h}, {W}, {b}, {idx}, {node.attr('stats')!r}, {node.attr('softcap')!r}, {sizes}{split})"
 
     @classmethod
     def number_params(cls, node: Node) -> tuple[str, ...]:
@@ -623,6 +627,15 @@ class LocalCollectives:
         return x
 
     max = min = sum
+
+    def extent(self, n: int, dev=None) -> tuple[Any, int]:
+        """For an axis split across the replicas, this replica holding `n` of it: where its part
+        starts (the sizes of the replicas before it) and the global size."""
+        return 0, n
+
+    def total(self, n: int, dev=None) -> int:
+        """The global size of an axis split across the replicas, this replica holding `n` of it."""
+        return self.extent(n, dev)[1]
 
     def finish(self, loss):
         """The loss every replica computes alike, before it is returned: where the framework's

@@ -210,7 +210,9 @@ def _lm_head_runtime(jax, jnp):
         logp = jnp.take_along_axis(z, idx[:, None], axis=1)[:, 0] - lse if idx is not None else None
         return jnp.stack(lm_head_settings.columns(stats, lse, logp, jnp.sum(z, axis=1), float(v)), axis=1)
 
-    def chunked(h, W, b, idx, stats, softcap, step):
+    def parts(h, W, b, idx, softcap, step, vary=lambda x: x):
+        """(lse, the picked logit, the row sum) over the classes of W, chunk by chunk; `vary`
+        marks the running values as differing between replicas where W does (shard_map)."""
         n, v = h.shape[0], W.shape[0]
         chunks = -(-v // step)
         pad = chunks * step - v
@@ -235,13 +237,29 @@ def _lm_head_runtime(jax, jnp):
             return (m_new, s, picked, rowsum), None
 
         zeros = jnp.zeros((n,), h.dtype)
-        init = (jnp.full((n,), -jnp.inf, h.dtype), zeros, zeros, zeros)
+        init = tuple(map(vary, (jnp.full((n,), -jnp.inf, h.dtype), zeros, zeros, zeros)))
         (m, s, picked, rowsum), _ = jax.lax.scan(body, init, (Wc, bc, starts))
-        lse = m + jnp.log(s)
-        return jnp.stack(lm_head_settings.columns(stats, lse, picked - lse, rowsum, float(v)), axis=1)
+        return m + jnp.log(s), picked, rowsum
 
-    def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits):
+    def chunked(h, W, b, idx, stats, softcap, step):
+        lse, picked, rowsum = parts(h, W, b, idx, softcap, step)
+        return jnp.stack(lm_head_settings.columns(stats, lse, picked - lse, rowsum, float(W.shape[0])), axis=1)
+
+    def split(h, W, b, idx, stats, softcap, step, dist):
+        """A split vocabulary: this replica's classes (from `offset` of `total`), combined with
+        psum/pmax, which JAX differentiates (dh is summed over the replicas by the transpose)."""
+        offset, total = dist.extent(W.shape[0])
+        local = idx - offset if idx is not None else None
+        lse, picked, rowsum = parts(h, W, b, local, softcap, step, dist.vary)
+        lse, picked, rowsum = lm_head_settings.global_statistics(
+            dist, lse, picked, rowsum, total, jnp.exp, jnp.log, jax.lax.stop_gradient
+        )
+        return jnp.stack(lm_head_settings.columns(stats, lse, picked - lse, rowsum, float(total)), axis=1)
+
+    def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits, dist=None, uniform=False):
         step = lm_head_settings.plan(h.shape[0], h.shape[1], W.shape[0], chunk, min_logits)
+        if dist is not None:  # below the threshold, one chunk of the local classes
+            return split(h, W, b, idx, stats, softcap, step or max(1, W.shape[0]), dist)
         if step is None:
             return dense(h, W, b, idx, stats, softcap)
         return chunked(h, W, b, idx, stats, softcap, step)
@@ -290,6 +308,20 @@ class JaxCollectives(LocalCollectives):
 
     def min(self, x, dev=None):
         return self._collective(self.jax.lax.pmin, x)
+
+    def vary(self, x):
+        """`x` marked as differing between the replicas of the axis (under shard_map)."""
+        return self._collective(lambda a, name: self.jax.lax.pcast(a, (name,), to="varying"), x)
+
+    def extent(self, n, dev=None):
+        # shard_map splits an axis into equal parts
+        if self._manual() is False:
+            return 0, n
+        try:
+            size = self.jax.lax.axis_size(self.axis_name)
+            return self.jax.lax.axis_index(self.axis_name) * n, int(size) * n
+        except NameError:
+            return 0, n
 
 
 class JaxBackend(NumpyBackend):

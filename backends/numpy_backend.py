@@ -184,9 +184,12 @@ def numpy_avg_pool2d(x, kernel, stride):
 # ---- the language-model head (lossdsl/lm_head.py) ----------------------------------------------
 
 
-def numpy_lm_head(h, W, b, idx, stats, softcap, chunk=None, min_logits=lm_head.DEFAULT_MIN_LOGITS):
+def numpy_lm_head(
+    h, W, b, idx, stats, softcap, chunk=None, min_logits=lm_head.DEFAULT_MIN_LOGITS, dist=None, uniform=False
+):
     """The reference: the same online logsumexp over chunks of the vocabulary as the frameworks'
-    fast path (values only), so the NumPy backend holds one chunk of logits at a time too."""
+    fast path (values only), so the NumPy backend holds one chunk of logits at a time too. NumPy
+    is one replica: a split vocabulary (`dist`) is the whole of it."""
     n, v = h.shape[0], W.shape[0]
     step = lm_head.plan(n, h.shape[1], v, chunk, min_logits) or v
     m = np.full(n, -np.inf, dtype=h.dtype)

@@ -166,6 +166,24 @@ class TensorflowPrinter(Printer):
         smoothing = self.unless_zero(node, 0, ls)
         return f"rt.smoothed_ce({z}, {y}, {smoothing}, {ignore if node.attr('ignore') else None})"
 
+    def _kernel_lm_head(self, node, h, W, *rest):
+        if node.attr("sharded"):
+            # MirroredStrategy mirrors every variable: no replica holds only its part of W.
+            from lossdsl.diagnostics import Diagnostic, LossError
+
+            raise LossError(
+                [
+                    Diagnostic(
+                        f"a language-model head with its vocabulary `{node.attr('sharded')}` split across "
+                        "replicas has no TensorFlow form: MirroredStrategy keeps a whole copy of W on each",
+                        node.span,
+                        "E811",
+                        help="compile it for torch or jax, or without `sharded=` (then `sharded=` may name the batch)",
+                    )
+                ]
+            )
+        return super()._kernel_lm_head(node, h, W, *rest)
+
     def _kernel_nll(self, node, z, y, w=None):
         d = f"tf.nn.sparse_softmax_cross_entropy_with_logits(labels={y}, logits={z})"
         if node.attr("reduction") == "weighted_mean":
@@ -545,7 +563,7 @@ def _lm_head_runtime(tf):
 
         return run(*floats)
 
-    def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits):
+    def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits, uniform=False):
         n, d, v = (x if x is not None else 0 for x in (h.shape[0], h.shape[1], W.shape[0]))
         step = lm_head_settings.plan(n, d, v, chunk, min_logits) if n and v else None
         if step is None:  # small, or sizes known only when the graph runs: dense

@@ -488,8 +488,12 @@ def _lm_head_runtime(torch):
 
     class Chunked(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, h, W, b, idx, stats, softcap, step):
+        def forward(ctx, h, W, b, idx, stats, softcap, step, dist=None):
             n, v = h.shape[0], W.shape[0]
+            # A split vocabulary: this replica's classes start at `offset` of `total`.
+            offset, total = dist.extent(v, h.device) if dist is not None else (0, v)
+            if idx is not None and dist is not None:
+                idx = idx - offset
             lse = torch.full((n,), float("-inf"), dtype=h.dtype, device=h.device)
             picked = torch.zeros(n, dtype=h.dtype, device=h.device)
             rowsum = torch.zeros(n, dtype=h.dtype, device=h.device) if _reads_row_sums(stats) else None
@@ -503,22 +507,32 @@ def _lm_head_runtime(torch):
                     local = idx - start
                     inside = (local >= 0) & (local < z.shape[1])
                     picked += torch.where(inside, z[rows, local.clamp(0, z.shape[1] - 1)], 0.0)
+            if dist is not None:
+                lse, summed, rowsum = lm_head_settings.global_statistics(
+                    dist, lse, picked if idx is not None else None, rowsum, total, torch.exp, torch.log
+                )
+                picked = summed if summed is not None else picked
             ctx.save_for_backward(h, W, b, idx, lse)
-            ctx.stats, ctx.softcap, ctx.step = stats, softcap, step
-            return torch.stack(lm_head_settings.columns(stats, lse, picked - lse, rowsum, float(v)), dim=1)
+            ctx.stats, ctx.softcap, ctx.step, ctx.total, ctx.dist = stats, softcap, step, total, dist
+            return torch.stack(lm_head_settings.columns(stats, lse, picked - lse, rowsum, float(total)), dim=1)
 
         @staticmethod
         def backward(ctx, g):
-            h, W, b, idx, lse = ctx.saved_tensors
+            h, W, b, idx, lse = ctx.saved_tensors[:5]
             stats, softcap, step = ctx.stats, ctx.softcap, ctx.step
+            if torch.is_grad_enabled() and ctx.dist is not None:
+                raise NotImplementedError(
+                    "lossdsl: a language-model head with a split vocabulary (sharded=) has a first "
+                    "derivative only; compile without `sharded=` for higher orders"
+                )
             if torch.is_grad_enabled():  # a graph of the gradient is asked for: the dense statistics
                 wants = ctx.needs_input_grad[:3]
                 with torch.enable_grad():
                     inputs = [x for x, w in zip((h, W, b), wants) if w]
                     out = dense(h, W, b, idx, stats, softcap)
                     grads = iter(torch.autograd.grad(out, inputs, g, create_graph=True, materialize_grads=True))
-                return (*(next(grads) if w else None for w in wants), None, None, None, None)
-            n, v = h.shape[0], W.shape[0]
+                return (*(next(grads) if w else None for w in wants), None, None, None, None, None)
+            n, v = h.shape[0], ctx.total  # the global class count where the vocabulary is split
             col = {k: g[:, i] for i, k in enumerate(stats)}
             zero = torch.zeros(n, dtype=h.dtype, device=h.device)
             g_logp, g_mean, g_sum = (col.get(k, zero) for k in ("logp", "mean_logp", "sum_logp"))
@@ -528,7 +542,7 @@ def _lm_head_runtime(torch):
             gW = torch.empty_like(W)
             gb = torch.empty_like(b) if b is not None else None
             a, lse = a[:, None], lse[:, None]
-            for start in range(0, v, step):
+            for start in range(0, W.shape[0], step):
                 z = logits(h, W, b, softcap, start, start + step)
                 slope = 1.0 - torch.square(z / softcap) if softcap is not None else None
                 dz = z.sub_(lse).exp_().mul_(a)  # in place: one chunk-sized buffer
@@ -545,7 +559,87 @@ def _lm_head_runtime(torch):
                 torch.mm(dz.T, h, out=gW[start : start + step])
                 if gb is not None:
                     torch.sum(dz, dim=0, out=gb[start : start + step])
-            return gh, gW, gb, None, None, None, None
+            if ctx.dist is not None:  # each replica's classes add their part to dh: one all-reduce
+                gh = ctx.dist.sum(gh, h.device)
+            return gh, gW, gb, None, None, None, None, None
+
+    class Prepared(torch.autograd.Function):
+        """The head of a loss whose gradient to each statistic is the same for every token
+        (lm_head's `uniform`): the forward runs over chunks of tokens, each with all its classes,
+        and keeps what the gradient is made of, so the backward does no matrix product:
+
+            dh = A * (P @ W) + C * sum_v W + G * W[y]      dW = A * (P^T @ h) + C * sum_i h + G * onehot^T h
+
+        with P the softmax and A, C, G the scalars read from the upstream gradient. A gradient
+        that turns out not uniform (or a graph of it) takes Chunked's backward instead."""
+
+        @staticmethod
+        def forward(ctx, h, W, b, idx, stats, softcap, step, dist=None):
+            n, v = h.shape[0], W.shape[0]
+            # As many tokens per chunk as the classes of a chunk of Chunked: the same logits' memory.
+            rows = max(1, min(n, max(32, n * step // max(v, 1))))
+            lse = torch.empty(n, dtype=h.dtype, device=h.device)
+            picked = torch.zeros(n, dtype=h.dtype, device=h.device)
+            rowsum = torch.empty(n, dtype=h.dtype, device=h.device) if _reads_row_sums(stats) else None
+            pw = torch.empty_like(h)  # P @ W
+            pth = torch.zeros_like(W)  # P^T @ h
+            pcol = torch.zeros_like(b) if b is not None else None  # the column sums of P
+            for s in range(0, n, rows):
+                hc = h[s : s + rows]
+                z = torch.addmm(b, hc, W.T) if b is not None else hc @ W.T
+                if rowsum is not None:
+                    rowsum[s : s + rows] = z.sum(dim=1)
+                if idx is not None:
+                    ic = idx[s : s + rows]
+                    inside = (ic >= 0) & (ic < v)
+                    picked[s : s + rows] = torch.where(inside, z.gather(1, ic.clamp(0, v - 1)[:, None])[:, 0], 0.0)
+                m = z.amax(dim=1)
+                p = z.sub_(m[:, None]).exp_()  # in place: one chunk-sized buffer
+                total = p.sum(dim=1)
+                lse[s : s + rows] = m + torch.log(total)
+                p.div_(total[:, None])
+                pw[s : s + rows] = p @ W
+                pth.addmm_(p.T, hc)
+                if pcol is not None:
+                    pcol += p.sum(dim=0)
+            ctx.save_for_backward(h, W, b, idx, lse)
+            # Not saved tensors: the backward turns them into the gradients in place, once; a second
+            # backward (retain_graph=True) finds them gone and recomputes.
+            ctx.prepared = (pw, pth, pcol)
+            ctx.stats, ctx.softcap, ctx.step, ctx.total, ctx.dist = stats, None, step, v, None
+            return torch.stack(lm_head_settings.columns(stats, lse, picked - lse, rowsum, float(v)), dim=1)
+
+        @staticmethod
+        def backward(ctx, g):
+            h, W, _, idx, _ = ctx.saved_tensors
+            n, v = h.shape[0], W.shape[0]
+            prepared, ctx.prepared = ctx.prepared, None
+            # The spec's analysis promises a uniform gradient; eager mode checks it all the same
+            # (while torch.compile traces, a data-dependent branch would split the graph).
+            checked = torch.compiler.is_compiling() or bool((g == g[:1]).all())
+            if prepared is None or torch.is_grad_enabled() or n == 0 or not checked:
+                return Chunked.backward(ctx, g)
+            pw, pth, pcol = prepared
+            col = {k: g[0, i] for i, k in enumerate(ctx.stats)}
+            zero = torch.zeros((), dtype=h.dtype, device=h.device)
+            g_logp, g_mean, g_sum = (col.get(k, zero) for k in ("logp", "mean_logp", "sum_logp"))
+            a = col.get("lse", zero) - g_logp - g_mean - v * g_sum  # the coefficient of softmax
+            gh, gW = pw.mul_(a), pth.mul_(a)
+            gb = pcol.mul_(a) if pcol is not None else None
+            if _reads_row_sums(ctx.stats):  # the same for every class
+                c = g_mean / v + g_sum
+                gh += c * W.sum(dim=0)
+                gW += c * h.sum(dim=0)
+                if gb is not None:
+                    gb += c * n
+            if idx is not None:
+                inside = (idx >= 0) & (idx < v)
+                hit = torch.where(inside, g_logp, 0.0)[:, None]
+                gh += hit * W[idx.clamp(0, v - 1)]
+                gW.index_add_(0, idx.clamp(0, v - 1), hit * h)
+                if gb is not None:
+                    gb.index_add_(0, idx.clamp(0, v - 1), hit[:, 0])
+            return gh, gW, gb, None, None, None, None, None
 
     def functorch(x) -> bool:
         """Under torch.func, whose transforms an autograd.Function with a Python backward does not
@@ -553,8 +647,12 @@ def _lm_head_runtime(torch):
         traces, where the question is a builtin dynamo cannot trace.)"""
         return not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(x)
 
-    def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits):
+    def lm_head(h, W, b, idx, stats, softcap, chunk, min_logits, dist=None, uniform=False):
         step = lm_head_settings.plan(h.shape[0], h.shape[1], W.shape[0], chunk, min_logits)
+        if uniform and step is not None and dist is None and softcap is None and not functorch(h):
+            return Prepared.apply(h, W, b, idx, stats, softcap, step)
+        if dist is not None:  # a split vocabulary: below the threshold, one chunk of the local classes
+            return Chunked.apply(h, W, b, idx, stats, softcap, step or max(1, W.shape[0]), dist)
         if step is None or functorch(h):
             return dense(h, W, b, idx, stats, softcap)
         return Chunked.apply(h, W, b, idx, stats, softcap, step)
@@ -613,6 +711,14 @@ class TorchCollectives(LocalCollectives):
 
     def min(self, x, dev=None):
         return self._reduce(x, dev, self.torch.distributed.ReduceOp.MIN)
+
+    def extent(self, n, dev=None):
+        # The replicas may hold parts of different sizes: one all_gather of them.
+        torch, dist = self.torch, self.torch.distributed
+        sizes = [torch.zeros((), dtype=torch.int64, device=dev) for _ in range(dist.get_world_size(self.group))]
+        dist.all_gather(sizes, torch.tensor(int(n), dtype=torch.int64, device=dev), group=self.group)
+        counts = [int(c) for c in sizes]
+        return sum(counts[: dist.get_rank(self.group)]), sum(counts)
 
 
 class TorchBackend(Backend):

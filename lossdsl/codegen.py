@@ -261,7 +261,7 @@ def generate(
     static_dims: dict[str, tuple[int, str]],
     dynamic_sizes: bool = False,
     source_name: str = "",
-    sharded: bool = False,
+    sharded: bool | str = False,
     derivative=None,
     check_indices: bool = True,
     mean_root: Node | None = None,
@@ -383,9 +383,11 @@ class _EntryWriter:
         self.index_reads: list[IndexRead] = []
         self.numbers: set[str] = set()  # params also passed as Python numbers (`n_<name>`)
         self.check_context = False  # context shapes are checked when it is bound, unless this is set
+        self.sharded: str | None = None  # the dimension split across replicas, if any
 
-    def write(self, root: Node, compute: _Compute, *, sharded: bool, check_indices: bool, mean=None) -> None:
+    def write(self, root: Node, compute: _Compute, *, sharded: bool | str, check_indices: bool, mean=None) -> None:
         e = self.lines
+        self.sharded = sharded if isinstance(sharded, str) else None
         self.numbers = set(compute.numbers) | set(mean.numbers if mean is not None else ())
         if mean is not None:
             self.args.append("_mean=False")
@@ -525,7 +527,10 @@ class _EntryWriter:
             where = "the declaration" if dim.sym is None else self.bound.get(dim.sym, "")
             self.index_reads.append(IndexRead(idx, label, leaf.span if node is arg else node.span, dim, where))
             guard = f"if d_{dim.sym} is not None: " if self.dynamic_sizes and dim.sym is not None else ""
-            check = f"_check_index({len(self.index_reads) - 1}, {self.printer.expr(node)}, {self.printer.dim(dim)})"
+            size = self.printer.dim(dim)
+            if dim.sym is not None and dim.sym == self.sharded:  # an index into a split axis is global
+                size = f"_dist.total({size}, _dev)"
+            check = f"_check_index({len(self.index_reads) - 1}, {self.printer.expr(node)}, {size})"
             # An argument read whole is rebound to what the check returns: under tracing with
             # check_values, a tensor that depends on the check, so the gather waits for it.
             self.lines(f"{guard}{self.printer.expr(node)} = {check}" if node is arg else f"{guard}{check}")

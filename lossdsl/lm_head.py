@@ -24,10 +24,23 @@ with a = g_lse - g_logp - g_mean - V g_sum and c = g_mean / V + g_sum: the backw
 recomputes each chunk's logits and never holds more than one chunk (docs/backends.md,
 "The language-model head"). Each token's upstream gradient is applied to that token alone.
 
+Where the loss's gradient to each statistic is the same for every token (`_uniform_gradient`:
+`mean(-logp)`, label smoothing), the kernel is marked `uniform` and a backend may prepare the
+gradient in the forward, up to scalars known only in the backward (torch does).
+
 Below `min_logits()` logits the backends compute the same statistics densely (framework
 autodiff, any derivative order); the chunk size comes from `chunk_size(N, D, V)`. Both are
 overridable with `options(chunk=..., min_logits=...)` or the environment variables
 LOSSDSL_LM_HEAD_CHUNK and LOSSDSL_LM_HEAD_MIN_LOGITS.
+
+Split vocabulary (`sharded="V"`, V the first axis of W; docs/distributed.md): the sharding pass
+selects the head first (`shard_vocabulary`), with the attribute `sharded`, so that the log-softmax
+along V never has to see the whole vocabulary. Each replica computes its shard's statistics over
+its own chunks and `global_statistics` combines them with three collectives (the maximum of the
+local lse, the sum of exp(lse - max), and the sums of the picked logits and row sums, the picked
+logit taken on the replica that owns the label). The gradient's coefficients a and c are read from
+these global statistics, so each replica's dz, dW and db are exact locally; dh is the sum of every
+replica's part, one all-reduce in the backward.
 """
 
 from __future__ import annotations
@@ -101,6 +114,17 @@ def options(*, chunk: int | None = None, min_logits: int | None = None) -> Itera
     finally:
         _overrides.clear()
         _overrides.update(saved)
+
+
+def global_statistics(dist, lse, picked, rowsum, v, exp, log, stop=lambda x: x):
+    """(lse, picked, rowsum) over the whole vocabulary from one shard's, combined across the
+    replicas by `dist` (the backend's collectives: `max`, `sum`); `v` the global class count.
+    The shift of the logsumexp is any constant, held out of the gradient (`stop`)."""
+    m = stop(dist.max(stop(lse)))
+    lse = m + log(dist.sum(exp(lse - m)))
+    picked = dist.sum(picked) if picked is not None else None
+    rowsum = dist.sum(rowsum) if rowsum is not None else None
+    return lse, picked, rowsum
 
 
 def columns(stats, lse, logp, rowsum, v):
@@ -220,8 +244,16 @@ def _plan(head: _Head, users: dict[int, list[Node]], uses: dict[int, int]) -> di
     return out or None
 
 
-def select_lm_heads(root: Node, supported: dict[str, set[str]]) -> Node:
-    """Replace every recognised head's statistics with columns of one `lm_head` kernel."""
+def shard_vocabulary(root: Node, sym: str) -> Node:
+    """Select the heads whose vocabulary (W's first axis) is the dimension `sym` split across
+    replicas, as kernels marked `sharded`: the sharding pass runs this first, since the
+    log-softmax along a split axis has no per-replica form (E811) but the head's statistics have."""
+    return select_lm_heads(root, {KERNEL: {"stats"}}, vocabulary=sym)
+
+
+def select_lm_heads(root: Node, supported: dict[str, set[str]], *, vocabulary: str | None = None) -> Node:
+    """Replace every recognised head's statistics with columns of one `lm_head` kernel; with
+    `vocabulary`, only the heads whose W has that dimension first, marked as split along it."""
     if KERNEL not in supported:
         return root
     users = _users(root)
@@ -233,10 +265,13 @@ def select_lm_heads(root: Node, supported: dict[str, set[str]]) -> Node:
         head = _logits(n)
         if head is None or any(id(c) in replace for c in head.chain):
             continue
+        if vocabulary is not None and not _split_vocabulary(head, vocabulary):
+            continue
         plan = _plan(head, users, uses)
         if plan is None:
             continue
         kinds = sorted({k for k, _ in plan.values()}, key=["lse", "logp", "mean_logp", "sum_logp"].index)
+        uniform = vocabulary is None and head.softcap is None and _uniform_gradient(root, set(plan))
         index = next((node.args[1] for k, node in plan.values() if k == "logp"), None)  # type: ignore[attr-defined]
         args = (head.h, head.W) + ((head.b,) if head.b is not None else ()) + ((index,) if index is not None else ())
         decomposed = next((node for k, node in plan.values() if k == "logp"), next(iter(plan.values()))[1])
@@ -245,8 +280,10 @@ def select_lm_heads(root: Node, supported: dict[str, set[str]]) -> Node:
             ("decomposed", decomposed),  # the entry's index check reads the labels through it
             ("kernel", KERNEL),
             ("reduction", "stats"),
+            *((("sharded", vocabulary),) if vocabulary is not None else ()),
             ("softcap", head.softcap),
             ("stats", tuple(kinds)),
+            *((("uniform", True),) if uniform else ()),
         )
         shape = (head.z.type.shape[0], Dim(None, len(kinds)))
         stats = Apply(TensorType(FLOAT, shape), head.z.span, "kernel", args, attrs)
@@ -255,6 +292,47 @@ def select_lm_heads(root: Node, supported: dict[str, set[str]]) -> Node:
     if not replace:
         return root
     return _substitute(root, replace)
+
+
+def _uniform_gradient(root: Node, columns: set[int]) -> bool:
+    """Whether the loss's gradient to each statistic (the nodes `columns` replaces) is the same
+    for every token, known before the backward up to a few scalars: the loss is a scalar function
+    of sums or means over the tokens of affine combinations of the statistics whose coefficients
+    do not depend on them (`mean(-logp)`, label smoothing). The backends may then prepare the
+    gradient in the forward (torch: `uniform=True`). A z-loss, an ignore index under `where`,
+    per-token weights or a per-token loss are not."""
+    if root.type.rank != 0:
+        return False
+    kind: dict[int, str] = {}  # "free" of the statistics, "affine" [N], "scalar" (uniform), "other"
+    for n in topological(root):
+        kind[id(n)] = "affine" if id(n) in columns else _kind(n, [kind[id(a)] for a in n.inputs])
+    return kind[id(root)] == "scalar"
+
+
+def _kind(n: Node, kinds: list[str]) -> str:
+    if all(k == "free" for k in kinds):
+        return "free"
+    if not isinstance(n, Apply) or "other" in kinds:
+        return "other"
+    args = n.args
+    if n.type.rank == 0:
+        if n.fn in ("mean", "sum") and kinds == ["affine"] and args[0].type.rank == 1:
+            return "scalar"
+        # any function of uniform scalars: the chain rule multiplies by a scalar
+        return "scalar" if all(a.type.rank == 0 and k in ("free", "scalar") for a, k in zip(args, kinds)) else "other"
+    if n.type.rank != 1 or "scalar" in kinds:
+        return "other"
+    free_scalars = all(k == "affine" or a.type.rank == 0 for a, k in zip(args, kinds))
+    if n.fn in ("add", "sub", "neg") or (n.fn == "mul" and free_scalars and kinds.count("affine") == 1):
+        return "affine"
+    if n.fn == "div" and kinds == ["affine", "free"] and args[1].type.rank == 0:
+        return "affine"
+    return "other"
+
+
+def _split_vocabulary(head: _Head, sym: str) -> bool:
+    """Whether the head's classes, and only they, run along `sym` (h holds no part of it)."""
+    return head.W.type.shape[0] == Dim(sym) and all(d.sym != sym for d in head.h.type.shape + head.W.type.shape[1:])
 
 
 def _substitute(root: Node, replace: dict[int, Node]) -> Node:
@@ -268,4 +346,15 @@ def _substitute(root: Node, replace: dict[int, Node]) -> Node:
     return done[id(root)]
 
 
-__all__ = ["KERNEL", "chunk_size", "columns", "fixed_chunk", "min_logits", "options", "plan", "select_lm_heads"]
+__all__ = [
+    "KERNEL",
+    "chunk_size",
+    "columns",
+    "fixed_chunk",
+    "global_statistics",
+    "min_logits",
+    "options",
+    "plan",
+    "select_lm_heads",
+    "shard_vocabulary",
+]

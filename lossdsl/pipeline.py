@@ -239,7 +239,7 @@ def emit(
             backend.printer,
             static_dims=dict(static_dims),
             dynamic_sizes=backend.dynamic_sizes,
-            sharded=sharded is not None,
+            sharded=sharded or False,
             derivative=lowered.derivative,
             check_indices=check_indices,
             mean_root=lowered.mean_root,

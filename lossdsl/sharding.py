@@ -22,6 +22,11 @@ Reductions over other axes stay local. What cannot be computed from per-replica 
 results without moving the data — `prod`, `argmax`/`argmin`, `softmax`, `log_softmax` and
 `cumsum` along `B`, slicing or gathering along `B` — is an error at compile time (E811).
 
+A split vocabulary (`sharded="V"` with V the first axis of W in `h @ transpose(W)`, the
+language-model head): the head is selected first as one kernel marked `sharded`, whose
+statistics each replica combines with collectives (lossdsl/lm_head.py); sizes of V elsewhere are
+the global size, as above.
+
 Gradients. The backward of `all_sum` is chosen per framework so that its own data-parallel
 aggregation yields the gradient of the global loss (docs/distributed.md): PyTorch's DDP
 averages the replicas' gradients, so torch's `all_sum` passes the summed gradient back (the
@@ -35,6 +40,7 @@ from __future__ import annotations
 from .diagnostics import Diagnostic, LossError
 from .functions import FUNCTIONS, LOCAL, NoRule
 from .ir import Apply, Const, DimSize, Gather, Index, Node, SliceItem, apply, rewrite_bottom_up
+from .lm_head import shard_vocabulary
 from .types import FLOAT, INT, ONE, Dim, TensorType
 
 
@@ -145,4 +151,5 @@ def _full(item) -> bool:
 
 def globalize(root: Node, sym: str, source_name: str = "") -> tuple[Node, list[Node]]:
     g = _Globalizer(sym, source_name)
+    root = shard_vocabulary(root, sym)
     return rewrite_bottom_up(root, g.visit), g.made_global

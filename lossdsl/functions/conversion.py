@@ -165,6 +165,14 @@ define(
 )
 
 
+def _kernel_sharding(g, node: Apply) -> Apply:
+    # Kernels are selected after the sharding pass, except a language-model head whose vocabulary
+    # is the split dimension: the pass selects it itself and the kernel reduces across replicas.
+    if node.attr("sharded") != g.sym:
+        raise AssertionError(f"kernel `{node.attr('kernel')}` before the sharding pass")
+    return node
+
+
 def _kernel_lanes(n: Apply) -> str:
     # An elementwise fused loss (mse, huber... per element) treats the lanes of its operands.
     return ELEMENTWISE if n.attr("reduction") == "none" else MIXES
@@ -182,5 +190,5 @@ define(
     value_range=NoRule("selected after the domain analysis"),
     fold=NoRule("its operands are tensors"),
     lanes=_kernel_lanes,
-    sharding=NoRule("selected after the sharding pass"),
+    sharding=_kernel_sharding,
 )
