@@ -15,7 +15,8 @@ import lossdsl.codegen
 from lossdsl.diagnostics import LossError
 
 from conftest import available
-from harness import BACKENDS, assert_close, value_and_grads
+from harness import value_and_grads
+from runs import BACKEND_PARAMS, RUN_PARAMS, assert_matches_reference
 
 
 def _same_pads(size, k, s):
@@ -95,58 +96,16 @@ CASES = {
 }
 
 
-def _preds(spec: str) -> list[str]:
-    return [line.split()[1].rstrip(":") for line in spec.splitlines() if line.startswith("pred ")]
 
 
-def _numeric_grad(reference, args, pred, h=1e-6):
-    x = args[pred]
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        up, down = x.copy(), x.copy()
-        up[i] += h
-        down[i] -= h
-        g[i] = (reference({**args, pred: up}) - reference({**args, pred: down})) / (2 * h)
-    return g
-
-
-RUNS = [
-    ("numpy", "eager"),
-    ("torch", "autograd"),
-    ("torch", "derived-backward"),
-    ("jax", "jit"),
-    ("tensorflow", "eager"),
-    ("tensorflow", "tf.function"),
-]
-
-
-@pytest.mark.parametrize("backend,mode", [
-    pytest.param(b, m, marks=pytest.mark.skipif(not available(b), reason=f"MISSING FRAMEWORK: {b} is not installed"))
-    for b, m in RUNS], ids=[f"{b}-{m}" for b, m in RUNS])
+@pytest.mark.parametrize("backend,mode", RUN_PARAMS)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_value_and_gradient_match_a_float64_reference(name, backend, mode, rng, monkeypatch):
-    assert backend in BACKENDS
     spec, draw, reference = CASES[name]
-    args = draw(rng)
-    if mode == "autograd":  # the derived backward only from a size up; here never
-        monkeypatch.setattr(lossdsl.codegen, "FUSED_MIN_ELEMENTS", 1 << 30)
-    elif mode == "derived-backward":  # from every size: it must step aside for the convolution
-        monkeypatch.setattr(lossdsl.codegen, "FUSED_MIN_ELEMENTS", 0)
-    f = lossdsl.compile(spec, backend=backend)
-    if mode == "tf.function":
-        import tensorflow as tf
-
-        f = tf.function(f)
-    preds = _preds(spec) if backend != "numpy" else []
-    value, grads = value_and_grads(f, backend, args, preds)
-    assert_close(value, reference(args), "float64", f"{name} value on {backend}/{mode}")
-    for p in preds:
-        assert_close(grads[p], _numeric_grad(reference, args, p), "float32", f"{name} d/d{p} on {backend}/{mode}")
+    assert_matches_reference(name, spec, draw(rng), reference, backend, mode, monkeypatch)
 
 
-@pytest.mark.parametrize("backend", [
-    pytest.param(b, marks=pytest.mark.skipif(not available(b), reason=f"MISSING FRAMEWORK: {b} is not installed"))
-    for b in BACKENDS])
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_same_padding_puts_the_odd_zero_after(backend):
     # A kernel of width 2 reading its second tap: lane i reads x[i + 1], and the last lane the
     # zero after the end (the frameworks' "SAME"; never a zero before, which would read x[i]).
@@ -159,9 +118,7 @@ def test_same_padding_puts_the_odd_zero_after(backend):
     assert float(value) == pytest.approx(float(np.sum(x * x)))
 
 
-@pytest.mark.parametrize("backend", [
-    pytest.param(b, marks=pytest.mark.skipif(not available(b), reason=f"MISSING FRAMEWORK: {b} is not installed"))
-    for b in BACKENDS])
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_a_kernel_as_context_or_param_gives_the_kernel_as_pred_value(backend, rng):
     x, w = rng.normal(size=(2, 2, 6, 5)), rng.normal(size=(3, 2, 3, 3))
     want = float(np.mean(ref_conv(x, w, 1, True) ** 2))

@@ -13,8 +13,8 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import available
-from harness import BACKENDS, assert_close, to_backend, to_numpy, value_and_grads
+from harness import assert_close, to_backend, to_numpy, value_and_grads
+from runs import BACKEND_PARAMS, RUN_PARAMS, compiled_for_run
 
 import lossdsl
 import lossdsl.codegen
@@ -99,33 +99,6 @@ def _want(blank: int) -> tuple[float, np.ndarray]:
     return _reference(a, blank), grad
 
 
-RUNS = [
-    ("numpy", "eager"),
-    ("torch", "autograd"),
-    ("torch", "derived-backward"),
-    ("jax", "jit"),
-    ("tensorflow", "eager"),
-    ("tensorflow", "tf.function"),
-]
-_RUN_PARAMS = [
-    pytest.param(b, m, marks=pytest.mark.skipif(not available(b), reason=f"MISSING FRAMEWORK: {b} is not installed"))
-    for b, m in RUNS
-]
-_BACKEND_PARAMS = [
-    pytest.param(b, marks=pytest.mark.skipif(not available(b), reason=f"MISSING FRAMEWORK: {b} is not installed"))
-    for b in BACKENDS
-]
-
-
-def _compiled(backend: str, mode: str, text: str, monkeypatch):
-    if mode == "autograd":  # the framework's own autodiff: the derived backward only from a size up
-        monkeypatch.setattr(lossdsl.codegen, "FUSED_MIN_ELEMENTS", 1 << 30)
-    f = lossdsl.compile(text, backend=backend)
-    if mode == "tf.function":
-        import tensorflow as tf
-
-        f = tf.function(f)
-    return f
 
 
 def _spec(blank: int) -> str:
@@ -142,12 +115,12 @@ def test_the_reference_counts_the_paths_of_a_known_case():
     assert np.allclose(brute_force_ctc(np.log(p), np.array([[1]]), np.array([2]), np.array([1])), [-np.log(want)])
 
 
-@pytest.mark.parametrize("backend,mode", _RUN_PARAMS, ids=[f"{b}-{m}" for b, m in RUNS])
+@pytest.mark.parametrize("backend,mode", RUN_PARAMS)
 @pytest.mark.parametrize("blank", [0, 3])
 def test_ctc_loss_value_and_gradient_match_the_sum_over_paths(backend, mode, blank, monkeypatch):
     args = _case(blank)
     want_value, want_grad = _want(blank)
-    f = _compiled(backend, mode, _spec(blank), monkeypatch)
+    f = compiled_for_run(_spec(blank), backend, mode, monkeypatch)
     preds = ["z"] if backend != "numpy" else []
     value, grads = value_and_grads(f, backend, args, preds)
     assert_close(value, want_value, "float64", f"ctc value on {backend}/{mode}")
@@ -155,7 +128,7 @@ def test_ctc_loss_value_and_gradient_match_the_sum_over_paths(backend, mode, bla
         assert_close(grads["z"], want_grad, "float32", f"ctc d/dz on {backend}/{mode}")  # finite differences
 
 
-@pytest.mark.parametrize("backend", _BACKEND_PARAMS)
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_a_sample_no_alignment_fits_gives_inf_and_the_others_their_loss(backend):
     a = _args()
     f = lossdsl.compile("pred z: float[B, T, C]\ninput y: int[B, L]\ninput n: int[B]\ninput m: int[B]\n"
@@ -166,7 +139,7 @@ def test_a_sample_no_alignment_fits_gives_inf_and_the_others_their_loss(backend)
     assert_close(per, want, "float64", f"per-sample ctc on {backend}")
 
 
-@pytest.mark.parametrize("backend", _BACKEND_PARAMS)
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_logits_and_log_probabilities_give_the_same_loss(backend):
     a = _args()
     shifted = {**a, "z": a["z"] * 0.5 + 3.0}
@@ -178,7 +151,7 @@ def test_logits_and_log_probabilities_give_the_same_loss(backend):
     assert abs(float(value)) < 1e-9
 
 
-@pytest.mark.parametrize("backend", _BACKEND_PARAMS)
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_ctc_loss_in_float32_matches_the_float64_reference(backend):
     a = _args()
     f = lossdsl.compile(_spec(0), backend=backend)
@@ -228,7 +201,7 @@ def test_a_blank_past_a_literal_class_count_is_a_loss_error():
     assert info.value.first.code == "E405" and "4 classes" in str(info.value)
 
 
-@pytest.mark.parametrize("backend", _BACKEND_PARAMS)
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 @pytest.mark.parametrize("name,value,bound", [("y", 4, "`C`"), ("n", 6, "`T + 1`"), ("m", 4, "`L + 1`"), ("n", -1, "`T + 1`")])
 def test_labels_and_lengths_outside_their_axes_are_a_loss_error_at_the_call(backend, name, value, bound):
     a = {k: v.copy() for k, v in _args().items()}

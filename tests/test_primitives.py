@@ -14,7 +14,8 @@ import lossdsl
 import lossdsl.codegen
 
 from conftest import available
-from harness import BACKENDS, assert_close, value_and_grads
+from harness import value_and_grads
+from runs import BACKEND_PARAMS, RUN_PARAMS, assert_matches_reference
 
 B, C = 4, 5
 
@@ -122,57 +123,13 @@ CASES = {
 }
 
 
-def _preds(spec: str) -> list[str]:
-    return [line.split()[1].rstrip(":") for line in spec.splitlines() if line.startswith("pred ")]
 
 
-def _numeric_grad(reference, args, pred, h=1e-6):
-    x = args[pred]
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        up, down = x.copy(), x.copy()
-        up[i] += h
-        down[i] -= h
-        g[i] = (reference({**args, pred: up}) - reference({**args, pred: down})) / (2 * h)
-    return g
-
-
-def _tf_function(f):
-    import tensorflow as tf
-
-    return tf.function(f)
-
-
-RUNS = [
-    ("numpy", "eager"),
-    ("torch", "autograd"),
-    ("torch", "derived-backward"),
-    ("jax", "jit"),
-    ("tensorflow", "eager"),
-    ("tensorflow", "tf.function"),
-]
-
-
-@pytest.mark.parametrize("backend,mode", [
-    pytest.param(b, m, marks=pytest.mark.skipif(not available(b), reason=f"MISSING FRAMEWORK: {b} is not installed"))
-    for b, m in RUNS], ids=[f"{b}-{m}" for b, m in RUNS])
+@pytest.mark.parametrize("backend,mode", RUN_PARAMS)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_value_and_gradient_match_a_float64_reference(name, backend, mode, rng, monkeypatch):
-    assert backend in BACKENDS
     spec, draw, reference = CASES[name]
-    args = draw(rng)
-    if mode == "autograd":  # the framework's own autodiff: the derived backward only from a size up
-        monkeypatch.setattr(lossdsl.codegen, "FUSED_MIN_ELEMENTS", 1 << 30)
-    f = lossdsl.compile(spec, backend=backend)
-    if mode == "tf.function":
-        f = _tf_function(f)
-    preds = _preds(spec) if backend != "numpy" else []
-    value, grads = value_and_grads(f, backend, args, preds)
-    want = reference(args)
-    assert_close(value, want, "float64", f"{name} value on {backend}/{mode}")
-    for p in preds:
-        assert_close(grads[p], _numeric_grad(reference, args, p), "float32",
-                     f"{name} d/d{p} on {backend}/{mode}")  # finite differences: good to about 1e-8
+    assert_matches_reference(name, spec, draw(rng), reference, backend, mode, monkeypatch)
 
 
 def test_every_new_function_is_in_the_cases():
@@ -184,9 +141,7 @@ def test_every_new_function_is_in_the_cases():
     assert new <= named, new - named
 
 
-@pytest.mark.parametrize("backend", [
-    pytest.param(b, marks=pytest.mark.skipif(not available(b), reason=f"MISSING FRAMEWORK: {b} is not installed"))
-    for b in BACKENDS])
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_topk_of_more_elements_than_the_axis_has_is_a_loss_error_at_the_call(backend):
     f = lossdsl.compile("pred a: float[B, C]\nloss = sum(topk(a, 3, axis=C))\n", backend=backend)
     with pytest.raises(lossdsl.LossError) as info:

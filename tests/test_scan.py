@@ -18,6 +18,7 @@ from lossdsl import LossError
 
 from conftest import ROOT, available
 from harness import assert_close, value_and_grads
+from runs import RUN_PARAMS, assert_matches_reference, compiled_for_run, numeric_grad
 
 B, T, D = 3, 5, 2
 
@@ -81,57 +82,13 @@ CASES = {
     ),
 }
 
-RUNS = [
-    ("numpy", "eager"),
-    ("torch", "autograd"),
-    ("torch", "derived-backward"),
-    ("jax", "jit"),
-    ("tensorflow", "eager"),
-    ("tensorflow", "tf.function"),
-]
-_RUN_PARAMS = [
-    pytest.param(b, m, marks=pytest.mark.skipif(not available(b), reason=f"MISSING FRAMEWORK: {b} is not installed"))
-    for b, m in RUNS
-]
 
 
-def _preds(spec: str) -> list[str]:
-    return [line.split()[1].rstrip(":") for line in spec.splitlines() if line.startswith("pred ")]
-
-
-def _numeric_grad(reference, args, pred, h=1e-6):
-    x = args[pred]
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        up, down = x.copy(), x.copy()
-        up[i] += h
-        down[i] -= h
-        g[i] = (reference({**args, pred: up}) - reference({**args, pred: down})) / (2 * h)
-    return g
-
-
-def _compiled(backend, mode, spec, monkeypatch):
-    if mode == "autograd":  # the framework's own autodiff: the derived backward only from a size up
-        monkeypatch.setattr(lossdsl.codegen, "FUSED_MIN_ELEMENTS", 1 << 30)
-    f = lossdsl.compile(spec, backend=backend)
-    if mode == "tf.function":
-        import tensorflow as tf
-
-        f = tf.function(f)
-    return f
-
-
-@pytest.mark.parametrize("backend,mode", _RUN_PARAMS, ids=[f"{b}-{m}" for b, m in RUNS])
+@pytest.mark.parametrize("backend,mode", RUN_PARAMS)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_scan_value_and_gradient_match_a_loop_in_float64(name, backend, mode, rng, monkeypatch):
     spec, draw, reference = CASES[name]
-    args = draw(rng)
-    f = _compiled(backend, mode, spec, monkeypatch)
-    preds = _preds(spec) if backend != "numpy" else []
-    value, grads = value_and_grads(f, backend, args, preds)
-    assert_close(value, reference(args), "float64", f"{name} value on {backend}/{mode}")
-    for p in preds:
-        assert_close(grads[p], _numeric_grad(reference, args, p), "float32", f"{name} d/d{p} on {backend}/{mode}")
+    assert_matches_reference(name, spec, draw(rng), reference, backend, mode, monkeypatch)
 
 
 def test_the_derived_backward_steps_aside_for_scan():
@@ -192,7 +149,7 @@ BUILTIN = (
 )
 
 
-@pytest.mark.parametrize("backend,mode", _RUN_PARAMS, ids=[f"{b}-{m}" for b, m in RUNS])
+@pytest.mark.parametrize("backend,mode", RUN_PARAMS)
 def test_ctc_written_with_scan_agrees_with_the_built_in(backend, mode, rng, monkeypatch):
     spec = _cookbook_spec("CTC, written with `scan`")
     args = {
@@ -204,7 +161,7 @@ def test_ctc_written_with_scan_agrees_with_the_built_in(backend, mode, rng, monk
     }
     preds = ["z"] if backend != "numpy" else []
     theirs, their_grads = value_and_grads(lossdsl.compile(BUILTIN, backend=backend), backend, args, preds)
-    ours, our_grads = value_and_grads(_compiled(backend, mode, spec, monkeypatch), backend, args, preds)
+    ours, our_grads = value_and_grads(compiled_for_run(spec, backend, mode, monkeypatch), backend, args, preds)
     assert_close(ours, theirs, "float64", f"ctc with scan on {backend}/{mode}")
     for p in preds:
         assert_close(our_grads[p], their_grads[p], "float64", f"ctc with scan d/dz on {backend}/{mode}")
@@ -226,7 +183,7 @@ def soft_dtw(x, y, gamma=0.1):
     return np.array(out)
 
 
-@pytest.mark.parametrize("backend,mode", _RUN_PARAMS, ids=[f"{b}-{m}" for b, m in RUNS])
+@pytest.mark.parametrize("backend,mode", RUN_PARAMS)
 def test_soft_dtw_written_with_two_scans_matches_the_recursion(backend, mode, rng, monkeypatch):
     spec = _cookbook_spec("Soft-DTW, two `scan`s")
     args = {"x": rng.normal(size=(2, 4, 3)), "y": rng.normal(size=(2, 5, 3))}
@@ -234,12 +191,12 @@ def test_soft_dtw_written_with_two_scans_matches_the_recursion(backend, mode, rn
     def reference(a):
         return float(np.sum(soft_dtw(a["x"], a["y"])))
 
-    f = _compiled(backend, mode, spec, monkeypatch)
+    f = compiled_for_run(spec, backend, mode, monkeypatch)
     preds = ["x"] if backend != "numpy" else []
     value, grads = value_and_grads(f, backend, args, preds, call_kwargs={"reduction": "sum"})
     assert_close(value, reference(args), "float64", f"soft-DTW on {backend}/{mode}")
     for p in preds:
-        assert_close(grads[p], _numeric_grad(reference, args, p), "float32", f"soft-DTW d/dx on {backend}/{mode}")
+        assert_close(grads[p], numeric_grad(reference, args, p), "float32", f"soft-DTW d/dx on {backend}/{mode}")
 
 
 @pytest.mark.parametrize("backend", [
