@@ -8,6 +8,7 @@ Types print the way they are written: `float[B, C]`, `int`, `{w: float[B]}`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Union
@@ -30,6 +31,9 @@ def promote(a: DType, b: DType) -> DType:
     if DType.FLOAT in (a, b):
         return DType.FLOAT
     return DType.INT
+
+
+_SYMBOL = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 
 
 @dataclass(frozen=True)
@@ -101,8 +105,13 @@ class Dim:
         return Dim("*".join(([str(k)] if k != 1 else []) + sorted(factors)))
 
     def symbols(self) -> list[str]:
-        """The dimension symbols this size is made of (`H` and `W` of `H*W + C`)."""
-        return [f for t in self.terms() for f in t.split("*") if f.isidentifier()]
+        """The dimension symbols this size is made of (`H` and `W` of `H*W + C`, `H` of the
+        derived `⌈(H - 1)/2⌉`)."""
+        out: list[str] = []
+        for t in self.terms():
+            for f in t.split("*"):
+                out.extend([f] if f.isidentifier() else _SYMBOL.findall(f))
+        return out
 
     def __str__(self) -> str:
         if self.sym is None:

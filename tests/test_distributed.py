@@ -22,6 +22,7 @@ import lossdsl
 from lossdsl import LossError
 
 from conftest import EXAMPLES, ROOT, available, needs
+from harness import to_backend, to_numpy
 
 TESTS = ROOT / "tests"
 WORKERS = TESTS / "workers"  # the scripts the multi-process tests run
@@ -173,3 +174,18 @@ def test_one_replica_without_a_distribution_gives_the_plain_loss(rng):
 
         got = lossdsl.compile(spec, backend="jax", sharded="B")(jnp.asarray(logits), jnp.asarray(y), jnp.asarray(g))
         np.testing.assert_allclose(np.asarray(got), plain, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax", "tensorflow"])  # one replica outside a distribution
+def test_a_global_mean_over_a_stepped_or_strided_size_counts_its_elements(backend, rng):
+    """The global mean divides by the count of its lanes: `⌈H/2⌉` for a stepped slice and
+    `⌊(H - 3)/2⌋ + 1` for a strided window are integer divisions of H in the generated code."""
+    if not available(backend):
+        pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
+    spec = ("pred x: float[B, H]\ntarget y: float[B, H]\n"
+            "loss = mean((x[:, ::2] - y[:, ::2])^2) + mean(avg_pool2d(x[:, None, :, None] * x[:, None, None, :], 3, stride=2))\n")
+    x, y = rng.normal(size=(4, 7)), rng.normal(size=(4, 7))
+    plain = lossdsl.compile(spec, backend="numpy")(x, y)
+    got = lossdsl.compile(spec, backend=backend, sharded="B")(to_backend(backend, x, "float64", "cpu"),
+                                                              to_backend(backend, y, "float64", "cpu"))
+    np.testing.assert_allclose(float(to_numpy(got)), float(plain), rtol=1e-12)
