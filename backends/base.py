@@ -86,21 +86,6 @@ class Unsupported(Exception):
     """A node this backend cannot express (say which and why; never fail silently)."""
 
 
-# A derived size (lossdsl/types.py): `⌈(H - 1)/2⌉` or `⌊(H - 3)/2⌋`, the inner size written as a Dim.
-_DERIVED = re.compile(r"(?P<open>[⌈⌊])\((?P<inner>.*)\)/(?P<k>\d+)[⌉⌋]")
-_OFFSET = re.compile(r"(?P<sym>.*?)(?: (?P<sign>[+-]) (?P<n>\d+))?")
-
-
-def _parse_dim(text: str) -> Dim:
-    """The Dim whose `str` is `text` (a literal, or a size with an offset)."""
-    if text.isdigit():
-        return Dim.lit(int(text))
-    m = _OFFSET.fullmatch(text)
-    assert m is not None
-    n = int(m["n"] or 0)
-    return Dim(m["sym"], -n if m["sign"] == "-" else n)
-
-
 class Printer:
     """Prints one node as a Python expression; `names` maps nodes that already have a variable."""
 
@@ -148,11 +133,10 @@ class Printer:
     def dim(self, d: Dim) -> str:
         if d.sym is None:
             return str(d.offset)
-        derived = _DERIVED.fullmatch(d.sym)
-        if derived:  # a stepped slice's or a strided window's size: integer division of a size
-            inner = self.dim(_parse_dim(derived["inner"]))
-            k = derived["k"]
-            base = f"(-(-{inner} // {k}))" if derived["open"] == "⌈" else f"({inner} // {k})"
+        division = d.division()
+        if division is not None:  # a stepped slice's or a strided window's size
+            inner, k, ceil = division
+            base = f"(-(-{self.dim(inner)} // {k}))" if ceil else f"({self.dim(inner)} // {k})"
             return f"({base} {'+' if d.offset > 0 else '-'} {abs(d.offset)})" if d.offset else base
         factors = [t.split("*") for t in d.terms()]
         if not all(f.isidentifier() or f.isdigit() for fs in factors for f in fs):

@@ -34,6 +34,8 @@ def promote(a: DType, b: DType) -> DType:
 
 
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+_DIVIDED = re.compile(r"(?P<open>[⌈⌊])\((?P<inner>.*)\)/(?P<k>\d+)[⌉⌋]")
+_OFFSET = re.compile(r"(?P<sym>.*?)(?: (?P<sign>[+-]) (?P<n>\d+))?")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,24 @@ class Dim:
 
     def plus(self, k: int) -> Dim:
         return Dim(self.sym, self.offset + k)
+
+    @staticmethod
+    def divided(inner: Dim, k: int, *, ceil: bool) -> Dim:
+        """`⌈inner/k⌉` (a stepped slice, a strided `same` window) or `⌊inner/k⌋` (a strided
+        `valid` window, before its `+ 1`): a derived size."""
+        return Dim(f"⌈({inner})/{k}⌉" if ceil else f"⌊({inner})/{k}⌋")
+
+    def division(self) -> tuple[Dim, int, bool] | None:
+        """(inner, k, ceil) of a size `divided` made, else None."""
+        m = _DIVIDED.fullmatch(self.sym or "")
+        if m is None:
+            return None
+        inner = _OFFSET.fullmatch(m["inner"])
+        assert inner is not None
+        n = int(inner["n"] or 0)
+        sym = inner["sym"]
+        base = Dim.lit(int(sym)) if sym.isdigit() else Dim(sym)
+        return base.plus(-n if inner["sign"] == "-" else n), int(m["k"]), m["open"] == "⌈"
 
     def terms(self) -> list[str]:
         """The symbols this size adds up: `[B]` for `B - 1`, `[A, C]` for the `A + C` of a

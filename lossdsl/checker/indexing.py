@@ -288,7 +288,7 @@ class Indexing:
             return length
         if length.is_literal:
             return Dim.lit(-(-length.value // step))
-        return Dim(f"⌈({length})/{step}⌉")
+        return Dim.divided(length, step, ceil=True)
 
 
 def _static_int(node: Node) -> int | None:

@@ -13,7 +13,10 @@ AXIS = (Param("x"), Param("axis", "axis", -1))
 HAS_AXIS = NoRule("its operand has at least one axis: there is no scalar to fold")
 
 
-def _refused_along_sharded_axis(what: str):
+def refused_along_sharded_axis(what: str):
+    """An op that reads the whole of its axis (an order, a running total, a softmax) compares
+    or accumulates lanes held by different replicas when that axis is the sharded one."""
+
     def shard(g, n: Apply) -> Node:
         if n.args[0].type.shape[n.attr("axis")] == g.dim:
             g.fail(n, what)
@@ -63,7 +66,7 @@ define(
     value_range=iv.constant(0.0, 1.0),
     fold=HAS_AXIS,
     lanes=MIXES,
-    sharding=_refused_along_sharded_axis("a softmax"),
+    sharding=refused_along_sharded_axis("a softmax"),
 )
 define(
     "log_softmax",
@@ -75,7 +78,7 @@ define(
     value_range=iv.unbounded,
     fold=HAS_AXIS,
     lanes=MIXES,
-    sharding=_refused_along_sharded_axis("a log-softmax"),
+    sharding=refused_along_sharded_axis("a log-softmax"),
 )
 define(
     "cumsum",
@@ -87,7 +90,7 @@ define(
     value_range=_cumsum_range,
     fold=lambda a: a,
     lanes=MIXES,
-    sharding=_refused_along_sharded_axis("a running sum"),
+    sharding=refused_along_sharded_axis("a running sum"),
 )
 define(
     "cumprod",
@@ -100,7 +103,7 @@ define(
     value_range=_cumprod_range,
     fold=lambda a: a,
     lanes=MIXES,
-    sharding=_refused_along_sharded_axis("a running product"),
+    sharding=refused_along_sharded_axis("a running product"),
 )
 define(
     "logcumsumexp",
@@ -114,5 +117,5 @@ define(
     value_range=lambda a, n: (a[0][0], INF),
     fold=lambda a: float(a),
     lanes=MIXES,
-    sharding=_refused_along_sharded_axis("a running log-sum-exp"),
+    sharding=refused_along_sharded_axis("a running log-sum-exp"),
 )

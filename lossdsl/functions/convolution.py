@@ -38,7 +38,7 @@ def _window_size(ck: RuleContext, size: Dim, kernel: Dim, stride: int, same: boo
             return size
         if size.is_literal:
             return Dim.lit(-(-size.value // stride))
-        return Dim(f"⌈({size})/{stride}⌉")
+        return Dim.divided(size, stride, ceil=True)
     if kernel.is_literal:
         if size.is_literal and size.value < kernel.value:
             ck.fail(
@@ -57,7 +57,7 @@ def _window_size(ck: RuleContext, size: Dim, kernel: Dim, stride: int, same: boo
         return windows
     if windows.is_literal:
         return Dim.lit((windows.value - 1) // stride + 1)
-    return Dim(f"⌊({windows.plus(-1)})/{stride}⌋", 1)
+    return Dim.divided(windows.plus(-1), stride, ceil=False).plus(1)
 
 
 def _stride(ck: RuleContext, site: CallSite, default: int = 1) -> int:

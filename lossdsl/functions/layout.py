@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..ir import Apply, Index, Node, SliceItem
 from ..types import FLOAT, TensorType
 from . import intervals as iv
+from .axis import refused_along_sharded_axis
 from .shapes import concat, flatten, pad, permute, stack, unflatten
 from .table import MIXES, NoRule, Param, define
 
@@ -28,12 +29,6 @@ def _pad_vjp(b, n, g, give):
     x = n.args[0]
     items = tuple(SliceItem(lo or None, -hi if hi else None, None) for lo, hi in n.attr("widths"))
     give(x, Index(TensorType(FLOAT, x.type.shape), n.span, g, items))
-
-
-def _pad_sharding(g, n: Apply) -> Node:
-    if n.args[0].type.shape[n.attr("axis")] == g.dim:
-        g.fail(n, "`pad`")
-    return n
 
 
 define(
@@ -59,7 +54,7 @@ define(
     value_range=lambda a, n: iv.hull(a[0], (0.0, 0.0)),
     fold=NOT_SCALAR,
     lanes=MIXES,
-    sharding=_pad_sharding,
+    sharding=refused_along_sharded_axis("`pad`"),
 )
 
 

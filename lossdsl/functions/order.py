@@ -7,28 +7,15 @@ gradient (docs/language.md §4)."""
 
 from __future__ import annotations
 
-from ..ir import Apply, Node
 from . import intervals as iv
+from .axis import AXIS, HAS_AXIS, refused_along_sharded_axis
 from .intervals import INF
 from .shapes import along_axis, top
 from .table import MIXES, NoRule, Param, define
 
-AXIS = (Param("x"), Param("axis", "axis", -1))
 TOP = (Param("x"), Param("k", "int"), Param("axis", "axis", -1))
-NOT_SCALAR = NoRule("its operand has at least one axis: there is no scalar to fold")
 GATHERED = NoRule("the framework differentiates the gather by the permutation")
 STABLE = "through the permutation: each value's gradient goes to the element moved there; ties keep their order"
-
-
-def _refused_along_sharded_axis(what: str):
-    """An order along the sharded axis compares elements held by different replicas."""
-
-    def shard(g, n: Apply) -> Node:
-        if n.args[0].type.shape[n.attr("axis")] == g.dim:
-            g.fail(n, what)
-        return n
-
-    return shard
 
 
 define(
@@ -40,9 +27,9 @@ define(
     grad=STABLE,
     vjp=GATHERED,
     value_range=iv.same_as_operand,
-    fold=NOT_SCALAR,
+    fold=HAS_AXIS,
     lanes=MIXES,
-    sharding=_refused_along_sharded_axis("a sort"),
+    sharding=refused_along_sharded_axis("a sort"),
 )
 define(
     "argsort",
@@ -52,9 +39,9 @@ define(
     "int: the positions that sort x along `axis`, smallest first; ties in their order",
     grad_args=(),
     value_range=iv.constant(0.0, INF),
-    fold=NOT_SCALAR,
+    fold=HAS_AXIS,
     lanes=MIXES,
-    sharding=_refused_along_sharded_axis("an argsort"),
+    sharding=refused_along_sharded_axis("an argsort"),
     keep_dtype=(0,),  # positions of the values as they are, not of the values made int
 )
 define(
@@ -67,9 +54,9 @@ define(
     grad=STABLE,
     vjp=GATHERED,
     value_range=iv.same_as_operand,
-    fold=NOT_SCALAR,
+    fold=HAS_AXIS,
     lanes=MIXES,
-    sharding=_refused_along_sharded_axis("a top-k"),
+    sharding=refused_along_sharded_axis("a top-k"),
 )
 define(
     "argtopk",
@@ -79,8 +66,8 @@ define(
     "int: the positions of the k largest values along `axis`, largest first; ties: the first first",
     grad_args=(),
     value_range=iv.constant(0.0, INF),
-    fold=NOT_SCALAR,
+    fold=HAS_AXIS,
     lanes=MIXES,
-    sharding=_refused_along_sharded_axis("an argtopk"),
+    sharding=refused_along_sharded_axis("an argtopk"),
     keep_dtype=(0,),
 )

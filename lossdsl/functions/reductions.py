@@ -5,7 +5,7 @@ replicas' partial results (lossdsl/sharding.py gives the building blocks as `g`)
 
 from __future__ import annotations
 
-from ..ir import Apply, Const, DimSize, Node, apply
+from ..ir import Apply, Const, DimSize, Node, apply, is_literal
 from ..types import BOOL, FLOAT, INT, ONE, TensorType
 from . import intervals as iv
 from .intervals import INF
@@ -164,11 +164,7 @@ def safe_std(n: Apply) -> Node:
 
 def _masked_out(x: Node) -> bool:
     """x is `where(c, a, -inf)` or `where(c, -inf, a)`: a row may be -inf throughout."""
-    return (
-        isinstance(x, Apply)
-        and x.fn == "where"
-        and any(isinstance(a, Const) and not isinstance(a.value, bool) and a.value == -INF for a in x.args[1:])
-    )
+    return isinstance(x, Apply) and x.fn == "where" and any(is_literal(a, -INF) for a in x.args[1:])
 
 
 def empty_safe_logsumexp(n: Apply) -> Node | None:
