@@ -82,6 +82,11 @@ def _template_precedence(template: str) -> int:
     return precedence_of(re.sub(r"\{[^}]*\}", "X", template))
 
 
+# A size the printer writes as Python integer arithmetic of the dimension variables.
+_SIZE_ARITHMETIC = re.compile(r"[A-Za-z_0-9 +*()-]+")
+_SIZE_SYMBOL = re.compile(r"\b[A-Za-z_][A-Za-z_0-9]*")
+
+
 class Unsupported(Exception):
     """A node this backend cannot express (say which and why; never fail silently)."""
 
@@ -133,20 +138,22 @@ class Printer:
     def dim(self, d: Dim) -> str:
         if d.sym is None:
             return str(d.offset)
-        division = d.division()
+        division, slicing = d.division(), d.slicing()
         if division is not None:  # a stepped slice's or a strided window's size
             inner, k, ceil = division
             base = f"(-(-{self.dim(inner)} // {k}))" if ceil else f"({self.dim(inner)} // {k})"
-            return f"({base} {'+' if d.offset > 0 else '-'} {abs(d.offset)})" if d.offset else base
-        factors = [t.split("*") for t in d.terms()]
-        if not all(f.isidentifier() or f.isdigit() for fs in factors for f in fs):
+        elif slicing is not None:  # a slice from the end to a fixed index: `x[-3:5]`
+            inner, start, stop = slicing
+            base = f"len(range({self.dim(inner)})[{start}:{stop}])"
+        elif _SIZE_ARITHMETIC.fullmatch(d.sym):
+            # one symbol, the sum a concatenation made, the product a flatten made, or the
+            # difference a `valid` window over a declared kernel size made (`H - KH`)
+            base = _SIZE_SYMBOL.sub(lambda m: f"d_{m[0]}", d.sym).replace("*", " * ")
+            if not d.is_symbol:
+                base = f"({base})"
+        else:
             raise Unsupported(f"the size `{d}` is only known to the framework")
-        # one symbol, the sum a concatenation made, or the product a flatten made
-        terms = [" * ".join(f"d_{f}" if f.isidentifier() else f for f in fs) for fs in factors]
-        base = " + ".join(terms)
-        if d.offset:
-            return f"({base} {'+' if d.offset > 0 else '-'} {abs(d.offset)})"
-        return base if len(terms) == 1 and len(factors[0]) == 1 else f"({base})"
+        return f"({base} {'+' if d.offset > 0 else '-'} {abs(d.offset)})" if d.offset else base
 
     def _print_Arg(self, node: Arg) -> tuple[str, int]:  # args always have names
         raise AssertionError(f"unnamed argument {node.label}")

@@ -35,6 +35,7 @@ def promote(a: DType, b: DType) -> DType:
 
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 _DIVIDED = re.compile(r"(?P<open>[⌈⌊])\((?P<inner>.*)\)/(?P<k>\d+)[⌉⌋]")
+_SLICED = re.compile(r"len\((?P<inner>.*)\[(?P<start>-?\d+):(?P<stop>-?\d+)\]\)")
 _OFFSET = re.compile(r"(?P<sym>.*?)(?: (?P<sign>[+-]) (?P<n>\d+))?")
 
 
@@ -91,6 +92,20 @@ class Dim:
         base = Dim.lit(int(sym)) if sym.isdigit() else Dim(sym)
         return base.plus(-n if inner["sign"] == "-" else n), int(m["k"]), m["open"] == "⌈"
 
+    @staticmethod
+    def sliced(inner: Dim, start: int, stop: int) -> Dim:
+        """`len(inner[start:stop])` with `start < 0 <= stop`: a slice from the end to a fixed
+        index, whose length depends on the axis length (a derived size)."""
+        return Dim(f"len({inner}[{start}:{stop}])")
+
+    def slicing(self) -> tuple[Dim, int, int] | None:
+        """(inner, start, stop) of a size `sliced` made, else None."""
+        m = _SLICED.fullmatch(self.sym or "")
+        if m is None:
+            return None
+        inner = m["inner"]
+        return (Dim.lit(int(inner)) if inner.isdigit() else Dim(inner)), int(m["start"]), int(m["stop"])
+
     def terms(self) -> list[str]:
         """The symbols this size adds up: `[B]` for `B - 1`, `[A, C]` for the `A + C` of a
         concatenation, none for a literal."""
@@ -126,11 +141,16 @@ class Dim:
 
     def symbols(self) -> list[str]:
         """The dimension symbols this size is made of (`H` and `W` of `H*W + C`, `H` of the
-        derived `⌈(H - 1)/2⌉`)."""
+        derived `⌈(H - 1)/2⌉` and `len(H[-3:5])`)."""
+        derived = self.division() or self.slicing()
+        if derived is not None:
+            return derived[0].symbols()
         out: list[str] = []
         for t in self.terms():
             for f in t.split("*"):
-                out.extend([f] if f.isidentifier() else _SYMBOL.findall(f))
+                factor = Dim(f)
+                inner = factor.division() or factor.slicing()
+                out.extend([f] if f.isidentifier() else inner[0].symbols() if inner else _SYMBOL.findall(f))
         return out
 
     def __str__(self) -> str:

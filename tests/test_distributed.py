@@ -189,3 +189,34 @@ def test_a_global_mean_over_a_stepped_or_strided_size_counts_its_elements(backen
     got = lossdsl.compile(spec, backend=backend, sharded="B")(to_backend(backend, x, "float64", "cpu"),
                                                               to_backend(backend, y, "float64", "cpu"))
     np.testing.assert_allclose(float(to_numpy(got)), float(plain), rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax", "tensorflow"])
+def test_a_global_mean_over_a_slice_from_the_end_to_an_index_counts_its_elements(backend, rng):
+    """`x[:, -3:5]` has `len(range(H)[-3:5])` elements: 2 on H = 7, 3 on H = 5, stepped or not."""
+    if not available(backend):
+        pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
+    spec = ("pred x: float[B, H]\ntarget y: float[B, H]\n"
+            "loss = mean((x[:, -3:5] - y[:, -3:5])^2) + mean(x[:, -6:5:2])\n")
+    for h in (7, 6):
+        x, y = rng.normal(size=(4, h)), rng.normal(size=(4, h))
+        plain = lossdsl.compile(spec, backend="numpy")(x, y)
+        got = lossdsl.compile(spec, backend=backend, sharded="B")(to_backend(backend, x, "float64", "cpu"),
+                                                                  to_backend(backend, y, "float64", "cpu"))
+        np.testing.assert_allclose(float(to_numpy(got)), float(plain), rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax", "tensorflow"])
+def test_a_global_mean_over_windows_of_a_declared_kernel_size_counts_them(backend, rng):
+    """A `valid` window over a kernel whose size is a declared dimension leaves `H - KH + 1`
+    windows (`⌊(H - KH)/2⌋ + 1` strided): differences of dimension variables in the generated
+    count, here on a symbolic and on a literal input size."""
+    if not available(backend):
+        pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
+    spec = ("pred x: float[B, 1, H, 8]\ntarget k: float[1, 1, KH, KW]\n"
+            "loss = mean(conv2d(x, k)) + mean(conv2d(x, k, stride=2)) + mean(conv2d(x, k, stride=3))\n")
+    x, k = rng.normal(size=(4, 1, 9, 8)), rng.normal(size=(1, 1, 3, 2))
+    plain = lossdsl.compile(spec, backend="numpy")(x, k)
+    got = lossdsl.compile(spec, backend=backend, sharded="B")(to_backend(backend, x, "float64", "cpu"),
+                                                              to_backend(backend, k, "float64", "cpu"))
+    np.testing.assert_allclose(float(to_numpy(got)), float(plain), rtol=1e-12)

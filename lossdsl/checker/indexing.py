@@ -283,7 +283,7 @@ class Indexing:
             length = Dim.lit(stop - a)
             need_size(dim, -a, span)
         else:  # negative start, non-negative stop: the size depends on the axis length
-            length = Dim(f"len({dim}[{a}:{stop}])")
+            length = Dim.sliced(dim, a, stop)
         if step == 1:
             return length
         if length.is_literal:

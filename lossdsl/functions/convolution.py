@@ -52,7 +52,7 @@ def _window_size(ck: RuleContext, size: Dim, kernel: Dim, stride: int, same: boo
     elif size.sym == kernel.sym:
         windows = Dim.lit(size.offset - kernel.offset + 1)
     else:
-        windows = Dim(f"{size} - {kernel}", 1)
+        windows = Dim(f"{size} - {kernel if kernel.is_symbol else f'({kernel})'}", 1)
     if stride == 1:
         return windows
     if windows.is_literal:
