@@ -176,47 +176,36 @@ def test_one_replica_without_a_distribution_gives_the_plain_loss(rng):
         np.testing.assert_allclose(np.asarray(got), plain, rtol=1e-5)
 
 
+# Sizes the global mean divides by that are derived from the declared ones, written in the
+# generated code as integer arithmetic of the dimension variables: (spec, the arrays' shapes).
+DERIVED_SIZES = {
+    # `⌈H/2⌉` of a stepped slice, `⌊(H - 3)/2⌋ + 1` of a strided window
+    "stepped_or_strided": ("pred x: float[B, H]\ntarget y: float[B, H]\n"
+                           "loss = mean((x[:, ::2] - y[:, ::2])^2)"
+                           " + mean(avg_pool2d(x[:, None, :, None] * x[:, None, None, :], 3, stride=2))\n",
+                           [(4, 7), (4, 7)]),
+    # `len(range(H)[-3:5])`: 2 elements on H = 7, 3 on H = 6, stepped or not
+    "slice_from_the_end_to_an_index_h7": ("pred x: float[B, H]\ntarget y: float[B, H]\n"
+                                          "loss = mean((x[:, -3:5] - y[:, -3:5])^2) + mean(x[:, -6:5:2])\n",
+                                          [(4, 7), (4, 7)]),
+    "slice_from_the_end_to_an_index_h6": ("pred x: float[B, H]\ntarget y: float[B, H]\n"
+                                          "loss = mean((x[:, -3:5] - y[:, -3:5])^2) + mean(x[:, -6:5:2])\n",
+                                          [(4, 6), (4, 6)]),
+    # `H - KH + 1` windows of a declared kernel size (`⌊(H - KH)/2⌋ + 1` strided), and `8 - KW + 1`
+    "windows_of_a_declared_kernel_size": ("pred x: float[B, 1, H, 8]\ntarget k: float[1, 1, KH, KW]\n"
+                                          "loss = mean(conv2d(x, k)) + mean(conv2d(x, k, stride=2))"
+                                          " + mean(conv2d(x, k, stride=3))\n",
+                                          [(4, 1, 9, 8), (1, 1, 3, 2)]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DERIVED_SIZES))
 @pytest.mark.parametrize("backend", ["numpy", "jax", "tensorflow"])  # one replica outside a distribution
-def test_a_global_mean_over_a_stepped_or_strided_size_counts_its_elements(backend, rng):
-    """The global mean divides by the count of its lanes: `⌈H/2⌉` for a stepped slice and
-    `⌊(H - 3)/2⌋ + 1` for a strided window are integer divisions of H in the generated code."""
+def test_a_global_mean_over_a_derived_size_counts_its_elements(backend, case, rng):
     if not available(backend):
         pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
-    spec = ("pred x: float[B, H]\ntarget y: float[B, H]\n"
-            "loss = mean((x[:, ::2] - y[:, ::2])^2) + mean(avg_pool2d(x[:, None, :, None] * x[:, None, None, :], 3, stride=2))\n")
-    x, y = rng.normal(size=(4, 7)), rng.normal(size=(4, 7))
-    plain = lossdsl.compile(spec, backend="numpy")(x, y)
-    got = lossdsl.compile(spec, backend=backend, sharded="B")(to_backend(backend, x, "float64", "cpu"),
-                                                              to_backend(backend, y, "float64", "cpu"))
-    np.testing.assert_allclose(float(to_numpy(got)), float(plain), rtol=1e-12)
-
-
-@pytest.mark.parametrize("backend", ["numpy", "jax", "tensorflow"])
-def test_a_global_mean_over_a_slice_from_the_end_to_an_index_counts_its_elements(backend, rng):
-    """`x[:, -3:5]` has `len(range(H)[-3:5])` elements: 2 on H = 7, 3 on H = 5, stepped or not."""
-    if not available(backend):
-        pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
-    spec = ("pred x: float[B, H]\ntarget y: float[B, H]\n"
-            "loss = mean((x[:, -3:5] - y[:, -3:5])^2) + mean(x[:, -6:5:2])\n")
-    for h in (7, 6):
-        x, y = rng.normal(size=(4, h)), rng.normal(size=(4, h))
-        plain = lossdsl.compile(spec, backend="numpy")(x, y)
-        got = lossdsl.compile(spec, backend=backend, sharded="B")(to_backend(backend, x, "float64", "cpu"),
-                                                                  to_backend(backend, y, "float64", "cpu"))
-        np.testing.assert_allclose(float(to_numpy(got)), float(plain), rtol=1e-12)
-
-
-@pytest.mark.parametrize("backend", ["numpy", "jax", "tensorflow"])
-def test_a_global_mean_over_windows_of_a_declared_kernel_size_counts_them(backend, rng):
-    """A `valid` window over a kernel whose size is a declared dimension leaves `H - KH + 1`
-    windows (`⌊(H - KH)/2⌋ + 1` strided): differences of dimension variables in the generated
-    count, here on a symbolic and on a literal input size."""
-    if not available(backend):
-        pytest.skip(f"MISSING FRAMEWORK: {backend} is not installed")
-    spec = ("pred x: float[B, 1, H, 8]\ntarget k: float[1, 1, KH, KW]\n"
-            "loss = mean(conv2d(x, k)) + mean(conv2d(x, k, stride=2)) + mean(conv2d(x, k, stride=3))\n")
-    x, k = rng.normal(size=(4, 1, 9, 8)), rng.normal(size=(1, 1, 3, 2))
-    plain = lossdsl.compile(spec, backend="numpy")(x, k)
-    got = lossdsl.compile(spec, backend=backend, sharded="B")(to_backend(backend, x, "float64", "cpu"),
-                                                              to_backend(backend, k, "float64", "cpu"))
+    spec, shapes = DERIVED_SIZES[case]
+    arrays = [rng.normal(size=s) for s in shapes]
+    plain = lossdsl.compile(spec, backend="numpy")(*arrays)
+    got = lossdsl.compile(spec, backend=backend, sharded="B")(*(to_backend(backend, a, "float64", "cpu") for a in arrays))
     np.testing.assert_allclose(float(to_numpy(got)), float(plain), rtol=1e-12)
