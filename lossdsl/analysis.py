@@ -16,11 +16,14 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from .checked import CheckedModule
 from .diagnostics import Diagnostic
 from .domains import value_range
 from .functions import FUNCTIONS, NoRule
+from .functions.recurrence import Step
+from .functions.table import StepRangeRule
 from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, topological
 from .types import FLOAT
 
@@ -175,19 +178,33 @@ def _param_range(default) -> tuple[float, float]:
 
 
 class _Domains:
-    def __init__(self, checked: CheckedModule) -> None:
-        self.params = {d.name: _param_range(d.default) for d in checked.of_kind("param") if d.has_default}
-        # A declared domain (`in (0, 1]`) is the caller's promise, and wins over a param's default.
-        self.declared = {
-            (d.name, leaf.path): value_range(leaf.domain)
-            for d in checked.declarations
-            for leaf in d.leaves
-            if leaf.domain is not None
-        }
-        self.findings: list[Diagnostic] = []
+    def __init__(
+        self, checked: CheckedModule, root: Node, outer: _Domains | None = None, bound: dict | None = None
+    ) -> None:
+        """Ranges below `root`: the loss, or the body of a recurrence's step (`outer` the analysis
+        it is called from, `bound` the ranges of the step's parameters by id)."""
+        self.checked = checked
+        if outer is None:
+            self.params = {d.name: _param_range(d.default) for d in checked.of_kind("param") if d.has_default}
+            # A declared domain (`in (0, 1]`) is the caller's promise, and wins over a param's default.
+            self.declared = {
+                (d.name, leaf.path): value_range(leaf.domain)
+                for d in checked.declarations
+                for leaf in d.leaves
+                if leaf.domain is not None
+            }
+            self.findings: list[Diagnostic] = []
+            self.seen: set = set()
+        else:  # one list of findings, deduplicated across the loss and every step
+            self.params, self.declared, self.findings, self.seen = (
+                outer.params,
+                outer.declared,
+                outer.findings,
+                outer.seen,
+            )
+        self.bound = bound or {}
         self.memo: dict = {}
-        self.seen: set = set()
-        self.order = topological(checked.loss)
+        self.order = topological(root)
         # For each value a `where` condition tells about, the nodes whose range can depend on it.
         # A refinement matters only below those: the memo ignores the others, so a chain of
         # `where`s costs linear time, not one walk per combination of refinements.
@@ -251,6 +268,8 @@ class _Domains:
         if isinstance(node, DimSize):
             return (1.0, INF)
         if isinstance(node, Arg):
+            if id(node) in self.bound:  # a parameter of the step analysed
+                return self.bound[id(node)]
             declared = self.declared.get((node.name, node.path))
             if declared is not None:
                 return declared
@@ -269,7 +288,17 @@ class _Domains:
         passthrough = _straight_through(node)
         if passthrough is not None:  # x + stop_gradient(f - x) has the value of f
             return self.rng(passthrough, env)
+        if isinstance(node.attr("step"), Step):  # a recurrence: its rule asks for the step's range
+            rule = cast(StepRangeRule, FUNCTIONS[node.fn].value_range)
+            return rule(args, node, self._step_range)
         return _range_of(node, args)
+
+    def _step_range(self, step: Step, params: tuple) -> tuple[float, float]:
+        """The range of `step`'s body from ranges for its parameters (carry, slices, captured
+        values), its findings added to the loss's."""
+        inner = _Domains(self.checked, step.body, self, dict(zip(map(id, step.params), params, strict=True)))
+        inner.run(step.body)
+        return inner.rng(step.body, {})
 
     def _check(self, node: Apply, args) -> None:
         f = FUNCTIONS[node.fn]
@@ -296,6 +325,6 @@ class _Domains:
 
 
 def domain_findings(checked: CheckedModule) -> list[Diagnostic]:
-    d = _Domains(checked)
+    d = _Domains(checked, checked.loss)
     d.run(checked.loss)
     return d.findings

@@ -134,6 +134,35 @@ def test_a_scan_under_sharding_is_refused():
     assert info.value.first.code == "E811" and "`scan`" in info.value.first.message
 
 
+# ---- the domain analysis looks inside the step --------------------------------------------------
+
+STEPS = "pred x: float[B, T]\ndef grow(a, v) = a + exp(v)\ndef halve(a, v) = a * 0.5 + v\n"
+
+
+def _domain_lines(loss: str) -> list[int]:
+    text = STEPS + loss
+    return [w.span.line for w in lossdsl.check(text).warnings if w.code == "W701"]
+
+
+def test_a_log_inside_a_step_is_warned_at_its_place():
+    assert _domain_lines("def step(a, v) = a + log(v - 1.0)\nloss = mean(scan(step, x[:, 0] * 0.0, [x], axis=T))\n") == [4]
+
+
+def test_the_carry_keeps_the_bound_every_step_keeps():
+    # a running sum of exp from 1 stays at least 1: its log is safe, its start from -1 is not
+    assert _domain_lines("loss = mean(log(scan(grow, x[:, 0] * 0.0 + 1.0, [x], axis=T)))\n") == []
+    assert _domain_lines("loss = mean(log(scan(grow, x[:, 0] * 0.0 - 1.0, [x], axis=T)))\n") == [4]
+    # a step into which the carry feeds its own sign has none to keep
+    assert _domain_lines("loss = mean(sqrt(scan(halve, exp(x[:, 0]), [exp(x)], axis=T)))\n") == []
+    assert _domain_lines("loss = mean(sqrt(scan(halve, exp(x[:, 0]), [x], axis=T)))\n") == [4]
+
+
+def test_a_value_the_step_captures_keeps_its_range():
+    spec = "let p = exp(x) + 1.0\ndef step(a, v) = a + log(p[:, 0] * v)\nloss = mean(scan(step, x[:, 0], [p], axis=T))\n"
+    assert _domain_lines(spec) == []
+    assert _domain_lines(spec.replace("log(p[:, 0]", "log(x[:, 0]")) == [5]
+
+
 # ---- CTC with `scan` (docs/cookbook.md) against the built-in ctc_loss ------------------------------
 
 

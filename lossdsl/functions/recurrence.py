@@ -145,6 +145,29 @@ def lower_step(n: Apply, lower: Callable[[Node], Node]) -> Apply:
     return Apply(n.type, n.span, n.fn, n.args, tuple((k, lowered if k == "step" else v) for k, v in n.attrs))
 
 
+def carry_range(args: list[iv.Interval], node: Apply, step_range: StepRange | None = None) -> iv.Interval:
+    """The carry's interval (every carry's, with `all=true`): `init`'s, joined with what the step
+    makes of the carry so far, until it settles; a side still moving after a few rounds is
+    unbounded. `step_range` gives the step's interval from intervals for its parameters, in the
+    order of the call's operands (the analysis supplies it; without it nothing is known)."""
+    if step_range is None:
+        return iv.FULL
+    step: Step = node.attr("step")
+    carry, rest = args[0], tuple(args[1:])  # the sequences', then the captured values'
+    for _ in range(_ROUNDS):
+        out = step_range(step, (carry, *rest))
+        joined = (min(carry[0], out[0]), max(carry[1], out[1]))
+        if joined == carry:
+            return carry
+        carry = joined
+    out = step_range(step, (carry, *rest))
+    return (carry[0] if out[0] >= carry[0] else -iv.INF, carry[1] if out[1] <= carry[1] else iv.INF)
+
+
+_ROUNDS = 3  # a carry that grows each step (a running sum) is unbounded after this many
+StepRange = Callable[[Step, tuple[iv.Interval, ...]], iv.Interval]
+
+
 def _sharding(g, n: Apply) -> Node:
     """A step may read across the whole of any operand: a sharded dimension anywhere is refused."""
     if any(g.dim in a.type.shape for a in n.args):
@@ -161,7 +184,7 @@ define(
     known_as=("foldl", "fori_loop", "while_loop"),
     grad="the framework's: through the unrolled loop (torch, NumPy), `tf.foldl`/`tf.scan`, `jax.lax.scan`",
     vjp=NoRule("the framework differentiates the loop"),
-    value_range=iv.unbounded,
+    value_range=carry_range,
     fold=NoRule("its operands are tensors"),
     lanes=MIXES,
     sharding=_sharding,

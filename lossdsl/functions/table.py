@@ -122,8 +122,11 @@ Rule = Callable[[RuleContext, CallSite], "tuple[TensorType, dict[str, Any]]"]
 Interval = tuple[float, float]
 # vjp(builder, node, g, give): call give(operand, its gradient) for each operand (lossdsl/autodiff.py).
 VjpRule = Callable[[Any, "Apply", "Node", Callable[["Node", "Node"], None]], None]
-# value_range(operand intervals, node) -> the interval of the value (lossdsl/analysis.py).
+# value_range(operand intervals, node) -> the interval of the value (lossdsl/analysis.py); a
+# function with a `def` operand (`scan`) also takes the analysis's reading of that def's body,
+# step_range(step, intervals of its parameters) -> its interval.
 RangeRule = Callable[[list[Interval], "Apply"], Interval]
+StepRangeRule = Callable[[list[Interval], "Apply", Callable[[Any, tuple[Interval, ...]], Interval]], Interval]
 # sharding(globalizer, node) -> node computed over the global batch (lossdsl/sharding.py).
 ShardRule = Callable[[Any, "Apply"], "Node"]
 
