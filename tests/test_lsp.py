@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 from conftest import ROOT, modules_imported_by, spec
@@ -208,6 +208,35 @@ def test_definition_of_lets_defs_declarations_params_dimensions_and_fields(clien
     assert target(L_D, "abs") is None  # a built-in has no definition in the file
 
 
+def test_definition_hover_and_completion_reach_the_defs_of_used_files(client, tmp_path):
+    (tmp_path / "inner.loss").write_text("# squares\ndef sq(x) = x^2\n")
+    (tmp_path / "helpers.loss").write_text('use "inner.loss"\n\ndef cube(x) = x * sq(x)\n')
+    text = (
+        'use "helpers.loss"\nuse std.huber\npred z: float[B, D]\ntarget y: float[B, D]\n'
+        "loss = mean(cube(z)) + sq(mean(z)) + huber(z, y)\n"
+    )
+    uri = (tmp_path / "main.loss").as_uri()
+    assert client.open(uri, text)["diagnostics"] == []
+    line = text.splitlines()[4]
+
+    def target(name: str):
+        loc = client.at("textDocument/definition", uri, 4, line.index(name))
+        return loc["uri"], loc["range"]["start"]
+
+    assert target("cube") == ((tmp_path / "helpers.loss").resolve().as_uri(), {"line": 2, "character": 4})
+    assert target("sq") == ((tmp_path / "inner.loss").resolve().as_uri(), {"line": 1, "character": 4})
+    std_uri, start = target("huber")  # a standard loss used as a function: its `loss` statement
+    std_file = Path(unquote(urlparse(std_uri).path))
+    assert std_file.name == "huber.loss" and std_file.read_text().splitlines()[start["line"]].startswith("loss =")
+
+    text_of = lambda name: client.at("textDocument/hover", uri, 4, line.index(name))["contents"]["value"]  # noqa: E731
+    assert "def cube(x) -> float[B, D]" in text_of("cube") and 'from `use "helpers.loss"`' in text_of("cube")
+    assert "def huber(yhat, y, delta=1.0) -> float[B]" in text_of("huber") and "from `use std.huber`" in text_of("huber")
+    by_label = {i["label"]: i for i in client.at("textDocument/completion", uri, 4, 0)["items"]}
+    assert by_label["cube"]["detail"] == "def cube(x)" and by_label["sq"]["detail"] == "def sq(x)"
+    assert by_label["huber"]["detail"] == "def huber(yhat, y, delta=1.0)"
+
+
 def test_completion_offers_declared_names_builtins_with_signatures_and_keywords(client, uri):
     items = client.at("textDocument/completion", uri, L_LOSS, 0)["items"]
     by_label = {i["label"]: i for i in items}
@@ -231,9 +260,6 @@ def test_completion_after_a_record_offers_its_fields(client):
     assert [(i["label"], i["detail"]) for i in items] == [("w", "float[B]")]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("lossdsl.formatting") is None, reason="no formatter (lossdsl.formatting) in this tree"
-)
 def test_formatting_replaces_the_document_with_the_formatters_layout(client):
     from lossdsl.formatting import format_source
 

@@ -1,5 +1,6 @@
 """One open document as the language server sees it: the same findings as `lossdsl check`,
-the names the file defines, and the type the checker gave each expression.
+the names in scope (those the file defines and the `def`s its `use`s bring in), and the type
+the checker gave each expression.
 
 The checker is run once per change with an observer (lossdsl/checker/expressions.py) that
 records what every expression became, so hover has types even in a file with errors: an
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import syntax as S
+from ..checker.report import Reporter
+from ..checker.uses import UsedDef, Uses
 from ..diagnostics import Diagnostic, LossError
 from ..frontend import check_parsed
 from ..parser import parse_source
@@ -27,8 +30,16 @@ class Definition:
 
     name: str
     kind: str  # pred | target | input | context | param | let | def | dim
-    span: Span
+    span: Span  # in another file for a `def` a `use` brings in
     node: Any = None  # the Decl, Let or Def statement; the first DimSymbol for a dimension
+    via: S.Use | None = None  # the `use` that brought a `def` of another file in
+
+    @property
+    def file(self) -> str | None:
+        """The used file a `def` comes from, as its `use` names it; None for the file's own."""
+        if self.via is None:
+            return None
+        return f"{self.via.library}.{self.via.target}" if self.via.library else f'"{self.via.target}"'
 
 
 @dataclass
@@ -36,7 +47,7 @@ class Document:
     source: Source
     module: S.Module | None
     findings: list[Diagnostic]
-    definitions: dict[str, Definition] = field(default_factory=dict)
+    definitions: dict[str, Definition] = field(default_factory=dict)  # every name in scope
     values: dict[int, list[Any]] = field(default_factory=dict)  # id(expression) -> what it became
 
     def types_of(self, expr: S.Expr) -> list[str]:
@@ -73,7 +84,8 @@ def analyze(text: str, name: str = "<string>", parser: IncrementalParser | None 
 
 
 def _definitions(module: S.Module) -> dict[str, Definition]:
-    """Each name defined at the top of the file; the first definition wins (a second is E203)."""
+    """Each name defined at the top of the file, then each `def` its `use`s bring in; the first
+    definition wins (a second is E203, a name both here and in a used file E214)."""
     found: dict[str, Definition] = {}
     for stmt in module.statements:
         if isinstance(stmt, S.Decl):
@@ -84,7 +96,17 @@ def _definitions(module: S.Module) -> dict[str, Definition]:
             found.setdefault(stmt.name, Definition(stmt.name, "let", stmt.name_span, stmt))
         elif isinstance(stmt, S.Def):
             found.setdefault(stmt.name, Definition(stmt.name, "def", stmt.name_span, stmt))
+    if any(isinstance(s, S.Use) for s in module.statements):
+        for used in _used_defs(module):
+            d = used.definition
+            found.setdefault(d.name, Definition(d.name, "def", d.name_span, d, used.via))
     return found
+
+
+def _used_defs(module: S.Module) -> list[UsedDef]:
+    """The `def`s the file's `use`s bring in, read as the checker reads them (its findings
+    about the `use`s are the checker's to report: this reporter's are dropped)."""
+    return Uses(Reporter()).collect(module)
 
 
 def dim_symbols(t: S.TypeExpr) -> list[S.DimSymbol]:
@@ -101,3 +123,9 @@ def written_type(t: S.TypeExpr) -> str:
         dims = ", ".join(d.name if isinstance(d, S.DimSymbol) else str(d.value) for d in t.dims)
         return f"{t.dtype}[{dims}]"
     return "{" + ", ".join(f"{f.name}: {written_type(f.type)}" for f in t.fields) + "}"
+
+
+def def_head(d: S.Def) -> str:
+    """`def sq(a)`; a standard loss used as a function shows its params' defaults."""
+    defaults = {name: value.span.text for name, value in d.defaults}
+    return f"def {d.name}({', '.join(p if p not in defaults else f'{p}={defaults[p]}' for p in d.params)})"

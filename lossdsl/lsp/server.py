@@ -173,7 +173,15 @@ async def definition(ls: LossLanguageServer, params: T.DefinitionParams) -> T.Lo
     text_doc = ls.workspace.get_text_document(uri)
     doc = await ls.document(uri)
     span = None if doc is None else definition_at(doc, *_position(text_doc, params.position))
-    return None if span is None else T.Location(uri, _range(text_doc, span))
+    if span is None:
+        return None
+    if span.source.name == doc.source.name:  # type: ignore[union-attr]
+        return T.Location(uri, _range(text_doc, span))
+    if span.source.path is None:
+        return None
+    # a `def` of a used file: its range in that file's lines (the open document's, or the file's)
+    there = span.source.path.resolve().as_uri()
+    return T.Location(there, _range(ls.workspace.get_text_document(there), span))
 
 
 @server.feature(T.TEXT_DOCUMENT_COMPLETION, T.CompletionOptions(trigger_characters=["."]))
