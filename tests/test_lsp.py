@@ -302,3 +302,20 @@ def test_lsp_without_pygls_says_how_to_install_it():
 
 def test_the_language_server_imports_no_framework_and_no_numpy():
     assert modules_imported_by("import lossdsl.lsp.server") == []
+
+
+def test_types_are_known_before_the_analyses_that_only_add_findings():
+    # The server answers requests after `type_check` and publishes after `finish`: the first
+    # half has every type hover reads, the second the findings of gradient paths and domains.
+    from lossdsl.lsp.document import analyze, finish, type_check
+    from lossdsl.lsp.hover import hover_at
+
+    doc, checked = type_check(SPEC, "weighted.loss")
+    assert checked is not None and doc.findings == []  # W701 comes from the domain analysis
+    p_use = line_of(L_LOSS).index("pick(p") + 5
+    text, _ = hover_at(doc, L_LOSS + 1, p_use + 1)
+    assert "let p: float[B, C]" in text
+    assert [d.code for d in finish(doc, checked).findings] == ["W701"]
+    assert [d.code for d in analyze(SPEC, "weighted.loss").findings] == ["W701"]
+    doc, checked = type_check(SPEC.replace("+ abs(", "+ nope("), "typo.loss")  # a type error: complete at once
+    assert checked is None and [d.code for d in doc.findings] == ["E202"]

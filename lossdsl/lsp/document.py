@@ -4,21 +4,25 @@ the checker gave each expression.
 
 The checker is run once per change with an observer (lossdsl/checker/expressions.py) that
 records what every expression became, so hover has types even in a file with errors: an
-expression the checker reached before the error still has its type.
+expression the checker reached before the error still has its type. The check is in two
+halves (`type_check`, then `finish`), so that the server can answer requests as soon as the
+types are known.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import syntax as S
+from ..checked import CheckedModule
 from ..checker.report import Reporter
 from ..checker.uses import UsedDef, Uses
 from ..diagnostics import Diagnostic, LossError
-from ..frontend import check_parsed
+from ..frontend import analyze as analyze_checked
+from ..frontend import check_types
 from ..parser import parse_source
 from ..source import Source, Span
 from .incremental import IncrementalParser
@@ -64,6 +68,17 @@ class Document:
 def analyze(text: str, name: str = "<string>", parser: IncrementalParser | None = None) -> Document:
     """Parse and check `text` as `lossdsl check` does, keeping what the editor features read.
     `parser`: the document's parser, which re-parses only the statements an edit changed."""
+    doc, checked = type_check(text, name, parser)
+    return doc if checked is None else finish(doc, checked)
+
+
+def type_check(
+    text: str, name: str = "<string>", parser: IncrementalParser | None = None
+) -> tuple[Document, CheckedModule | None]:
+    """The first half of `analyze`: parse and type-check. The document has every type and
+    name that hover, definition and completion read. Its findings are complete when no checked
+    module comes back (a syntax or type error); otherwise `finish` adds those of the analyses
+    after type checking (gradient paths, domains)."""
     # The file's own path, so that `use "helpers.loss"` is read next to it.
     source = Source(text, name, pathlib.Path(name) if os.path.isabs(name) else None)
     values: dict[int, list[Any]] = {}
@@ -74,13 +89,24 @@ def analyze(text: str, name: str = "<string>", parser: IncrementalParser | None 
     try:
         parsed = parser.parse(source) if parser is not None else parse_source(source, allow_quick=False)
     except LossError as err:
-        return Document(source, None, err.findings)
+        return Document(source, None, err.findings), None
+    checked: CheckedModule | None = None
+    findings: list[Diagnostic] = []
     try:
-        checked = check_parsed(parsed, observe=observe)
-        findings = list(checked.warnings)
+        checked = check_types(parsed, observe=observe)
     except LossError as err:
         findings = err.findings
-    return Document(source, parsed.module, findings, _definitions(parsed.module), values)
+    return Document(source, parsed.module, findings, _definitions(parsed.module), values), checked
+
+
+def finish(doc: Document, checked: CheckedModule) -> Document:
+    """The document with the findings of the analyses after type checking, as `lossdsl check`
+    reports them."""
+    try:
+        findings = list(analyze_checked(checked).warnings)
+    except LossError as err:
+        findings = err.findings
+    return replace(doc, findings=findings)
 
 
 def _definitions(module: S.Module) -> dict[str, Definition]:
