@@ -237,6 +237,25 @@ def test_definition_hover_and_completion_reach_the_defs_of_used_files(client, tm
     assert by_label["huber"]["detail"] == "def huber(yhat, y, delta=1.0)"
 
 
+def test_saving_a_used_file_checks_the_open_files_that_use_it_again(client, tmp_path):
+    helpers, later = tmp_path / "helpers.loss", tmp_path / "later.loss"
+    helpers.write_text("def sq(x) = x^2\n")
+    text = 'use "helpers.loss"\nuse "later.loss"\npred z: float[B, C]\nloss = mean(sq(z)) + mean(cube(z))\n'
+    (tmp_path / "main.loss").write_text(text)
+    main = (tmp_path / "main.loss").as_uri()
+    assert [d["code"] for d in client.open(main, text)["diagnostics"]] == ["E212", "E202"]  # no later.loss yet
+
+    def saved(path) -> list[str]:
+        client.notify("textDocument/didSave", {"textDocument": {"uri": path.as_uri()}})
+        published = client.wait_for("textDocument/publishDiagnostics", lambda p: p["uri"] == main)
+        return [d["code"] for d in published["diagnostics"]]
+
+    later.write_text("def cube(x) = x^3\n")
+    assert saved(later) == []
+    helpers.write_text("def sq(x) = x @ x\n")
+    assert saved(helpers) == [f.code for f in findings_for(tmp_path / "main.loss")] == ["E410"]
+
+
 def test_completion_offers_declared_names_builtins_with_signatures_and_keywords(client, uri):
     items = client.at("textDocument/completion", uri, L_LOSS, 0)["items"]
     by_label = {i["label"]: i for i in items}

@@ -19,7 +19,7 @@ from typing import Any
 from .. import syntax as S
 from ..checked import CheckedModule
 from ..checker.report import Reporter
-from ..checker.uses import UsedDef, Uses
+from ..checker.uses import Uses
 from ..diagnostics import Diagnostic, LossError
 from ..frontend import analyze as analyze_checked
 from ..frontend import check_types
@@ -123,16 +123,11 @@ def _definitions(module: S.Module) -> dict[str, Definition]:
         elif isinstance(stmt, S.Def):
             found.setdefault(stmt.name, Definition(stmt.name, "def", stmt.name_span, stmt))
     if any(isinstance(s, S.Use) for s in module.statements):
-        for used in _used_defs(module):
+        # read as the checker reads them; its findings about the `use`s are the checker's to report
+        for used in Uses(Reporter()).collect(module):
             d = used.definition
             found.setdefault(d.name, Definition(d.name, "def", d.name_span, d, used.via))
     return found
-
-
-def _used_defs(module: S.Module) -> list[UsedDef]:
-    """The `def`s the file's `use`s bring in, read as the checker reads them (its findings
-    about the `use`s are the checker's to report: this reporter's are dropped)."""
-    return Uses(Reporter()).collect(module)
 
 
 def dim_symbols(t: S.TypeExpr) -> list[S.DimSymbol]:

@@ -189,6 +189,19 @@ async def did_change(ls: LossLanguageServer, params: T.DidChangeTextDocumentPara
     await ls.refresh(params.text_document.uri)
 
 
+@server.feature(T.TEXT_DOCUMENT_DID_SAVE)
+async def did_save(ls: LossLanguageServer, params: T.DidSaveTextDocumentParams) -> None:
+    """The other open documents that `use` a file read it from disk: check them again, so that
+    what the saved file now says (or that it now exists) shows in them."""
+    saved = params.text_document.uri
+    users = [
+        uri
+        for uri, doc in ls.documents.items()
+        if uri != saved and doc.module is not None and any(isinstance(s, S.Use) for s in doc.module.statements)
+    ]
+    await asyncio.gather(*(ls.refresh(uri) for uri in users))
+
+
 @server.feature(T.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: LossLanguageServer, params: T.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
