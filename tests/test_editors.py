@@ -102,7 +102,7 @@ def test_the_extension_starts_lossdsl_lsp_as_its_language_client_and_stops_it(to
     client = LspClient([run["command"], *run["args"]])
     try:
         caps = client.initialize()["capabilities"]
-        assert caps["textDocumentSync"]["change"] == 1  # full text on every change
+        assert caps["textDocumentSync"]["change"] == 1 and caps["textDocumentSync"]["save"]  # full text; saves told
         assert caps["hoverProvider"] and caps["definitionProvider"] and caps["documentFormattingProvider"]
         assert caps["completionProvider"]["triggerCharacters"] == ["."]
         assert client.close() == 0
