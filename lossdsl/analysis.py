@@ -177,6 +177,9 @@ def _param_range(default) -> tuple[float, float]:
     return (1e-300 if lo > 0 else lo if lo == 0 else -INF, -1e-300 if hi < 0 else hi if hi == 0 else INF)
 
 
+_NONE: frozenset[int] = frozenset()
+
+
 class _Domains:
     def __init__(
         self, checked: CheckedModule, root: Node, outer: _Domains | None = None, bound: dict | None = None
@@ -205,18 +208,20 @@ class _Domains:
         self.bound = bound or {}
         self.memo: dict = {}
         self.order = topological(root)
-        # For each value a `where` condition tells about, the nodes whose range can depend on it.
-        # A refinement matters only below those: the memo ignores the others, so a chain of
-        # `where`s costs linear time, not one walk per combination of refinements.
+        # For each node, the values a `where` condition tells about that its range can depend on
+        # (itself or an operand, at any depth). A refinement matters only there: the memo ignores
+        # the others, so a chain of `where`s costs linear time, not one walk per combination of
+        # refinements. Built operands first, sharing an operand's set where nothing is added, so
+        # a spec with many guarded terms costs the sum of these sets, not nodes times values.
         refined: set[int] = set()
         for node in self.order:
             if isinstance(node, Apply) and node.fn == "where":
                 refined.update(_refine(node.args[0], True), _refine(node.args[0], False))
-        self.dependents: dict[int, set[int]] = {k: set() for k in refined}
+        self.refinable: dict[int, frozenset[int]] = {}
         for node in self.order:
-            for k, users in self.dependents.items():
-                if id(node) == k or any(id(i) in users for i in node.inputs):
-                    users.add(id(node))
+            below = [self.refinable.get(id(i), _NONE) for i in node.inputs]
+            keys = below[0] if len(below) == 1 else _NONE.union(*below)
+            self.refinable[id(node)] = keys | {id(node)} if id(node) in refined else keys
 
     def run(self, root: Node) -> None:
         """Ranges for every node, operands first (so no walk recurses down a long chain of lets),
@@ -247,7 +252,8 @@ class _Domains:
         return out
 
     def _relevant(self, node: Node, env: dict) -> dict:
-        return {k: v for k, v in env.items() if id(node) in self.dependents.get(k, ())}
+        keys = self.refinable.get(id(node), _NONE)
+        return {k: v for k, v in env.items() if k in keys}
 
     def rng(self, node: Node, env: dict) -> tuple[float, float]:
         env = self._relevant(node, env)

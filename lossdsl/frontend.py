@@ -20,7 +20,7 @@ from .loading import load_source
 from .parser import ParseResult, parse, parse_source
 from .source import Source
 
-__all__ = ["analyze", "check", "check_parsed", "check_source", "findings_for", "parse"]
+__all__ = ["analyze", "check", "check_parsed", "check_source", "check_types", "findings_for", "parse"]
 
 
 def check(spec, *, allow_quick: bool = False) -> CheckedModule:
@@ -36,6 +36,12 @@ def check_source(source: Source, *, allow_quick: bool = False) -> CheckedModule:
 def check_parsed(result: ParseResult, *, observe: Observer | None = None) -> CheckedModule:
     """Check what the parser made of a spec, reporting its syntax findings with the checker's.
     `observe` is told of every expression checked and its value (lossdsl/checker/expressions.py)."""
+    return analyze(check_types(result, observe=observe))
+
+
+def check_types(result: ParseResult, *, observe: Observer | None = None) -> CheckedModule:
+    """The first half of `check_parsed`: the types, and the syntax and type errors; `analyze`
+    is the rest (the language server answers requests between the two)."""
     findings: list[Diagnostic] = list(result.findings)
     try:
         checked = check_module(result.module, broken=result.broken, observe=observe)
@@ -43,7 +49,7 @@ def check_parsed(result: ParseResult, *, observe: Observer | None = None) -> Che
         raise LossError(findings + err.findings) from None
     if any(d.severity == "error" for d in findings):
         raise LossError(findings)
-    return analyze(checked)
+    return checked
 
 
 def analyze(checked: CheckedModule) -> CheckedModule:

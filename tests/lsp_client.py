@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class LspClient:
-    def __init__(self) -> None:
+    def __init__(self, command: list[str] | None = None) -> None:
+        """`command`: how to start the server (`python -m lossdsl lsp` by default)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lossdsl", "lsp"],
+            command or [sys.executable, "-m", "lossdsl", "lsp"],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -619,3 +619,17 @@ def test_a_chain_of_guarded_lets_is_checked_in_linear_time_and_each_guard_still_
     # Without its guard the same chain warns once per log.
     m = check_ok(_let_chain(30, "log({p})"))
     assert [w.code for w in m.warnings] == ["W701"] * 29
+
+
+def test_many_independently_guarded_terms_each_keep_their_own_guard():
+    # 200 terms, each a log guarded by its own `where`, summed: the refinement of one term's
+    # value reaches its branch and the sum above it, and guards nothing else. One log of the
+    # same value outside its `where` still warns, once.
+    lines = ["pred x: float[B]"]
+    for k in range(200):
+        lines += [f"let a{k} = x + {k}.0", f"let t{k} = where(a{k} > 0.0, log(a{k}), 0.0)"]
+    total = " + ".join(f"t{k}" for k in range(200))
+    m = check_ok("\n".join(lines + [f"loss = mean({total})"]) + "\n")
+    assert m.warnings == []
+    m = check_ok("\n".join(lines + [f"loss = mean({total} + log(a7))"]) + "\n")
+    assert [(w.code, w.span.line) for w in m.warnings] == [("W701", 402)]

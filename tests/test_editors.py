@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -68,6 +69,45 @@ def tokenize():
         return {d["file"]: d["tokens"] for d in out}
 
     return run
+
+
+def activate(settings: dict | None = None) -> dict:
+    """What the extension's activate() starts (editors/vscode/test/activate.js)."""
+    r = subprocess.run(
+        ["node", "test/activate.js", json.dumps(settings or {})], cwd=VSCODE, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout)
+
+
+def test_the_extension_starts_lossdsl_lsp_as_its_language_client_and_stops_it(tokenize):
+    # `tokenize` has installed the extension's npm packages: activate.js resolves the real
+    # vscode-languageclient before it stands in for it.
+    pkg = json.loads((VSCODE / "package.json").read_text())
+    settings = pkg["contributes"]["configuration"]["properties"]
+    out = activate()
+    [started, stopped] = out["events"]
+    server = {"command": settings["lossdsl.server.command"]["default"], "args": settings["lossdsl.server.args"]["default"]}
+    assert started["started"]["serverOptions"] == {"run": server, "debug": server}
+    assert started["started"]["clientOptions"]["documentSelector"] == [{"language": "lossdsl"}]
+    assert stopped == {"stopped": "lossdsl"} and out["subscribed"] == [True]
+    # The command a user points the setting at is what starts, and it speaks LSP.
+    venv_lossdsl = shutil.which("lossdsl", path=str(Path(sys.executable).parent))
+    assert venv_lossdsl is not None, "no lossdsl command next to this Python"
+    [started, _] = activate({"lossdsl.server.command": venv_lossdsl})["events"]
+    run = started["started"]["serverOptions"]["run"]
+    pytest.importorskip("pygls", reason="the language server needs pygls (pip install 'lossdsl[lsp]')")
+    from lsp_client import LspClient
+
+    client = LspClient([run["command"], *run["args"]])
+    try:
+        caps = client.initialize()["capabilities"]
+        assert caps["textDocumentSync"]["change"] == 1 and caps["textDocumentSync"]["save"]  # full text; saves told
+        assert caps["hoverProvider"] and caps["definitionProvider"] and caps["documentFormattingProvider"]
+        assert caps["completionProvider"]["triggerCharacters"] == ["."]
+        assert client.close() == 0
+    finally:
+        client.kill()
 
 
 def token_at(tokens: list[dict], line: int, col: int) -> dict:

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 from conftest import ROOT, modules_imported_by, spec
@@ -208,6 +208,54 @@ def test_definition_of_lets_defs_declarations_params_dimensions_and_fields(clien
     assert target(L_D, "abs") is None  # a built-in has no definition in the file
 
 
+def test_definition_hover_and_completion_reach_the_defs_of_used_files(client, tmp_path):
+    (tmp_path / "inner.loss").write_text("# squares\ndef sq(x) = x^2\n")
+    (tmp_path / "helpers.loss").write_text('use "inner.loss"\n\ndef cube(x) = x * sq(x)\n')
+    text = (
+        'use "helpers.loss"\nuse std.huber\npred z: float[B, D]\ntarget y: float[B, D]\n'
+        "loss = mean(cube(z)) + sq(mean(z)) + huber(z, y)\n"
+    )
+    uri = (tmp_path / "main.loss").as_uri()
+    assert client.open(uri, text)["diagnostics"] == []
+    line = text.splitlines()[4]
+
+    def target(name: str):
+        loc = client.at("textDocument/definition", uri, 4, line.index(name))
+        return loc["uri"], loc["range"]["start"]
+
+    assert target("cube") == ((tmp_path / "helpers.loss").resolve().as_uri(), {"line": 2, "character": 4})
+    assert target("sq") == ((tmp_path / "inner.loss").resolve().as_uri(), {"line": 1, "character": 4})
+    std_uri, start = target("huber")  # a standard loss used as a function: its `loss` statement
+    std_file = Path(unquote(urlparse(std_uri).path))
+    assert std_file.name == "huber.loss" and std_file.read_text().splitlines()[start["line"]].startswith("loss =")
+
+    text_of = lambda name: client.at("textDocument/hover", uri, 4, line.index(name))["contents"]["value"]  # noqa: E731
+    assert "def cube(x) -> float[B, D]" in text_of("cube") and 'from `use "helpers.loss"`' in text_of("cube")
+    assert "def huber(yhat, y, delta=1.0) -> float[B]" in text_of("huber") and "from `use std.huber`" in text_of("huber")
+    by_label = {i["label"]: i for i in client.at("textDocument/completion", uri, 4, 0)["items"]}
+    assert by_label["cube"]["detail"] == "def cube(x)" and by_label["sq"]["detail"] == "def sq(x)"
+    assert by_label["huber"]["detail"] == "def huber(yhat, y, delta=1.0)"
+
+
+def test_saving_a_used_file_checks_the_open_files_that_use_it_again(client, tmp_path):
+    helpers, later = tmp_path / "helpers.loss", tmp_path / "later.loss"
+    helpers.write_text("def sq(x) = x^2\n")
+    text = 'use "helpers.loss"\nuse "later.loss"\npred z: float[B, C]\nloss = mean(sq(z)) + mean(cube(z))\n'
+    (tmp_path / "main.loss").write_text(text)
+    main = (tmp_path / "main.loss").as_uri()
+    assert [d["code"] for d in client.open(main, text)["diagnostics"]] == ["E212", "E202"]  # no later.loss yet
+
+    def saved(path) -> list[str]:
+        client.notify("textDocument/didSave", {"textDocument": {"uri": path.as_uri()}})
+        published = client.wait_for("textDocument/publishDiagnostics", lambda p: p["uri"] == main)
+        return [d["code"] for d in published["diagnostics"]]
+
+    later.write_text("def cube(x) = x^3\n")
+    assert saved(later) == []
+    helpers.write_text("def sq(x) = x @ x\n")
+    assert saved(helpers) == [f.code for f in findings_for(tmp_path / "main.loss")] == ["E410"]
+
+
 def test_completion_offers_declared_names_builtins_with_signatures_and_keywords(client, uri):
     items = client.at("textDocument/completion", uri, L_LOSS, 0)["items"]
     by_label = {i["label"]: i for i in items}
@@ -231,9 +279,6 @@ def test_completion_after_a_record_offers_its_fields(client):
     assert [(i["label"], i["detail"]) for i in items] == [("w", "float[B]")]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("lossdsl.formatting") is None, reason="no formatter (lossdsl.formatting) in this tree"
-)
 def test_formatting_replaces_the_document_with_the_formatters_layout(client):
     from lossdsl.formatting import format_source
 
@@ -276,3 +321,20 @@ def test_lsp_without_pygls_says_how_to_install_it():
 
 def test_the_language_server_imports_no_framework_and_no_numpy():
     assert modules_imported_by("import lossdsl.lsp.server") == []
+
+
+def test_types_are_known_before_the_analyses_that_only_add_findings():
+    # The server answers requests after `type_check` and publishes after `finish`: the first
+    # half has every type hover reads, the second the findings of gradient paths and domains.
+    from lossdsl.lsp.document import analyze, finish, type_check
+    from lossdsl.lsp.hover import hover_at
+
+    doc, checked = type_check(SPEC, "weighted.loss")
+    assert checked is not None and doc.findings == []  # W701 comes from the domain analysis
+    p_use = line_of(L_LOSS).index("pick(p") + 5
+    text, _ = hover_at(doc, L_LOSS + 1, p_use + 1)
+    assert "let p: float[B, C]" in text
+    assert [d.code for d in finish(doc, checked).findings] == ["W701"]
+    assert [d.code for d in analyze(SPEC, "weighted.loss").findings] == ["W701"]
+    doc, checked = type_check(SPEC.replace("+ abs(", "+ nope("), "typo.loss")  # a type error: complete at once
+    assert checked is None and [d.code for d in doc.findings] == ["E202"]

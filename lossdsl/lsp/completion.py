@@ -1,5 +1,6 @@
-"""Completion: the names the file defines, the functions of the table with their signatures,
-and the keywords of the grammar; after `record.`, the record's fields."""
+"""Completion: the names in scope (the file's own and the `def`s its `use`s bring in), the
+functions of the table with their signatures, and the keywords of the grammar; after
+`record.`, the record's fields."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from .. import syntax as S
 from ..functions import USER_FUNCTIONS
 from ..parser import KEYWORDS
-from .document import Document, written_type
+from .document import Document, def_head, written_type
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ def _defined(doc: Document, name: str) -> Item:
     if d.kind == "dim":
         return Item(name, "dimension", "dimension")
     if d.kind == "def":
-        return Item(name, "function", f"def {name}({', '.join(stmt.params)})")
+        where = f"from `use {d.file}`" if d.file is not None else ""
+        return Item(name, "function", def_head(stmt), where)
     if d.kind == "let":
         types = doc.types_of(stmt.value)
         return Item(name, "variable", f"let {name}" + (f": {types[0]}" if len(types) == 1 else ""))

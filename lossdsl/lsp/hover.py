@@ -7,7 +7,7 @@ from __future__ import annotations
 from .. import syntax as S
 from ..functions import BINARY_OPERATORS, FUNCTIONS, REQUIRED, USER_FUNCTIONS, Function
 from ..source import Span
-from .document import Document, written_type
+from .document import Definition, Document, def_head, written_type
 from .lookup import Hit, hit_at, resolve
 
 
@@ -67,7 +67,7 @@ def _name(doc: Document, hit: Hit) -> str | None:
         types = used or doc.types_of(stmt.value)
         return _code(_typed(f"let {hit.name}", types))
     if meaning.kind == "def":
-        return _code(f"def {stmt.name}({', '.join(stmt.params)})") + "\n\nan inlined function"
+        return _code(def_head(stmt)) + _def_text(meaning)
     return _code(f"{stmt.kind} {stmt.name}: {written_type(stmt.type)}") + f"\n\n{_KIND_TEXT[stmt.kind]}"
 
 
@@ -99,12 +99,15 @@ def _call(doc: Document, call: S.Call) -> str | None:
     fn = USER_FUNCTIONS.get(call.func)
     d = doc.definitions.get(call.func)
     if d is not None and d.kind == "def":
-        stmt = d.node
-        head = f"def {stmt.name}({', '.join(stmt.params)})"
-        return _code(_returns(head, types)) + "\n\nan inlined function"
+        return _code(_returns(def_head(d.node), types)) + _def_text(d)
     if fn is None:
         return None
     return _function(fn, types)
+
+
+def _def_text(d: Definition) -> str:
+    where = f", from `use {d.file}`" if d.file is not None else ""
+    return f"\n\nan inlined function{where}"
 
 
 def _keyword(call: S.Call, name: str) -> str | None:

@@ -105,15 +105,16 @@ def _in_expr(expr: S.Expr, stmt: S.Statement, line: int, col: int) -> Hit | None
 
 def resolve(doc: Document, name: str, enclosing_def: S.Def | None) -> Definition | tuple[S.Def, int] | None:
     """What `name` means where it is used: a parameter of the enclosing `def` (the def and
-    the parameter's position) or a name the file defines."""
+    the parameter's position) or a name in scope: one the file defines, or a `def` of a used file."""
     if enclosing_def is not None and name in enclosing_def.params:
         return enclosing_def, enclosing_def.params.index(name)
     return doc.definitions.get(name)
 
 
 def definition_at(doc: Document, line: int, col: int) -> Span | None:
-    """Where the name under the cursor is defined: its `let`, `def`, declaration, the `def`
-    parameter it names, the first place a dimension symbol is written, or a record's field."""
+    """Where the name under the cursor is defined: its `let`, `def` (in a used file for a `def`
+    a `use` brings in), declaration, the `def` parameter it names, the first place a dimension
+    symbol is written, or a record's field."""
     hit = hit_at(doc, line, col)
     if hit is None:
         return None
