@@ -115,6 +115,15 @@ def main() -> int:
     refused("E807", "MetadataModel", lambda: plain.fit(x, y, epochs=1, verbose=0))
     refused("E807", "no `group`", lambda: model.fit({"x": x, "grp": group}, y, epochs=1, verbose=0))
     refused("E803", "never rounded", lambda: model.fit({"x": x, "group": group + 0.4}, y, epochs=1, verbose=0))
+    # Float ids are refused wherever their dtype or values can be read, never rounded: a y_true
+    # dict (before Keras makes it float), and a packed y_true built by hand, called directly.
+    refused("E803", "the y_true dict holds", lambda: lossdsl.keras.Loss(PER_SAMPLE, spec_name="p.loss")(
+        {"y": y, "group": group + 0.4}, logits))
+    by_hand = np.concatenate([y, (group + 0.4)[:, None]], 1).astype("float32")
+    refused("E803", "packed y_true holds", lambda: packed_loss(by_hand, logits))
+    np.testing.assert_allclose(  # a list of ints in a y_true dict is read as one array
+        float(lossdsl.keras.Loss(PER_SAMPLE, spec_name="p.loss")({"y": y, "group": group.tolist()}, logits)),
+        np.mean(np.array([1.0, 0.5])[group] * ce), rtol=1e-5)
     # A refusal inside fit leaves the model as it was (the JAX trainer holds its weights apart).
     np.testing.assert_allclose(model.predict(inputs, verbose=0), logits, rtol=1e-6)
 
@@ -134,6 +143,10 @@ def main() -> int:
         assert "E812" in str(e) and "group" in str(e), str(e)[-2000:]
     if backend != "jax":  # (a JAX step that fails inside XLA has already taken the weights out)
         np.testing.assert_allclose(guarded.predict(inputs, verbose=0), kept, rtol=1e-6)
+    if backend == "tensorflow":  # XLA would drop the check: refused when the step is traced
+        xla = lossdsl.keras.MetadataModel(dense())
+        xla.compile(optimizer="adam", loss=checked_loss, jit_compile=True)
+        refused("E812", "jit_compile=False", lambda: xla.fit(inputs, y, epochs=1, verbose=0))
 
     # ---- set_params from a user's own callback reaches the compiled step, on every backend:
     # with a learning rate of 0 each epoch's loss shows the scale the callback set.
