@@ -184,6 +184,23 @@ def main() -> int:
         back = keras.models.load_model(os.path.join(tmp, "meta.keras"))
         np.testing.assert_allclose(back.predict(inputs, verbose=0), logits, rtol=1e-5)
         assert isinstance(back, lossdsl.keras.MetadataModel)
+
+    # ---- docs/integrations.md's recipe: per-group weights from last epoch's validation metrics
+    def from_validation(epoch, logs):
+        if logs is None:
+            return None
+        val = [logs["val_ce_0"], logs["val_ce_1"]]
+        return {"group_w": [v / sum(val) * 2 for v in val]}
+
+    h = model.fit(inputs, y, epochs=3, batch_size=32, verbose=0, validation_data=(inputs, y),
+                  callbacks=[lossdsl.keras.UpdateParams(loss, from_validation)])
+    val = np.array([h.history["val_ce_0"][1], h.history["val_ce_1"][1]])  # what epoch 3 trained with
+    np.testing.assert_allclose(loss.params["group_w"], val / val.sum() * 2, rtol=1e-5)
+    logits = model.predict(inputs, verbose=0)
+    ce = ce_numpy(logits.astype(np.float64), y)
+    w = np.array(loss.params["group_w"], np.float64)
+    np.testing.assert_allclose(model.evaluate(inputs, y, batch_size=96, verbose=0, return_dict=True)["loss"],
+                               np.mean(w[group] * ce), rtol=1e-4)
     print(f"keras metadata on {backend}: OK")
     return 0
 
