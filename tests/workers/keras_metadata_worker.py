@@ -164,6 +164,16 @@ def main() -> int:
     h = frozen.fit(x, y, epochs=3, batch_size=96, verbose=0, callbacks=[Mine()])
     np.testing.assert_allclose(h.history["loss"], [base_loss, 2 * base_loss, 3 * base_loss], rtol=1e-5)
 
+    # ...and from a batch-level callback, mid-epoch: batch b of 32 trains with scale b + 1.
+    class EachBatch(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            scaled.set_params(scale=float(batch + 1))
+
+    ce = ce_numpy(frozen.predict(x, verbose=0).astype(np.float64), y)
+    want = np.mean([(b + 1) * ce[32 * b: 32 * b + 32].mean() for b in range(3)])
+    h = frozen.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0, callbacks=[EachBatch()])
+    np.testing.assert_allclose(h.history["loss"], [want, want], rtol=1e-4)
+
     # ---- a checkpoint written mid-fit (with the params lent to the model) loads into a fresh model
     group_loss = lossdsl.keras.Loss(GROUP_CCE, y_true=["y", "group"])
     ck = dense()
@@ -179,6 +189,15 @@ def main() -> int:
             again = keras.models.load_model(p)
             np.testing.assert_allclose(again.loss.params["group_w"], [1.0, 2.0])
             np.testing.assert_allclose(again.predict(x, verbose=0), ck.predict(x, verbose=0), rtol=1e-5)
+        # Weights alone (ModelCheckpoint(save_weights_only=True), save_weights) while the params
+        # are lent load into a fresh model of the same layers.
+        weights = os.path.join(tmp, "w.weights.h5")
+        ck.fit(x, lossdsl.keras.pack(group_loss, y=y, group=group), epochs=1, verbose=0,
+               callbacks=[lossdsl.keras.UpdateParams(group_loss, lambda e, logs: {"group_w": [1.0, 3.0]}),
+                          keras.callbacks.ModelCheckpoint(weights, save_weights_only=True)])
+        fresh = dense()
+        fresh.load_weights(weights)
+        np.testing.assert_allclose(fresh.predict(x, verbose=0), ck.predict(x, verbose=0), rtol=1e-5)
         # The metadata model saves and reloads too, with its loss and metrics.
         model.save(os.path.join(tmp, "meta.keras"))
         back = keras.models.load_model(os.path.join(tmp, "meta.keras"))
