@@ -80,9 +80,11 @@ def test_every_example_gives_a_plausible_loss_on_drawn_inputs(path, rng):
     assert value >= 0 or negated_reward, f"{path.name}: {value}"
 
 
-# The CTC loss is left out: its input and label lengths are drawn as plain ints, which no
-# alignment may fit (a loss of inf), not yet from what ctc_loss needs of them.
-STD_DRAWN = [p for p in sorted(lossdsl.std.path(n) for n in lossdsl.std.names()) if p.stem != "ctc"]
+# Left out, as their inputs are not yet drawn from what the loss needs of them: the CTC loss
+# (input and label lengths drawn as plain ints, which no alignment may fit: a loss of inf) and
+# the generalized IoU (boxes drawn as normal values, not with x1 <= x2 and y1 <= y2: about two
+# draws in five give a hull of the wrong sign and a large negative value).
+STD_DRAWN = [p for p in sorted(lossdsl.std.path(n) for n in lossdsl.std.names()) if p.stem not in ("ctc", "giou")]
 
 
 @pytest.mark.parametrize("path", STD_DRAWN, ids=lambda p: p.stem)
