@@ -545,6 +545,12 @@ class Backend:
         never traces returns `x`."""
         return x
 
+    def drops_assertions(self) -> bool:
+        """Whether the code being traced now runs where assertions are dropped (XLA under
+        TensorFlow's `jit_compile=True`): `check_values=True` is refused there rather than
+        silently not checking."""
+        return False
+
     def assert_indices_async(self, x: Any, size: int, message: str) -> bool:
         """Check that every value of x lies in [0, size) without reading it back to the host,
         where the framework can (a device-side assertion on a GPU); False where it cannot, and

@@ -692,6 +692,11 @@ class TensorflowBackend(Backend):
             return None
         return np.asarray(tf.cast(x, tf.float64).numpy() if x.dtype.is_floating else x.numpy())
 
+    def drops_assertions(self) -> bool:
+        from tensorflow.python.ops import control_flow_util
+
+        return bool(control_flow_util.GraphOrParentsInXlaContext(self.tf.compat.v1.get_default_graph()))
+
     def traced_index_check(self, x, size, message, check):
         # A graph assertion that the gather depends on (else the gather's own error may come
         # first). XLA (jit_compile=True) drops assertions: there the check cannot run.

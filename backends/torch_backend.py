@@ -791,7 +791,8 @@ class TorchBackend(Backend):
         if not isinstance(x, torch.Tensor):
             return super().host_values(x)
         if (
-            torch.compiler.is_compiling()
+            x.device.type == "meta"  # shapes only (Keras builds a model's step on them)
+            or torch.compiler.is_compiling()
             or torch.jit.is_tracing()
             or torch._C._functorch.is_functorch_wrapped_tensor(x)
         ):
@@ -807,8 +808,11 @@ class TorchBackend(Backend):
         torch = self.torch
         if not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(x):
             return x  # torch.func.vmap/grad cannot batch an assertion
-        self._assert_in_range(x, size, message)
-        return x
+        ok = (x >= 0) & (x < size)
+        torch._assert_async(ok.all(), message)
+        # The read depends on the check, and reads only in-range values: Inductor's own bounds
+        # check in the fused gather would otherwise fail first, without the E812 text.
+        return torch.where(ok, x, torch.zeros_like(x))
 
     def asarray(self, x: Any) -> Any:
         # A Python number becomes the tensor NumPy would make of it (float64, int64, bool) without

@@ -67,8 +67,10 @@ def compile(
     Under jit, `tf.function` or `torch.compile` the values are not there to read and the check
     is skipped, unless `check_values=True` (a debug mode) keeps it in the traced code: a host
     callback under `jax.jit` (the same LossError, wrapped in XLA's runtime error), a graph
-    assertion under `tf.function` (its text says E812; XLA's `jit_compile` drops it), a
-    device-side assertion under `torch.compile` (no host synchronisation).
+    assertion under `tf.function` (its text says E812; under XLA, `jit_compile=True`, which
+    drops assertions, the trace is refused with E812), a device-side assertion under
+    `torch.compile` (no host synchronisation; the read waits for it, so Inductor's own bounds
+    check cannot fail first without the E812 text).
 
     `check_domains=True` checks, at each eager call, that every argument (and context tensor and
     param) declared with a value domain (`in (0, 1]`, `in simplex`, `in [0, C)`; docs/language.md

@@ -627,9 +627,10 @@ _ALL = [
         "(the guard makes the lanes it drops 0 before the read). Skipped while tracing (jit, `tf.function`, "
         "`torch.compile`, Keras `fit`) unless `check_values=True` (`lossdsl.compile`, `lossdsl.keras.Loss`, "
         "`LossModule`) keeps it in the traced code: the same LossError through a host callback under "
-        "`jax.jit`, a graph assertion whose text says E812 under `tf.function` (XLA's `jit_compile` drops it), "
-        "a device-side assertion under `torch.compile`; `lossdsl.compile(..., check_indices=False)` turns it "
-        "off.",
+        "`jax.jit`, a graph assertion whose text says E812 under `tf.function` (under XLA, `jit_compile=True`, "
+        "which drops assertions, `check_values=True` is refused with E812 when the loss is traced), a "
+        "device-side assertion under `torch.compile` that the read waits for; "
+        "`lossdsl.compile(..., check_indices=False)` turns it off.",
         "import numpy as np\nimport lossdsl\n\n"
         'SPEC = """\npred   logits: float[B, C]\ntarget y:      int[B]\nloss = -pick(log_softmax(logits), y)\n"""\n'
         'f = lossdsl.compile(SPEC, backend="numpy")\nf(np.zeros((2, 3)), np.array([0, -100]))\n',

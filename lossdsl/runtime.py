@@ -177,6 +177,8 @@ class Runtime:
             span = self.backend.value_range(x)
         if span is None:
             if self.check_values:
+                if self.backend.drops_assertions():
+                    raise self.unchecked_error(k)
                 return self.backend.traced_index_check(
                     x, size, self.device_message(k, size), lambda lo, hi, v: self.check_span(k, v, size, (lo, hi))
                 )
@@ -197,6 +199,18 @@ class Runtime:
         of = f"an axis of size {size}" if dim is None else f"{dim}, which is {size} {where}"
         holds = "a value" if bad is None else f"{bad} at {at}" if at is not None else str(bad)
         return f"{what} holds {holds}, outside [0, {size}): it indexes {of}".rstrip()
+
+    def unchecked_error(self, k: int) -> LossError:
+        read = self.index_reads[k]
+        return self._error(
+            f"`check_values=True` cannot check {self._index_texts[k][0]} here: XLA (`jit_compile=True`) drops "
+            "the assertion, and an index outside its axis would give a wrong number without a word",
+            self.leaves[read.leaf],
+            "E812",
+            span=read.span,
+            help="compile without XLA: `tf.function(..., jit_compile=False)`, or in Keras "
+            "`model.compile(..., jit_compile=False)`",
+        )
 
     def device_message(self, k: int, size: int) -> str:
         """The text of an index check that runs on the device (no value is read back to say which)."""

@@ -18,6 +18,9 @@ them is one a user could see in training:
 - a value whose log is taken (`log(p)`, through `clip`, `maximum` or `+ eps`), or whose
   complement `1 - p` is, is a probability: rows of a softmax when a one-hot label of its
   shape multiplies it, else uniform in (0.01, 0.99);
+- a value subtracted from a log (`log(p) - log_q`, a KL divergence) is a log-probability: rows
+  of a log-softmax, and the value whose log it is then rows of a softmax;
+- a value a margin is reduced by under a hinge (`relu(margin - x)`) is a distance: at least 0;
 - other inputs, context and params (weights, masks, features) are positive, in [0.5, 1.5);
 - everything else (preds, regression targets) is standard normal.
 """
@@ -69,6 +72,7 @@ def index_bounds(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], Di
 
 
 LABEL, SIGN, PROBABILITY, SIMPLEX, POSITIVE, NORMAL = "label", "sign", "probability", "simplex", "positive", "normal"
+LOG_SIMPLEX, DISTANCE = "log_simplex", "distance"
 _THROUGH = ("clip", "maximum", "minimum", "add", "cast_float", "float")  # log(clip(p, eps, 1)), log(p + eps)
 
 
@@ -93,9 +97,23 @@ def value_roles(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], str
     labels: set = set()
     signs: set = set()
     logged: dict = {}  # leaf -> its node
+    log_probabilities: set = set()
+    distributions: set = set()
+    distances: set = set()
     for node in topological(checked.loss):
         if not isinstance(node, Apply):
             continue
+        if node.fn == "sub" and _leaf(node.args[1]) is not None:
+            minuend = node.args[0]
+            if isinstance(minuend, Apply) and minuend.fn == "log" and _leaf(minuend.args[0]) is not None:
+                log_probabilities.add(_leaf(node.args[1]))  # log(p) - log_q
+                distributions.add(_leaf(minuend.args[0]))
+        if node.fn == "relu" and isinstance(node.args[0], Apply) and node.args[0].fn == "sub":
+            margin, x = node.args[0].args
+            if _leaf(x) is not None and (
+                isinstance(margin, Const) or (isinstance(margin, Arg) and margin.kind == "param")
+            ):
+                distances.add(_leaf(x))  # relu(margin - x)
         if node.fn == "log":
             x = node.args[0]
             while isinstance(x, Apply) and x.fn in _THROUGH:
@@ -122,6 +140,12 @@ def value_roles(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], str
                 continue
             if key in labels:
                 roles[key] = LABEL
+            elif key in log_probabilities:
+                roles[key] = LOG_SIMPLEX
+            elif key in distributions:
+                roles[key] = SIMPLEX
+            elif key in distances:
+                roles[key] = DISTANCE
             elif key in signs:
                 roles[key] = SIGN
             elif key in logged:
@@ -171,10 +195,13 @@ def _float_value(shape: tuple[int, ...], rng: np.random.Generator, role: str) ->
         return np.eye(shape[-1])[classes]
     if role == SIGN:
         return np.where(rng.random(shape) < 0.5, -1.0, 1.0)
-    if role == SIMPLEX:
+    if role in (SIMPLEX, LOG_SIMPLEX):
         z = rng.standard_normal(shape)
         e = np.exp(z - z.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
+        rows = e / e.sum(axis=-1, keepdims=True)
+        return rows if role == SIMPLEX else np.log(rows)
+    if role == DISTANCE:
+        return np.abs(rng.standard_normal(shape))
     if role == PROBABILITY:
         return rng.uniform(0.01, 0.99, shape)
     if role == POSITIVE:

@@ -3,8 +3,9 @@
 For each example, on inputs drawn from its declarations: the value on numpy, torch,
 jax and tensorflow in float32, and the largest difference of each backend's gradient
 from torch's float64 gradient (relative to the largest gradient entry). Exits 1 if a
-backend is missing, a value is not finite, or a difference exceeds the float32
-tolerance of the parity suite.
+backend is missing, a value is not finite, a difference exceeds the float32
+tolerance of the parity suite, or a value is below 0 for a loss that is not written as minus
+a quantity to maximise (`loss = -...`, such as a similarity), which a note then explains.
 
     python scripts/examples_table.py [--seed N] [--examples DIR]
 """
@@ -40,6 +41,7 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     failed = False
+    notes = []
     for path in sorted(Path(args.examples).glob("*.loss")):
         checked = lossdsl.check(path)
         inputs, context, params = random_inputs(checked, rng)
@@ -56,10 +58,22 @@ def main() -> int:
             for p, g in grads.items():
                 worst = max(worst, float(np.max(np.abs(g - ref_grads[p]))) / scale)
         ok = all(np.isfinite(values)) and worst <= TOLERANCE and np.allclose(values, values[1], rtol=1e-4)
+        if values[1] < 0:
+            statement = loss_statement(path)
+            negated = statement.startswith("loss = -")
+            ok &= negated
+            notes.append(f"{path.stem}: `{statement}` is minus a quantity to maximise, so it lies below 0"
+                         if negated else f"{path.stem}: a negative value for a loss that is not a negated reward")
         failed |= not ok
         print(f"{path.stem:24s}" + "".join(f"{v:13.6g}" for v in values) + f"{worst:14.2e}" + ("" if ok else "  FAIL"))
     print(f"\nvalues in float32; gradient differences relative to torch float64, tolerance {TOLERANCE:g}")
+    for note in notes:
+        print(note)
     return 1 if failed else 0
+
+
+def loss_statement(path: Path) -> str:
+    return next(line.split("#")[0].strip() for line in path.read_text().splitlines() if line.startswith("loss ="))
 
 
 if __name__ == "__main__":

@@ -109,6 +109,37 @@ def test_torch_module_keeps_params_in_its_state_dict_and_restores_them(rng):
 
 
 @needs("torch")
+@pytest.mark.parametrize(
+    ("values", "code", "words"),
+    [
+        ({"group_w": "abc"}, "E803", ["`group_w`", "float[G]"]),
+        ({"group_w": [[1.0, 0.5]]}, "E804", ["`group_w`", "rank 1"]),
+        ({"group_w": [1.0, 0.5, 2.0]}, "E805", ["`G`", "3"]),
+        ({"group_wt": [1.0, 0.5]}, "E806", ["`group_wt`"]),
+    ],
+)
+def test_torch_module_set_params_refuses_what_a_call_would_and_keeps_its_buffers(rng, values, code, words):
+    import torch
+
+    import lossdsl.std
+    import lossdsl.torch
+
+    m = lossdsl.torch.LossModule(GROUP)
+    with pytest.raises(lossdsl.LossError) as e:
+        m.set_params(**values)
+    assert e.value.first.code == code and all(w in str(e.value) for w in words), str(e.value)
+    assert m.params == {"group_w": [1.0, 0.5]} and m.state_dict()["param_group_w"].tolist() == [1.0, 0.5]
+    # a [3] tensor for a scalar param: refused, not a loss that comes back as a 3-vector
+    huber = lossdsl.torch.LossModule(lossdsl.std.path("huber"))
+    yhat, y = torch.randn(4, 2), torch.randn(4, 2)
+    for call in (lambda: huber.set_params(delta=torch.tensor([1.0, 2.0, 3.0])),
+                 lambda: huber(yhat, y, delta=torch.tensor([1.0, 2.0, 3.0]))):
+        with pytest.raises(lossdsl.LossError, match="param `delta` must have rank 0"):
+            call()
+    assert huber(yhat, y).shape == ()
+
+
+@needs("torch")
 def test_torch_module_trains_and_matches_the_compiled_function(rng):
     import torch
 

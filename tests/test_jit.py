@@ -197,3 +197,36 @@ def test_without_check_values_a_traced_call_does_not_check_index_values(backend,
     if backend == "jax":
         run = _traced(backend, lossdsl.compile(_PICK, backend=backend))
         run(_tensor(backend, z), _tensor(backend, np.array([0, 5, 1])))  # no error: XLA clamps
+
+
+@needs("torch")
+def test_check_values_under_inductor_fails_with_the_e812_text_not_inductors_bounds_error(rng):
+    """torch.compile's default backend fuses the gather into a kernel with its own bounds check;
+    the read waits for the E812 assertion, so that is the error a bad index gives."""
+    import torch
+
+    z = torch.tensor(rng.normal(size=(4, 3)), dtype=torch.float32)
+    checked = lossdsl.compile(_PICK, backend="torch", check_values=True)
+    run = torch.compile(checked, fullgraph=True)  # Inductor
+    good = torch.tensor([0, 1, 2, 2])
+    torch.testing.assert_close(run(z, good), checked(z, good))
+    with pytest.raises(RuntimeError, match="E812: target `k` holds a value, outside \\[0, 3\\)"):
+        run(z, torch.tensor([0, 1, 3, 2]))
+
+
+@needs("tensorflow")
+def test_check_values_under_xla_is_refused_rather_than_silently_dropped(rng):
+    """XLA drops graph assertions: with jit_compile=True the index check could not run, and a bad
+    id would give a wrong number without a word, so the trace is refused."""
+    import tensorflow as tf
+
+    z = tf.constant(rng.normal(size=(4, 3)).astype(np.float32))
+    good = tf.constant([0, 1, 2, 2])
+    checked = lossdsl.compile(_PICK, backend="tensorflow", check_values=True)
+    with pytest.raises(LossError) as err:
+        tf.function(checked, jit_compile=True)(z, good)
+    assert err.value.first.code == "E812" and "jit_compile=False" in str(err.value), str(err.value)
+    np.testing.assert_allclose(float(tf.function(checked)(z, good)), float(checked(z, good)), rtol=1e-6)
+    # Without check_values XLA compiles the loss as before (the check is off under tracing).
+    plain = lossdsl.compile(_PICK, backend="tensorflow")
+    np.testing.assert_allclose(float(tf.function(plain, jit_compile=True)(z, good)), float(plain(z, good)), rtol=1e-5)

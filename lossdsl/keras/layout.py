@@ -203,6 +203,8 @@ class Layout:
             for p in (leaf.decl.name,) + leaf.path[:-1]:
                 if leaf.path:
                     target = target.setdefault(p, {})
+            if leaf.type.dtype is INT:
+                refuse_fractional_ids(label, leaf, part)
             target[leaf.path[-1] if leaf.path else leaf.decl.name] = cast_to(leaf.type.dtype, part)
         return out
 
@@ -326,21 +328,47 @@ class Layout:
             )
 
 
-def refuse_float_ids(decl, value) -> None:
-    """Metadata from the model's inputs keeps its dtype: a float where an int is declared is
-    refused, as at a call (E803), never rounded (group 0.6 would become 1)."""
+def refuse_float_ids(decl, value, holder: str = "the model's inputs hold") -> None:
+    """Metadata from the model's inputs (or a y_true dict, before Keras makes it float) keeps
+    its dtype: a float where an int is declared is refused, as at a call (E803), never rounded
+    (group 0.6 would become 1)."""
     if decl.is_record or decl.leaves[0].type.dtype is not INT:
         return
-    if "float" in str(getattr(value, "dtype", "")):
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(value).dtype  # a list
+    if "float" in str(dtype):
         raise LossError(
             [
                 Diagnostic(
-                    f"input `{decl.name}` is declared `{decl.leaves[0].type}` but the model's inputs hold "
-                    f"{value.dtype} values",
+                    f"{decl.kind} `{decl.name}` is declared `{decl.leaves[0].type}` but {holder} {dtype} values",
                     decl.name_span,
                     "E803",
-                    help=f"give `{decl.name}` as ints in the input dict (`ids.astype(int)` if they are whole "
+                    help=f"give `{decl.name}` as ints (`ids.astype(int)` if they are whole "
                     "numbers); a float id is never rounded",
+                )
+            ]
+        )
+
+
+def refuse_fractional_ids(label: str, leaf, part) -> None:
+    """An int field packed into the float y_true: where its values can be read (a direct call,
+    eager Keras) one that is not a whole number is refused, not rounded. `pack` refuses float
+    ids before they are packed; under a traced `fit` the values are not there to read."""
+    from ..backends import get_backend
+
+    values = get_backend(keras.backend.backend()).host_values(part)
+    if values is None or not values.size:
+        return
+    fractional = values[values != np.round(values)]
+    if fractional.size:
+        raise LossError(
+            [
+                Diagnostic(
+                    f"`{label}` is declared `{leaf.type}` but the packed y_true holds {fractional.flat[0]:g} there",
+                    leaf.span,
+                    "E803",
+                    help="build y_true with `lossdsl.keras.pack`, which takes ints only; a float id is never rounded",
                 )
             ]
         )

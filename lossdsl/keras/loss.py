@@ -12,7 +12,7 @@ from ..diagnostics import Diagnostic, LossError
 from ..loading import load_source
 from ..source import Source
 from ..types import BOOL, INT, TensorType
-from .layout import Layout, error
+from .layout import Layout, error, refuse_float_ids
 from .metadata import calling_model, refusing_cleanly
 from .params import Lending, ParamState
 from .unpacked import Unpacked
@@ -133,6 +133,12 @@ class Loss(keras.losses.Loss):
                     )
                 ]
             )
+        if isinstance(y_true, Mapping):  # Keras makes every y_true float: read the dtypes before
+            # (a list would be taken for a structure of scalars)
+            y_true = {k: np.asarray(v) if isinstance(v, (list, tuple)) else v for k, v in y_true.items()}
+            for decl in self.layout.fields:
+                if decl.name in y_true:
+                    refuse_float_ids(decl, y_true[decl.name], "the y_true dict holds")
         return super().__call__(y_true, y_pred, sample_weight=sample_weight)
 
     def call(self, y_true, y_pred):

@@ -115,6 +115,15 @@ def main() -> int:
     refused("E807", "MetadataModel", lambda: plain.fit(x, y, epochs=1, verbose=0))
     refused("E807", "no `group`", lambda: model.fit({"x": x, "grp": group}, y, epochs=1, verbose=0))
     refused("E803", "never rounded", lambda: model.fit({"x": x, "group": group + 0.4}, y, epochs=1, verbose=0))
+    # Float ids are refused wherever their dtype or values can be read, never rounded: a y_true
+    # dict (before Keras makes it float), and a packed y_true built by hand, called directly.
+    refused("E803", "the y_true dict holds", lambda: lossdsl.keras.Loss(PER_SAMPLE, spec_name="p.loss")(
+        {"y": y, "group": group + 0.4}, logits))
+    by_hand = np.concatenate([y, (group + 0.4)[:, None]], 1).astype("float32")
+    refused("E803", "packed y_true holds", lambda: packed_loss(by_hand, logits))
+    np.testing.assert_allclose(  # a list of ints in a y_true dict is read as one array
+        float(lossdsl.keras.Loss(PER_SAMPLE, spec_name="p.loss")({"y": y, "group": group.tolist()}, logits)),
+        np.mean(np.array([1.0, 0.5])[group] * ce), rtol=1e-5)
     # A refusal inside fit leaves the model as it was (the JAX trainer holds its weights apart).
     np.testing.assert_allclose(model.predict(inputs, verbose=0), logits, rtol=1e-6)
 
@@ -134,6 +143,10 @@ def main() -> int:
         assert "E812" in str(e) and "group" in str(e), str(e)[-2000:]
     if backend != "jax":  # (a JAX step that fails inside XLA has already taken the weights out)
         np.testing.assert_allclose(guarded.predict(inputs, verbose=0), kept, rtol=1e-6)
+    if backend == "tensorflow":  # XLA would drop the check: refused when the step is traced
+        xla = lossdsl.keras.MetadataModel(dense())
+        xla.compile(optimizer="adam", loss=checked_loss, jit_compile=True)
+        refused("E812", "jit_compile=False", lambda: xla.fit(inputs, y, epochs=1, verbose=0))
 
     # ---- set_params from a user's own callback reaches the compiled step, on every backend:
     # with a learning rate of 0 each epoch's loss shows the scale the callback set.
@@ -151,6 +164,16 @@ def main() -> int:
     h = frozen.fit(x, y, epochs=3, batch_size=96, verbose=0, callbacks=[Mine()])
     np.testing.assert_allclose(h.history["loss"], [base_loss, 2 * base_loss, 3 * base_loss], rtol=1e-5)
 
+    # ...and from a batch-level callback, mid-epoch: batch b of 32 trains with scale b + 1.
+    class EachBatch(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            scaled.set_params(scale=float(batch + 1))
+
+    ce = ce_numpy(frozen.predict(x, verbose=0).astype(np.float64), y)
+    want = np.mean([(b + 1) * ce[32 * b: 32 * b + 32].mean() for b in range(3)])
+    h = frozen.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0, callbacks=[EachBatch()])
+    np.testing.assert_allclose(h.history["loss"], [want, want], rtol=1e-4)
+
     # ---- a checkpoint written mid-fit (with the params lent to the model) loads into a fresh model
     group_loss = lossdsl.keras.Loss(GROUP_CCE, y_true=["y", "group"])
     ck = dense()
@@ -166,11 +189,37 @@ def main() -> int:
             again = keras.models.load_model(p)
             np.testing.assert_allclose(again.loss.params["group_w"], [1.0, 2.0])
             np.testing.assert_allclose(again.predict(x, verbose=0), ck.predict(x, verbose=0), rtol=1e-5)
+        # Weights alone (ModelCheckpoint(save_weights_only=True), save_weights) while the params
+        # are lent load into a fresh model of the same layers.
+        weights = os.path.join(tmp, "w.weights.h5")
+        ck.fit(x, lossdsl.keras.pack(group_loss, y=y, group=group), epochs=1, verbose=0,
+               callbacks=[lossdsl.keras.UpdateParams(group_loss, lambda e, logs: {"group_w": [1.0, 3.0]}),
+                          keras.callbacks.ModelCheckpoint(weights, save_weights_only=True)])
+        fresh = dense()
+        fresh.load_weights(weights)
+        np.testing.assert_allclose(fresh.predict(x, verbose=0), ck.predict(x, verbose=0), rtol=1e-5)
         # The metadata model saves and reloads too, with its loss and metrics.
         model.save(os.path.join(tmp, "meta.keras"))
         back = keras.models.load_model(os.path.join(tmp, "meta.keras"))
         np.testing.assert_allclose(back.predict(inputs, verbose=0), logits, rtol=1e-5)
         assert isinstance(back, lossdsl.keras.MetadataModel)
+
+    # ---- docs/integrations.md's recipe: per-group weights from last epoch's validation metrics
+    def from_validation(epoch, logs):
+        if logs is None:
+            return None
+        val = [logs["val_ce_0"], logs["val_ce_1"]]
+        return {"group_w": [v / sum(val) * 2 for v in val]}
+
+    h = model.fit(inputs, y, epochs=3, batch_size=32, verbose=0, validation_data=(inputs, y),
+                  callbacks=[lossdsl.keras.UpdateParams(loss, from_validation)])
+    val = np.array([h.history["val_ce_0"][1], h.history["val_ce_1"][1]])  # what epoch 3 trained with
+    np.testing.assert_allclose(loss.params["group_w"], val / val.sum() * 2, rtol=1e-5)
+    logits = model.predict(inputs, verbose=0)
+    ce = ce_numpy(logits.astype(np.float64), y)
+    w = np.array(loss.params["group_w"], np.float64)
+    np.testing.assert_allclose(model.evaluate(inputs, y, batch_size=96, verbose=0, return_dict=True)["loss"],
+                               np.mean(w[group] * ce), rtol=1e-4)
     print(f"keras metadata on {backend}: OK")
     return 0
 
