@@ -138,9 +138,18 @@ CASES = {
                                 r"F\.binary_cross_entropy_with_logits\([^()]*pos_weight="),
     "bce_pos_weight": Case("pred z: float[B, D]\ntarget y: float[B, D]\nparam pw: float = 3.0\n"
                            "loss = -mean(pw * y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z), axis=D)\n",
-                           "bce_logits", {"tensorflow"}, lambda x: np.mean(_bce(x, 3.0), axis=1),
+                           # BCE per element is worth more fused than a derived backward on torch
+                           "bce_logits", {"torch", "tensorflow"}, lambda x: np.mean(_bce(x, 3.0), axis=1),
                            # TensorFlow: only where the weight is the number 1 (no weight)
                            mean_fused_on={"torch", "tensorflow"}),
+    # A per-sample BCE summed over the features, its minus folded by the normal form into the
+    # expression around it (`a + -sum(...)` is `a - sum(...)`): the kernel per element under the
+    # framework's sum, the minus put back.
+    "bce_summed_minus_folded": Case(
+        "pred z: float[B, D]\ntarget y: float[B, D]\npred u: float[B]\n"
+        "let recon = -sum(y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z), axis=D)\nloss = recon + 0.5 * u^2\n",
+        "bce_logits", {"torch", "tensorflow"}, lambda x: np.sum(_bce(x), axis=1) + 0.5 * x["u"] ** 2,
+        r"torch\.sum\(F\.binary_cross_entropy_with_logits\(v_z, v_y, reduction='none'\), dim=1"),
     "ce_smoothed_ignored": Case(
         "pred z: float[B, C]\ntarget k: int[B]\nparam ls: float = 0.2\nparam ignore: int = -1\n"
         "let logp = log_softmax(z, axis=C)\nlet valid = k != ignore\n"
@@ -154,6 +163,13 @@ CASES = {
     "soft_ce": Case("pred z: float[B, C]\ntarget y: float[B, C]\nloss = -sum(y * log_softmax(z), axis=C)\n",
                     "soft_ce", {"torch"}, lambda x: -np.sum(x["y"] * _log_softmax(x["z"]), axis=1),
                     r"F\.cross_entropy\([^()]*reduction='none'\)"),
+    # Soft-label cross-entropy whose minus the normal form folded into a sum (poly-1's form).
+    "soft_ce_minus_folded": Case(
+        "pred z: float[B, C]\ntarget y: float[B, C]\n"
+        "loss = 2.0 * sum(y * (1 - softmax(z, axis=C)), axis=C) - sum(y * log_softmax(z, axis=C), axis=C)\n",
+        "soft_ce", {"torch"}, lambda x: 2.0 * np.sum(x["y"] * (1 - np.exp(_log_softmax(x["z"]))), axis=1)
+        - np.sum(x["y"] * _log_softmax(x["z"]), axis=1),
+        r"\+ F\.cross_entropy\(v_z, v_y, reduction='none'\)"),
     "nll": Case("pred z: float[B, C]\ntarget k: int[B]\nloss = mean(-pick(log_softmax(z), k))\n", "nll",
                 ALL_THREE, lambda x: np.mean(_nll(x)), r"F\.cross_entropy\([^()=]*\)"),
     "nll_per_sample": Case("pred z: float[B, C]\ntarget k: int[B]\nloss = -pick(log_softmax(z), k)\n", "nll",
@@ -170,7 +186,7 @@ CASES = {
                        {"tensorflow"}, lambda x: np.mean(0.5 * (x["a"] - x["b"]) ** 2, axis=1)),
     "bce_logits_scaled": Case("pred z: float[B, D]\ntarget y: float[B, D]\n"
                               "loss = mean(0.5 * -(y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z)), axis=D)\n",
-                              "bce_logits", {"tensorflow"}, lambda x: np.mean(0.5 * _bce(x), axis=1)),
+                              "bce_logits", {"torch", "tensorflow"}, lambda x: np.mean(0.5 * _bce(x), axis=1)),
     # Focal's cross-entropy: `1 - y` is shared with p_t, but a node of the targets alone does not
     # keep the fused call out (it costs the fused call nothing; lossdsl/kernels.py). The power's
     # param exponent leaves no derived backward, so torch keeps its elementwise kernel.
@@ -197,7 +213,7 @@ NOT_KERNELS = {  # spec, the kernel it must not be taken for
 
 def inputs(name, rng):
     b, d = 5, 4
-    if name == "soft_ce":
+    if name.startswith("soft_ce"):
         z = rng.normal(size=(b, d))
         z[0, :2] = 1.0
         y = rng.uniform(size=(b, d))
@@ -212,7 +228,8 @@ def inputs(name, rng):
     if name.startswith("bce"):
         z = rng.normal(size=(b, d))
         z[0, 0] = 0.0  # the kink of the hand-written forms
-        return {"z": z, "y": (rng.random((b, d)) < 0.5).astype(float)}, {}
+        out = {"z": z, "y": (rng.random((b, d)) < 0.5).astype(float)}
+        return ({**out, "u": rng.normal(size=b)} if "summed" in name else out), {}
     a = rng.normal(size=(b, d))
     bb = rng.normal(size=(b, d))
     bb[0, 0] = a[0, 0]  # r == 0
