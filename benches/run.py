@@ -597,7 +597,39 @@ def std_section() -> list[str]:
         "weighs more than in the users' table.",
         "",
     ]
-    return note + std_losses.table(QUICK, target_s=0.02, repeats=5)
+    return note + std_losses.table(QUICK, target_s=0.02, repeats=5) + [""] + STD_NOTES
+
+
+STD_NOTES = """How to read this table, and the rows above 1.05×:
+
+- **Noise.** It was measured on a shared 2-core virtual machine with other jobs running (load
+  average 3 to 4); a row's range is often 0.5–2× and a row timed again alone moves by as much
+  (`hinge_embedding`, torch eager: 7.38× here, 0.91× alone, 0.89× in the users' table). A ratio
+  says something only where its whole range is above 1.05×.
+- **Sizes.** At the small sizes a call takes 50 µs to 3 ms, so what each call costs beyond the
+  compute counts: the argument checks (a few µs, the overhead table), an int label's range
+  check (9.5 µs: one `aminmax` and a read of the result), and on torch eager the derived
+  backward's `autograd.Function` (a Python backward) at 65536 elements and more. These are
+  constant per call: they do not grow with the inputs.
+- **`weighted_cross_entropy`** (torch eager 2.2×, TensorFlow eager 4.6×, JAX `jax.jit` 2.0×): the
+  spec computes its smoothing term `sum(class_w * logp, axis=C)` (a B×C product and sum, and its
+  backward) even when `label_smoothing` is 0, and kernel selection does not recognise the guarded
+  weighted form (`where(total > 0, ... / total, 0.0)` with the guards lowering puts on the
+  division), so no fused weighted call is made. torch.profiler, torch eager, per call: lossdsl
+  runs 8 `mul`s, 24 `where`s and a `scatter_add_` (the gather's backward) where
+  `F.cross_entropy(weight=)` runs one log-softmax, one `nll_loss` and their backwards. Not fixed
+  yet: it needs a kernel pattern for the guarded weighted mean (the `ce` kernel with class weights).
+- **Box losses on TensorFlow and compiled torch** (`giou`, `diou`, `ciou`: 1.5–2.4×): likely the
+  language's `maximum` and `minimum`, which split the gradient at ties (docs/language.md §4) in
+  a few ops where `tf.maximum` is one, as in graph distance's eager TensorFlow row in the extra
+  tables; not profiled.
+- **`focal` compiled** (TensorFlow `jit_compile` 2.2×, `torch.compile` 1.2×): one graph and no
+  break (`torch._dynamo.explain`, at these sizes); the hand-written form computes the same terms
+  (`sigmoid` and the fused cross-entropy). The cause is not known: not profiled further.
+- **The rest** above 1.05× over their whole range (torch eager `squared_hinge`, `cosine_embedding`,
+  `dice`, `jaccard`, `nt_xent`, `margin_ranking`, Lovász; JAX `jaccard`): calls of 0.2–3 ms where
+  the constant costs above are 5 to 30 % of the call; not profiled one by one.
+""".splitlines()
 
 
 WHERE_GUARD_NOTE = [
