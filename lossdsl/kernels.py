@@ -28,7 +28,7 @@ from typing import TypeGuard
 
 from .canonical import canonical, fold_minus
 from .functions import FUNCTIONS, NoRule
-from .ir import Apply, Arg, Const, Gather, Node, rebuild, topological, use_counts
+from .ir import Apply, Arg, Const, DimSize, Gather, Node, rebuild, topological, use_counts
 from .lm_head import select_lm_heads
 from .types import FLOAT, INT, TensorType
 
@@ -61,6 +61,9 @@ KERNELS: dict[str, Kernel] = {
         # softmax cross-entropy with label smoothing and, where `ignore` is set, an ignored label:
         # the mean over the samples not ignored, 0 when every sample is (docs/language.md §6)
         Kernel("ce", ("z", "y"), ("label_smoothing", "ignore_index")),
+        # the same with a weight per class, over the weights of the labels seen (0 where none is),
+        # `total` that sum of weights
+        Kernel("weighted_ce", ("z", "y", "class_w", "total"), ("label_smoothing", "ignore_index")),
     )
 }
 
@@ -403,6 +406,106 @@ def _ce(node: Node):
     return (z, y), (ls, k), {"ignore": True}
 
 
+# ---- the same with a weight per class ----------------------------------------------------------------
+
+
+def _through(node: Node, cond: Node, fallback: float) -> Node:
+    """x for the guard `where(cond, x, fallback)` lowering puts on a division's operands, else node."""
+    if _is(node, "where", 3) and node.args[0] is cond and _const(node.args[2]) == fallback:
+        return node.args[1]
+    return node
+
+
+def _scaled(node: Node) -> tuple[Node | None, Node]:
+    """(c, s) for `c * s` in either order with s a sum over every axis; (None, node) otherwise."""
+    if _is(node, "mul", 2):
+        for c, x in (node.args, node.args[::-1]):
+            if c.type.rank == 0 and _full_sum(x) is not None:
+                return c, x
+    return None, node
+
+
+def _weighted_terms(num: Node, guard: Node, valid: Node, w: Node, class_w: Node, z_seen: list, y_seen: list):
+    """The label smoothing of `(1 - ls) * sum(W * NLL) + ls / C * sum(SMOOTH)` (or the NLL term
+    alone, smoothing 0), with NLL `where(valid, -pick(log_softmax(z), y'), 0.0)` and SMOOTH
+    `where(valid, -sum(class_w * log_softmax(z), axis=last), 0.0)`; else None."""
+    terms = num.args if _is(num, "add", 2) else (num,)
+    ls: Node | None = None
+    nll_coef: Node | None = None
+    for t in terms:
+        coef, x = _scaled(t)
+        total = _full_sum(x)
+        if total is None:
+            return None
+        if _is(total, "mul", 2) and w in total.args:  # sum(W * NLL)
+            nll = total.args[1] if total.args[0] is w else total.args[0]
+            z = _ce_term(nll, valid, y_seen)
+            if z is None or z[0] != "nll":
+                return None
+            z_seen.append(z[1])
+            nll_coef = coef
+            continue
+        smooth = _unguard(total, valid)  # sum(SMOOTH)
+        if (
+            smooth is None
+            or not (_is(smooth, "neg", 1) and _is(smooth.args[0], "sum", 1))
+            or smooth.args[0].attr("axis") != (1,)
+        ):
+            return None
+        prod = smooth.args[0].args[0]
+        if not (_is(prod, "mul", 2) and class_w in prod.args):
+            return None
+        z = _log_softmax_rows(prod.args[1] if prod.args[0] is class_w else prod.args[0])
+        if z is None or coef is None or not _is(coef, "div", 2):
+            return None
+        z_seen.append(z)
+        ls = _through(coef.args[0], guard, 0.0)
+        size = _through(coef.args[1].args[0], guard, 1) if _is(coef.args[1], "cast_float", 1) else None
+        if not (isinstance(size, DimSize) and size.dim == z.type.shape[1]):  # the number of classes
+            return None
+    if not z_seen or len({id(z) for z in z_seen}) != 1 or len(z_seen) != len(terms):
+        return None
+    if ls is None:
+        return Const(TensorType(FLOAT), num.span, 0.0) if nll_coef is None else None
+    if not (_hyper(ls) and nll_coef is not None):
+        return None
+    one_minus = _through(nll_coef, guard, 0.0)
+    if _is(one_minus, "sub", 2) and _const(one_minus.args[0]) == 1.0 and _through(one_minus.args[1], guard, 0.0) is ls:
+        return ls
+    return None
+
+
+def _weighted_ce(node: Node):
+    """Class-weighted softmax cross-entropy with label smoothing and an ignored label, as
+    torch's `F.cross_entropy(z, y, weight=class_w, label_smoothing=ls, ignore_index=k)` computes
+    it, and 0 where no weight is seen: `where(0.0 < T, NUM / T, 0.0)` with T =
+    `sum(where(y != k, class_w[y'], 0.0))` (y' the label read through the guard). (args, hypers)."""
+    if not (_is(node, "where", 3) and node.type.rank == 0 and _const(node.args[2]) == 0.0):
+        return None
+    guard, q = node.args[0], node.args[1]
+    if not (_is(guard, "lt", 2) and _const(guard.args[0]) == 0.0 and _is(q, "div", 2)):
+        return None
+    total = guard.args[1]
+    w = _full_sum(total)
+    num, den = q.args
+    if w is None or _through(den, guard, 1.0) is not total or not _is(w, "where", 3) or _const(w.args[2]) != 0.0:
+        return None
+    valid, w_y = w.args[0], w.args[1]
+    hit = _ignore_guard(valid)
+    if hit is None or not isinstance(w_y, Gather) or not isinstance(w_y.x, Arg) or len(w_y.indices) != 1:
+        return None
+    _, y, k = hit
+    idx = w_y.indices[0]
+    if not (_is(idx, "where", 3) and idx.args[0] is valid and idx.args[1] is y and _const(idx.args[2]) == 0.0):
+        return None
+    z_seen: list = []
+    y_seen: list = []
+    ls = _weighted_terms(num, guard, valid, w, w_y.x, z_seen, y_seen)
+    if ls is None or len(y_seen) != 1 or y_seen[0] is not y:
+        return None
+    return (z_seen[0], y, w_y.x, total), (ls, k)
+
+
 def select(node: Node) -> Node:
     """`node` as a kernel (or with a kernel below it, for the recursion to find), else `node`."""
     hit = _signed(node)
@@ -444,6 +547,10 @@ def _signed(node: Node) -> Node | None:
 
 
 def _select(node: Node) -> Node:
+    wce = _weighted_ce(node)
+    if wce is not None:
+        args, hypers = wce
+        return _kernel("weighted_ce", args, node.type, node.span, node, hypers, reduction="mean")
     ce = _ce(node)
     if ce is not None:
         args, hypers, attrs = ce

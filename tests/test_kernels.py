@@ -27,7 +27,7 @@ CALLS: dict[str, dict[str, str]] = {
     "numpy": {},
     "torch": {"mse": "F.mse_loss(", "l1": "F.l1_loss(", "huber": "F.huber_loss(", "smooth_l1": "F.smooth_l1_loss(",
               "bce_logits": "F.binary_cross_entropy_with_logits(", "soft_ce": "F.cross_entropy(",
-              "nll": "F.cross_entropy(", "ce": "F.cross_entropy("},
+              "nll": "F.cross_entropy(", "ce": "F.cross_entropy(", "weighted_ce": "F.cross_entropy("},
     "tensorflow": {"mse": "tf.math.squared_difference(", "bce_logits": "tf.nn.sigmoid_cross_entropy_with_logits(",
                    "nll": "tf.nn.sparse_softmax_cross_entropy_with_logits(", "ce": "rt.smoothed_ce("},
     # -pick(log_softmax(z), k) as logsumexp(z) - z[k]
@@ -85,6 +85,18 @@ def _ce(x, ls=0.0, ignore=None):
     safe = np.where(valid, k, 0)
     per = -(1 - ls) * np.take_along_axis(logp, safe[:, None], axis=1)[:, 0] - ls * logp.mean(1)
     return np.sum(np.where(valid, per, 0.0)) / max(valid.sum(), 1)
+
+
+def _weighted_ce(x, ls, ignore):
+    """Class-weighted smoothed cross-entropy over the weights of the labels seen (0 for none)."""
+    logp, k, w = _log_softmax(x["z"]), x["k"], x["w"]
+    valid = k != ignore
+    safe = np.where(valid, k, 0)
+    wk = np.where(valid, w[safe], 0.0)
+    nll = -np.take_along_axis(logp, safe[:, None], axis=1)[:, 0]
+    smooth = np.where(valid, -(w * logp).sum(1), 0.0)
+    total = wk.sum()
+    return ((1 - ls) * np.sum(wk * nll) + ls / logp.shape[1] * smooth.sum()) / total if total > 0 else 0.0
 
 
 def _split(source: str) -> tuple[str, str]:
@@ -160,6 +172,16 @@ CASES = {
         "pred z: float[B, C]\ntarget k: int[B]\nlet logp = log_softmax(z, axis=C)\n"
         "loss = mean(0.9 * -pick(logp, k) + 0.1 * -mean(logp, axis=C))\n", "ce", ALL_THREE, lambda x: _ce(x, 0.1),
         r"F\.cross_entropy\(v_z, v_k, label_smoothing=0\.1\)"),
+    # The class-weighted form of std's weighted_cross_entropy: over the weights of the labels seen,
+    # 0 where none is; the guards lowering puts on its division do not keep the fused call out.
+    "ce_weighted_smoothed_ignored": Case(
+        "pred z: float[B, C]\ntarget k: int[B]\ncontext w: float[C]\nparam ls: float = 0.2\n"
+        "param ignore: int = -1\nlet logp = log_softmax(z, axis=C)\nlet valid = k != ignore\n"
+        "let wk = where(valid, w[k], 0.0)\nlet nll = where(valid, -pick(logp, k), 0.0)\n"
+        "let smooth = where(valid, -sum(w * logp, axis=C), 0.0)\nlet total = sum(wk)\n"
+        "loss = where(total > 0, ((1 - ls) * sum(wk * nll) + ls / C * sum(smooth)) / total, 0.0)\n",
+        "weighted_ce", {"torch"}, lambda x: _weighted_ce(x, 0.2, -1),
+        r"F\.cross_entropy\(v_z, v_k, weight=c_w, ignore_index=n_ignore, label_smoothing=n_ls, reduction='sum'\)"),
     "soft_ce": Case("pred z: float[B, C]\ntarget y: float[B, C]\nloss = -sum(y * log_softmax(z), axis=C)\n",
                     "soft_ce", {"torch"}, lambda x: -np.sum(x["y"] * _log_softmax(x["z"]), axis=1),
                     r"F\.cross_entropy\([^()]*reduction='none'\)"),
