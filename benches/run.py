@@ -603,32 +603,33 @@ def std_section() -> list[str]:
 STD_NOTES = """How to read this table, and the rows above 1.05×:
 
 - **Noise.** It was measured on a shared 2-core virtual machine with other jobs running (load
-  average 3 to 4); a row's range is often 0.5–2× and a row timed again alone moves by as much
-  (`hinge_embedding`, torch eager: 7.38× here, 0.91× alone, 0.89× in the users' table). A ratio
-  says something only where its whole range is above 1.05×.
+  average 3 to 4); a row's range is often 0.5–2×, and the rows whose whole range is above 1.05×
+  are not the same from one run of this command to the next (`hinge_embedding`, torch eager:
+  7.38× (3.31–8.50) in one run, 1.00× (0.42–1.59) in the next). What follows is about the rows
+  above 1.05× over their whole range in two runs.
 - **Sizes.** At the small sizes a call takes 50 µs to 3 ms, so what each call costs beyond the
   compute counts: the argument checks (a few µs, the overhead table), an int label's range
   check (9.5 µs: one `aminmax` and a read of the result), and on torch eager the derived
   backward's `autograd.Function` (a Python backward) at 65536 elements and more. These are
-  constant per call: they do not grow with the inputs.
-- **`weighted_cross_entropy`** (torch eager 2.2×, TensorFlow eager 4.6×, JAX `jax.jit` 2.0×): the
-  spec computes its smoothing term `sum(class_w * logp, axis=C)` (a B×C product and sum, and its
-  backward) even when `label_smoothing` is 0, and kernel selection does not recognise the guarded
-  weighted form (`where(total > 0, ... / total, 0.0)` with the guards lowering puts on the
-  division), so no fused weighted call is made. torch.profiler, torch eager, per call: lossdsl
-  runs 8 `mul`s, 24 `where`s and a `scatter_add_` (the gather's backward) where
-  `F.cross_entropy(weight=)` runs one log-softmax, one `nll_loss` and their backwards. Not fixed
-  yet: it needs a kernel pattern for the guarded weighted mean (the `ce` kernel with class weights).
-- **Box losses on TensorFlow and compiled torch** (`giou`, `diou`, `ciou`: 1.5–2.4×): likely the
-  language's `maximum` and `minimum`, which split the gradient at ties (docs/language.md §4) in
-  a few ops where `tf.maximum` is one, as in graph distance's eager TensorFlow row in the extra
-  tables; not profiled.
-- **`focal` compiled** (TensorFlow `jit_compile` 2.2×, `torch.compile` 1.2×): one graph and no
-  break (`torch._dynamo.explain`, at these sizes); the hand-written form computes the same terms
-  (`sigmoid` and the fused cross-entropy). The cause is not known: not profiled further.
-- **The rest** above 1.05× over their whole range (torch eager `squared_hinge`, `cosine_embedding`,
-  `dice`, `jaccard`, `nt_xent`, `margin_ranking`, Lovász; JAX `jaccard`): calls of 0.2–3 ms where
-  the constant costs above are 5 to 30 % of the call; not profiled one by one.
+  constant per call: they do not grow with the inputs. Torch eager `squared_hinge` (1.54×,
+  1.53×), `cosine_embedding` (1.95×, 1.49×) and `jaccard` (1.39×, 1.11×) are calls of 0.2–1 ms
+  where they weigh; not profiled one by one.
+- **`weighted_cross_entropy`** on TensorFlow (eager 4.6×, 2.6×) and JAX (`jax.jit` 2.0×, 2.1×):
+  the spec computes its smoothing term `sum(class_w * logp, axis=C)` (a B×C product and sum,
+  and its backward) even when `label_smoothing` is 0; only torch has a fused call for the
+  class-weighted form (the `weighted_ce` kernel: `F.cross_entropy(weight=, reduction='sum')`
+  over the weights seen; torch eager 2.18× in the run before it, 1.11× after). Before that kernel,
+  torch.profiler, torch eager, per call: lossdsl ran 8 `mul`s, 24 `where`s and a `scatter_add_`
+  (the gather's backward) where `F.cross_entropy(weight=)` runs one log-softmax, one `nll_loss`
+  and their backwards; with it, one log-softmax and one `nll_loss` too, plus the weights seen
+  (a gather, a `where` and a sum over B) and the int label's range check.
+- **Box losses on TensorFlow** (`giou`, `ciou`: 1.5–4.8× eager and compiled in both runs): likely
+  the language's `maximum` and `minimum`, which split the gradient at ties (docs/language.md §4)
+  in a few ops where `tf.maximum` is one, as in graph distance's eager TensorFlow row in the
+  extra tables; not profiled.
+- **`focal` under TensorFlow's `jit_compile`** (2.2×, 1.6×): the hand-written form computes the
+  same terms (`sigmoid` and the fused cross-entropy). The cause is not known: not profiled. On
+  torch, `torch._dynamo.explain` shows one graph and no break.
 """.splitlines()
 
 
@@ -689,8 +690,10 @@ NOTES = """## What the numbers say, and what was done about them
   an ignored label is `F.cross_entropy(..., ignore_index=..., reduction='sum')` over the count
   (0, not NaN, when every label is ignored), and on JAX and TensorFlow `logsumexp(z) - z[y]`
   (through `tf.nn`'s fused op on TensorFlow) with no `log_softmax` of the whole batch and no
-  smoothing term when the smoothing is 0. Not covered yet, and slower than the framework on
-  torch eager: `weighted_cross_entropy` (its guarded form does not match the pattern).
+  smoothing term when the smoothing is 0. `weighted_cross_entropy` is
+  `F.cross_entropy(..., weight=class_w, reduction='sum')` over the weights of the labels seen
+  (its guarded form is the `weighted_ce` kernel's pattern); on TensorFlow and JAX it is still
+  op by op, its smoothing term computed when the smoothing is 0.
 - **Compiled torch losses with params** (triplet 4.7×, focal 2.7×, cross-entropy with label
   smoothing 1.9×, margin ranking 1.9× in the table before): `torch._dynamo.explain` showed 1 to 4
   graph breaks per call, all `ndarray.dtype`: a param given as a Python number (its default
