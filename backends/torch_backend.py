@@ -144,6 +144,7 @@ class TorchPrinter(Printer):
         "soft_ce": {"none"},
         "lm_head": {"stats"},
         "ce": {"mean"},
+        "weighted_ce": {"mean"},
     }
 
     @staticmethod
@@ -221,6 +222,20 @@ class TorchPrinter(Printer):
         fused = (
             f"F.cross_entropy({z}, {y}, ignore_index={n_k}{smoothing}, reduction='sum')"
             f" / torch.clamp(torch.sum({y} != {n_k}), min=1)"
+        )
+        return self.fused_or_decomposed(node, fused, conditions)
+
+    def _kernel_weighted_ce(self, node, z, y, w, total, ls, ignore):
+        # Over the weights of the labels seen, 0 (not torch's NaN) where none is: the division's
+        # operand is 1 there, so its gradient is 0 too (docs/language.md §6).
+        n_ls, n_k = self.hyper_number(node, 0), self.hyper_number(node, 1)
+        conditions = [f"{n_ls} is not None", f"0.0 <= {n_ls} <= 1.0"] if self.hyper_is_param(node, 0) else []
+        if self.hyper_is_param(node, 1):
+            conditions.append(f"{n_k} is not None")
+        smoothing = "" if n_ls == "0.0" else f", label_smoothing={n_ls}"
+        fused = (
+            f"torch.where({total} > 0.0, F.cross_entropy({z}, {y}, weight={w}, ignore_index={n_k}{smoothing},"
+            f" reduction='sum') / torch.where({total} > 0.0, {total}, 1.0), 0.0)"
         )
         return self.fused_or_decomposed(node, fused, conditions)
 

@@ -12,6 +12,7 @@ rewritten IR is also the decomposed form a fused call replaces:
     abs(-x)                 -> abs(x)
     -(-x)                   -> x
     a + (-b), (-b) + a      -> a - b
+    a - (-b)                -> a + b
     a >= b, a > b           -> b <= a, b < a          (one orientation for the knots of a `where`)
     mean(-x)                -> -mean(x)               (a minus outside the reduction, where BCE has it)
     mean(mean(x, axis=A))   -> mean(x)                when the outer mean takes every axis left: the
@@ -33,6 +34,17 @@ def _is(node: Node, fn: str) -> bool:
 def _full(node: Apply) -> bool:
     """A reduction over every axis of its operand, to a scalar."""
     return not node.attr("keepdims") and len(node.attr("axis") or ()) == node.args[0].type.rank
+
+
+def _minus_of_neg(n: Apply) -> bool:
+    """`a - (-b)` with a, b and the result of one float type."""
+    return (
+        n.fn == "sub"
+        and _is(n.args[1], "neg")
+        and n.type.dtype is FLOAT
+        and n.args[0].type == n.type
+        and n.args[1].args[0].type == n.type  # type: ignore[attr-defined]
+    )
 
 
 def _mean_all(x: Node, like: Apply) -> Apply:
@@ -58,6 +70,8 @@ def _rewrite(n: Node) -> Node:
             return apply("sub", (a, b.args[0]), n.type, n.span)  # type: ignore[attr-defined]
         if _is(a, "neg") and a.args[0].type == n.type:  # type: ignore[attr-defined]
             return apply("sub", (b, a.args[0]), n.type, n.span)  # type: ignore[attr-defined]
+    if _minus_of_neg(n):
+        return apply("add", (args[0], args[1].args[0]), n.type, n.span)  # type: ignore[attr-defined]
     if fn == "sub" and _is(args[0], "logsumexp") and _is(args[1], "pick"):
         lse, picked = args
         z = lse.args[0]  # type: ignore[attr-defined]
@@ -81,3 +95,19 @@ def _rewrite(n: Node) -> Node:
 
 def canonical(root: Node) -> Node:
     return rewrite_bottom_up(root, _rewrite)
+
+
+def _fold_minus(n: Node) -> Node:
+    if not isinstance(n, Apply):
+        return n
+    if n.fn == "neg" and _is(n.args[0], "neg") and n.args[0].args[0].type == n.type:  # type: ignore[attr-defined]
+        return n.args[0].args[0]  # type: ignore[attr-defined]
+    if _minus_of_neg(n):
+        return apply("add", (n.args[0], n.args[1].args[0]), n.type, n.span)  # type: ignore[attr-defined]
+    return n
+
+
+def fold_minus(root: Node) -> Node:
+    """`-(-x)` -> x and `a - (-b)` -> `a + b`: after kernel selection, which finds a loss the
+    normal form left without its minus (`a - sum(y * log_softmax(z))`) as `-kernel`."""
+    return rewrite_bottom_up(root, _fold_minus)

@@ -70,14 +70,19 @@ def _dims_used(root: Node) -> list[str]:
             if t not in out:
                 out.append(t)
 
-    for n in topological(root):
-        if isinstance(n, DimSize):
-            add(n.dim)
-        elif isinstance(n, Apply):
-            for _, v in n.attrs:  # sizes a function is given (`one_hot`'s depth, `unflatten`'s sizes)
-                for d in v if isinstance(v, tuple) else (v,):
-                    if isinstance(d, Dim):
-                        add(d)
+    seen: set[int] = set()
+    pending = [root]
+    while pending:
+        for n in topological(pending.pop(), seen=seen):
+            if isinstance(n, DimSize):
+                add(n.dim)
+            elif isinstance(n, Apply):
+                if n.fn == "kernel":  # a fused call falls back to its decomposed IR, with its sizes
+                    pending.append(n.attr("decomposed"))
+                for _, v in n.attrs:  # sizes a function is given (`one_hot`'s depth, `unflatten`'s sizes)
+                    for d in v if isinstance(v, tuple) else (v,):
+                        if isinstance(d, Dim):
+                            add(d)
     return out
 
 

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeGuard
 
-from .canonical import canonical
+from .canonical import canonical, fold_minus
 from .functions import FUNCTIONS, NoRule
-from .ir import Apply, Arg, Const, Gather, Node, rebuild, topological, use_counts
+from .ir import Apply, Arg, Const, DimSize, Gather, Node, rebuild, topological, use_counts
 from .lm_head import select_lm_heads
 from .types import FLOAT, INT, TensorType
 
@@ -40,34 +40,39 @@ class Kernel:
     name: str
     operands: tuple[str, ...]
     hypers: tuple[str, ...] = ()
-    # Per element under reduction "none" (a subtraction and an abs or a square): worth less than
-    # a backward derived for the whole loss, which it would prevent (lossdsl/pipeline.py).
-    elementwise: bool = False
+    # Per element under reduction "none" and only arithmetic (a subtraction and an abs or a
+    # square): worth less than a backward derived for the whole loss, which it would prevent
+    # (lossdsl/pipeline.py). BCE's logarithms are worth more fused: per sample, B=4096, D=784,
+    # value and gradient, F.binary_cross_entropy_with_logits took 14 ms, the derived backward 36 ms.
+    yields_to_derived: bool = False
 
 
 KERNELS: dict[str, Kernel] = {
     k.name: k
     for k in (
-        Kernel("mse", ("a", "b"), elementwise=True),
-        Kernel("l1", ("a", "b"), elementwise=True),
-        Kernel("huber", ("a", "b"), ("delta",), elementwise=True),
-        Kernel("smooth_l1", ("a", "b"), ("beta",), elementwise=True),
+        Kernel("mse", ("a", "b"), yields_to_derived=True),
+        Kernel("l1", ("a", "b"), yields_to_derived=True),
+        Kernel("huber", ("a", "b"), ("delta",), yields_to_derived=True),
+        Kernel("smooth_l1", ("a", "b"), ("beta",), yields_to_derived=True),
         # the weight of positives: a literal or param as a hyperparameter, another scalar an operand
-        Kernel("bce_logits", ("z", "y", "pos_weight?"), ("pos_weight?",), elementwise=True),
+        Kernel("bce_logits", ("z", "y", "pos_weight?"), ("pos_weight?",)),
         Kernel("nll", ("z", "y", "class_w?")),
         Kernel("soft_ce", ("z", "y")),
         # softmax cross-entropy with label smoothing and, where `ignore` is set, an ignored label:
         # the mean over the samples not ignored, 0 when every sample is (docs/language.md §6)
         Kernel("ce", ("z", "y"), ("label_smoothing", "ignore_index")),
+        # the same with a weight per class, over the weights of the labels seen (0 where none is),
+        # `total` that sum of weights
+        Kernel("weighted_ce", ("z", "y", "class_w", "total"), ("label_smoothing", "ignore_index")),
     )
 }
 
 
-def is_elementwise(name: str) -> bool:
-    """Whether the kernel `name` is per element under reduction "none" (graph kernels, such as the
-    language-model head, are not)."""
+def yields_to_derived(name: str) -> bool:
+    """Whether the kernel `name` under reduction "none" gives way to a backward derived for the
+    whole loss (graph kernels, such as the language-model head, do not)."""
     kernel = KERNELS.get(name)
-    return kernel is not None and kernel.elementwise
+    return kernel is not None and kernel.yields_to_derived
 
 
 def hyper_nodes(node: Apply) -> tuple[Node, ...]:
@@ -401,23 +406,151 @@ def _ce(node: Node):
     return (z, y), (ls, k), {"ignore": True}
 
 
+# ---- the same with a weight per class ----------------------------------------------------------------
+
+
+def _through(node: Node, cond: Node, fallback: float) -> Node:
+    """x for the guard `where(cond, x, fallback)` lowering puts on a division's operands, else node."""
+    if _is(node, "where", 3) and node.args[0] is cond and _const(node.args[2]) == fallback:
+        return node.args[1]
+    return node
+
+
+def _scaled(node: Node) -> tuple[Node | None, Node]:
+    """(c, s) for `c * s` in either order with s a sum over every axis; (None, node) otherwise."""
+    if _is(node, "mul", 2):
+        for c, x in (node.args, node.args[::-1]):
+            if c.type.rank == 0 and _full_sum(x) is not None:
+                return c, x
+    return None, node
+
+
+def _weighted_terms(num: Node, guard: Node, valid: Node, w: Node, class_w: Node, z_seen: list, y_seen: list):
+    """The label smoothing of `(1 - ls) * sum(W * NLL) + ls / C * sum(SMOOTH)` (or the NLL term
+    alone, smoothing 0), with NLL `where(valid, -pick(log_softmax(z), y'), 0.0)` and SMOOTH
+    `where(valid, -sum(class_w * log_softmax(z), axis=last), 0.0)`; else None."""
+    terms = num.args if _is(num, "add", 2) else (num,)
+    ls: Node | None = None
+    nll_coef: Node | None = None
+    for t in terms:
+        coef, x = _scaled(t)
+        total = _full_sum(x)
+        if total is None:
+            return None
+        if _is(total, "mul", 2) and w in total.args:  # sum(W * NLL)
+            nll = total.args[1] if total.args[0] is w else total.args[0]
+            z = _ce_term(nll, valid, y_seen)
+            if z is None or z[0] != "nll":
+                return None
+            z_seen.append(z[1])
+            nll_coef = coef
+            continue
+        smooth = _unguard(total, valid)  # sum(SMOOTH)
+        if (
+            smooth is None
+            or not (_is(smooth, "neg", 1) and _is(smooth.args[0], "sum", 1))
+            or smooth.args[0].attr("axis") != (1,)
+        ):
+            return None
+        prod = smooth.args[0].args[0]
+        if not (_is(prod, "mul", 2) and class_w in prod.args):
+            return None
+        z = _log_softmax_rows(prod.args[1] if prod.args[0] is class_w else prod.args[0])
+        if z is None or coef is None or not _is(coef, "div", 2):
+            return None
+        z_seen.append(z)
+        ls = _through(coef.args[0], guard, 0.0)
+        size = _through(coef.args[1].args[0], guard, 1) if _is(coef.args[1], "cast_float", 1) else None
+        if not (isinstance(size, DimSize) and size.dim == z.type.shape[1]):  # the number of classes
+            return None
+    if not z_seen or len({id(z) for z in z_seen}) != 1 or len(z_seen) != len(terms):
+        return None
+    if ls is None:
+        return Const(TensorType(FLOAT), num.span, 0.0) if nll_coef is None else None
+    if not (_hyper(ls) and nll_coef is not None):
+        return None
+    one_minus = _through(nll_coef, guard, 0.0)
+    if _is(one_minus, "sub", 2) and _const(one_minus.args[0]) == 1.0 and _through(one_minus.args[1], guard, 0.0) is ls:
+        return ls
+    return None
+
+
+def _weighted_ce(node: Node):
+    """Class-weighted softmax cross-entropy with label smoothing and an ignored label, as
+    torch's `F.cross_entropy(z, y, weight=class_w, label_smoothing=ls, ignore_index=k)` computes
+    it, and 0 where no weight is seen: `where(0.0 < T, NUM / T, 0.0)` with T =
+    `sum(where(y != k, class_w[y'], 0.0))` (y' the label read through the guard). (args, hypers)."""
+    if not (_is(node, "where", 3) and node.type.rank == 0 and _const(node.args[2]) == 0.0):
+        return None
+    guard, q = node.args[0], node.args[1]
+    if not (_is(guard, "lt", 2) and _const(guard.args[0]) == 0.0 and _is(q, "div", 2)):
+        return None
+    total = guard.args[1]
+    w = _full_sum(total)
+    num, den = q.args
+    if w is None or _through(den, guard, 1.0) is not total or not _is(w, "where", 3) or _const(w.args[2]) != 0.0:
+        return None
+    valid, w_y = w.args[0], w.args[1]
+    hit = _ignore_guard(valid)
+    if hit is None or not isinstance(w_y, Gather) or not isinstance(w_y.x, Arg) or len(w_y.indices) != 1:
+        return None
+    _, y, k = hit
+    idx = w_y.indices[0]
+    if not (_is(idx, "where", 3) and idx.args[0] is valid and idx.args[1] is y and _const(idx.args[2]) == 0.0):
+        return None
+    z_seen: list = []
+    y_seen: list = []
+    ls = _weighted_terms(num, guard, valid, w, w_y.x, z_seen, y_seen)
+    if ls is None or len(y_seen) != 1 or y_seen[0] is not y:
+        return None
+    return (z_seen[0], y, w_y.x, total), (ls, k)
+
+
 def select(node: Node) -> Node:
-    if _is(node, "neg", 1) and _is(node.args[0], "mean", 1):
+    """`node` as a kernel (or with a kernel below it, for the recursion to find), else `node`."""
+    hit = _signed(node)
+    if hit is not None:
+        return hit
+    if node.type.dtype is FLOAT and not _is(node, "neg") and not _reduces_neg(node):
+        # The normal form folds a loss's minus into the expression around it (`a + -sum(...)` is
+        # `a - sum(...)`), so a loss may stand without its minus: -(-loss) is the loss.
+        hit = _signed(Apply(node.type, node.span, "neg", (node,), ()))
+        if hit is not None:
+            return Apply(node.type, node.span, "neg", (hit,), ())
+    return node
+
+
+def _reduces_neg(node: Node) -> bool:
+    return (_is(node, "mean", 1) or _is(node, "sum", 1)) and _is(node.args[0], "neg", 1)
+
+
+def _signed(node: Node) -> Node | None:
+    """A kernel for `node`; for `-reduce(body)` with an elementwise loss in `-body`, the minus
+    moved inside the reduction (a mean or sum over any axes: the kernel per element under
+    reduction "none", then the framework's reduction); else None."""
+    hit = _select(node)
+    if hit is not node:
+        return hit
+    if _is(node, "neg", 1) and (_is(node.args[0], "mean", 1) or _is(node.args[0], "sum", 1)):
         # The normal form keeps a minus outside a mean; the losses have it inside:
         # -mean(y log s(z) + ...) is mean(-(y log s(z) + ...)), -mean(pick(...)) is mean(-pick(...))
         m = node.args[0]
         body = m.args[0]
         per = Apply(body.type, body.span, "neg", (body,), ())
-        moved = Apply(m.type, m.span, "mean", (per,), m.attrs)
+        moved = Apply(m.type, m.span, m.fn, (per,), m.attrs)
         hit = _select(moved)
         if hit is not moved:
             return hit
-        if _bce_body(body) is not None:
-            return moved  # the mean of an elementwise BCE, which the recursion finds below
-    return _select(node)
+        if _elementwise(per) is not None:
+            return moved  # the reduction of an elementwise kernel, which the recursion finds below
+    return None
 
 
 def _select(node: Node) -> Node:
+    wce = _weighted_ce(node)
+    if wce is not None:
+        args, hypers = wce
+        return _kernel("weighted_ce", args, node.type, node.span, node, hypers, reduction="mean")
     ce = _ce(node)
     if ce is not None:
         args, hypers, attrs = ce
@@ -500,12 +633,13 @@ def select_kernels(root: Node, supported: dict[str, set[str]]) -> Node:
         if hit is not None:
             return hit
         m = select(n)
-        if _is(m, "kernel") and (
-            m.attr("reduction") not in supported.get(m.attr("kernel"), ()) or _absorbs_shared(n, m, uses, on_preds)
+        k = m.args[0] if _is(m, "neg", 1) else m  # a loss found without its minus
+        if _is(k, "kernel") and (
+            k.attr("reduction") not in supported.get(k.attr("kernel"), ()) or _absorbs_shared(n, k, uses, on_preds)
         ):
             m = n
         out = rebuild(m, tuple(visit(a) for a in m.inputs)) if m.inputs else m
         memo[id(n)] = out
         return out
 
-    return visit(root)
+    return fold_minus(visit(root))

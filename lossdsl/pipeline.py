@@ -34,7 +34,7 @@ from .codegen import Generated, generate
 from .diagnostics import Diagnostic, LossError
 from .frontend import check_parsed
 from .ir import Apply, Arg, Node, apply, topological
-from .kernels import is_elementwise
+from .kernels import yields_to_derived
 from .loading import load_source
 from .parser import ParseResult, parse_source
 from .passes import lower as lower_ir
@@ -179,7 +179,7 @@ def lower(
     """The lowered IR. Without a backend: the passes every backend shares (`lossdsl ir --lowered`).
     With one: also its kernels, and the derived backward where its printer uses one
     (lossdsl/autodiff.py), with every kernel it has or, failing a derivation, without the
-    elementwise ones if that makes the whole loss derivable."""
+    elementwise kernels that yield to it (`Kernel.yields_to_derived`) if that makes the whole loss derivable."""
     made_global: list[Node] = []
     if backend is None:
         return Lowered(lower_ir(checked, sharded=sharded, made_global=made_global), None, made_global)
@@ -191,7 +191,7 @@ def lower(
         return Lowered(root, None, made_global, mean_root)
     derivative = _derive_for_preds(root)
     if derivative is None:
-        reducing = {k: {r for r in v if r != "none"} if is_elementwise(k) else v for k, v in kernels.items()}
+        reducing = {k: {r for r in v if r != "none"} if yields_to_derived(k) else v for k, v in kernels.items()}
         other = lower_ir(checked, kernels=reducing, sharded=sharded)
         alt = _derive_for_preds(other)
         if alt is not None:

@@ -27,7 +27,7 @@ CALLS: dict[str, dict[str, str]] = {
     "numpy": {},
     "torch": {"mse": "F.mse_loss(", "l1": "F.l1_loss(", "huber": "F.huber_loss(", "smooth_l1": "F.smooth_l1_loss(",
               "bce_logits": "F.binary_cross_entropy_with_logits(", "soft_ce": "F.cross_entropy(",
-              "nll": "F.cross_entropy(", "ce": "F.cross_entropy("},
+              "nll": "F.cross_entropy(", "ce": "F.cross_entropy(", "weighted_ce": "F.cross_entropy("},
     "tensorflow": {"mse": "tf.math.squared_difference(", "bce_logits": "tf.nn.sigmoid_cross_entropy_with_logits(",
                    "nll": "tf.nn.sparse_softmax_cross_entropy_with_logits(", "ce": "rt.smoothed_ce("},
     # -pick(log_softmax(z), k) as logsumexp(z) - z[k]
@@ -87,6 +87,18 @@ def _ce(x, ls=0.0, ignore=None):
     return np.sum(np.where(valid, per, 0.0)) / max(valid.sum(), 1)
 
 
+def _weighted_ce(x, ls, ignore):
+    """Class-weighted smoothed cross-entropy over the weights of the labels seen (0 for none)."""
+    logp, k, w = _log_softmax(x["z"]), x["k"], x["w"]
+    valid = k != ignore
+    safe = np.where(valid, k, 0)
+    wk = np.where(valid, w[safe], 0.0)
+    nll = -np.take_along_axis(logp, safe[:, None], axis=1)[:, 0]
+    smooth = np.where(valid, -(w * logp).sum(1), 0.0)
+    total = wk.sum()
+    return ((1 - ls) * np.sum(wk * nll) + ls / logp.shape[1] * smooth.sum()) / total if total > 0 else 0.0
+
+
 def _split(source: str) -> tuple[str, str]:
     """The generated module without its `compute_mean`, and `compute_mean` (or "")."""
     if "\ndef compute_mean(" not in source:
@@ -138,9 +150,18 @@ CASES = {
                                 r"F\.binary_cross_entropy_with_logits\([^()]*pos_weight="),
     "bce_pos_weight": Case("pred z: float[B, D]\ntarget y: float[B, D]\nparam pw: float = 3.0\n"
                            "loss = -mean(pw * y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z), axis=D)\n",
-                           "bce_logits", {"tensorflow"}, lambda x: np.mean(_bce(x, 3.0), axis=1),
+                           # BCE per element is worth more fused than a derived backward on torch
+                           "bce_logits", {"torch", "tensorflow"}, lambda x: np.mean(_bce(x, 3.0), axis=1),
                            # TensorFlow: only where the weight is the number 1 (no weight)
                            mean_fused_on={"torch", "tensorflow"}),
+    # A per-sample BCE summed over the features, its minus folded by the normal form into the
+    # expression around it (`a + -sum(...)` is `a - sum(...)`): the kernel per element under the
+    # framework's sum, the minus put back.
+    "bce_summed_minus_folded": Case(
+        "pred z: float[B, D]\ntarget y: float[B, D]\npred u: float[B]\n"
+        "let recon = -sum(y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z), axis=D)\nloss = recon + 0.5 * u^2\n",
+        "bce_logits", {"torch", "tensorflow"}, lambda x: np.sum(_bce(x), axis=1) + 0.5 * x["u"] ** 2,
+        r"torch\.sum\(F\.binary_cross_entropy_with_logits\(v_z, v_y, reduction='none'\), dim=1"),
     "ce_smoothed_ignored": Case(
         "pred z: float[B, C]\ntarget k: int[B]\nparam ls: float = 0.2\nparam ignore: int = -1\n"
         "let logp = log_softmax(z, axis=C)\nlet valid = k != ignore\n"
@@ -151,9 +172,26 @@ CASES = {
         "pred z: float[B, C]\ntarget k: int[B]\nlet logp = log_softmax(z, axis=C)\n"
         "loss = mean(0.9 * -pick(logp, k) + 0.1 * -mean(logp, axis=C))\n", "ce", ALL_THREE, lambda x: _ce(x, 0.1),
         r"F\.cross_entropy\(v_z, v_k, label_smoothing=0\.1\)"),
+    # The class-weighted form of std's weighted_cross_entropy: over the weights of the labels seen,
+    # 0 where none is; the guards lowering puts on its division do not keep the fused call out.
+    "ce_weighted_smoothed_ignored": Case(
+        "pred z: float[B, C]\ntarget k: int[B]\ncontext w: float[C]\nparam ls: float = 0.2\n"
+        "param ignore: int = -1\nlet logp = log_softmax(z, axis=C)\nlet valid = k != ignore\n"
+        "let wk = where(valid, w[k], 0.0)\nlet nll = where(valid, -pick(logp, k), 0.0)\n"
+        "let smooth = where(valid, -sum(w * logp, axis=C), 0.0)\nlet total = sum(wk)\n"
+        "loss = where(total > 0, ((1 - ls) * sum(wk * nll) + ls / C * sum(smooth)) / total, 0.0)\n",
+        "weighted_ce", {"torch"}, lambda x: _weighted_ce(x, 0.2, -1),
+        r"F\.cross_entropy\(v_z, v_k, weight=c_w, ignore_index=n_ignore, label_smoothing=n_ls, reduction='sum'\)"),
     "soft_ce": Case("pred z: float[B, C]\ntarget y: float[B, C]\nloss = -sum(y * log_softmax(z), axis=C)\n",
                     "soft_ce", {"torch"}, lambda x: -np.sum(x["y"] * _log_softmax(x["z"]), axis=1),
                     r"F\.cross_entropy\([^()]*reduction='none'\)"),
+    # Soft-label cross-entropy whose minus the normal form folded into a sum (poly-1's form).
+    "soft_ce_minus_folded": Case(
+        "pred z: float[B, C]\ntarget y: float[B, C]\n"
+        "loss = 2.0 * sum(y * (1 - softmax(z, axis=C)), axis=C) - sum(y * log_softmax(z, axis=C), axis=C)\n",
+        "soft_ce", {"torch"}, lambda x: 2.0 * np.sum(x["y"] * (1 - np.exp(_log_softmax(x["z"]))), axis=1)
+        - np.sum(x["y"] * _log_softmax(x["z"]), axis=1),
+        r"\+ F\.cross_entropy\(v_z, v_y, reduction='none'\)"),
     "nll": Case("pred z: float[B, C]\ntarget k: int[B]\nloss = mean(-pick(log_softmax(z), k))\n", "nll",
                 ALL_THREE, lambda x: np.mean(_nll(x)), r"F\.cross_entropy\([^()=]*\)"),
     "nll_per_sample": Case("pred z: float[B, C]\ntarget k: int[B]\nloss = -pick(log_softmax(z), k)\n", "nll",
@@ -170,7 +208,7 @@ CASES = {
                        {"tensorflow"}, lambda x: np.mean(0.5 * (x["a"] - x["b"]) ** 2, axis=1)),
     "bce_logits_scaled": Case("pred z: float[B, D]\ntarget y: float[B, D]\n"
                               "loss = mean(0.5 * -(y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z)), axis=D)\n",
-                              "bce_logits", {"tensorflow"}, lambda x: np.mean(0.5 * _bce(x), axis=1)),
+                              "bce_logits", {"torch", "tensorflow"}, lambda x: np.mean(0.5 * _bce(x), axis=1)),
     # Focal's cross-entropy: `1 - y` is shared with p_t, but a node of the targets alone does not
     # keep the fused call out (it costs the fused call nothing; lossdsl/kernels.py). The power's
     # param exponent leaves no derived backward, so torch keeps its elementwise kernel.
@@ -197,7 +235,7 @@ NOT_KERNELS = {  # spec, the kernel it must not be taken for
 
 def inputs(name, rng):
     b, d = 5, 4
-    if name == "soft_ce":
+    if name.startswith("soft_ce"):
         z = rng.normal(size=(b, d))
         z[0, :2] = 1.0
         y = rng.uniform(size=(b, d))
@@ -212,7 +250,8 @@ def inputs(name, rng):
     if name.startswith("bce"):
         z = rng.normal(size=(b, d))
         z[0, 0] = 0.0  # the kink of the hand-written forms
-        return {"z": z, "y": (rng.random((b, d)) < 0.5).astype(float)}, {}
+        out = {"z": z, "y": (rng.random((b, d)) < 0.5).astype(float)}
+        return ({**out, "u": rng.normal(size=b)} if "summed" in name else out), {}
     a = rng.normal(size=(b, d))
     bb = rng.normal(size=(b, d))
     bb[0, 0] = a[0, 0]  # r == 0

@@ -286,7 +286,8 @@ def test_a_power_of_zero_has_a_gradient_on_the_frameworks_with_a_tape():
 # ---- no behaviour depends on size ------------------------------------------------------------------
 
 @needs("torch")
-@pytest.mark.parametrize("name", ["mse", "huber", "binary_cross_entropy", "gaussian_nll", "margin_ranking"])
+# binary_cross_entropy is fused per element on torch (lossdsl/kernels.py): no derived path to cross
+@pytest.mark.parametrize("name", ["mse", "huber", "poisson_nll", "gaussian_nll", "margin_ranking"])
 def test_std_losses_agree_below_and_above_the_derived_backward_threshold(name, rng, monkeypatch):
     """The real threshold, not a moved one: a batch just below and just above it."""
     monkeypatch.setattr(lossdsl.codegen, "FUSED_MIN_ELEMENTS", 1 << 16)
