@@ -37,6 +37,7 @@ class JaxPrinter(NumpyPrinter):
         **numpy_like_table("jnp"),
         "abs": "rt.abs({x})",
         "atan2": "rt.atan2({y}, {x})",
+        "logaddexp": "rt.logaddexp({a}, {b})",
         "clip": "rt.clip({x}, {lo}, {hi})",
         "relu": "jax.nn.relu({x})",
         "sigmoid": "jax.nn.sigmoid({x})",
@@ -103,6 +104,12 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         nonzero = s > 0
         # The root's gradient is infinite at 0: feed it a safe 1 there and select 0.
         return jnp.where(nonzero, jnp.where(nonzero, s, 1.0) ** (1.0 / p), 0.0)
+
+    def logaddexp(a, b):
+        # jnp.logaddexp's gradient is NaN where both operands are -inf: there the value is -inf
+        # and the gradient 0 (docs/language.md §4), the operands read 0 in the differentiated branch.
+        both = (a == -jnp.inf) & (b == -jnp.inf)
+        return jnp.where(both, -jnp.inf, jnp.logaddexp(jnp.where(both, 0.0, a), jnp.where(both, 0.0, b)))
 
     def segment_sum(v, ids, groups):
         flat_ids = ids.reshape(-1)
@@ -177,6 +184,7 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         topk=lambda x, k, axis: jnp.take_along_axis(x, numpy_like_argtopk(jnp, x, k, axis), axis=axis),
         atan2=atan2,
         norm=norm,
+        logaddexp=logaddexp,
         segment_sum=segment_sum,
         segment_mean=numpy_like_segment_mean(jnp, segment_sum),
         weighted_mean_of=weighted_mean_of,

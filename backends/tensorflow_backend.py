@@ -286,10 +286,17 @@ def _runtime(tf) -> types.SimpleNamespace:
 
     def logaddexp(a, b):
         # TensorFlow has none: shifted by the larger operand (held constant, so each operand's
-        # gradient is its share e^a / (e^a + e^b)); a non-finite larger one shifts by 0.
+        # gradient is its share e^a / (e^a + e^b)); a non-finite larger one shifts by 0. Where
+        # both are -inf the log reads 1: the value is -inf with derivatives 0.
         m = tf.stop_gradient(tf.maximum(a, b))
         m = tf.where(tf.math.is_finite(m), m, tf.zeros_like(m))
-        return m + tf.math.log(tf.exp(a - m) + tf.exp(b - m))
+        s = tf.exp(a - m) + tf.exp(b - m)
+        empty = tf.equal(s, 0)
+        return (
+            m
+            + tf.math.log(tf.where(empty, tf.ones_like(s), s))
+            + tf.where(empty, tf.constant(-float("inf"), s.dtype), tf.zeros_like(s))
+        )
 
     def atan2(y, x):
         # Gradient 0 at the origin (docs/language.md §4; tf.math.atan2 gives NaN): the origin's

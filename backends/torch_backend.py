@@ -61,7 +61,7 @@ class TorchPrinter(Printer):
         "sigmoid": "torch.sigmoid({x})",
         "log_sigmoid": "F.logsigmoid({x})",
         "softplus": "F.softplus({x})",
-        "logaddexp": "torch.logaddexp({a}, {b})",
+        "logaddexp": "rt.logaddexp({a}, {b})",
         "minimum": "torch.minimum({a}, {b})",
         "maximum": "torch.maximum({a}, {b})",
         "where": "torch.where({cond}, {a}, {b})",
@@ -318,6 +318,18 @@ def _tuple(names: list[str]) -> str:
 
 
 def _runtime(torch) -> types.SimpleNamespace:
+    def logaddexp(a, b):
+        # torch.logaddexp's second derivative is NaN where one operand is -inf (its backward
+        # divides by 1 + e^inf). Shifted by the larger operand held constant (0 where it is not
+        # finite), every derivative stays finite; where both are -inf the log reads 1, so the
+        # value is -inf with derivatives 0 (docs/language.md §4).
+        a, b = torch.as_tensor(a), torch.as_tensor(b)
+        m = torch.maximum(a, b).detach()
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        s = torch.exp(a - m) + torch.exp(b - m)
+        empty = s == 0
+        return m + torch.log(torch.where(empty, torch.ones_like(s), s)) + torch.where(empty, float("-inf"), 0.0)
+
     def prod(x, axes, keepdims):
         # torch.prod reduces one dim at a time; go from the last so indices stay valid.
         for a in sorted((axes,) if isinstance(axes, int) else axes, reverse=True):
@@ -337,13 +349,6 @@ def _runtime(torch) -> types.SimpleNamespace:
         # The CTC forward recursion over `blank l1 blank ... lL blank` on normalised scores, by
         # autograd to any order; a large finite log 0 keeps unreachable states' gradients 0.
         none = torch.tensor(-1e30, dtype=lp.dtype, device=lp.device)
-
-        def logaddexp(a, b):
-            # shifted by the larger operand, held constant: every derivative stays finite where
-            # the operands are far apart (torch.logaddexp's second derivative is NaN there)
-            m = torch.maximum(a, b).detach()
-            return m + torch.log(torch.exp(a - m) + torch.exp(b - m))
-
         blanks = torch.full_like(labels, blank)
         ext = torch.cat([torch.stack([blanks, labels], dim=2).reshape(labels.shape[0], -1), blanks[:, :1]], dim=1)
         emit = torch.gather(lp, 2, ext[:, None, :].expand(-1, lp.shape[1], -1))  # [B, T, S]
@@ -455,6 +460,7 @@ def _runtime(torch) -> types.SimpleNamespace:
         return tuple(next(grads) if w else None for w in wants)
 
     return types.SimpleNamespace(
+        logaddexp=logaddexp,
         prod=prod,
         segment_sum=segment_sum,
         segment_mean=segment_mean,

@@ -95,6 +95,18 @@ def test_logaddexp_is_stable_far_out_and_splits_ties_evenly(backend, dtype, deri
     np.testing.assert_allclose(g["b"], [0.5, 2 * (1 - share), 1.5, 4 * (1 - share), 5.0], rtol=rtol)
 
 
+@pytest.mark.parametrize("backend", GRAD)
+@pytest.mark.parametrize("derived", [False, True], ids=["framework-grad", "derived-backward"])
+def test_logaddexp_of_two_minus_infinities_is_minus_infinity_with_gradient_0(backend, derived, monkeypatch):
+    if derived:
+        monkeypatch.setattr(lossdsl.codegen, "FUSED_MIN_ELEMENTS", 1)
+    c = vec(-np.inf, 0.5, -np.inf)
+    v, g = run("pred a: float[N]\ninput c: float[N]\nloss = sum(exp(logaddexp(a + c, c)))\n", backend,
+               a=vec(0.3, -1.0, 2.0), c=c)
+    np.testing.assert_allclose(v, np.exp(np.logaddexp(-1.0 + 0.5, 0.5)), rtol=1e-12)
+    np.testing.assert_allclose(g["a"], [0.0, np.exp(-0.5), 0.0], rtol=1e-12)
+
+
 @pytest.mark.parametrize("fn", ["max", "min"])
 @pytest.mark.parametrize("backend", GRAD)
 def test_max_and_min_reductions_split_ties_evenly(backend, fn):

@@ -178,6 +178,25 @@ def test_hessian_vector_products_agree_on_every_backend_and_both_sides_of_the_th
     assert checked >= 20
 
 
+@needs("torch")
+@needs("jax")
+@needs("tensorflow")
+def test_logaddexp_with_a_minus_infinity_has_finite_second_derivatives(rng, threshold):
+    """logaddexp(x, -inf) is x with every derivative x's (nt_xent's anchors whose labels all agree
+    meet it); torch's own logaddexp gives NaN second derivatives there."""
+    src = "pred a: float[N]\ninput b: float[N]\nloss = sum(logaddexp(a * a, b) * a)\n"
+    a, v = rng.normal(size=4), rng.normal(size=4)
+    b = np.array([-np.inf, 0.3, -np.inf, -1.0])
+    expected = {"a": 6 * a * v}  # where b = -inf the loss is a^3
+    for backend in GRAD_BACKENDS:
+        f = lossdsl.compile(src, backend=backend)
+        got = _hvp(backend, f, {"a": a, "b": b}, ["a"], {"a": v})["a"]
+        assert np.all(np.isfinite(got)), (backend, got)
+        np.testing.assert_allclose(got[[0, 2]], expected["a"][[0, 2]], rtol=1e-10, err_msg=backend)
+        reference = _hvp("jax", lossdsl.compile(src, backend="jax"), {"a": a, "b": b}, ["a"], {"a": v})["a"]
+        np.testing.assert_allclose(got, reference, rtol=1e-10, err_msg=backend)
+
+
 def _as(ctx, backend):
     from harness import convert
 

@@ -446,8 +446,10 @@ def _where_vjp(b, n, g, give):
 
 def _logaddexp_vjp(b, n, g, give):
     a, c = n.args  # each operand gets its share of the sum: e^a / (e^a + e^c), 0.5 each at a == c
-    give(a, b.mul(g, b.ap("exp", (b.sub(a, n, n.type),), n.type)))
-    give(c, b.mul(g, b.ap("exp", (b.sub(c, n, n.type),), n.type)))
+    # Where both are -inf so is the result, and each share is 0: e^a over e^0, not e^(-inf - -inf).
+    total = b.where(b.cmp("gt", n, b.c(-INF)), n, b.c(0.0), n.type)
+    give(a, b.mul(g, b.ap("exp", (b.sub(a, total, n.type),), n.type)))
+    give(c, b.mul(g, b.ap("exp", (b.sub(c, total, n.type),), n.type)))
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -462,7 +464,7 @@ define(
     arithmetic("float"),
     "log(e^a + e^b), stable for large |a| and |b|",
     grad_args=(0, 1),
-    grad="0.5 to each operand where a == b",
+    grad="0.5 to each operand where a == b; 0 to each where both are -inf",
     vjp=_logaddexp_vjp,
     value_range=lambda a, n: (max(a[0][0], a[1][0]), max(a[0][1], a[1][1]) + math.log(2.0)),
     fold=_logaddexp,
