@@ -98,6 +98,14 @@ def plan(n: int, d: int, v: int, chunk: int | None, threshold: int) -> int | Non
     return chunk_size(n, d, v, chunk)
 
 
+def token_rows(n: int, v: int, step: int) -> int:
+    """Tokens per chunk where a backend runs over chunks of tokens, each with all V classes: as
+    many logits as a chunk of `step` classes for all N tokens, raised to 32 tokens (for matrix
+    products of a useful size) where that holds at most four times as many."""
+    rows = max(1, min(int(n), int(n) * int(step) // max(int(v), 1)))
+    return min(int(n), 32) if rows < 32 and 32 * int(v) <= 4 * int(n) * int(step) else rows
+
+
 @contextlib.contextmanager
 def options(*, chunk: int | None = None, min_logits: int | None = None) -> Iterator[None]:
     """Losses compiled within the block use this chunk size (classes per chunk; 0: chosen from N,
@@ -357,4 +365,5 @@ __all__ = [
     "plan",
     "select_lm_heads",
     "shard_vocabulary",
+    "token_rows",
 ]
