@@ -328,7 +328,7 @@ class Printer:
         sizes = f"chunk={lm_head.fixed_chunk()!r}, min_logits={lm_head.min_logits()!r}"
         if node.attr("token_loss") is not None:  # the per-token loss summed in the head (lossdsl/lm_head_loss.py)
             head = f"{h}, {W}, {b}, {idx}, {node.attr('stats')!r}, {node.attr('softcap')!r}"
-            per_token = tuple(a.type.rank == 1 for a in node.args[len(node.args) - len(captured) :])
+            per_token = tuple(a.type.rank > 0 for a in node.args[len(node.args) - len(captured) :])
             return (
                 f"rt.lm_head_loss({head}, {self._token_loss(node.attr('token_loss'))}, "
                 f"({''.join(c + ', ' for c in captured)}), {per_token!r}, {node.attr('reduction')!r}, {sizes})"

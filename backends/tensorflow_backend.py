@@ -678,7 +678,25 @@ def _lm_head_runtime(tf):
             return tf.reduce_mean(loss) if reduction == "mean" else tf.reduce_sum(loss)
         return folded(h, W, b, idx, stats, softcap, token_loss, captured, per_token, reduction, step)
 
-    return {"lm_head": lm_head, "lm_head_loss": lm_head_loss}
+    def tokens_in_rows(h, idx, captured=(), per_token=()):
+        """h of rank 3 or more (the tokens along its leading axes) as [tokens, D], and the labels
+        and per-token values read along with it as vectors."""
+        flat = tuple(tf.reshape(c, [-1]) if each else c for c, each in zip(captured, per_token))
+        return tf.reshape(h, [-1, h.shape[-1]]), tf.reshape(idx, [-1]) if idx is not None else None, flat
+
+    def any_lm_head(h, W, b, idx, *rest, **kw):
+        if h.shape.rank == 2:
+            return lm_head(h, W, b, idx, *rest, **kw)
+        rows, labels, _ = tokens_in_rows(h, idx)
+        out = lm_head(rows, W, b, labels, *rest, **kw)
+        return tf.reshape(out, tf.concat([tf.shape(h)[:-1], tf.shape(out)[-1:]], axis=0))
+
+    def any_lm_head_loss(h, W, b, idx, stats, softcap, token_loss, captured, per_token, *rest, **kw):
+        if h.shape.rank > 2:
+            h, idx, captured = tokens_in_rows(h, idx, captured, per_token)
+        return lm_head_loss(h, W, b, idx, stats, softcap, token_loss, captured, per_token, *rest, **kw)
+
+    return {"lm_head": any_lm_head, "lm_head_loss": any_lm_head_loss}
 
 
 class TensorflowCollectives(LocalCollectives):

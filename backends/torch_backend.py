@@ -753,7 +753,25 @@ def _lm_head_runtime(torch):
             return reduced_loss(h, W, b, idx, stats, softcap, None, token_loss, per_token, reduction, captured)
         return Folded.apply(h, W, b, idx, stats, softcap, step, token_loss, per_token, reduction, *captured)
 
-    return {"lm_head": lm_head, "lm_head_loss": lm_head_loss}
+    def tokens_in_rows(h, idx, captured=(), per_token=()):
+        """h of rank 3 or more (the tokens along its leading axes) as [tokens, D], and the labels
+        and per-token values read along with it as vectors."""
+        flat = tuple(c.reshape(-1) if each else c for c, each in zip(captured, per_token))
+        return h.reshape(-1, h.shape[-1]), idx.reshape(-1) if idx is not None else None, flat
+
+    def any_lm_head(h, W, b, idx, *rest, **kw):
+        if h.dim() == 2:
+            return lm_head(h, W, b, idx, *rest, **kw)
+        rows, labels, _ = tokens_in_rows(h, idx)
+        out = lm_head(rows, W, b, labels, *rest, **kw)
+        return out.reshape(*h.shape[:-1], out.shape[-1])
+
+    def any_lm_head_loss(h, W, b, idx, stats, softcap, token_loss, captured, per_token, *rest, **kw):
+        if h.dim() > 2:
+            h, idx, captured = tokens_in_rows(h, idx, captured, per_token)
+        return lm_head_loss(h, W, b, idx, stats, softcap, token_loss, captured, per_token, *rest, **kw)
+
+    return {"lm_head": any_lm_head, "lm_head_loss": any_lm_head_loss}
 
 
 _TENSOR = object()  # marks the tensor arguments among those a derived backward keeps

@@ -156,9 +156,10 @@ def _literal(node: Node) -> float | None:
     return None
 
 
-def _over_classes(node: Apply) -> bool:
+def _over_classes(node: Apply, rank: int) -> bool:
+    """A reduction over the last axis of a rank-`rank` operand (the classes)."""
     axis = node.attr("axis")
-    return (axis == 1 or axis == (1,)) and not node.attr("keepdims")
+    return (axis == rank - 1 or axis == (rank - 1,)) and not node.attr("keepdims")
 
 
 @dataclass
@@ -169,11 +170,13 @@ class _Head:
     softcap: float | None
     z: Node  # the logits the loss reads
     chain: list[Node]  # the nodes from the matmul to z, which nothing else may read
+    transposed: bool = False  # W given as [D, V] (`h @ W`): the kernel reads a transpose of it
 
 
 def _logits(z: Node) -> _Head | None:
-    """`z` as [s * tanh(] h @ transpose(W) [+ b] [/ s)]."""
-    if not (z.type.dtype is FLOAT and z.type.rank == 2):
+    """`z` as [s * tanh(] h @ transpose(W) [+ b] [/ s)], or with `h @ W` for W: [D, V] (given
+    to the kernel as transpose(W)); h of rank 2 or more (the tokens along its leading axes)."""
+    if not (z.type.dtype is FLOAT and z.type.rank >= 2):
         return None
     chain: list[Node] = [z]
     inner, cap = z, None
@@ -201,13 +204,19 @@ def _logits(z: Node) -> _Head | None:
     if not (_is(inner, "matmul") and inner.type == z.type):
         return None
     h, wt = inner.args  # type: ignore[attr-defined]
-    if not (_is(wt, "transpose") and h.type.rank == 2 and wt.args[0].type.rank == 2):  # type: ignore[attr-defined]
+    if h.type.rank != z.type.rank or wt.type.rank != 2:
         return None
-    chain += ([inner] if inner is not z else []) + [wt]
-    W = wt.args[0]  # type: ignore[attr-defined]
+    chain += [inner] if inner is not z else []
+    if _is(wt, "transpose"):
+        chain.append(wt)
+        W = wt.args[0]  # type: ignore[attr-defined]
+        transposed = False
+    else:  # W: [D, V], read as its transpose (a view on torch, fused into the products on XLA)
+        W = Apply(TensorType(wt.type.dtype, wt.type.shape[::-1]), wt.span, "transpose", (wt,))
+        transposed = True
     if b is not None and b.type.shape[0] != W.type.shape[0]:
         return None
-    return _Head(h, W, b, cap, z, chain)
+    return _Head(h, W, b, cap, z, chain, transposed)
 
 
 def _users(root: Node) -> dict[int, list[Node]]:
@@ -221,7 +230,8 @@ def _users(root: Node) -> dict[int, list[Node]]:
 
 
 def _column(stats: Node, k: int, like: Node) -> Index:
-    return Index(TensorType(FLOAT, (stats.type.shape[0],)), like.span, stats, (SliceItem(None, None, None), k))
+    every = (SliceItem(None, None, None),) * (stats.type.rank - 1)
+    return Index(TensorType(FLOAT, stats.type.shape[:-1]), like.span, stats, (*every, k))
 
 
 def _plan(head: _Head, users: dict[int, list[Node]], uses: dict[int, int]) -> dict[int, tuple[str, Node]] | None:
@@ -232,10 +242,11 @@ def _plan(head: _Head, users: dict[int, list[Node]], uses: dict[int, int]) -> di
             return None
     out: dict[int, tuple[str, Node]] = {}
     index: Node | None = None
+    rank = head.z.type.rank
     for u in users.get(id(head.z), []):
-        if _is(u, "logsumexp") and _over_classes(u):  # type: ignore[arg-type]
+        if _is(u, "logsumexp") and _over_classes(u, rank):  # type: ignore[arg-type]
             out[id(u)] = ("lse", u)
-        elif _is(u, "log_softmax") and u.attr("axis") == 1:  # type: ignore[attr-defined]
+        elif _is(u, "log_softmax") and u.attr("axis") == rank - 1:  # type: ignore[attr-defined]
             for r in users.get(id(u), []):
                 if _is(r, "pick") and r.args[0] is u:  # type: ignore[attr-defined]
                     idx = r.args[1]  # type: ignore[attr-defined]
@@ -243,7 +254,7 @@ def _plan(head: _Head, users: dict[int, list[Node]], uses: dict[int, int]) -> di
                         return None  # one index tensor per head
                     index = idx
                     out[id(r)] = ("logp", r)
-                elif (_is(r, "mean") or _is(r, "sum")) and _over_classes(r):  # type: ignore[arg-type]
+                elif (_is(r, "mean") or _is(r, "sum")) and _over_classes(r, rank):  # type: ignore[arg-type]
                     out[id(r)] = (r.fn + "_logp", r)  # type: ignore[attr-defined]
                 else:
                     return None
@@ -293,7 +304,7 @@ def select_lm_heads(root: Node, supported: dict[str, set[str]], *, vocabulary: s
             ("stats", tuple(kinds)),
             *((("uniform", True),) if uniform else ()),
         )
-        shape = (head.z.type.shape[0], Dim(None, len(kinds)))
+        shape = (*head.z.type.shape[:-1], Dim(None, len(kinds)))
         stats = Apply(TensorType(FLOAT, shape), head.z.span, "kernel", args, attrs)
         for nid, (kind, node) in plan.items():
             replace[nid] = _column(stats, kinds.index(kind), node)
@@ -339,7 +350,10 @@ def _kind(n: Node, kinds: list[str]) -> str:
 
 
 def _split_vocabulary(head: _Head, sym: str) -> bool:
-    """Whether the head's classes, and only they, run along `sym` (h holds no part of it)."""
+    """Whether the head's classes, and only they, run along `sym` (h holds no part of it); W given
+    as [V, D] and h of rank 2."""
+    if head.transposed or head.h.type.rank != 2:
+        return False
     return head.W.type.shape[0] == Dim(sym) and all(d.sym != sym for d in head.h.type.shape + head.W.type.shape[1:])
 
 

@@ -73,20 +73,21 @@ def _on_preds(root: Node) -> set[int]:
 
 
 def _is_column(node: Node, stats: Node) -> bool:
-    items = node.items if isinstance(node, Index) else ()
-    return isinstance(node, Index) and node.x is stats and len(items) == 2 and items[0] == SliceItem(None, None, None)
+    if not (isinstance(node, Index) and node.x is stats and len(node.items) == stats.type.rank):
+        return False
+    return all(i == SliceItem(None, None, None) for i in node.items[:-1]) and isinstance(node.items[-1], int)
 
 
 def _token_local(node: Node, tokens) -> bool:
     """One value per token from the same token's operands (after broadcasting scalars)."""
-    if not (isinstance(node, Apply) and node.type.shape == (tokens,) and node.fn in FUNCTIONS):
+    if not (isinstance(node, Apply) and node.type.shape == tokens and node.fn in FUNCTIONS):
         return False
     return FUNCTIONS[node.fn].lanes_of(node) == ELEMENTWISE
 
 
 def _fold(stats: Apply, users: dict[int, list[Node]], on_preds: set[int]) -> tuple[Node, Apply] | None:
     """(the reduction, the kernel that replaces it) for the head `stats`, or None."""
-    tokens = stats.type.shape[0]
+    tokens = stats.type.shape[:-1]  # the leading axes of h
     region: dict[int, Node] = {}  # the per-token nodes that read the statistics
     reduction: Apply | None = None
     pending: list[Node] = [stats]
@@ -101,10 +102,7 @@ def _fold(stats: Apply, users: dict[int, list[Node]], on_preds: set[int]) -> tup
                 region[id(u)] = u
                 pending.append(u)
             elif (
-                isinstance(u, Apply)
-                and u.fn in ("sum", "mean")
-                and u.type.rank == 0
-                and u.args[0].type.shape == (tokens,)
+                isinstance(u, Apply) and u.fn in ("sum", "mean") and u.type.rank == 0 and u.args[0].type.shape == tokens
             ):
                 if reduction is not None:
                     return None  # two reductions read the statistics: the gradient is not one scalar's
@@ -114,14 +112,14 @@ def _fold(stats: Apply, users: dict[int, list[Node]], on_preds: set[int]) -> tup
     if reduction is None or id(reduction.args[0]) not in region:
         return None
     # the statistics' columns as placeholders, then every value from outside captured
-    cols = [Arg(TensorType(FLOAT, (tokens,)), stats.span, "step", f"t{k}") for k in range(len(stats.attr("stats")))]
+    cols = [Arg(TensorType(FLOAT, tokens), stats.span, "step", f"t{k}") for k in range(len(stats.attr("stats")))]
     columns: dict[int, Node] = {}
     for i, n in region.items():
         if isinstance(n, Index) and _is_column(n, stats):
-            columns[i] = cols[int(n.items[1])]  # type: ignore[arg-type]
+            columns[i] = cols[int(n.items[-1])]  # type: ignore[arg-type]
     body = _substitute(reduction.args[0], columns)
     loss, captured, params = close_over(body, {id(c) for c in cols})
-    if any(id(c) in on_preds or c.type.rank > 1 or (c.type.rank == 1 and c.type.shape != (tokens,)) for c in captured):
+    if any(id(c) in on_preds or (c.type.rank > 0 and c.type.shape != tokens) for c in captured):
         return None
     derivative = derive(loss, cols)  # per token: the seed is 1 for each
     if derivative is None:
