@@ -270,6 +270,21 @@ def shard_vocabulary(root: Node, sym: str) -> Node:
     return select_lm_heads(root, {KERNEL: {"stats"}}, vocabulary=sym)
 
 
+def split_collectives(node: Apply) -> str:
+    """What a head split along its vocabulary combines across the replicas (`global_reductions`,
+    `lossdsl ir --sharded`)."""
+    stats = node.attr("stats")
+    parts = ["all_max and all_sum of the logsumexp"]
+    if "logp" in stats:
+        parts.append("all_sum of the picked logit")
+    if "mean_logp" in stats or "sum_logp" in stats:
+        parts.append("all_sum of the row sums")
+    return (
+        f"the language-model head over `{node.attr('sharded')}` ({', '.join(stats)}): "
+        f"{', '.join(parts)} in the forward, all_sum of dh in the backward"
+    )
+
+
 def select_lm_heads(root: Node, supported: dict[str, set[str]], *, vocabulary: str | None = None) -> Node:
     """Replace every recognised head's statistics with columns of one `lm_head` kernel; with
     `vocabulary`, only the heads whose W has that dimension first, marked as split along it."""
@@ -379,5 +394,6 @@ __all__ = [
     "plan",
     "select_lm_heads",
     "shard_vocabulary",
+    "split_collectives",
     "token_rows",
 ]
