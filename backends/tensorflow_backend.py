@@ -640,7 +640,8 @@ def _lm_head_runtime(tf):
 
             count = -(-n // rows)
             scale = 1.0 / n if reduction == "mean" else 1.0
-            slab = -(-v // max(1, min(8, -(-int(W.shape[1]) // rows))))  # a slab of dW: at most a chunk's logits
+            d = int(W.shape[1]) if W.shape[1] is not None else rows
+            slab = -(-v // max(1, min(8, -(-d // rows))))  # a slab of dW: at most a chunk's logits
             slabs = [tf.zeros_like(W[j : j + slab]) for j in range(0, v, slab)]
             bias = tf.zeros_like(b) if b is not None else tf.zeros([], h.dtype)
             init = (

@@ -2,7 +2,9 @@
 
     select_lm_heads(root, supported) -> root with `kernel` nodes named `lm_head`
 
-Recognised on the IR: logits `z = h @ transpose(W)` (h: [N, D], W: [V, D]), optionally plus a
+Recognised on the IR: logits `z = h @ transpose(W)` (h: [N, D], W: [V, D]; or `h @ W` with W:
+[D, V], which the kernel reads transposed; or h of rank 3 or more, the tokens along its leading
+axes, which the backends flatten into rows), optionally plus a
 bias `b: [V]` and soft-capped as `s * tanh(z / s)` (s a positive literal), whose only uses are
 `log_softmax(z, axis=V)` and `logsumexp(z, axis=V)`, where the log-softmax's only uses are
 `pick(logp, idx)` (one index tensor) and `mean`/`sum(logp, axis=V)` (label smoothing).
@@ -27,6 +29,10 @@ recomputes each chunk's logits and never holds more than one chunk (docs/backend
 Where the loss's gradient to each statistic is the same for every token (`_uniform_gradient`:
 `mean(-logp)`, label smoothing), the kernel is marked `uniform` and a backend may prepare the
 gradient in the forward, up to scalars known only in the backward (torch does).
+
+Where the loss sums one per-token expression of the statistics over the tokens, the backends
+that list `reduced` (torch, TensorFlow) fold that sum into the head (lossdsl/lm_head_loss.py)
+and prepare the gradient in the forward for every variant.
 
 Below `min_logits()` logits the backends compute the same statistics densely (framework
 autodiff, any derivative order); the chunk size comes from `chunk_size(N, D, V)`. Both are
