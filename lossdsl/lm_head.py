@@ -225,7 +225,7 @@ def _logits(z: Node) -> _Head | None:
     return _Head(h, W, b, cap, z, chain, transposed)
 
 
-def _users(root: Node) -> dict[int, list[Node]]:
+def users_of(root: Node) -> dict[int, list[Node]]:
     out: dict[int, list[Node]] = {}
     for n in topological(root):
         for a in n.inputs:
@@ -296,7 +296,7 @@ def select_lm_heads(root: Node, supported: dict[str, set[str]], *, vocabulary: s
     `vocabulary`, only the heads whose W has that dimension first, marked as split along it."""
     if KERNEL not in supported:
         return root
-    users = _users(root)
+    users = users_of(root)
     uses = use_counts(root)
     replace: dict[int, Node] = {}
     for n in topological(root):
@@ -331,7 +331,7 @@ def select_lm_heads(root: Node, supported: dict[str, set[str]], *, vocabulary: s
             replace[nid] = _column(stats, kinds.index(kind), node)
     if not replace:
         return root
-    return _substitute(root, replace)
+    return substitute(root, replace)
 
 
 def _uniform_gradient(root: Node, columns: set[int]) -> bool:
@@ -378,7 +378,7 @@ def _split_vocabulary(head: _Head, sym: str) -> bool:
     return head.W.type.shape[0] == Dim(sym) and all(d.sym != sym for d in head.h.type.shape + head.W.type.shape[1:])
 
 
-def _substitute(root: Node, replace: dict[int, Node]) -> Node:
+def substitute(root: Node, replace: dict[int, Node]) -> Node:
     """root with each node whose id is in `replace` replaced (ids of the original DAG)."""
     done: dict[int, Node] = {}
     for node in topological(root, stop=set(replace)):

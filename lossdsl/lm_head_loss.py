@@ -28,7 +28,7 @@ from .autodiff import derive
 from .functions import ELEMENTWISE, FUNCTIONS
 from .functions.recurrence import close_over
 from .ir import Apply, Arg, Const, Index, Node, SliceItem, topological
-from .lm_head import KERNEL, _substitute, _users
+from .lm_head import KERNEL, substitute, users_of
 from .types import FLOAT, TensorType
 
 #: functions only some printers have (the derived backward's helpers): a derivative using one stays unfolded
@@ -52,7 +52,7 @@ class TokenLoss:
 def fold_token_losses(root: Node, supported: dict[str, set[str]]) -> Node:
     if "reduced" not in supported.get(KERNEL, ()):
         return root
-    users = _users(root)
+    users = users_of(root)
     on_preds = _on_preds(root)
     replace: dict[int, Node] = {}
     for n in topological(root):
@@ -61,7 +61,7 @@ def fold_token_losses(root: Node, supported: dict[str, set[str]]) -> Node:
             folded = _fold(n, users, on_preds) if n.attr("sharded") is None else None
             if folded is not None:
                 replace[id(folded[0])] = folded[1]
-    return _substitute(root, replace) if replace else root
+    return substitute(root, replace) if replace else root
 
 
 def _on_preds(root: Node) -> set[int]:
@@ -117,7 +117,7 @@ def _fold(stats: Apply, users: dict[int, list[Node]], on_preds: set[int]) -> tup
     for i, n in region.items():
         if isinstance(n, Index) and _is_column(n, stats):
             columns[i] = cols[int(n.items[-1])]  # type: ignore[arg-type]
-    body = _substitute(reduction.args[0], columns)
+    body = substitute(reduction.args[0], columns)
     loss, captured, params = close_over(body, {id(c) for c in cols})
     if any(id(c) in on_preds or (c.type.rank > 0 and c.type.shape != tokens) for c in captured):
         return None
@@ -126,7 +126,7 @@ def _fold(stats: Apply, users: dict[int, list[Node]], on_preds: set[int]) -> tup
         return None
     one: dict[int, Node] = {id(derivative.seed): Const(TensorType(FLOAT, ()), reduction.span, 1.0)}  # each token's seed
     grads = tuple(
-        _substitute(g, one) if g is not None else None for g in (derivative.grads.get((c.name, ())) for c in cols)
+        substitute(g, one) if g is not None else None for g in (derivative.grads.get((c.name, ())) for c in cols)
     )
     if any(
         isinstance(x, Apply) and x.fn in _NOT_PRINTED_EVERYWHERE for g in grads if g is not None for x in topological(g)
