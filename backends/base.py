@@ -327,15 +327,41 @@ class Printer:
     # The language-model head (lossdsl/lm_head.py): every backend prints the same call, and its
     # run time computes the statistics over chunks of the vocabulary with a custom gradient.
     def _kernel_lm_head(self, node: Apply, h: str, W: str, *rest: str) -> str:
+        captured = rest[len(rest) - (node.attr("captured") or 0) :]
+        rest = rest[: len(rest) - len(captured)]
         b = rest[0] if node.attr("bias") else "None"
         idx = rest[-1] if "logp" in node.attr("stats") else "None"
         # The chunking in force when the loss is compiled (lm_head.options) is part of its code.
         sizes = f"chunk={lm_head.fixed_chunk()!r}, min_logits={lm_head.min_logits()!r}"
+        if node.attr("token_loss") is not None:  # the per-token loss summed in the head (lossdsl/lm_head_loss.py)
+            head = f"{h}, {W}, {b}, {idx}, {node.attr('stats')!r}, {node.attr('softcap')!r}"
+            per_token = tuple(a.type.rank > 0 for a in node.args[len(node.args) - len(captured) :])
+            return (
+                f"rt.lm_head_loss({head}, {self._token_loss(node.attr('token_loss'))}, "
+                f"({''.join(c + ', ' for c in captured)}), {per_token!r}, {node.attr('reduction')!r}, {sizes})"
+            )
         # A head split along its vocabulary combines its shards' statistics with the collectives.
         split = ", dist=_dist" if node.attr("sharded") else ""
         # the gradient to each statistic is the same for every token: it may be prepared in the forward
         split += ", uniform=True" if node.attr("uniform") else ""
         return f"rt.lm_head({h}, {W}, {b}, {idx}, {node.attr('stats')!r}, {node.attr('softcap')!r}, {sizes}{split})"
+
+    def _token_loss(self, token_loss) -> str:
+        """`lambda t, k: (u, (du/dt0, ...))`: a folded head's per-token loss and its derivative to
+        each statistic's column (None: none), over the columns `t` and the captured values `k` of a
+        chunk of tokens."""
+        depth = sum(1 for v in self.names.values() if v.startswith("_t"))
+        t, k = f"_t{depth}", f"_k{depth}"
+        inner = {id(p): f"{t}[{i}]" for i, p in enumerate(token_loss.columns)}
+        inner.update({id(p): f"{k}[{i}]" for i, p in enumerate(token_loss.captured)})
+        saved = self.names
+        self.names = {**saved, **inner}
+        try:
+            loss = self.expr(token_loss.loss)
+            grads = "".join((self.expr(g) if g is not None else "None") + ", " for g in token_loss.grads)
+        finally:
+            self.names = saved
+        return f"lambda {t}, {k}: ({loss}, ({grads}))"
 
     @classmethod
     def number_params(cls, node: Node) -> tuple[str, ...]:

@@ -272,7 +272,15 @@ def _lm_head_runtime(jax, jnp):
             return dense(h, W, b, idx, stats, softcap)
         return chunked(h, W, b, idx, stats, softcap, step)
 
-    return lm_head
+    def any_lm_head(h, W, b, idx, *rest, **kw):
+        """h of rank 3 or more: the tokens along its leading axes, as rows."""
+        if h.ndim == 2:
+            return lm_head(h, W, b, idx, *rest, **kw)
+        labels = idx.reshape(-1) if idx is not None else None
+        out = lm_head(h.reshape(-1, h.shape[-1]), W, b, labels, *rest, **kw)
+        return out.reshape(*h.shape[:-1], out.shape[-1])
+
+    return any_lm_head
 
 
 class JaxCollectives(LocalCollectives):

@@ -189,7 +189,12 @@ def numpy_lm_head(
 ):
     """The reference: the same online logsumexp over chunks of the vocabulary as the frameworks'
     fast path (values only), so the NumPy backend holds one chunk of logits at a time too. NumPy
-    is one replica: a split vocabulary (`dist`) is the whole of it."""
+    is one replica: a split vocabulary (`dist`) is the whole of it. h of rank 3 or more: the
+    tokens along its leading axes, as rows."""
+    if h.ndim > 2:
+        labels = idx.reshape(-1) if idx is not None else None
+        out = numpy_lm_head(h.reshape(-1, h.shape[-1]), W, b, labels, stats, softcap, chunk, min_logits, dist, uniform)
+        return out.reshape(*h.shape[:-1], out.shape[-1])
     n, v = h.shape[0], W.shape[0]
     step = lm_head.plan(n, h.shape[1], v, chunk, min_logits) or v
     m = np.full(n, -np.inf, dtype=h.dtype)

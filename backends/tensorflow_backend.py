@@ -140,7 +140,7 @@ class TensorflowPrinter(Printer):
         "mse": {"mean", "none"},
         "bce_logits": {"mean", "none"},
         "nll": {"mean", "none", "weighted_mean"},
-        "lm_head": {"stats"},
+        "lm_head": {"stats", "reduced"},
         "ce": {"mean"},
     }
 
@@ -476,7 +476,7 @@ def _runtime(tf) -> types.SimpleNamespace:
         gather=gather,
         segment_sum=segment_sum,
         segment_mean=segment_mean,
-        lm_head=_lm_head_runtime(tf),  # the language-model head (lossdsl/lm_head.py)
+        **_lm_head_runtime(tf),  # the language-model head (lossdsl/lm_head.py): lm_head, lm_head_loss
     )
 
 
@@ -577,7 +577,134 @@ def _lm_head_runtime(tf):
             return dense(h, W, b, idx, stats, softcap)
         return chunked(h, W, b, idx, stats, softcap, step)
 
-    return lm_head
+    def folded(h, W, b, idx, stats, softcap, token_loss, captured, per_token, reduction, step):
+        """A head whose per-token loss `token_loss` is summed (lossdsl/lm_head_loss.py): a
+        `tf.while_loop` over chunks of tokens, each with all its classes, evaluates the per-token
+        loss and its derivative to the statistics and makes the chunk's part of dh, dW (one [V, D]
+        buffer) and db from its softmax; the gradient only scales them. The prepared tensors are
+        TensorFlow ops of h and W, so nested tapes differentiate them again."""
+        n, v = int(h.shape[0]), int(W.shape[0])
+        # at least 64 tokens a chunk: each chunk adds a product to all of dW, which costs a pass over it
+        rows = max(lm_head_settings.token_rows(n, v, step), min(n, 64))
+        floats = (h, W) + ((b,) if b is not None else ())
+        if idx is not None:
+            idx = tf.cast(idx, tf.int32)
+
+        def as_float(d):  # a Python number straight to h's dtype (through float32 it would round)
+            return tf.cast(d, h.dtype) if tf.is_tensor(d) else tf.constant(d, h.dtype)
+
+        @tf.custom_gradient
+        def run(*xs):
+            h, W = xs[0], xs[1]
+            b = xs[2] if len(xs) > 2 else None
+
+            def chunk(i, total, gh, gb, *gW):
+                s = i * rows
+                hc = h[s : s + rows]
+                z = tf.linalg.matmul(hc, W, transpose_b=True)
+                if b is not None:
+                    z = z + b
+                slope = None
+                if softcap is not None:
+                    t = tf.tanh(z / softcap)
+                    slope = 1.0 - tf.square(t)  # the derivative of s * tanh(z / s)
+                    z = softcap * t
+                rowsum = tf.reduce_sum(z, axis=1) if "mean_logp" in stats or "sum_logp" in stats else None
+                picked = None
+                if idx is not None:
+                    ic = idx[s : s + rows]
+                    inside = tf.cast((ic >= 0) & (ic < v), h.dtype)
+                    at = tf.stack([tf.range(tf.shape(ic)[0]), tf.clip_by_value(ic, 0, v - 1)], axis=1)
+                    picked = tf.gather_nd(z, at) * inside
+                m = tf.stop_gradient(tf.reduce_max(z, axis=1))
+                e = tf.exp(z - m[:, None])
+                norm = tf.reduce_sum(e, axis=1)
+                lse = m + tf.math.log(norm)
+                cols = lm_head_settings.columns(
+                    stats, lse, picked - lse if picked is not None else None, rowsum, float(v)
+                )
+                ks = tuple(c[s : s + rows] if each else c for c, each in zip(captured, per_token))
+                loss, grads = token_loss(cols, ks)
+                zero = tf.zeros_like(lse)
+                # the mean's 1 / N goes into the coefficients: no pass over dW to divide it
+                g = {k: (zero + as_float(d) * scale if d is not None else zero) for k, d in zip(stats, grads)}
+                g_logp, g_mean, g_sum = (g.get(k, zero) for k in ("logp", "mean_logp", "sum_logp"))
+                a = g.get("lse", zero) - g_logp - g_mean - v * g_sum  # the coefficient of softmax
+                dz = e * (a / norm)[:, None]
+                if rowsum is not None:
+                    dz = dz + (g_mean / v + g_sum)[:, None]
+                if idx is not None:
+                    dz = tf.tensor_scatter_nd_add(dz, at, g_logp * inside)
+                if slope is not None:
+                    dz = dz * slope
+                # dW in slabs of classes: each product adds a slab, not a whole [V, D] temporary
+                gW = [
+                    w + tf.linalg.matmul(dz[:, j * slab : (j + 1) * slab], hc, transpose_a=True)
+                    for j, w in enumerate(gW)
+                ]
+                gb = gb + tf.reduce_sum(dz, axis=0) if b is not None else gb
+                return (i + 1, total + tf.reduce_sum(zero + loss), gh.write(i, tf.linalg.matmul(dz, W)), gb, *gW)
+
+            count = -(-n // rows)
+            scale = 1.0 / n if reduction == "mean" else 1.0
+            d = int(W.shape[1]) if W.shape[1] is not None else rows
+            slab = -(-v // max(1, min(8, -(-d // rows))))  # a slab of dW: at most a chunk's logits
+            slabs = [tf.zeros_like(W[j : j + slab]) for j in range(0, v, slab)]
+            bias = tf.zeros_like(b) if b is not None else tf.zeros([], h.dtype)
+            init = (
+                tf.constant(0),
+                tf.zeros([], h.dtype),
+                tf.TensorArray(h.dtype, size=count, infer_shape=False),
+                bias,
+                *slabs,
+            )
+            # One chunk at a time: TensorFlow would otherwise run up to ten at once.
+            _, total, gh, gb, *gW = tf.while_loop(
+                lambda i, *_: i < count, chunk, init, parallel_iterations=1, maximum_iterations=count
+            )
+            gh = gh.concat() if n else tf.zeros_like(h)
+            gW = tf.concat(gW, axis=0) if len(gW) > 1 else gW[0]
+            total = total * scale
+
+            def grad(up):
+                # An upstream gradient of 1 (the loss itself) hands the prepared tensors over as they are.
+                return [
+                    tf.cond(up == 1.0, lambda x=x: tf.identity(x), lambda x=x: x * up) for x in (gh, gW, gb)[: len(xs)]
+                ]
+
+            return total, grad
+
+        return run(*floats)
+
+    def lm_head_loss(h, W, b, idx, stats, softcap, token_loss, captured, per_token, reduction, chunk, min_logits):
+        n, d, v = (x if x is not None else 0 for x in (h.shape[0], h.shape[1], W.shape[0]))
+        step = lm_head_settings.plan(n, d, v, chunk, min_logits) if n and v else None
+        if step is None:  # small, or sizes known only when the graph runs: the statistics and the loss
+            out = lm_head(h, W, b, idx, stats, softcap, chunk, min_logits)
+            loss, _ = token_loss([out[:, i] for i in range(len(stats))], tuple(captured))
+            loss = loss + tf.zeros_like(out[:, 0])
+            return tf.reduce_mean(loss) if reduction == "mean" else tf.reduce_sum(loss)
+        return folded(h, W, b, idx, stats, softcap, token_loss, captured, per_token, reduction, step)
+
+    def tokens_in_rows(h, idx, captured=(), per_token=()):
+        """h of rank 3 or more (the tokens along its leading axes) as [tokens, D], and the labels
+        and per-token values read along with it as vectors."""
+        flat = tuple(tf.reshape(c, [-1]) if each else c for c, each in zip(captured, per_token))
+        return tf.reshape(h, [-1, h.shape[-1]]), tf.reshape(idx, [-1]) if idx is not None else None, flat
+
+    def any_lm_head(h, W, b, idx, *rest, **kw):
+        if h.shape.rank == 2:
+            return lm_head(h, W, b, idx, *rest, **kw)
+        rows, labels, _ = tokens_in_rows(h, idx)
+        out = lm_head(rows, W, b, labels, *rest, **kw)
+        return tf.reshape(out, tf.concat([tf.shape(h)[:-1], tf.shape(out)[-1:]], axis=0))
+
+    def any_lm_head_loss(h, W, b, idx, stats, softcap, token_loss, captured, per_token, *rest, **kw):
+        if h.shape.rank > 2:
+            h, idx, captured = tokens_in_rows(h, idx, captured, per_token)
+        return lm_head_loss(h, W, b, idx, stats, softcap, token_loss, captured, per_token, *rest, **kw)
+
+    return {"lm_head": any_lm_head, "lm_head_loss": any_lm_head_loss}
 
 
 class TensorflowCollectives(LocalCollectives):

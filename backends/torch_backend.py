@@ -142,7 +142,7 @@ class TorchPrinter(Printer):
         "bce_logits": {"mean", "none"},
         "nll": {"mean", "none", "weighted_mean"},
         "soft_ce": {"none"},
-        "lm_head": {"stats"},
+        "lm_head": {"stats", "reduced"},
         "ce": {"mean"},
         "weighted_ce": {"mean"},
     }
@@ -476,7 +476,7 @@ def _runtime(torch) -> types.SimpleNamespace:
         saved=saved,
         plain_backward=plain_backward,
         transformed=transformed,
-        lm_head=_lm_head_runtime(torch),  # the language-model head (lossdsl/lm_head.py)
+        **_lm_head_runtime(torch),  # the language-model head (lossdsl/lm_head.py): lm_head, lm_head_loss
     )
 
 
@@ -678,7 +678,121 @@ def _lm_head_runtime(torch):
             return dense(h, W, b, idx, stats, softcap)
         return Chunked.apply(h, W, b, idx, stats, softcap, step)
 
-    return lm_head
+    class Folded(torch.autograd.Function):
+        """A head whose per-token loss `token_loss` is summed (lossdsl/lm_head_loss.py): the
+        forward runs over chunks of tokens, each with all its classes, evaluates the per-token
+        loss and its derivative to the statistics on the chunk, and makes the chunk's part of dh,
+        dW and db from its softmax; the backward scales them by the upstream gradient. A graph of
+        the gradient, or a second backward of a retained graph, differentiates the statistics
+        (Chunked) and the per-token loss instead."""
+
+        @staticmethod
+        def forward(ctx, h, W, b, idx, stats, softcap, step, token_loss, per_token, reduction, *captured):
+            n, v = h.shape[0], W.shape[0]
+            rows = lm_head_settings.token_rows(n, v, step)
+            total = torch.zeros((), dtype=h.dtype, device=h.device)
+            gh = torch.empty_like(h)
+            gW = torch.zeros_like(W)
+            gb = torch.zeros_like(b) if b is not None else None
+            for s in range(0, n, rows):
+                hc = h[s : s + rows]
+                z = torch.addmm(b, hc, W.T) if b is not None else hc @ W.T
+                slope = None
+                if softcap is not None:
+                    z = z.div_(softcap).tanh_()
+                    slope = 1.0 - torch.square(z)  # the derivative of s * tanh(z / s)
+                    z = z.mul_(softcap)
+                rowsum = z.sum(dim=1) if _reads_row_sums(stats) else None
+                picked, inside = None, None
+                if idx is not None:
+                    ic = idx[s : s + rows]
+                    inside = (ic >= 0) & (ic < v)
+                    local = ic.clamp(0, v - 1)
+                    picked = torch.where(inside, z.gather(1, local[:, None])[:, 0], 0.0)
+                m = z.amax(dim=1)
+                p = z.sub_(m[:, None]).exp_()  # in place: one chunk-sized buffer
+                norm = p.sum(dim=1)
+                lse = m + torch.log(norm)
+                p.div_(norm[:, None])
+                cols = lm_head_settings.columns(
+                    stats, lse, picked - lse if picked is not None else None, rowsum, float(v)
+                )
+                ks = tuple(c[s : s + rows] if each else c for c, each in zip(captured, per_token))
+                loss, grads = token_loss(cols, ks)
+                total += torch.sum(loss)
+                zero = torch.zeros_like(lse)
+                g = {k: (zero + d if d is not None else zero) for k, d in zip(stats, grads)}
+                g_logp, g_mean, g_sum = (g.get(k, zero) for k in ("logp", "mean_logp", "sum_logp"))
+                dz = p.mul_((g.get("lse", zero) - g_logp - g_mean - v * g_sum)[:, None])  # the coefficient of softmax
+                if _reads_row_sums(stats):
+                    dz.add_((g_mean / v + g_sum)[:, None])
+                if idx is not None:
+                    dz.scatter_add_(1, local[:, None], torch.where(inside, g_logp, 0.0)[:, None])
+                if slope is not None:
+                    dz.mul_(slope)
+                torch.mm(dz, W, out=gh[s : s + rows])
+                gW.addmm_(dz.T, hc)
+                if gb is not None:
+                    gb += dz.sum(dim=0)
+            ctx.save_for_backward(h, W, b, idx)
+            ctx.prepared = (gh, gW, gb)  # not saved tensors: the backward scales them in place, once
+            ctx.args = (stats, softcap, step, token_loss, per_token, reduction, captured)
+            return total / n if reduction == "mean" else total
+
+        @staticmethod
+        def backward(ctx, g):
+            h, W, b, idx = ctx.saved_tensors
+            stats, softcap, step, token_loss, per_token, reduction, captured = ctx.args
+            prepared, ctx.prepared = ctx.prepared, None
+            wants = ctx.needs_input_grad[:3]
+            if prepared is not None and not torch.is_grad_enabled():
+                scale = g / h.shape[0] if reduction == "mean" and h.shape[0] else g
+                grads = [x.mul_(scale) if x is not None and w else None for x, w in zip(prepared, wants)]
+                return (*grads, *(None,) * (7 + len(captured)))
+            create = torch.is_grad_enabled()  # a graph of the gradient is asked for
+            with torch.enable_grad():
+                inputs = [x for x, w in zip((h, W, b), wants) if w]
+                out = reduced_loss(h, W, b, idx, stats, softcap, step, token_loss, per_token, reduction, captured)
+                grads = iter(
+                    torch.autograd.grad(out, inputs, g, create_graph=create, allow_unused=True, materialize_grads=True)
+                )
+            return (*(next(grads) if w else None for w in wants), *(None,) * (7 + len(captured)))
+
+    def reduced_loss(h, W, b, idx, stats, softcap, step, token_loss, per_token, reduction, captured):
+        """The folded loss as the statistics (chunked, or dense where `step` is None) and the
+        per-token loss written out: what the framework differentiates to any order."""
+        if step is None or functorch(h):
+            out = dense(h, W, b, idx, stats, softcap)
+        else:
+            out = Chunked.apply(h, W, b, idx, stats, softcap, step)
+        loss, _ = token_loss([out[:, i] for i in range(len(stats))], tuple(captured))
+        return torch.mean(loss) if reduction == "mean" else torch.sum(loss)
+
+    def lm_head_loss(h, W, b, idx, stats, softcap, token_loss, captured, per_token, reduction, chunk, min_logits):
+        step = lm_head_settings.plan(h.shape[0], h.shape[1], W.shape[0], chunk, min_logits)
+        if step is None or functorch(h):
+            return reduced_loss(h, W, b, idx, stats, softcap, None, token_loss, per_token, reduction, captured)
+        return Folded.apply(h, W, b, idx, stats, softcap, step, token_loss, per_token, reduction, *captured)
+
+    def tokens_in_rows(h, idx, captured=(), per_token=()):
+        """h of rank 3 or more (the tokens along its leading axes) as [tokens, D], and the labels
+        and per-token values read along with it as vectors."""
+        flat = tuple(c.reshape(-1) if each else c for c, each in zip(captured, per_token))
+        return h.reshape(-1, h.shape[-1]), idx.reshape(-1) if idx is not None else None, flat
+
+    def any_lm_head(h, W, b, idx, *rest, **kw):
+        if h.dim() == 2:
+            return lm_head(h, W, b, idx, *rest, **kw)
+        rows, labels, _ = tokens_in_rows(h, idx)
+        out = lm_head(rows, W, b, labels, *rest, **kw)
+        return out.reshape(*h.shape[:-1], out.shape[-1])
+
+    def any_lm_head_loss(h, W, b, idx, stats, softcap, token_loss, captured, per_token, *rest, **kw):
+        if h.dim() > 2:
+            h, idx, captured = tokens_in_rows(h, idx, captured, per_token)
+        return lm_head_loss(h, W, b, idx, stats, softcap, token_loss, captured, per_token, *rest, **kw)
+
+    return {"lm_head": any_lm_head, "lm_head_loss": any_lm_head_loss}
 
 
 _TENSOR = object()  # marks the tensor arguments among those a derived backward keeps

@@ -4,9 +4,11 @@ chunked path against the dense logits, each in a fresh process.
     python benches/lm_head.py                 # prints the markdown table (docs/benchmarks.md)
     python benches/lm_head.py --quick         # one small size, fewer repeats
     python benches/lm_head.py --only torch    # one framework
+    python benches/lm_head.py --variant zloss # the z-loss variant (per-token gradient coefficients)
 
-The spec is the plain one, `mean(-pick(log_softmax(h @ transpose(W), axis=V), y))`, float32 on
-the CPU. Per framework: lossdsl as shipped (chunked from 2^20 logits), lossdsl with the chunked
+The spec is the plain one, `mean(-pick(log_softmax(h @ transpose(W), axis=V), y))`, or with
+`--variant zloss` that plus a z-loss `1e-4 * square(logsumexp(z, axis=V))` per token (whose
+gradient coefficient differs between tokens), float32 on the CPU. Per framework: lossdsl as shipped (chunked from 2^20 logits), lossdsl with the chunked
 path switched off (`lm_head.options(min_logits=...)`: the dense statistics), the framework's own
 dense cross-entropy written by hand, and on PyTorch its own chunked `F.linear_cross_entropy`.
 JAX runs under `jax.jit`, TensorFlow under `tf.function`. Memory is the growth of the peak
@@ -38,11 +40,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SPEC = """pred   h: float[N, D]
-pred   W: float[V, D]
-target y: int[N]
-loss = mean(-pick(log_softmax(h @ transpose(W), axis=V), y))
-"""
+HEAD = "pred   h: float[N, D]\npred   W: float[V, D]\ntarget y: int[N]\nlet z = h @ transpose(W)\n"
+SPECS = {
+    "plain": HEAD + "loss = mean(-pick(log_softmax(z, axis=V), y))\n",
+    "zloss": HEAD + "loss = mean(-pick(log_softmax(z, axis=V), y) + 1e-4 * square(logsumexp(z, axis=V)))\n",
+}
+Z = {"plain": 0.0, "zloss": 1e-4}  # the z-loss coefficient
 
 IMPLS = {
     "torch": ("lossdsl", "lossdsl dense", "F.cross_entropy", "F.linear_cross_entropy"),
@@ -68,8 +71,9 @@ def _inputs(n: int, d: int, v: int):
     )
 
 
-def _reference(h, W, y):
-    """Float64 value and gradients, a chunk of rows at a time (the reference must fit too)."""
+def _reference(h, W, y, c=0.0):
+    """Float64 value and gradients (with a z-loss of coefficient c), a chunk of rows at a time
+    (the reference must fit too)."""
     h, W = h.astype(np.float64), W.astype(np.float64)
     n = h.shape[0]
     total, gh, gW = 0.0, np.zeros_like(h), np.zeros_like(W)
@@ -79,22 +83,23 @@ def _reference(h, W, y):
         p = np.exp(z - m)
         lse = np.log(p.sum(1)) + m[:, 0]
         rows = np.arange(z.shape[0])
-        total += float(np.sum(lse - z[rows, y[s : s + 256]]))
-        dz = p / p.sum(1, keepdims=True)
+        total += float(np.sum(lse - z[rows, y[s : s + 256]] + c * lse**2))
+        dz = p / p.sum(1, keepdims=True) * (1.0 + 2.0 * c * lse)[:, None]
         dz[rows, y[s : s + 256]] -= 1.0
         gh[s : s + 256] = dz @ W / n
         gW += dz.T @ h[s : s + 256] / n
     return total / n, gh, gW
 
 
-def _step(framework: str, impl: str, h, W, y):
+def _step(framework: str, impl: str, h, W, y, variant: str = "plain"):
     """A function of no arguments: value and gradients to h and W, as NumPy-convertible."""
+    c = Z[variant]
     import lossdsl
     from lossdsl import lm_head
 
     dense = lm_head.options(min_logits=1 << 62) if impl == "lossdsl dense" else contextlib.nullcontext()
     with dense:
-        f = lossdsl.compile(SPEC, backend=framework) if impl.startswith("lossdsl") else None
+        f = lossdsl.compile(SPECS[variant], backend=framework) if impl.startswith("lossdsl") else None
     if framework == "torch":
         import torch
         import torch.nn.functional as F
@@ -102,6 +107,12 @@ def _step(framework: str, impl: str, h, W, y):
         th, tW, ty = torch.tensor(h, requires_grad=True), torch.tensor(W, requires_grad=True), torch.tensor(y)
         if f is not None:
             loss = lambda: f(h=th, W=tW, y=ty)  # noqa: E731
+        elif impl == "F.cross_entropy" and c:
+
+            def loss():
+                z = th @ tW.T
+                return (F.cross_entropy(z, ty, reduction="none") + c * torch.logsumexp(z, 1) ** 2).mean()
+
         elif impl == "F.cross_entropy":
             loss = lambda: F.cross_entropy(th @ tW.T, ty)  # noqa: E731
         else:
@@ -125,7 +136,8 @@ def _step(framework: str, impl: str, h, W, y):
 
             def fn(a, b):
                 z = a @ b.T
-                return jnp.mean(jax.nn.logsumexp(z, axis=1) - jnp.take_along_axis(z, jy[:, None], axis=1)[:, 0])
+                lse = jax.nn.logsumexp(z, axis=1)
+                return jnp.mean(lse - jnp.take_along_axis(z, jy[:, None], axis=1)[:, 0] + c * lse**2)
 
         g = jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))
 
@@ -147,7 +159,8 @@ def _step(framework: str, impl: str, h, W, y):
                 out = f(h=a, W=b, y=ty)
             else:
                 z = tf.linalg.matmul(a, b, transpose_b=True)
-                out = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ty, logits=z))
+                ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ty, logits=z)
+                out = tf.reduce_mean(ce + c * tf.square(tf.reduce_logsumexp(z, axis=1)) if c else ce)
         return out, tape.gradient(out, [a, b])
 
     def step_tf():
@@ -170,13 +183,16 @@ def _one_thread(framework: str) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def worker(framework: str, impl: str, n: int, d: int, v: int, repeats: int) -> dict:
+def worker(framework: str, impl: str, n: int, d: int, v: int, repeats: int, variant: str = "plain") -> dict:
     _one_thread(framework)
     h, W, y = _inputs(n, d, v)
-    step = _step(framework, impl, h, W, y)
+    step = _step(framework, impl, h, W, y, variant)
     value, gh, gW = step()  # warm-up: compilation, first allocations
-    ref = _reference(h, W, y)
-    err = max(abs(value - ref[0]) / abs(ref[0]), *(float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip((gh, gW), ref[1:])))
+    ref = _reference(h, W, y, Z[variant])
+    err = max(
+        abs(value - ref[0]) / abs(ref[0]),
+        *(float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip((gh, gW), ref[1:])),
+    )
     if err > 1e-4:  # float32 against float64: a wrong value or gradient is not timed
         raise AssertionError(f"{framework} {impl}: relative error {err:.2e} against the float64 reference")
     del gh, gW
@@ -206,28 +222,29 @@ def worker(framework: str, impl: str, n: int, d: int, v: int, repeats: int) -> d
     return {"peak_mib": peak, "ms": 1000 * statistics.median(times), "rel_err": err}
 
 
-def measure(framework: str, impl: str, n: int, d: int, v: int, repeats: int) -> dict:
+def measure(framework: str, impl: str, n: int, d: int, v: int, repeats: int, variant: str = "plain") -> dict:
     env = {
         **os.environ,
         "MALLOC_MMAP_THRESHOLD_": "131072",
         "OMP_NUM_THREADS": "1",
         "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
     }
-    args = [sys.executable, __file__, "--worker", framework, impl, str(n), str(d), str(v), str(repeats)]
+    args = [sys.executable, __file__, "--worker", framework, impl, str(n), str(d), str(v), str(repeats), variant]
     out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def table(frameworks, sizes, repeats: int) -> list[str]:
+def table(frameworks, sizes, repeats: int, variant: str = "plain") -> list[str]:
     rows = [
         "| framework | N×D×V | implementation | peak memory | vs dense | time | vs dense | max rel. error |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for fw in frameworks:
         for n, d, v in sizes:
-            results = {impl: measure(fw, impl, n, d, v, repeats) for impl in IMPLS[fw]}
+            impls = [i for i in IMPLS[fw] if variant == "plain" or i != "F.linear_cross_entropy"]  # (no z-loss there)
+            results = {impl: measure(fw, impl, n, d, v, repeats, variant) for impl in impls}
             dense = results[IMPLS[fw][2]]
             for impl, r in results.items():
                 rows.append(
@@ -243,15 +260,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=sorted(IMPLS))
-    ap.add_argument("--worker", nargs=6)
+    ap.add_argument("--variant", choices=sorted(SPECS), default="plain")
+    ap.add_argument("--worker", nargs=7)
     a = ap.parse_args()
     if a.worker:
-        fw, impl, n, d, v, repeats = a.worker
-        print(json.dumps(worker(fw, impl, int(n), int(d), int(v), int(repeats))))
+        fw, impl, n, d, v, repeats, variant = a.worker
+        print(json.dumps(worker(fw, impl, int(n), int(d), int(v), int(repeats), variant)))
         return
     frameworks = [a.only] if a.only else list(IMPLS)
     sizes = [(256, 64, 4096)] if a.quick else [(2048, 256, 8192), (2048, 256, 32768), (8192, 256, 32768)]
-    print("\n".join(table(frameworks, sizes, 2 if a.quick else 7)))
+    print("\n".join(table(frameworks, sizes, 2 if a.quick else 7, a.variant)))
 
 
 if __name__ == "__main__":

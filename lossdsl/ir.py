@@ -148,7 +148,9 @@ def describe(node: Node) -> str:
     if isinstance(node, DimSize):
         return f"size {node.dim}"
     if isinstance(node, Apply):
-        extra = ", ".join(f"{k}={v}" for k, v in node.attrs)
+        extra = ", ".join(
+            f"{k}={v}" for k, v in node.attrs if not isinstance(v, Node)
+        )  # (a fused call's decomposed IR: its own lines)
         return f"{node.fn}({extra})" if extra else node.fn
     if isinstance(node, Index):
         return "index[" + ", ".join("None" if i is None else str(i) for i in node.items) + "]"

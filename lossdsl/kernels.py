@@ -30,6 +30,7 @@ from .canonical import canonical, fold_minus
 from .functions import FUNCTIONS, NoRule
 from .ir import Apply, Arg, Const, DimSize, Gather, Node, rebuild, topological, use_counts
 from .lm_head import select_lm_heads
+from .lm_head_loss import fold_token_losses
 from .types import FLOAT, INT, TensorType
 
 
@@ -610,7 +611,9 @@ def _on_preds(root: Node) -> set[int]:
 
 #: kernels recognised on the whole graph (they replace several nodes that read one value), before
 #: the per-node patterns above: name -> (root, supported) -> root
-GRAPH_KERNELS: dict[str, Callable[[Node, dict[str, set[str]]], Node]] = {"lm_head": select_lm_heads}
+GRAPH_KERNELS: dict[str, Callable[[Node, dict[str, set[str]]], Node]] = {
+    "lm_head": lambda root, supported: fold_token_losses(select_lm_heads(root, supported), supported)
+}
 
 
 def select_kernels(root: Node, supported: dict[str, set[str]]) -> Node:

@@ -2,7 +2,9 @@
 
     select_lm_heads(root, supported) -> root with `kernel` nodes named `lm_head`
 
-Recognised on the IR: logits `z = h @ transpose(W)` (h: [N, D], W: [V, D]), optionally plus a
+Recognised on the IR: logits `z = h @ transpose(W)` (h: [N, D], W: [V, D]; or `h @ W` with W:
+[D, V], which the kernel reads transposed; or h of rank 3 or more, the tokens along its leading
+axes, which the backends flatten into rows), optionally plus a
 bias `b: [V]` and soft-capped as `s * tanh(z / s)` (s a positive literal), whose only uses are
 `log_softmax(z, axis=V)` and `logsumexp(z, axis=V)`, where the log-softmax's only uses are
 `pick(logp, idx)` (one index tensor) and `mean`/`sum(logp, axis=V)` (label smoothing).
@@ -27,6 +29,10 @@ recomputes each chunk's logits and never holds more than one chunk (docs/backend
 Where the loss's gradient to each statistic is the same for every token (`_uniform_gradient`:
 `mean(-logp)`, label smoothing), the kernel is marked `uniform` and a backend may prepare the
 gradient in the forward, up to scalars known only in the backward (torch does).
+
+Where the loss sums one per-token expression of the statistics over the tokens, the backends
+that list `reduced` (torch, TensorFlow) fold that sum into the head (lossdsl/lm_head_loss.py)
+and prepare the gradient in the forward for every variant.
 
 Below `min_logits()` logits the backends compute the same statistics densely (framework
 autodiff, any derivative order); the chunk size comes from `chunk_size(N, D, V)`. Both are
@@ -98,6 +104,14 @@ def plan(n: int, d: int, v: int, chunk: int | None, threshold: int) -> int | Non
     return chunk_size(n, d, v, chunk)
 
 
+def token_rows(n: int, v: int, step: int) -> int:
+    """Tokens per chunk where a backend runs over chunks of tokens, each with all V classes: as
+    many logits as a chunk of `step` classes for all N tokens, raised to 32 tokens (for matrix
+    products of a useful size) where that holds at most four times as many."""
+    rows = max(1, min(int(n), int(n) * int(step) // max(int(v), 1)))
+    return min(int(n), 32) if rows < 32 and 32 * int(v) <= 4 * int(n) * int(step) else rows
+
+
 @contextlib.contextmanager
 def options(*, chunk: int | None = None, min_logits: int | None = None) -> Iterator[None]:
     """Losses compiled within the block use this chunk size (classes per chunk; 0: chosen from N,
@@ -148,9 +162,10 @@ def _literal(node: Node) -> float | None:
     return None
 
 
-def _over_classes(node: Apply) -> bool:
+def _over_classes(node: Apply, rank: int) -> bool:
+    """A reduction over the last axis of a rank-`rank` operand (the classes)."""
     axis = node.attr("axis")
-    return (axis == 1 or axis == (1,)) and not node.attr("keepdims")
+    return (axis == rank - 1 or axis == (rank - 1,)) and not node.attr("keepdims")
 
 
 @dataclass
@@ -161,11 +176,13 @@ class _Head:
     softcap: float | None
     z: Node  # the logits the loss reads
     chain: list[Node]  # the nodes from the matmul to z, which nothing else may read
+    transposed: bool = False  # W given as [D, V] (`h @ W`): the kernel reads a transpose of it
 
 
 def _logits(z: Node) -> _Head | None:
-    """`z` as [s * tanh(] h @ transpose(W) [+ b] [/ s)]."""
-    if not (z.type.dtype is FLOAT and z.type.rank == 2):
+    """`z` as [s * tanh(] h @ transpose(W) [+ b] [/ s)], or with `h @ W` for W: [D, V] (given
+    to the kernel as transpose(W)); h of rank 2 or more (the tokens along its leading axes)."""
+    if not (z.type.dtype is FLOAT and z.type.rank >= 2):
         return None
     chain: list[Node] = [z]
     inner, cap = z, None
@@ -193,16 +210,22 @@ def _logits(z: Node) -> _Head | None:
     if not (_is(inner, "matmul") and inner.type == z.type):
         return None
     h, wt = inner.args  # type: ignore[attr-defined]
-    if not (_is(wt, "transpose") and h.type.rank == 2 and wt.args[0].type.rank == 2):  # type: ignore[attr-defined]
+    if h.type.rank != z.type.rank or wt.type.rank != 2:
         return None
-    chain += ([inner] if inner is not z else []) + [wt]
-    W = wt.args[0]  # type: ignore[attr-defined]
+    chain += [inner] if inner is not z else []
+    if _is(wt, "transpose"):
+        chain.append(wt)
+        W = wt.args[0]  # type: ignore[attr-defined]
+        transposed = False
+    else:  # W: [D, V], read as its transpose (a view on torch, fused into the products on XLA)
+        W = Apply(TensorType(wt.type.dtype, wt.type.shape[::-1]), wt.span, "transpose", (wt,))
+        transposed = True
     if b is not None and b.type.shape[0] != W.type.shape[0]:
         return None
-    return _Head(h, W, b, cap, z, chain)
+    return _Head(h, W, b, cap, z, chain, transposed)
 
 
-def _users(root: Node) -> dict[int, list[Node]]:
+def users_of(root: Node) -> dict[int, list[Node]]:
     out: dict[int, list[Node]] = {}
     for n in topological(root):
         for a in n.inputs:
@@ -213,7 +236,8 @@ def _users(root: Node) -> dict[int, list[Node]]:
 
 
 def _column(stats: Node, k: int, like: Node) -> Index:
-    return Index(TensorType(FLOAT, (stats.type.shape[0],)), like.span, stats, (SliceItem(None, None, None), k))
+    every = (SliceItem(None, None, None),) * (stats.type.rank - 1)
+    return Index(TensorType(FLOAT, stats.type.shape[:-1]), like.span, stats, (*every, k))
 
 
 def _plan(head: _Head, users: dict[int, list[Node]], uses: dict[int, int]) -> dict[int, tuple[str, Node]] | None:
@@ -224,10 +248,11 @@ def _plan(head: _Head, users: dict[int, list[Node]], uses: dict[int, int]) -> di
             return None
     out: dict[int, tuple[str, Node]] = {}
     index: Node | None = None
+    rank = head.z.type.rank
     for u in users.get(id(head.z), []):
-        if _is(u, "logsumexp") and _over_classes(u):  # type: ignore[arg-type]
+        if _is(u, "logsumexp") and _over_classes(u, rank):  # type: ignore[arg-type]
             out[id(u)] = ("lse", u)
-        elif _is(u, "log_softmax") and u.attr("axis") == 1:  # type: ignore[attr-defined]
+        elif _is(u, "log_softmax") and u.attr("axis") == rank - 1:  # type: ignore[attr-defined]
             for r in users.get(id(u), []):
                 if _is(r, "pick") and r.args[0] is u:  # type: ignore[attr-defined]
                     idx = r.args[1]  # type: ignore[attr-defined]
@@ -235,7 +260,7 @@ def _plan(head: _Head, users: dict[int, list[Node]], uses: dict[int, int]) -> di
                         return None  # one index tensor per head
                     index = idx
                     out[id(r)] = ("logp", r)
-                elif (_is(r, "mean") or _is(r, "sum")) and _over_classes(r):  # type: ignore[arg-type]
+                elif (_is(r, "mean") or _is(r, "sum")) and _over_classes(r, rank):  # type: ignore[arg-type]
                     out[id(r)] = (r.fn + "_logp", r)  # type: ignore[attr-defined]
                 else:
                     return None
@@ -251,12 +276,27 @@ def shard_vocabulary(root: Node, sym: str) -> Node:
     return select_lm_heads(root, {KERNEL: {"stats"}}, vocabulary=sym)
 
 
+def split_collectives(node: Apply) -> str:
+    """What a head split along its vocabulary combines across the replicas (`global_reductions`,
+    `lossdsl ir --sharded`)."""
+    stats = node.attr("stats")
+    parts = ["all_max and all_sum of the logsumexp"]
+    if "logp" in stats:
+        parts.append("all_sum of the picked logit")
+    if "mean_logp" in stats or "sum_logp" in stats:
+        parts.append("all_sum of the row sums")
+    return (
+        f"the language-model head over `{node.attr('sharded')}` ({', '.join(stats)}): "
+        f"{', '.join(parts)} in the forward, all_sum of dh in the backward"
+    )
+
+
 def select_lm_heads(root: Node, supported: dict[str, set[str]], *, vocabulary: str | None = None) -> Node:
     """Replace every recognised head's statistics with columns of one `lm_head` kernel; with
     `vocabulary`, only the heads whose W has that dimension first, marked as split along it."""
     if KERNEL not in supported:
         return root
-    users = _users(root)
+    users = users_of(root)
     uses = use_counts(root)
     replace: dict[int, Node] = {}
     for n in topological(root):
@@ -285,13 +325,13 @@ def select_lm_heads(root: Node, supported: dict[str, set[str]], *, vocabulary: s
             ("stats", tuple(kinds)),
             *((("uniform", True),) if uniform else ()),
         )
-        shape = (head.z.type.shape[0], Dim(None, len(kinds)))
+        shape = (*head.z.type.shape[:-1], Dim(None, len(kinds)))
         stats = Apply(TensorType(FLOAT, shape), head.z.span, "kernel", args, attrs)
         for nid, (kind, node) in plan.items():
             replace[nid] = _column(stats, kinds.index(kind), node)
     if not replace:
         return root
-    return _substitute(root, replace)
+    return substitute(root, replace)
 
 
 def _uniform_gradient(root: Node, columns: set[int]) -> bool:
@@ -331,11 +371,14 @@ def _kind(n: Node, kinds: list[str]) -> str:
 
 
 def _split_vocabulary(head: _Head, sym: str) -> bool:
-    """Whether the head's classes, and only they, run along `sym` (h holds no part of it)."""
+    """Whether the head's classes, and only they, run along `sym` (h holds no part of it); W given
+    as [V, D] and h of rank 2."""
+    if head.transposed or head.h.type.rank != 2:
+        return False
     return head.W.type.shape[0] == Dim(sym) and all(d.sym != sym for d in head.h.type.shape + head.W.type.shape[1:])
 
 
-def _substitute(root: Node, replace: dict[int, Node]) -> Node:
+def substitute(root: Node, replace: dict[int, Node]) -> Node:
     """root with each node whose id is in `replace` replaced (ids of the original DAG)."""
     done: dict[int, Node] = {}
     for node in topological(root, stop=set(replace)):
@@ -357,4 +400,6 @@ __all__ = [
     "plan",
     "select_lm_heads",
     "shard_vocabulary",
+    "split_collectives",
+    "token_rows",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .checked import CheckedModule
 from .ir import Apply, Arg, Const, Gather, Index, describe, topological
 from .pipeline import check_sharded, lower, printer_for
+from .sharding import describe_global
 
 
 def format_ir(checked: CheckedModule, *, lowered: bool = False, sharded: str | None = None) -> str:
@@ -52,7 +53,7 @@ def format_ir(checked: CheckedModule, *, lowered: bool = False, sharded: str | N
     if sharded:
         lines.append("")
         lines.append(f"made global over `{sharded}` (all_sum / all_max / all_min above):")
-        lines += [f"  {describe(n)} at line {n.span.line}, column {n.span.col}" for n in made] or ["  nothing"]
+        lines += [f"  {describe_global(n)}" for n in made] or ["  nothing"]
         loss_dim = checked.loss.type.shape[0] if checked.loss.type.rank == 1 else None
         if loss_dim is not None and loss_dim.sym == sharded:
             lines.append("  and the per-sample loss's reduction (`reduction=`)")

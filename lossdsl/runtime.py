@@ -17,7 +17,6 @@ from .binding import bind_params
 from .checked import CheckedModule, Declaration, Leaf
 from .diagnostics import Diagnostic, LossError
 from .domain_check import DomainCheck
-from .ir import describe
 from .types import FLOAT, INT, RecordType
 
 REDUCTIONS = ("mean", "sum", "weighted_mean", "none")
@@ -456,7 +455,9 @@ class CompiledLoss:
         self._dist = dist
         loss_dim = self.spec.loss.type.shape[0] if self._per_sample else None
         self._global_reduction = loss_dim is not None and loss_dim.sym == sym and loss_dim.offset == 0
-        self.global_reductions = [f"{describe(n)} at line {n.span.line}, column {n.span.col}" for n in made_global]
+        from .sharding import describe_global
+
+        self.global_reductions = [describe_global(n) for n in made_global]
         if self._global_reduction:
             self.global_reductions.append(f"the per-sample loss's reduction (`reduction=`) over `{sym}`")
 

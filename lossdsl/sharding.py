@@ -39,8 +39,8 @@ from __future__ import annotations
 
 from .diagnostics import Diagnostic, LossError
 from .functions import FUNCTIONS, LOCAL, NoRule
-from .ir import Apply, Const, DimSize, Gather, Index, Node, SliceItem, apply, rewrite_bottom_up
-from .lm_head import shard_vocabulary
+from .ir import Apply, Const, DimSize, Gather, Index, Node, SliceItem, apply, describe, rewrite_bottom_up, topological
+from .lm_head import shard_vocabulary, split_collectives
 from .types import FLOAT, INT, ONE, Dim, TensorType
 
 
@@ -152,4 +152,12 @@ def _full(item) -> bool:
 def globalize(root: Node, sym: str, source_name: str = "") -> tuple[Node, list[Node]]:
     g = _Globalizer(sym, source_name)
     root = shard_vocabulary(root, sym)
+    # a head split along `sym` combines its statistics with collectives of its own
+    g.made_global += [n for n in topological(root) if isinstance(n, Apply) and n.attr("sharded") == sym]
     return rewrite_bottom_up(root, g.visit), g.made_global
+
+
+def describe_global(node: Node) -> str:
+    """A reduction made global, for `global_reductions` and `lossdsl ir --sharded`: what it is and where."""
+    what = split_collectives(node) if isinstance(node, Apply) and node.attr("sharded") else describe(node)
+    return f"{what} at line {node.span.line}, column {node.span.col}"

@@ -125,3 +125,23 @@ def test_tensorflow_refuses_a_split_vocabulary_with_a_clear_error():
         )
     assert info.value.first.code == "E811" and "MirroredStrategy" in info.value.first.message
     assert info.value.first.span is not None and info.value.first.span.line == 4
+
+
+def test_global_reductions_and_lossdsl_ir_list_the_split_heads_collectives():
+    from lossdsl.printing import format_ir
+
+    body = "let z = h @ transpose(W)\nloss = mean(-pick(log_softmax(z, axis=V), y) + 0.01 * square(logsumexp(z, axis=V)))\n"
+    f = lossdsl.compile(HEAD + body, backend="numpy", sharded="V")
+    (head,) = f.global_reductions
+    assert head.startswith("the language-model head over `V` (lse, logp): all_max and all_sum of the logsumexp")
+    assert "all_sum of the picked logit" in head and "all_sum of dh in the backward" in head
+    assert head.endswith("at line 4, column 9")
+    smoothing = "loss = mean(-pick(log_softmax(h @ transpose(W), axis=V), y) - 0.1 * mean(log_softmax(h @ transpose(W), axis=V), axis=V))\n"
+    assert (
+        "all_sum of the row sums"
+        in lossdsl.compile(HEAD + smoothing, backend="numpy", sharded="V").global_reductions[0]
+    )
+    # one device lists nothing
+    assert lossdsl.compile(HEAD + body, backend="numpy").global_reductions == []
+    text = format_ir(lossdsl.check(HEAD + body), sharded="V", lowered=True)
+    assert "made global over `V`" in text and text.rstrip().endswith(head)
