@@ -414,7 +414,7 @@ class Printer:
 
     def _fn_cast_float(self, node: Apply) -> str | tuple[str, int]:
         x = node.args[0]
-        template = self.SIZE_CASTS.get(node.fn) if isinstance(x, DimSize) else None
+        template = self.SIZE_CASTS.get(node.fn) if _is_size_arithmetic(x) else None
         if template is not None:
             return template.format(x=self.expr(x))
         return self.spell(node)
@@ -447,6 +447,20 @@ class Printer:
         if p < PREC_ATOM:
             s = f"({s})"
         return f"{s}[{', '.join(self.expr(i) for i in node.indices)}]", PREC_ATOM
+
+
+def _is_size_arithmetic(node: Node) -> bool:
+    """A size, or `+ - *` of sizes and int literals (`B * T`): a Python int in the generated code."""
+    if isinstance(node, DimSize):
+        return True
+    if isinstance(node, Const):
+        return node.type.dtype is INT and not isinstance(node.value, bool)
+    return (
+        isinstance(node, Apply)
+        and node.fn in ("add", "sub", "mul")
+        and any(isinstance(a, (DimSize, Apply)) for a in node.args)
+        and all(_is_size_arithmetic(a) for a in node.args)
+    )
 
 
 class Backend:

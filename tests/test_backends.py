@@ -137,6 +137,14 @@ def test_a_cast_of_a_size_is_spelled_for_a_python_int(backend):
     assert to_numpy(f(be.from_numpy(np.array([1.0, 2.0, 6.0])))) == pytest.approx(3.0)
 
 
+@pytest.mark.parametrize("backend", NAMES)
+def test_a_cast_of_arithmetic_of_sizes_is_spelled_for_a_python_int(backend):
+    be = _framework(backend)
+    f = lossdsl.compile("pred a: float[B, T]\nloss = sum(a) / (B * T) + mean(a) * float(T - 2 * B + 1)\n", backend=backend)
+    a = np.arange(6.0).reshape(2, 3)
+    assert to_numpy(f(be.from_numpy(a))) == pytest.approx(15.0 / 6.0 + 2.5 * 0.0)
+
+
 def test_the_derived_backward_is_written_by_its_printer():
     # codegen plans it; only a printer with FUSED_BACKWARD writes the framework's function.
     for name, printer in _classes(Printer).items():
