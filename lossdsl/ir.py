@@ -185,6 +185,16 @@ def rewrite_bottom_up(root: Node, fn: Callable[[Node], Node]) -> Node:
     return done[id(root)]
 
 
+def depends_on_preds(root: Node) -> set[int]:
+    """The ids of the nodes below `root` whose value depends on a pred (the ones a gradient
+    flows through)."""
+    out: set[int] = set()
+    for n in topological(root):
+        if (isinstance(n, Arg) and n.kind == "pred") or any(id(a) in out for a in n.inputs):
+            out.add(id(n))
+    return out
+
+
 def apply(fn: str, args, type_: TensorType, span: Span, attrs=()) -> Apply:
     """A new `Apply` node: how the passes and the table's rules build IR."""
     return Apply(type_, span, fn, tuple(args), tuple(attrs))

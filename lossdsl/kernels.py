@@ -28,7 +28,7 @@ from typing import TypeGuard
 
 from .canonical import canonical, fold_minus
 from .functions import FUNCTIONS, NoRule
-from .ir import Apply, Arg, Const, DimSize, Gather, Node, rebuild, topological, use_counts
+from .ir import Apply, Arg, Const, DimSize, Gather, Node, depends_on_preds, rebuild, topological, use_counts
 from .lm_head import select_lm_heads
 from .lm_head_loss import fold_token_losses
 from .types import FLOAT, INT, TensorType
@@ -600,15 +600,6 @@ def _absorbs_shared(n: Node, kernel: Apply, uses: dict[int, int], on_preds: set[
     return any(uses.get(id(x), 0) > users.get(id(x), 0) for x in inside if x is not n and id(x) in on_preds)
 
 
-def _on_preds(root: Node) -> set[int]:
-    """The nodes whose value depends on a pred (the ones a gradient flows through)."""
-    out: set[int] = set()
-    for n in topological(root):
-        if (isinstance(n, Arg) and n.kind == "pred") or any(id(a) in out for a in n.inputs):
-            out.add(id(n))
-    return out
-
-
 #: kernels recognised on the whole graph (they replace several nodes that read one value), before
 #: the per-node patterns above: name -> (root, supported) -> root
 GRAPH_KERNELS: dict[str, Callable[[Node, dict[str, set[str]]], Node]] = {
@@ -629,7 +620,7 @@ def select_kernels(root: Node, supported: dict[str, set[str]]) -> Node:
         return root
     root = canonical(root)
     uses = use_counts(root)
-    on_preds = _on_preds(root)
+    on_preds = depends_on_preds(root)
 
     def visit(n: Node) -> Node:
         hit = memo.get(id(n))

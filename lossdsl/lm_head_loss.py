@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from .autodiff import derive
 from .functions import ELEMENTWISE, FUNCTIONS
 from .functions.recurrence import close_over
-from .ir import Apply, Arg, Const, Index, Node, SliceItem, topological
+from .ir import Apply, Arg, Const, Index, Node, SliceItem, depends_on_preds, topological
 from .lm_head import KERNEL, substitute, users_of
 from .types import FLOAT, TensorType
 
@@ -53,7 +53,7 @@ def fold_token_losses(root: Node, supported: dict[str, set[str]]) -> Node:
     if "reduced" not in supported.get(KERNEL, ()):
         return root
     users = users_of(root)
-    on_preds = _on_preds(root)
+    on_preds = depends_on_preds(root)
     replace: dict[int, Node] = {}
     for n in topological(root):
         # (a split vocabulary keeps the statistics: its replicas combine them with collectives)
@@ -62,14 +62,6 @@ def fold_token_losses(root: Node, supported: dict[str, set[str]]) -> Node:
             if folded is not None:
                 replace[id(folded[0])] = folded[1]
     return substitute(root, replace) if replace else root
-
-
-def _on_preds(root: Node) -> set[int]:
-    out: set[int] = set()
-    for n in topological(root):
-        if (isinstance(n, Arg) and n.kind == "pred") or any(id(a) in out for a in n.inputs):
-            out.add(id(n))
-    return out
 
 
 def _is_column(node: Node, stats: Node) -> bool:
