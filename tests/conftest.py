@@ -69,6 +69,17 @@ def check_err(text: str) -> LossError:
     return info.value
 
 
+def refused_at(text: str, code: str, caret: str) -> LossError:
+    """`lossdsl.check(text)` fails with `code` first, its caret on a column where `caret` starts."""
+    with pytest.raises(LossError) as info:
+        lossdsl.check(text)
+    d = info.value.first
+    assert d.code == code, str(info.value)
+    line = text.splitlines()[d.span.line - 1]
+    assert line[d.span.col - 1 :].startswith(caret), (line, d.span, str(info.value))
+    return info.value
+
+
 def codes(err: LossError) -> list[str]:
     return [d.code for d in err.errors]
 
