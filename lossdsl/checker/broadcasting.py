@@ -12,7 +12,7 @@ from typing import NoReturn
 from ..functions import CallSite
 from ..types import NEW_AXIS, ONE, Dim, Shape, TensorType, broadcast_suggestion, shape_str
 from .dims import Dims
-from .report import Reporter, where
+from .report import Reporter
 
 
 def broadcast_shapes(
@@ -29,6 +29,9 @@ def broadcast_shapes(
     written) only shape the messages."""
     if quick:
         _quick_same_shapes(report, dims, site, shapes, types)
+    same = _one_shape(shapes)
+    if same is not None:
+        return same
     rank = max((len(s) for s in shapes), default=0)
     out: list[Dim] = []
     for k in range(1, rank + 1):
@@ -41,7 +44,7 @@ def broadcast_shapes(
             if acc is None:
                 acc, acc_from = d, j
                 continue
-            merged = dims.unify(acc, d, broadcast=True, span=site.span, where=where(site.span))
+            merged = dims.unify(acc, d, broadcast=True, span=site.span)
             if merged is None:
                 _broadcast_error(report, dims, site, shapes, types, texts, acc_from, j, acc, d)
             if merged == ONE and (acc.inserted or d.inserted):
@@ -53,6 +56,23 @@ def broadcast_shapes(
     result = tuple(reversed(out))
     _no_self_outer_product(report, dims, site, shapes, types, texts, result)
     return result
+
+
+def _one_shape(shapes: Sequence[Shape]) -> Shape | None:
+    """The shape every operand that is not a scalar has, when they all have the same one and
+    it has no size-1 axis: the usual case (`a - b` with both `float[B]`), whose broadcast is
+    that shape, binds nothing and stretches nothing. None otherwise."""
+    found: Shape | None = None
+    for s in shapes:
+        if not s:
+            continue
+        if found is None:
+            if any(d.sym is None and d.offset == 1 for d in s):  # a size-1 axis, inserted or not
+                return None
+            found = s
+        elif s is not found and s != found:
+            return None
+    return tuple(found) if found is not None else ()
 
 
 def _quick_same_shapes(report: Reporter, dims: Dims, site: CallSite, shapes, types) -> None:

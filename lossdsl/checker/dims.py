@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..source import Span
 from ..types import ONE, Dim
+from .report import where as where_text
 
 
 class Dims:
@@ -20,9 +21,10 @@ class Dims:
     def bind(self, sym: str, value: int, where: str) -> None:
         self.bound.setdefault(sym, (value, where))
 
-    def unify(self, a: Dim, b: Dim, *, broadcast: bool, span: Span, where: str) -> Dim | None:
+    def unify(self, a: Dim, b: Dim, *, broadcast: bool, span: Span, where: str | None = None) -> Dim | None:
         """The dim `a` and `b` agree on (with `broadcast`, a 1 stretches), or None if they clash.
-        `where` and `span` say where a symbol got bound, for later messages."""
+        `where` (by default the text at `span`, quoted) and `span` say where a symbol got
+        bound, for later messages; the text is read only when a symbol is bound."""
         ra, rb = self.resolve(a), self.resolve(b)
         if ra == rb:
             return a if a.sym else b
@@ -38,6 +40,8 @@ class Dims:
                 size = lit.value - sym_dim.offset
                 if size < 0:
                     return None
-                self.bind(sym_dim.sym, size, f"from {where} (line {span.line})")
+                self.bind(
+                    sym_dim.sym, size, f"from {where if where is not None else where_text(span)} (line {span.line})"
+                )
                 return a if a.sym else b
         return None

@@ -21,7 +21,7 @@ from .calls import bind_arguments, static_argument
 from .declarations import Names
 from .indexing import Indexing, is_tensor_index
 from .loss_defs import bind_dimensions, rename_dimensions
-from .report import POISON, Reporter, RuleFailed, did_you_mean, function_hint, span_text
+from .report import POISON, Reporter, RuleFailed, SpanTexts, did_you_mean, function_hint
 from .rule_context import CheckerRuleContext
 
 
@@ -320,7 +320,6 @@ class Expressions:
         bound, arity_ok = bind_arguments(self.report, fn, args, kwargs, span, self._is_value)
         nodes: list[Node] = []
         spans: list[Span] = []
-        texts: list[str] = []
         static: dict[str, StaticArg] = {}
         poisoned = not arity_ok
         for p in fn.params:
@@ -350,7 +349,6 @@ class Expressions:
                     poisoned = poisoned or node is POISON
                     nodes.append(node)
                     spans.append(expr.span)
-                    texts.append(span_text(expr.span))
             elif p.name in bound:
                 expr = bound[p.name][0]
                 node = self.value(expr)
@@ -358,10 +356,9 @@ class Expressions:
                     poisoned = True
                 nodes.append(node)
                 spans.append(expr.span)
-                texts.append(span_text(expr.span))
         if poisoned:
             return POISON
-        site = CallSite(fn, nodes, spans, texts, static, span)
+        site = CallSite(fn, nodes, spans, SpanTexts(spans), static, span)
         try:
             t, attrs = fn.rule(self.rules, site)
         except RuleFailed:

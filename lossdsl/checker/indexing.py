@@ -15,7 +15,7 @@ from ..source import Span
 from ..types import BOOL, INT, NEW_AXIS, Dim, TensorType
 from .dims import Dims
 from .literals import int_literal
-from .report import POISON, Reporter, RuleFailed, span_text
+from .report import POISON, Reporter, RuleFailed, SpanTexts, span_text
 from .rule_context import CheckerRuleContext
 
 
@@ -123,9 +123,8 @@ class Indexing:
         if not self._gather_indices_in_range(x, e, indices):
             return POISON
         # The indices broadcast with each other, as the operands of `+` do.
-        site = CallSite(
-            FUNCTIONS["add"], indices, [it.span for it in e.items], [span_text(it.span) for it in e.items], {}, e.span
-        )
+        spans = [it.span for it in e.items]
+        site = CallSite(FUNCTIONS["add"], indices, spans, SpanTexts(spans), {}, e.span)
         try:
             shape = self.rules.broadcast(site) if len(indices) > 1 else indices[0].type.shape
         except RuleFailed:

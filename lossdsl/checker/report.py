@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import NoReturn, overload
 
 from ..diagnostics import Collector
 from ..functions import USER_FUNCTIONS
@@ -48,6 +48,28 @@ class Reporter:
 def span_text(span: Span) -> str:
     text = span.text
     return "x" if text is None else text
+
+
+class SpanTexts(Sequence[str]):
+    """The operands of a call as written (`span_text` of each span), read only by error
+    messages: each is cut out of the source when a message asks for it, not for every call."""
+
+    def __init__(self, spans: Sequence[Span]) -> None:
+        self.spans = spans
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [span_text(s) for s in self.spans[i]]
+        return span_text(self.spans[i])
 
 
 def where(span: Span) -> str:

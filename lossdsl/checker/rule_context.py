@@ -13,7 +13,7 @@ from ..source import Span
 from ..types import BOOL, INT, Dim, DType, Shape, TensorType
 from .broadcasting import broadcast_shapes
 from .dims import Dims
-from .report import POISON, Reporter, RuleFailed, where
+from .report import POISON, Reporter, RuleFailed
 
 
 class CheckerRuleContext:
@@ -66,10 +66,12 @@ class CheckerRuleContext:
         self, site: CallSite, indices: Sequence[int] | None = None, shapes: Sequence[Shape] | None = None
     ) -> Shape:
         types: list[TensorType | None]
+        texts: Sequence[str]
         if shapes is None:
             idx = list(indices) if indices is not None else list(range(len(site.args)))
             shapes = [site.args[i].type.shape for i in idx]
-            texts = [site.arg_texts[i] for i in idx]
+            # the operands as written are read only by a message: kept lazy for the usual call
+            texts = site.arg_texts if indices is None else [site.arg_texts[i] for i in idx]
             types = [site.args[i].type for i in idx]
         else:
             texts = ["a", "b"]
@@ -135,7 +137,7 @@ class CheckerRuleContext:
                 )
 
     def same_dim(self, a: Dim, b: Dim, span: Span, message: str, code: str, help: str | None = None) -> None:
-        if self.dims.unify(a, b, broadcast=False, span=span, where=where(span)) is None:
+        if self.dims.unify(a, b, broadcast=False, span=span) is None:
             self.fail(message.format(a=a, b=b), span, code, help=help)
 
     def const_value(self, node: Node) -> Any:

@@ -84,7 +84,7 @@ class CallSite:
     fn: Function
     args: list[Node]
     arg_spans: list[Span]
-    arg_texts: list[str]
+    arg_texts: Sequence[str]  # the operands as written, for messages
     static: dict[str, StaticArg]
     span: Span
 
