@@ -15,6 +15,7 @@ from .analysis import domain_findings, gradient_findings
 from .checked import CheckedModule
 from .checker import check_module
 from .checker.expressions import Observer
+from .checker.reuse import LetMemo
 from .diagnostics import Diagnostic, LossError
 from .loading import load_source
 from .parser import ParseResult, parse, parse_source
@@ -39,12 +40,13 @@ def check_parsed(result: ParseResult, *, observe: Observer | None = None) -> Che
     return analyze(check_types(result, observe=observe))
 
 
-def check_types(result: ParseResult, *, observe: Observer | None = None) -> CheckedModule:
+def check_types(result: ParseResult, *, observe: Observer | None = None, memo: LetMemo | None = None) -> CheckedModule:
     """The first half of `check_parsed`: the types, and the syntax and type errors; `analyze`
-    is the rest (the language server answers requests between the two)."""
+    is the rest (the language server answers requests between the two). `memo`: what the last
+    check of the same file did, for a check after an edit (lossdsl/checker/reuse.py)."""
     findings: list[Diagnostic] = list(result.findings)
     try:
-        checked = check_module(result.module, broken=result.broken, observe=observe)
+        checked = check_module(result.module, broken=result.broken, observe=observe, memo=memo)
     except LossError as err:
         raise LossError(findings + err.findings) from None
     if any(d.severity == "error" for d in findings):

@@ -24,6 +24,7 @@ Read in this order:
     literals.py      integer and number literals
     uses.py          `use`: the defs of other files
     loss_defs.py     a standard loss as a def (`use std.huber`), its dimensions bound at each call
+    reuse.py         a check after an edit: each `let` the edit cannot have changed replayed
 """
 
 from .module import check_module

@@ -22,6 +22,7 @@ from .declarations import Names
 from .indexing import Indexing, is_tensor_index
 from .loss_defs import bind_dimensions, rename_dimensions
 from .report import POISON, Reporter, RuleFailed, SpanTexts, did_you_mean, function_hint
+from .reuse import LetMemo
 from .rule_context import CheckerRuleContext
 
 
@@ -53,9 +54,11 @@ class Expressions:
         rules: CheckerRuleContext,
         indexing: Indexing,
         observe: Observer | None = None,
+        memo: LetMemo | None = None,
     ):
         self.names = names
         self.observe = observe
+        self.memo = memo  # what the last check of the file did (checker/reuse.py)
         self.report = report
         self.rules = rules
         self.indexing = indexing
@@ -70,6 +73,8 @@ class Expressions:
         value = method(e)
         if self.observe is not None:
             self.observe(e, value)
+            if self.memo is not None:
+                self.memo.observed.append((e, value))
         return value
 
     def value(self, e: S.Expr) -> Node:
@@ -102,10 +107,18 @@ class Expressions:
             for c in cycle:
                 self.let_values[c] = POISON
             return POISON
+        if self.memo is not None and not self.let_stack:
+            # a `let` checked at the top: as the last check did, if nothing it reads changed
+            if not self.memo.replay(name, self):
+                self.memo.record(name, self, lambda: self._check_let(name))
+            return self.let_values[name]
+        return self._check_let(name)
+
+    def _check_let(self, name: str) -> Any:
         self.let_stack.append(name)
         try:
             with self._scope({}, ()):  # a let sees no def's parameters
-                v = self.expr(lets[name].value)
+                v = self.expr(self.names.lets[name].value)
         finally:
             self.let_stack.pop()
         self.let_values.setdefault(name, v)
@@ -177,9 +190,13 @@ class Expressions:
     def _arg(self, decl: Declaration, path: tuple[str, ...], t: TensorType) -> Arg:
         key = (decl.name, path)
         node = self.args.get(key)
+        if self.memo is not None:
+            self.memo.args_read.append(key)
+            if node is None:
+                node = self.memo.arg(key)  # declared alike, so replayed values share it
         if node is None:
             node = Arg(t, decl.leaf_spans.get(path, decl.type_span), decl.kind, decl.name, path)
-            self.args[key] = node
+        self.args.setdefault(key, node)
         return node
 
     def _expr_FieldAccess(self, e: S.FieldAccess) -> Any:

@@ -16,15 +16,22 @@ from .dims import Dims
 from .expressions import Expressions, Observer, RecordRef
 from .indexing import Indexing
 from .report import POISON, Reporter, did_you_mean, function_hint
+from .reuse import LetMemo
 from .rule_context import CheckerRuleContext
 from .value_domains import check_value_domains
 
 
 def check_module(
-    module: S.Module, *, broken: dict[str, str] | None = None, observe: Observer | None = None
+    module: S.Module,
+    *,
+    broken: dict[str, str] | None = None,
+    observe: Observer | None = None,
+    memo: LetMemo | None = None,
 ) -> CheckedModule:
     """`broken`: the names (and kinds) of statements that failed to parse; their uses stay quiet.
-    `observe`: told of every expression checked and its value (the language server's types)."""
+    `observe`: told of every expression checked and its value (the language server's types).
+    `memo`: what the last check of this file did, replayed for each `let` an edit cannot have
+    changed (checker/reuse.py); the result is the same as without it."""
     broken = broken or {}
     report = Reporter()
     dims = Dims()
@@ -33,13 +40,22 @@ def check_module(
     names.find_recursive_defs()
     check_value_domains(names.decl_order, names.known_symbols, report)
     rules = CheckerRuleContext(report, dims, quick=module.quick)
-    ex = Expressions(names, report, rules, Indexing(report, dims, rules), observe)
+    ex = Expressions(names, report, rules, Indexing(report, dims, rules), observe, memo)
     rules.inline_def = ex.inline_with
 
     loss_stmts = _check_file_shape(module, names, report, set(broken.values()))
-    # Every let is checked, used or not, so each of its errors is reported.
-    for name in names.lets:
-        ex.let_value(name)
+    if memo is None:
+        _check_lets(ex)
+    else:
+        memo.begin(names, module.quick)
+        report.log, rules.sizes_log = memo.findings, memo.sizes
+        try:
+            _check_lets(ex)
+        except BaseException:
+            memo.forget()
+            raise
+        memo.end(ex)
+        report.log = rules.sizes_log = None
     _check_def_bodies(names, report)
     loss = ex.expr(loss_stmts[0].value) if loss_stmts else POISON
     if isinstance(loss, RecordRef):
@@ -66,6 +82,12 @@ def check_module(
         [],
         quick=module.quick,
     )
+
+
+def _check_lets(ex: Expressions) -> None:
+    # Every let is checked, used or not, so each of its errors is reported.
+    for name in ex.names.lets:
+        ex.let_value(name)
 
 
 def _check_file_shape(module: S.Module, names: Names, report: Reporter, broken_kinds: set[str]) -> list[S.LossStmt]:

@@ -7,7 +7,7 @@ import difflib
 from collections.abc import Sequence
 from typing import NoReturn, overload
 
-from ..diagnostics import Collector
+from ..diagnostics import Collector, Diagnostic
 from ..functions import USER_FUNCTIONS
 from ..ir import Node
 from ..source import Span
@@ -31,6 +31,7 @@ class Reporter:
     def __init__(self) -> None:
         self.diags = Collector()
         self.calls: tuple[tuple[str, Span], ...] = ()
+        self.log: list[Diagnostic] | None = None  # every finding reported, kept or not (checker/reuse.py)
 
     def error(
         self, message: str, span: Span | None, code: str, help: str | None = None, notes: Sequence[str] = ()
@@ -38,7 +39,10 @@ class Reporter:
         notes = list(notes) + [
             f"in `{name}`, called at line {sp.line}, column {sp.col}" for name, sp in reversed(self.calls)
         ]
-        self.diags.error(message, span, code, help, notes)
+        d = Diagnostic(message, span, code=code, help=help, notes=tuple(notes))
+        self.diags.add(d)
+        if self.log is not None:
+            self.log.append(d)
 
     def fail(self, message: str, span: Span, code: str, help: str | None = None, notes: Sequence[str] = ()) -> NoReturn:
         self.error(message, span, code, help, notes)

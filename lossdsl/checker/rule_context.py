@@ -28,6 +28,7 @@ class CheckerRuleContext:
         self.constraints: list[SizeConstraint] = []
         # checks a `def` with given argument values (set by the expression checker)
         self.inline_def: Callable[[Any, list[Node], Span], Any] | None = None
+        self.sizes_log: list[tuple] | None = None  # the arguments of every need_size (checker/reuse.py)
 
     def fail(self, message: str, span: Span, code: str, help: str | None = None, notes: Sequence[str] = ()) -> NoReturn:
         self.report.fail(message, span, code, help, notes)
@@ -155,6 +156,8 @@ class CheckerRuleContext:
 
     def need_size(self, dim: Dim, minimum: int, span: Span, what: str = "this index") -> None:
         """Record that `dim` must be at least `minimum` (checked at each call); one per dim, the largest."""
+        if self.sizes_log is not None:
+            self.sizes_log.append((dim, minimum, span, what))
         if minimum <= 0 or dim.is_literal:
             return
         for i, c in enumerate(self.constraints):

@@ -19,6 +19,7 @@ from typing import Any
 from .. import syntax as S
 from ..checked import CheckedModule
 from ..checker.report import Reporter
+from ..checker.reuse import LetMemo
 from ..checker.uses import Uses
 from ..diagnostics import Diagnostic, LossError
 from ..frontend import analyze as analyze_checked
@@ -65,15 +66,18 @@ class Document:
         return list(seen)
 
 
-def analyze(text: str, name: str = "<string>", parser: IncrementalParser | None = None) -> Document:
+def analyze(
+    text: str, name: str = "<string>", parser: IncrementalParser | None = None, memo: LetMemo | None = None
+) -> Document:
     """Parse and check `text` as `lossdsl check` does, keeping what the editor features read.
-    `parser`: the document's parser, which re-parses only the statements an edit changed."""
-    doc, checked = type_check(text, name, parser)
+    `parser`: the document's parser, which re-parses only the statements an edit changed;
+    `memo`: what its last check did, replayed for the `let`s an edit cannot have changed."""
+    doc, checked = type_check(text, name, parser, memo)
     return doc if checked is None else finish(doc, checked)
 
 
 def type_check(
-    text: str, name: str = "<string>", parser: IncrementalParser | None = None
+    text: str, name: str = "<string>", parser: IncrementalParser | None = None, memo: LetMemo | None = None
 ) -> tuple[Document, CheckedModule | None]:
     """The first half of `analyze`: parse and type-check. The document has every type and
     name that hover, definition and completion read. Its findings are complete when no checked
@@ -93,7 +97,7 @@ def type_check(
     checked: CheckedModule | None = None
     findings: list[Diagnostic] = []
     try:
-        checked = check_types(parsed, observe=observe)
+        checked = check_types(parsed, observe=observe, memo=memo)
     except LossError as err:
         findings = err.findings
     return Document(source, parsed.module, findings, _definitions(parsed.module), values), checked

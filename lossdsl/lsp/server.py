@@ -31,6 +31,7 @@ from pygls.workspace import TextDocument
 from .. import __version__
 from .. import syntax as S
 from ..checked import CheckedModule
+from ..checker.reuse import LetMemo
 from ..diagnostics import Diagnostic
 from ..source import Span
 from .completion import completions
@@ -55,6 +56,7 @@ class LossLanguageServer(LanguageServer):
         self.pending: dict[str, asyncio.Future] = {}  # the analysis under way
         self.latest: dict[str, int | None] = {}  # the newest version the client sent
         self.parsers: dict[str, IncrementalParser] = {}
+        self.memos: dict[str, LetMemo] = {}  # what the last check of each document did
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lossdsl-analysis")
 
     async def refresh(self, uri: str) -> None:
@@ -73,7 +75,8 @@ class LossLanguageServer(LanguageServer):
             if overtaken():
                 return None  # overtaken while it waited for the worker
             with _collector_paused():
-                return type_check(text, to_fs_path(uri) or uri, self.parsers.setdefault(uri, IncrementalParser()))
+                parser = self.parsers.setdefault(uri, IncrementalParser())
+                return type_check(text, to_fs_path(uri) or uri, parser, self.memos.setdefault(uri, LetMemo()))
 
         def rest(doc: Document, checked: CheckedModule) -> Document | None:
             if overtaken():
@@ -205,7 +208,7 @@ async def did_save(ls: LossLanguageServer, params: T.DidSaveTextDocumentParams) 
 @server.feature(T.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: LossLanguageServer, params: T.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
-    for state in (ls.documents, ls.pending, ls.latest, ls.parsers):
+    for state in (ls.documents, ls.pending, ls.latest, ls.parsers, ls.memos):
         state.pop(uri, None)
     ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
 
