@@ -147,17 +147,19 @@ def test_a_param_default_edited_replays_every_let_and_checks_the_same(monkeypatc
     assert checked == ["h3", "t3"]
 
 
-def test_a_syntax_error_typed_and_mended_finds_the_records_of_before(monkeypatch):
+def test_a_syntax_error_typed_and_mended_checks_again_only_what_reads_the_statement(monkeypatch):
     text = generated(6)
     parser, memo = IncrementalParser(), LetMemo()
     outcome(text, parser, memo)
-    broken = text.replace("let ce2 = -pick(", "let ce2 = -pick(+")
-    assert outcome(broken, parser, memo) == outcome(broken)
     checked: list[str] = []
     real = LetMemo.record
     monkeypatch.setattr(
         LetMemo, "record", lambda self, name, ex, check: checked.append(name) or real(self, name, ex, check)
     )
+    broken = text.replace("let ce2 = -pick(", "let ce2 = -pick(+")
+    assert outcome(broken, parser, memo) == outcome(broken)
+    assert checked == ["t2"]  # `ce2` failed to parse: what reads it is checked again
+    checked.clear()
     assert outcome(text, parser, memo) == outcome(text)
     assert checked == ["ce2", "t2"]  # parsed again, so checked again; the rest replayed
 
@@ -215,3 +217,13 @@ def test_a_size_fixed_otherwise_checks_again_the_lets_after_it(monkeypatch):
     assert outcome(edited, parser, memo) == outcome(edited)
     assert outcome(edited, parser, memo)["findings"] == []
     assert checked == ["a", "b"]
+
+
+def test_a_name_defined_elsewhere_changes_the_hint_of_an_error_it_does_not_reach():
+    text = "\n".join(["pred yhat: float[B]", "let a = yhatt + 1", "let zz = yhat", "loss = mean(yhat) + mean(zz)"])
+    parser, memo = IncrementalParser(), LetMemo()
+    assert "did you mean `yhat`?" in outcome(text, parser, memo)["findings"][0]
+    edited = text.replace("zz", "yhattt")
+    got = outcome(edited, parser, memo)
+    assert got == outcome(edited)
+    assert "did you mean `yhattt`?" in got["findings"][0]

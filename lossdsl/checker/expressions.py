@@ -193,7 +193,7 @@ class Expressions:
         if self.memo is not None:
             self.memo.args_read.append(key)
             if node is None:
-                node = self.memo.arg(key)  # declared alike, so replayed values share it
+                node = self.memo.arg(key, decl)  # declared alike, so replayed values share it
         if node is None:
             node = Arg(t, decl.leaf_spans.get(path, decl.type_span), decl.kind, decl.name, path)
         self.args.setdefault(key, node)

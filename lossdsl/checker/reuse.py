@@ -1,22 +1,22 @@
 """Checking a file again after an edit, replaying what the last check did for each `let` that
 the edit cannot have changed (the language server checks on every keystroke).
 
-A top-level `let` is checked in a state: the names the file defines, the sizes the spec has
-fixed so far (`Dims.bound`), the values of the `let`s it reads and the `def`s it calls. The
-check is a function of that state and of the statement itself, and its effects are few: the
-`let` values it sets (its own and those of later `let`s it reads first), the findings it
-reports, the expressions it types (the language server's observer), the sizes it fixes, the
-minimum sizes it asks for and the declared tensors it reads first. `LetMemo` records those
-effects for each `let` checked at the top, and a later check of the file replays them instead
-of checking the `let` again when
+A top-level `let` is checked in a state: what each name it reaches means (a declaration and its
+type, a `let`, a `def`, a name that failed to parse, a dimension, nothing), the values of the
+`let`s it reads, the `def`s it calls, and the sizes the spec has fixed so far (`Dims.bound`).
+The check is a function of that state and of the statement itself (an error's message also
+lists the names of the file), and its effects are few: the `let` values it sets (its own and
+those of later `let`s it reads first), the findings it reports, the expressions it types (the
+language server's observer), the sizes it fixes, the minimum sizes it asks for and the
+declared tensors it reads first. `LetMemo` records those effects for each `let` checked at the
+top, and the next check of the file replays them instead of checking the `let` again when
 
-- the file defines the same names, in the same order, each declaration with the same type
-  written at the same place (a param's default may differ: no expression reads it), as when
-  the record was made (the records of the last few ways of declaring the names are kept, so
-  that a syntax error typed and mended finds those of before);
 - the statement is the same object (the incremental parser keeps a statement whose text and
   line did not change), as is every `let` and `def` it reaches by name, through `def` bodies
   and other `let`s;
+- every name in it and in what it reaches means the same, a declaration with the same type
+  written at the same place (a param's default may differ: no expression reads it); and when
+  it reported a finding, the file defines the same names in the same order;
 - each `let` it reaches has the very value it had then (replayed, so the same object), or had
   none yet, in both checks;
 - the sizes fixed so far are the same.
@@ -24,8 +24,8 @@ of checking the `let` again when
 Then a check of the `let` would do exactly what it did, so the result is that of a check of
 the whole file: same values, same findings in the same order, same observed types. Any other
 change checks the `let` again (and, through the values, whatever reads it). The declared
-tensors' nodes (`Arg`) are carried over too, so that replayed values and checked ones share
-them, as in one check.
+tensors' nodes (`Arg`) are carried over while their declarations stay alike, so that replayed
+values and checked ones share them, as in one check.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from .. import syntax as S
 from ..diagnostics import Diagnostic
 
 if TYPE_CHECKING:
+    from ..checked import Declaration
     from .declarations import Names
     from .expressions import Expressions
 
@@ -50,6 +51,8 @@ class _Record:
     """What checking one top-level `let` read and did."""
 
     stmt: S.Let
+    meanings: dict[str, Any]  # what each name it reaches meant
+    names_key: Any  # the file's names, for a record with findings (their messages list them)
     lets_read: dict[str, tuple[S.Let, Any]]  # each `let` reached: its statement, its value then
     defs_read: dict[str, S.Def]
     dims_before: tuple
@@ -65,16 +68,15 @@ class _Record:
 class LetMemo:
     """What the last check of one file did per top-level `let`, for the next check of it."""
 
-    KEPT = 4  # checks remembered, each with other names: typing makes and mends a syntax error
-
     def __init__(self) -> None:
-        # per way of declaring the names (`_names_key`), the records and Args of the last
-        # check that declared them so, latest last
-        self.checks: dict[Any, tuple[dict[str, _Record], dict[Any, Any]]] = {}
-        self.names_key: Any = None
         self.records: dict[str, _Record] = {}
+        self.args: dict[Any, tuple[Any, Any]] = {}  # per declared tensor: (its declaration's key, Arg)
         self._old: dict[str, _Record] = {}
-        self._old_args: dict[Any, Any] = {}
+        self._old_args: dict[Any, tuple[Any, Any]] = {}
+        self._names: Names | None = None
+        self._quick = False
+        self._names_key: Any = None
+        self._meanings: dict[str, Any] = {}
         self._mentions: dict[int, tuple[Any, frozenset[str]]] = {}  # of the last check's statements
         self._mentions_now: dict[int, tuple[Any, frozenset[str]]] = {}
         # what the check being recorded did so far, cut into records (lossdsl/checker/expressions.py)
@@ -86,28 +88,51 @@ class LetMemo:
     # ---- one check ------------------------------------------------------------------------
 
     def begin(self, names: Names, quick: bool) -> None:
-        """A check starts, its names declared: the last check's records apply if it declared
-        the same names the same way."""
-        self.names_key = _names_key(names, quick)
-        self._old, self._old_args = self.checks.pop(self.names_key, ({}, {}))
+        """A check starts, its names declared."""
+        self._names, self._quick, self._names_key, self._meanings = names, quick, None, {}
+        self._old, self._old_args = self.records, self.args
         self.records = {}
         self.observed, self.findings, self.args_read, self.sizes = [], [], [], []
 
     def end(self, ex: Expressions) -> None:
-        self.checks[self.names_key] = (self.records, dict(ex.args))
-        while len(self.checks) > self.KEPT:
-            del self.checks[next(iter(self.checks))]
+        decls = ex.names.decls
+        self.args = {key: (_decl_key(decls[key[0]]), node) for key, node in ex.args.items()}
         self._mentions, self._mentions_now = self._mentions_now, {}
-        self._old, self._old_args = {}, {}
+        self._old, self._old_args, self._names, self._meanings = {}, {}, None, {}
         self.observed, self.findings, self.args_read, self.sizes = [], [], [], []
 
     def forget(self) -> None:
         """After a check that failed other than by reporting: nothing is replayed next time."""
         self.__init__()  # type: ignore[misc]
 
-    def arg(self, key: Any) -> Any:
-        """The last check's node for a declared tensor, to share it with replayed values."""
-        return self._old_args.get(key)
+    def arg(self, key: Any, decl: Declaration) -> Any:
+        """The last check's node for a declared tensor declared alike, to share it with
+        replayed values; None if there is none."""
+        old = self._old_args.get(key)
+        return old[1] if old is not None and old[0] == _decl_key(decl) else None
+
+    def _meaning(self, name: str) -> Any:
+        m = self._meanings.get(name)
+        if m is None:
+            names = self._names
+            assert names is not None
+            decl = names.decls.get(name)
+            m = self._meanings[name] = (
+                _decl_key(decl) if decl is not None else None,
+                name in names.lets,
+                name in names.defs,
+                name in names.broken,
+                name in names.known_symbols,
+                name in names.recursive_defs,
+                self._quick,
+            )
+        return m
+
+    def _names_key_now(self) -> Any:
+        if self._names_key is None:
+            assert self._names is not None
+            self._names_key = _names_key(self._names)
+        return self._names_key
 
     # ---- one `let` ------------------------------------------------------------------------
 
@@ -118,6 +143,10 @@ class LetMemo:
         if rec is None or names.lets.get(name) is not rec.stmt:
             return False
         if tuple(ex.rules.dims.bound.items()) != rec.dims_before:
+            return False
+        if any(self._meaning(n) != m for n, m in rec.meanings.items()):
+            return False
+        if rec.names_key is not None and rec.names_key != self._names_key_now():
             return False
         for n, (stmt, value) in rec.lets_read.items():
             if names.lets.get(n) is not stmt or ex.let_values.get(n, _NONE) is not value:
@@ -143,7 +172,8 @@ class LetMemo:
     def record(self, name: str, ex: Expressions, check: Callable[[], Any]) -> Any:
         """Check `let name` with `check`, recording what it read and did."""
         stmt = ex.names.lets[name]
-        lets_read, defs_read = self._reached(stmt, ex.names)
+        lets_read, defs_read, mentioned = self._reached(stmt, ex.names)
+        meanings = {n: self._meaning(n) for n in mentioned}
         before = {n: (s, ex.let_values.get(n, _NONE)) for n, s in lets_read.items()}
         bound = ex.rules.dims.bound
         dims_before = tuple(bound.items())
@@ -153,8 +183,11 @@ class LetMemo:
         first: dict[Any, Any] = {}
         for key in self.args_read[n_args:]:
             first.setdefault(key, ex.args[key])
+        findings = self.findings[n_findings:]
         self.records[name] = _Record(
             stmt,
+            meanings,
+            self._names_key_now() if findings else None,
             before,
             defs_read,
             dims_before,
@@ -162,28 +195,34 @@ class LetMemo:
             _last(ex.let_values, len(ex.let_values) - n_lets),
             list(first.items()),
             _last(bound, len(bound) - len(dims_before)),
-            self.findings[n_findings:],
+            findings,
             self.observed[n_observed:],
             self.sizes[n_sizes:],
         )
         return value
 
-    def _reached(self, stmt: S.Let, names: Names) -> tuple[dict[str, S.Let], dict[str, S.Def]]:
-        """Every `let` and `def` the statement names, and those they name, and so on."""
+    def _reached(self, stmt: S.Let, names: Names) -> tuple[dict[str, S.Let], dict[str, S.Def], set[str]]:
+        """Every `let` and `def` the statement names, and those they name, and so on; and
+        every name in all of them."""
         lets: dict[str, S.Let] = {}
         defs: dict[str, S.Def] = {}
-        todo = list(self._names_in(stmt, (stmt.value,)))
+        mentioned = set(self._names_in(stmt, (stmt.value,)))
+        todo = list(mentioned)
         while todo:
             n = todo.pop()
+            found: frozenset[str] = frozenset()
             if n in names.lets and n not in lets:
                 s = names.lets[n]
                 lets[n] = s
-                todo += self._names_in(s, (s.value,))
+                found = self._names_in(s, (s.value,))
             if n in names.defs and n not in defs:
                 d = names.defs[n]
                 defs[n] = d
-                todo += self._names_in(d, (d.body,) + tuple(e for _, e in d.defaults))
-        return lets, defs
+                found = found | self._names_in(d, (d.body,) + tuple(e for _, e in d.defaults))
+            new = found - mentioned
+            mentioned |= new
+            todo += new
+        return lets, defs, mentioned
 
     def _names_in(self, owner: Any, exprs: tuple[S.Expr, ...]) -> frozenset[str]:
         """The names and called functions in `exprs`, kept per statement while it lives."""
@@ -208,27 +247,26 @@ def _last(d: dict, n: int) -> list[tuple[Any, Any]]:
     return list(islice(reversed(d.items()), n))[::-1]
 
 
-def _names_key(names: Names, quick: bool) -> Any:
-    """What of the declared names a `let`'s check may read: every name by kind and in order,
-    and each declaration's kind, type and where its type is written (its nodes' spans)."""
-    decls = tuple(
-        (
-            n,
-            d.kind,
-            d.type,
-            d.type_span,
-            d.name_span,
-            tuple(sorted(d.leaf_spans.items())),
-            tuple(leaf.domain for leaf in d.leaves),
-        )
-        for n, d in names.decls.items()
-    )
+def _decl_key(d: Declaration) -> Any:
+    """What of a declaration a `let`'s check may read: its kind, its type, and where and how
+    its type is written (its nodes' spans)."""
     return (
-        quick,
-        decls,
+        d.kind,
+        d.type,
+        d.type_span,
+        d.type_span.text,
+        d.name_span,
+        tuple(sorted(d.leaf_spans.items())),
+        tuple(leaf.domain for leaf in d.leaves),
+    )
+
+
+def _names_key(names: Names) -> Any:
+    """Every name the file defines, by kind and in order: what an error's hint lists."""
+    return (
+        tuple(names.decls),
         tuple(names.lets),
         tuple(names.defs),
         frozenset(names.broken),
         frozenset(names.known_symbols),
-        frozenset(names.recursive_defs),
     )
