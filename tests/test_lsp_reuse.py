@@ -227,3 +227,25 @@ def test_a_name_defined_elsewhere_changes_the_hint_of_an_error_it_does_not_reach
     got = outcome(edited, parser, memo)
     assert got == outcome(edited)
     assert "did you mean `yhattt`?" in got["findings"][0]
+
+
+def test_a_let_read_before_its_line_is_checked_again_with_the_let_that_reads_it():
+    text = "\n".join(
+        [
+            "pred yhat: float[B]",
+            "target y: float[B]",
+            "let a = b * 2.0",
+            "let b = yhat - y",
+            "let c = a + b",
+            "loss = mean(c)",
+        ]
+    )
+    parser, memo = IncrementalParser(), LetMemo()
+    outcome(text, parser, memo)
+    for edited in (
+        text.replace("target y: float[B]", "target y: float[C]"),
+        text.replace("let b = yhat - y", "let b = yhat > y"),
+        text.replace("let a = b * 2.0", "let a = b * 3.0"),
+    ):
+        assert outcome(edited, parser, memo) == outcome(edited)
+        assert outcome(text, parser, memo) == outcome(text)

@@ -13,7 +13,7 @@ top, and the next check of the file replays them instead of checking the `let` a
 
 - the statement is the same object (the incremental parser keeps a statement whose text and
   line did not change), as is every `let` and `def` it reaches by name, through `def` bodies
-  and other `let`s;
+  and the `let`s that had no value yet (a `let` with a value is read as that value);
 - every name in it and in what it reaches means the same, a declaration with the same type
   written at the same place (a param's default may differ: no expression reads it); and when
   it reported a finding, the file defines the same names in the same order;
@@ -161,9 +161,10 @@ class LetMemo:
             ex.rules.dims.bound.setdefault(sym, bound)
         for d in rec.findings:
             ex.report.diags.add(d)
-        if ex.observe is not None:
+        observe = ex.observe
+        if observe is not None:
             for e, v in rec.observed:
-                ex.observe(e, v)
+                observe(e, v)
         for args in rec.sizes:
             ex.rules.need_size(*args)
         self.records[name] = rec
@@ -172,7 +173,7 @@ class LetMemo:
     def record(self, name: str, ex: Expressions, check: Callable[[], Any]) -> Any:
         """Check `let name` with `check`, recording what it read and did."""
         stmt = ex.names.lets[name]
-        lets_read, defs_read, mentioned = self._reached(stmt, ex.names)
+        lets_read, defs_read, mentioned = self._reached(stmt, ex.names, ex.let_values)
         meanings = {n: self._meaning(n) for n in mentioned}
         before = {n: (s, ex.let_values.get(n, _NONE)) for n, s in lets_read.items()}
         bound = ex.rules.dims.bound
@@ -201,9 +202,12 @@ class LetMemo:
         )
         return value
 
-    def _reached(self, stmt: S.Let, names: Names) -> tuple[dict[str, S.Let], dict[str, S.Def], set[str]]:
-        """Every `let` and `def` the statement names, and those they name, and so on; and
-        every name in all of them."""
+    def _reached(
+        self, stmt: S.Let, names: Names, values: dict[str, Any]
+    ) -> tuple[dict[str, S.Let], dict[str, S.Def], set[str]]:
+        """The `let`s and `def`s the statement names, and every name in it; through each
+        `def`, and through each `let` without a value yet (checked within this one), the
+        same again. A `let` with a value is read as that value, its statement unread."""
         lets: dict[str, S.Let] = {}
         defs: dict[str, S.Def] = {}
         mentioned = set(self._names_in(stmt, (stmt.value,)))
@@ -214,7 +218,8 @@ class LetMemo:
             if n in names.lets and n not in lets:
                 s = names.lets[n]
                 lets[n] = s
-                found = self._names_in(s, (s.value,))
+                if n not in values:
+                    found = self._names_in(s, (s.value,))
             if n in names.defs and n not in defs:
                 d = names.defs[n]
                 defs[n] = d
