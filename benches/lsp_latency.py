@@ -4,11 +4,12 @@
 
 Speaks to the server as an editor would (tests/lsp_client.py: a subprocess, JSON-RPC over
 stdio) and times, from the client's side, each kind of request: hover, definition and
-completion at positions spread over the file, and a hover sent right after a change (it
-waits for the server to re-check the file); and the time from didOpen and didChange to the published
-diagnostics (a full check of the file, as `lossdsl check` does). Prints the median and the
-slowest of each, then the slowest request (diagnostics are notifications, not requests,
-and are reported apart).
+completion at positions spread over the file, and each of them sent right after a change (it
+waits for the server to check the new text; the change gives a param another default, and
+mends the syntax error typed before it); and the time from didOpen and didChange to the
+published diagnostics (the findings of `lossdsl check`). Prints the median and the slowest of
+each, then the slowest request (diagnostics are notifications, not requests, and are
+reported apart).
 """
 
 from __future__ import annotations
@@ -105,21 +106,26 @@ def main() -> int:
                 result, ms = timed(client.at, method, uri, line_no, character)
                 assert result, f"{key}: no answer at line {line_no + 1}"
                 times.setdefault(key, []).append(ms)
-            version += 1
-            edited = text.replace("alpha: float = 0.5", f"alpha: float = 0.{version}")
-            start = time.perf_counter()
-            client.notify(
-                "textDocument/didChange",
-                {"textDocument": {"uri": uri, "version": version}, "contentChanges": [{"text": edited}]},
-            )
-            # what typing feels like: a request sent while the new text is being checked, which
-            # waits for that check (the answer describes the new text)
-            at = lines[n].index("huber")
-            result, ms = timed(client.at, "textDocument/hover", uri, n, at)
-            assert result, "no hover right after a change"
-            times.setdefault("hover right after a change", []).append(ms)
-            client.wait_for("textDocument/publishDiagnostics", lambda p, v=version: p.get("version") == v)
-            times.setdefault("didChange -> diagnostics", []).append((time.perf_counter() - start) * 1000)
+            for method, key, line_no, character in (
+                ("textDocument/hover", "hover right after a change", n, line.index("huber")),
+                ("textDocument/definition", "definition right after a change", n, line.index("r")),
+                ("textDocument/completion", "completion right after a change", n + 1, len(ce)),
+            ):
+                version += 1
+                edited = text.replace("alpha:  float = 0.5", f"alpha:  float = 0.{version}")
+                assert edited != text
+                start = time.perf_counter()
+                client.notify(
+                    "textDocument/didChange",
+                    {"textDocument": {"uri": uri, "version": version}, "contentChanges": [{"text": edited}]},
+                )
+                # what typing feels like: a request sent while the new text is being checked,
+                # which waits for that check (the answer describes the new text)
+                result, ms = timed(client.at, method, uri, line_no, character)
+                assert result, f"{key}: no answer"
+                times.setdefault(key, []).append(ms)
+                client.wait_for("textDocument/publishDiagnostics", lambda p, v=version: p.get("version") == v)
+                times.setdefault("didChange -> diagnostics", []).append((time.perf_counter() - start) * 1000)
             # half-typed: a syntax error in the statement being edited
             version += 1
             broken = "\n".join(lines[:n] + [lines[n] + " +"] + lines[n + 1 :]) + "\n"
