@@ -73,8 +73,8 @@ class Expressions:
         value = method(e)
         if self.observe is not None:
             self.observe(e, value)
-            if self.memo is not None:
-                self.memo.observed.append((e, value))
+        if self.memo is not None:
+            self.memo.observed.append((e, value))
         return value
 
     def value(self, e: S.Expr) -> Node:

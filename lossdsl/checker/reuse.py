@@ -41,7 +41,10 @@ from ..diagnostics import Diagnostic
 if TYPE_CHECKING:
     from ..checked import Declaration
     from .declarations import Names
-    from .expressions import Expressions
+
+# The expression checker (lossdsl/checker/expressions.py), which calls this module: typed
+# loosely, so that neither module imports the other.
+Expressions = Any
 
 _NONE = object()  # a `let` without a value yet
 
