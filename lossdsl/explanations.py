@@ -649,7 +649,9 @@ _ALL = [
         "`lossdsl.keras.Loss(..., y_true=[...])` packs targets and metadata side by side in one `y_true`. Keras "
         "hands that same `y_true` to every compiled metric and computes `class_weight` from it, so a plain "
         '`metrics=["accuracy"]` or `fit(class_weight=...)` would read the wrong columns and report a wrong '
-        "number. The first step of `fit` or `evaluate` refuses it and leaves the model's weights as they were.",
+        "number. A plain metric is refused when the model is compiled (Keras builds its metrics before the loss "
+        'is first called, where a metric such as `"mse"` would fail with a shape error of its own); '
+        "`class_weight` by the first step of `fit`, which leaves the model's weights as they were.",
         _KERAS + 'model.compile(optimizer="sgd", loss=loss, metrics=["accuracy"])\n'
         "model.fit(x, lossdsl.keras.pack(loss, y=y, group=group), epochs=1, verbose=0)\n",
         _KERAS + 'model.compile(optimizer="sgd", loss=loss, metrics=[loss.metric("accuracy")])\n'

@@ -72,9 +72,18 @@ def main() -> int:
     # ---- packed y_true: plain metrics and class_weight are refused; wrapped metrics are right
     packed_loss = lossdsl.keras.Loss(PER_SAMPLE, y_true=["y", "group"], spec_name="per_sample.loss")
     packed = lossdsl.keras.pack(packed_loss, y=y, group=group)
+    # Refused when the model is compiled: Keras builds (JAX, torch: traces) its compiled metrics
+    # before the loss is first called, where a plain metric would fail with its own shape error.
+    for metrics in (["accuracy"], ["mse"], [keras.metrics.MeanAbsoluteError()]):
+        label = {"accuracy": "accuracy", "mse": "mse"}.get(metrics[0], "mean_absolute_error")
+        refused("E813", f"the metric `{label}`", lambda: dense().compile(optimizer="adam", loss=packed_loss,
+                                                                        metrics=metrics))
+    refused("E813", "`mse`", lambda: dense().compile(optimizer="adam", loss=packed_loss, weighted_metrics=["mse"]))
     m = dense()
-    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=packed_loss, metrics=["accuracy"])
-    refused("E813", "accuracy", lambda: m.fit(x, packed, epochs=1, verbose=0))
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=packed_loss, metrics=[packed_loss.metric("mse", name="mse")])
+    m.fit(x, packed, epochs=1, batch_size=96, verbose=0)
+    result = m.evaluate(x, packed, batch_size=96, verbose=0, return_dict=True)
+    np.testing.assert_allclose(result["mse"], np.mean((m.predict(x, verbose=0) - y) ** 2), rtol=1e-5)
     m = dense()
     m.compile(optimizer=keras.optimizers.Adam(0.01), loss=packed_loss)
     refused("E813", "class_weight", lambda: m.fit(x, packed, epochs=1, verbose=0, class_weight={0: 1.0, 1: 2.0, 2: 1.0}))
