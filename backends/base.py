@@ -594,9 +594,10 @@ class Backend:
         traces returns `x`."""
         return x
 
-    def guard_indices(self, loss: Any, flags: list) -> Any:
-        """`loss` where every flag of `traced_index_guard` holds, else NaN, with a zero gradient
-        (no step is taken on a batch whose ids are wrong)."""
+    def guard_indices(self, loss: Any, flags: list, dist: Any = None, dev: Any = None) -> Any:
+        """`loss` where every flag of `traced_index_guard` holds (on every replica, where `dist`
+        is a sharded loss's collectives), else NaN, with a zero gradient (no step is taken on a
+        batch whose ids are wrong)."""
         return loss
 
     def drops_assertions(self) -> bool:

@@ -398,11 +398,13 @@ class JaxBackend(NumpyBackend):
         flags.append(jnp.all(ok))
         return jnp.where(ok, x, jnp.zeros_like(x))
 
-    def guard_indices(self, loss, flags):
+    def guard_indices(self, loss, flags, dist=None, dev=None):
         jnp = self.jnp
         ok = flags[0]
         for flag in flags[1:]:
             ok = ok & flag
+        if dist is not None:  # the same flag on every replica (shard_map checks the loss's replication)
+            ok = dist.min(ok.astype(jnp.int32), dev) > 0
         return jnp.where(ok, loss, jnp.asarray(jnp.nan, loss.dtype))
 
     def asarray(self, x: Any) -> Any:

@@ -854,9 +854,11 @@ class TensorflowBackend(Backend):
         flags.append(tf.reduce_all(ok))
         return tf.where(ok, x, tf.zeros_like(x))
 
-    def guard_indices(self, loss, flags):
+    def guard_indices(self, loss, flags, dist=None, dev=None):
         tf = self.tf
         ok = tf.reduce_all(tf.stack(flags))
+        if dist is not None:  # the same flag on every replica
+            ok = dist.min(tf.cast(ok, tf.int32), dev) > 0
         return tf.where(ok, loss, tf.constant(float("nan"), loss.dtype))
 
     def asarray(self, x: Any) -> Any:

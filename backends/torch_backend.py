@@ -959,9 +959,11 @@ class TorchBackend(Backend):
         flags.append(ok.all())
         return torch.where(ok, x, torch.zeros_like(x))
 
-    def guard_indices(self, loss, flags):
+    def guard_indices(self, loss, flags, dist=None, dev=None):
         torch = self.torch
         ok = torch.stack(flags).all()
+        if dist is not None:  # the same flag on every replica
+            ok = dist.min(ok.to(torch.int32), dev) > 0
         return torch.where(ok, loss, torch.full_like(loss, float("nan")))
 
     def asarray(self, x: Any) -> Any:

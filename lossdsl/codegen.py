@@ -426,7 +426,9 @@ class _EntryWriter:
             self._index_checks(root)
         # Where an index check could not raise (under tracing), the loss is NaN if an index was
         # outside its axis (docs/language.md §3, "Index values under tracing").
-        guard = "_guard_indices({}, _unchecked)" if self.index_reads else "{}"
+        # Sharded: the replicas agree on it (one replica's bad id makes every replica's loss NaN).
+        agree = ", _dist, _dev" if sharded else ""
+        guard = f"_guard_indices({{}}, _unchecked{agree})" if self.index_reads else "{}"
         if mean is not None:
             # The mean of an empty batch is 0 (docs/language.md §6), which no fused mean gives:
             # there, and where the batch size is unknown until the graph runs, the caller reduces.
@@ -525,7 +527,8 @@ class _EntryWriter:
 
     def _index_checks(self, root: Node) -> None:
         # Out-of-range index values: NumPy, torch and TF (on CPU) raise their own errors, JAX and
-        # GPUs clamp or read garbage; this gives one LossError everywhere (skipped while tracing).
+        # GPUs clamp or read garbage; this gives one LossError everywhere (under tracing, an
+        # assertion in the graph or a NaN loss: Runtime.check_index).
         for node, arg, dim in _read_indices(root):
             idx = self.leaf_of.get((arg.name, arg.path))
             if idx is None:  # a param: bound or defaulted, not an index in any spec we know of

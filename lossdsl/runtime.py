@@ -189,9 +189,10 @@ class Runtime:
         self.check_span(k, x, size, span)
         return x
 
-    def guard_indices(self, loss: Any, unchecked: list) -> Any:
-        """The loss, or NaN where an index check that could not raise found a value out of range."""
-        return self.backend.guard_indices(loss, unchecked) if unchecked else loss
+    def guard_indices(self, loss: Any, unchecked: list, dist: Any = None, dev: Any = None) -> Any:
+        """The loss, or NaN where an index check that could not raise found a value out of range
+        (on any replica, where `dist` is the collectives of a sharded loss)."""
+        return self.backend.guard_indices(loss, unchecked, dist, dev) if unchecked else loss
 
     def check_span(self, k: int, x: Any, size: int, span: tuple[int, int]) -> None:
         if span[0] >= 0 and span[1] < size:
