@@ -585,6 +585,21 @@ class Backend:
         never traces returns `x`."""
         return x
 
+    def traced_index_guard(self, x: Any, size: int, message: str, flags: list) -> Any:
+        """Under tracing without `check_values`, where the index check cannot raise: `x` with every
+        value outside [0, size) read as 0 (so the framework's gather neither fails with its own
+        error nor reads out of bounds), and an in-graph "all in range" flag appended to `flags`,
+        from which `guard_indices` makes the loss NaN (docs/language.md §3). A backend that can
+        assert in the graph (`message`, the E812 text) does that instead. A backend that never
+        traces returns `x`."""
+        return x
+
+    def guard_indices(self, loss: Any, flags: list, dist: Any = None, dev: Any = None) -> Any:
+        """`loss` where every flag of `traced_index_guard` holds (on every replica, where `dist`
+        is a sharded loss's collectives), else NaN, with a zero gradient (no step is taken on a
+        batch whose ids are wrong)."""
+        return loss
+
     def drops_assertions(self) -> bool:
         """Whether the code being traced now runs where assertions are dropped (XLA under
         TensorFlow's `jit_compile=True`): `check_values=True` is refused there rather than

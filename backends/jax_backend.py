@@ -390,6 +390,23 @@ class JaxBackend(NumpyBackend):
         self.jax.debug.callback(on_host, x)
         return x
 
+    def traced_index_guard(self, x, size, message, flags):
+        # XLA cannot raise, and its gathers clamp: the flag turns the loss into NaN instead
+        # (a host callback, as `check_values=True` uses, would stop the device at every step).
+        jnp = self.jnp
+        ok = (x >= 0) & (x < size)
+        flags.append(jnp.all(ok))
+        return jnp.where(ok, x, jnp.zeros_like(x))
+
+    def guard_indices(self, loss, flags, dist=None, dev=None):
+        jnp = self.jnp
+        ok = flags[0]
+        for flag in flags[1:]:
+            ok = ok & flag
+        if dist is not None:  # the same flag on every replica (shard_map checks the loss's replication)
+            ok = dist.min(ok.astype(jnp.int32), dev) > 0
+        return jnp.where(ok, loss, jnp.asarray(jnp.nan, loss.dtype))
+
     def asarray(self, x: Any) -> Any:
         return self.jnp.asarray(self._host(x))
 

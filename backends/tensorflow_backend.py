@@ -418,7 +418,9 @@ def _runtime(tf) -> types.SimpleNamespace:
         sizes = tf.shape(x, out_type=tf.int64)
         parts = [tf.broadcast_to(p, shape) for p in parts]
         parts = [tf.where(p < 0, p + sizes[k], p) for k, p in enumerate(parts)]  # negative from the end
-        return tf.gather_nd(x, tf.stack(parts, axis=-1))
+        # A variable (a param Keras keeps) is read first: gathered directly it is a resource
+        # gather, which XLA (`jit_compile=True`) cannot compile.
+        return tf.gather_nd(tf.convert_to_tensor(x), tf.stack(parts, axis=-1))
 
     def segment_sum(v, ids, groups):
         g = tf.cast(groups, ids.dtype)
@@ -836,10 +838,28 @@ class TensorflowBackend(Backend):
         # first). XLA (jit_compile=True) drops assertions: there the check cannot run.
         tf = self.tf
         lo, hi = tf.reduce_min(x), tf.reduce_max(x)
+        size = tf.cast(size, x.dtype)  # a dynamic size is an int32 tensor; ids may be int64
         ok = tf.logical_or(tf.equal(tf.size(x), 0), tf.logical_and(lo >= 0, hi < size))
         asserted = tf.debugging.Assert(ok, [f"{message}; smallest", lo, "largest", hi], summarize=1)
         with tf.control_dependencies([asserted]):
             return tf.identity(x)
+
+    def traced_index_guard(self, x, size, message, flags):
+        # In a graph the assertion runs and says E812; XLA (jit_compile=True, Keras's default
+        # for `fit`) drops it, and its gathers clamp: there the flag turns the loss into NaN.
+        if not self.drops_assertions():
+            return self.traced_index_check(x, size, message, None)
+        tf = self.tf
+        ok = tf.logical_and(x >= 0, x < tf.cast(size, x.dtype))
+        flags.append(tf.reduce_all(ok))
+        return tf.where(ok, x, tf.zeros_like(x))
+
+    def guard_indices(self, loss, flags, dist=None, dev=None):
+        tf = self.tf
+        ok = tf.reduce_all(tf.stack(flags))
+        if dist is not None:  # the same flag on every replica
+            ok = dist.min(tf.cast(ok, tf.int32), dev) > 0
+        return tf.where(ok, loss, tf.constant(float("nan"), loss.dtype))
 
     def asarray(self, x: Any) -> Any:
         return self.tf.convert_to_tensor(self._host(x))

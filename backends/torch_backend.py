@@ -949,6 +949,23 @@ class TorchBackend(Backend):
         # check in the fused gather would otherwise fail first, without the E812 text.
         return torch.where(ok, x, torch.zeros_like(x))
 
+    def traced_index_guard(self, x, size, message, flags):
+        # Under torch.compile a device-side assertion says E812; torch.func's transforms cannot
+        # batch one, and there the flag turns the loss into NaN.
+        torch = self.torch
+        if torch.compiler.is_compiling() or not torch._C._functorch.is_functorch_wrapped_tensor(x):
+            return self.traced_index_check(x, size, message, None)
+        ok = (x >= 0) & (x < size)
+        flags.append(ok.all())
+        return torch.where(ok, x, torch.zeros_like(x))
+
+    def guard_indices(self, loss, flags, dist=None, dev=None):
+        torch = self.torch
+        ok = torch.stack(flags).all()
+        if dist is not None:  # the same flag on every replica
+            ok = dist.min(ok.to(torch.int32), dev) > 0
+        return torch.where(ok, loss, torch.full_like(loss, float("nan")))
+
     def asarray(self, x: Any) -> Any:
         # A Python number becomes the tensor NumPy would make of it (float64, int64, bool) without
         # NumPy, which torch.compile cannot trace: a param given as a number is no graph break.

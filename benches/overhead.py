@@ -91,6 +91,39 @@ def table(quick: bool = False) -> list[str]:
             f"({min(ratios):.2f}–{max(ratios):.2f}).", "",
             "| what each call checks | cost |", "|---|---|"]
     rows += [f"| {what} | {max(us, 0.0):.2f} µs |" for what, us in pieces]
+    return rows + ["", *traced_guard_rows(quick)]
+
+
+def traced_guard_rows(quick: bool = False) -> list[str]:
+    """Under tracing an index cannot be checked on the host: the traced code compares each index
+    with its axis and makes the loss NaN if one is outside (docs/language.md §3). Its cost in a
+    jitted value-and-gradient step, against the same step with `check_indices=False`: the
+    median of interleaved rounds."""
+    try:
+        import jax
+        import numpy as np
+    except ImportError:
+        return ["(JAX is not installed: the traced index guard was not measured)"]
+    rng = np.random.default_rng(0)
+    rounds = 5 if quick else 15
+    rows = [f"Under `jax.jit(jax.value_and_grad)` an index is checked in the traced code (NaN loss when one is "
+            f"outside its axis, docs/language.md §3): the CE loss above, float32, one step with and without "
+            f"(`check_indices=False`), median of {rounds} interleaved rounds (min–max of the ratio).", "",
+            "| traced step | index guard | `check_indices=False` | ratio |", "|---|---|---|---|"]
+    for b, c, number in ((64, 10, 400), (4096, 1000, 20)):
+        z = jax.numpy.asarray(rng.normal(size=(b, c)).astype(np.float32))
+        k = jax.numpy.asarray(rng.integers(0, c, b))
+        guarded, plain = (
+            jax.jit(jax.value_and_grad(lossdsl.compile(CE, backend="jax", check_indices=on))) for on in (True, False)
+        )
+        g, p, ratios = _interleaved(
+            lambda: jax.block_until_ready(guarded(z, k)),
+            lambda: jax.block_until_ready(plain(z, k)),
+            rounds,
+            number // 4 if quick else number,
+        )
+        rows.append(f"| B={b}, C={c} | {g * 1e6:.1f} µs | {p * 1e6:.1f} µs | "
+                    f"{statistics.median([1 / r for r in ratios]):.2f}× ({1 / max(ratios):.2f}–{1 / min(ratios):.2f}) |")
     return rows
 
 

@@ -64,8 +64,10 @@ def compile(
 
     `check_indices` (on by default) checks, at each eager call, that every int argument read as
     an index lies in its axis (E812): one small read from the device per such argument.
-    Under jit, `tf.function` or `torch.compile` the values are not there to read and the check
-    is skipped, unless `check_values=True` (a debug mode) keeps it in the traced code: a host
+    Under jit, `tf.function` or `torch.compile` the values are not there to read: a graph
+    assertion with the E812 text where the framework keeps one, else the loss is NaN with a
+    zero gradient (docs/language.md §3). `check_values=True` (a debug mode) keeps the check
+    itself in the traced code: a host
     callback under `jax.jit` (the same LossError, wrapped in XLA's runtime error), a graph
     assertion under `tf.function` (its text says E812; under XLA, `jit_compile=True`, which
     drops assertions, the trace is refused with E812), a device-side assertion under

@@ -424,14 +424,19 @@ class _EntryWriter:
                     e(f"d_{sym} = _dynamic_size({var}, {k})", 2)
         if check_indices:
             self._index_checks(root)
+        # Where an index check could not raise (under tracing), the loss is NaN if an index was
+        # outside its axis (docs/language.md §3, "Index values under tracing").
+        # Sharded: the replicas agree on it (one replica's bad id makes every replica's loss NaN).
+        agree = ", _dist, _dev" if sharded else ""
+        guard = f"_guard_indices({{}}, _unchecked{agree})" if self.index_reads else "{}"
         if mean is not None:
             # The mean of an empty batch is 0 (docs/language.md §6), which no fused mean gives:
             # there, and where the batch size is unknown until the graph runs, the caller reduces.
             e("if _mean:")
             e(f"if _known_positive({self.printer.dim(root.type.shape[0])}):", 2)
-            e(f"return compute_mean({', '.join(mean.params)})", 3)
+            e("return " + guard.format(f"compute_mean({', '.join(mean.params)})"), 3)
             e("return None", 2)
-        e(f"return compute({', '.join(compute.params)})")
+        e("return " + guard.format(f"compute({', '.join(compute.params)})"))
 
     def _add_leaf(self, leaf: Leaf) -> int:
         self.leaves.append(leaf)
@@ -522,11 +527,14 @@ class _EntryWriter:
 
     def _index_checks(self, root: Node) -> None:
         # Out-of-range index values: NumPy, torch and TF (on CPU) raise their own errors, JAX and
-        # GPUs clamp or read garbage; this gives one LossError everywhere (skipped while tracing).
+        # GPUs clamp or read garbage; this gives one LossError everywhere (under tracing, an
+        # assertion in the graph or a NaN loss: Runtime.check_index).
         for node, arg, dim in _read_indices(root):
             idx = self.leaf_of.get((arg.name, arg.path))
             if idx is None:  # a param: bound or defaulted, not an index in any spec we know of
                 continue
+            if not self.index_reads:
+                self.lines("_unchecked = []  # in-graph range flags of the checks that could not raise")
             leaf = self.leaves[idx]
             label = leaf.label if node is arg else (node.span.text or leaf.label)
             where = "the declaration" if dim.sym is None else self.bound.get(dim.sym, "")
@@ -535,7 +543,7 @@ class _EntryWriter:
             size = self.printer.dim(dim)
             if dim.sym is not None and dim.sym == self.sharded:  # an index into a split axis is global
                 size = f"_dist.total({size}, _dev)"
-            check = f"_check_index({len(self.index_reads) - 1}, {self.printer.expr(node)}, {size})"
+            check = f"_check_index({len(self.index_reads) - 1}, {self.printer.expr(node)}, {size}, _unchecked)"
             # An argument read whole is rebound to what the check returns: under tracing with
             # check_values, a tensor that depends on the check, so the gather waits for it.
             self.lines(f"{guard}{self.printer.expr(node)} = {check}" if node is arg else f"{guard}{check}")

@@ -624,9 +624,12 @@ _ALL = [
         "holds a value outside [0, size) of the axis it indexes, such as PyTorch's ignore label -100. The "
         "frameworks disagree there (NumPy, PyTorch and TensorFlow on CPU raise, JAX and GPUs clamp or read "
         "garbage), so the entry checks the values first; an index read under a `where` guard is not checked "
-        "(the guard makes the lanes it drops 0 before the read). Skipped while tracing (jit, `tf.function`, "
-        "`torch.compile`, Keras `fit`) unless `check_values=True` (`lossdsl.compile`, `lossdsl.keras.Loss`, "
-        "`LossModule`) keeps it in the traced code: the same LossError through a host callback under "
+        "(the guard makes the lanes it drops 0 before the read). While tracing (jit, `tf.function`, "
+        "`torch.compile`, Keras `fit`) the values cannot be read: an assertion in the graph says E812 where "
+        "the framework keeps one (`tf.function` without XLA, `torch.compile`), and elsewhere the loss is NaN "
+        "with a zero gradient (docs/language.md §3). `check_values=True` (`lossdsl.compile`, "
+        "`lossdsl.keras.Loss`, `LossModule`) keeps the check itself in the traced code: the same LossError "
+        "through a host callback under "
         "`jax.jit`, a graph assertion whose text says E812 under `tf.function` (under XLA, `jit_compile=True`, "
         "which drops assertions, `check_values=True` is refused with E812 when the loss is traced), a "
         "device-side assertion under `torch.compile` that the read waits for; "
@@ -646,7 +649,9 @@ _ALL = [
         "`lossdsl.keras.Loss(..., y_true=[...])` packs targets and metadata side by side in one `y_true`. Keras "
         "hands that same `y_true` to every compiled metric and computes `class_weight` from it, so a plain "
         '`metrics=["accuracy"]` or `fit(class_weight=...)` would read the wrong columns and report a wrong '
-        "number. The first step of `fit` or `evaluate` refuses it and leaves the model's weights as they were.",
+        "number. A plain metric is refused when the model is compiled (Keras builds its metrics before the loss "
+        'is first called, where a metric such as `"mse"` would fail with a shape error of its own); '
+        "`class_weight` by the first step of `fit`, which leaves the model's weights as they were.",
         _KERAS + 'model.compile(optimizer="sgd", loss=loss, metrics=["accuracy"])\n'
         "model.fit(x, lossdsl.keras.pack(loss, y=y, group=group), epochs=1, verbose=0)\n",
         _KERAS + 'model.compile(optimizer="sgd", loss=loss, metrics=[loss.metric("accuracy")])\n'

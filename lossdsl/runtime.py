@@ -72,6 +72,7 @@ class Runtime:
             "_fail_min": self.fail_min,
             "_record": self.record,
             "_check_index": self.check_index,
+            "_guard_indices": self.guard_indices,
             "_compute_dtype": be.compute_dtype,
             "_to_float": be.to_float,
             "_to_int": be.to_int,
@@ -157,11 +158,12 @@ class Runtime:
             f"{c.what} needs `{c.dim}` to be at least {c.minimum}, found {size}", None, "E805", span=c.span
         ) from None
 
-    def check_index(self, k: int, x: Any, size: int) -> Any:
+    def check_index(self, k: int, x: Any, size: int, unchecked: list | None = None) -> Any:
         """Every value of an int argument read as an index (read `k` of the generated entry)
         lies in [0, size); returns `x` (under tracing with `check_values`, `x` made to depend on
-        the check, so the framework's own gather cannot fail first). A context tensor's range is
-        read once and kept."""
+        the check, so the framework's own gather cannot fail first). Under tracing without it,
+        an in-graph assertion where the framework keeps one, else a flag in `unchecked` that
+        makes the loss NaN (`guard_indices`). A context tensor's range is read once and kept."""
         read = self.index_reads[k]
         leaf = self.leaves[read.leaf]
         if leaf.kind == "context":
@@ -181,9 +183,16 @@ class Runtime:
                 return self.backend.traced_index_check(
                     x, size, self.device_message(k, size), lambda lo, hi, v: self.check_span(k, v, size, (lo, hi))
                 )
-            return x
+            if unchecked is None:
+                return x
+            return self.backend.traced_index_guard(x, size, self.device_message(k, size), unchecked)
         self.check_span(k, x, size, span)
         return x
+
+    def guard_indices(self, loss: Any, unchecked: list, dist: Any = None, dev: Any = None) -> Any:
+        """The loss, or NaN where an index check that could not raise found a value out of range
+        (on any replica, where `dist` is the collectives of a sharded loss)."""
+        return self.backend.guard_indices(loss, unchecked, dist, dev) if unchecked else loss
 
     def check_span(self, k: int, x: Any, size: int, span: tuple[int, int]) -> None:
         if span[0] >= 0 and span[1] < size:

@@ -21,8 +21,14 @@ them is one a user could see in training:
 - a value subtracted from a log (`log(p) - log_q`, a KL divergence) is a log-probability: rows
   of a log-softmax, and the value whose log it is then rows of a softmax;
 - a value a margin is reduced by under a hinge (`relu(margin - x)`) is a distance: at least 0;
+- a value read as the corners of boxes (`x[:, 2] - x[:, 0]`, `x[:, 3] - x[:, 1]`) is boxes
+  (x1, y1, x2, y2) with x1 < x2 and y1 < y2;
 - other inputs, context and params (weights, masks, features) are positive, in [0.5, 1.5);
 - everything else (preds, regression targets) is standard normal.
+
+The labels and lengths of a `ctc_loss` are drawn together, so that an alignment fits each
+sample: labels other than the blank, at least one of them, and at least as many steps as
+labels plus repeated neighbours (each repeat needs a blank between its two labels).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import numpy as np
 from .checked import CheckedModule, Leaf
 from .domains import draw
 from .functions import index_uses
-from .ir import Apply, Arg, Const, Node, topological
+from .ir import Apply, Arg, Const, Index, Node, SliceItem, topological
 from .types import BOOL, FLOAT, INT, Dim
 
 
@@ -72,7 +78,7 @@ def index_bounds(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], Di
 
 
 LABEL, SIGN, PROBABILITY, SIMPLEX, POSITIVE, NORMAL = "label", "sign", "probability", "simplex", "positive", "normal"
-LOG_SIMPLEX, DISTANCE = "log_simplex", "distance"
+LOG_SIMPLEX, DISTANCE, BOXES = "log_simplex", "distance", "boxes"
 _THROUGH = ("clip", "maximum", "minimum", "add", "cast_float", "float")  # log(clip(p, eps, 1)), log(p + eps)
 
 
@@ -100,6 +106,7 @@ def value_roles(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], str
     log_probabilities: set = set()
     distributions: set = set()
     distances: set = set()
+    boxes: set = set()
     for node in topological(checked.loss):
         if not isinstance(node, Apply):
             continue
@@ -127,6 +134,9 @@ def value_roles(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], str
                 other = b.args if isinstance(b, Apply) and b.fn == "mul" else (b,)
                 if _target(a) and any(_log_of(o) or _probability_of(o) for o in other):
                     labels.add(_leaf(a))
+        corners = _corner_pair(*node.args) if node.fn == "sub" else None
+        if corners is not None:
+            boxes.add(corners)  # x2 - x1, y2 - y1
         if node.fn in ("eq", "ne"):
             for a, b in (node.args, node.args[::-1]):
                 if _target(a) and isinstance(b, Const) and b.value == -1:
@@ -146,6 +156,8 @@ def value_roles(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], str
                 roles[key] = SIMPLEX
             elif key in distances:
                 roles[key] = DISTANCE
+            elif key in boxes and leaf.type.rank and leaf.type.shape[-1].is_literal and leaf.type.shape[-1].value == 4:
+                roles[key] = BOXES
             elif key in signs:
                 roles[key] = SIGN
             elif key in logged:
@@ -156,6 +168,17 @@ def value_roles(checked: CheckedModule) -> dict[tuple[str, tuple[str, ...]], str
             else:
                 roles[key] = NORMAL
     return roles
+
+
+def _corner_pair(a: Node, b: Node) -> tuple[str, tuple[str, ...]] | None:
+    """The float leaf of `x[..., 2] - x[..., 0]` or `x[..., 3] - x[..., 1]` (a box's width or
+    height), else None."""
+    if not (isinstance(a, Index) and isinstance(b, Index) and a.items and b.items and a.x is b.x):
+        return None
+    corners = (a.items[-1], b.items[-1])
+    if corners not in ((2, 0), (3, 1)) or not all(isinstance(i, SliceItem) for i in a.items[:-1] + b.items[:-1]):
+        return None
+    return _leaf(a.x)
 
 
 def _leaf_type(checked: CheckedModule, key: tuple[str, tuple[str, ...]]):
@@ -204,6 +227,10 @@ def _float_value(shape: tuple[int, ...], rng: np.random.Generator, role: str) ->
         return np.abs(rng.standard_normal(shape))
     if role == PROBABILITY:
         return rng.uniform(0.01, 0.99, shape)
+    if role == BOXES:
+        corner = rng.standard_normal(shape[:-1] + (2,))
+        size = rng.uniform(0.1, 2.0, shape[:-1] + (2,))
+        return np.concatenate([corner, corner + size], axis=-1)
     if role == POSITIVE:
         return rng.uniform(0.5, 1.5, shape)
     return rng.standard_normal(shape)
@@ -220,6 +247,8 @@ def random_inputs(
     args: dict[str, Any] = {}
     context: dict[str, Any] = {}
     params: dict[str, Any] = {}
+    drawn: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}  # every leaf drawn, by (name, path)
+    declared = {(d.name, leaf.path) for d in checked.declarations for leaf in d.leaves if leaf.domain is not None}
     for d in checked.declarations:
         if d.kind == "param" and d.has_default:
             continue
@@ -232,9 +261,43 @@ def random_inputs(
             values[leaf.path] = random_value(
                 leaf.type, sizes, rng, bounds.get(key), dtype=dtype, role=roles.get(key, NORMAL)
             )
+        drawn.update({(d.name, path): v for path, v in values.items()})
         value: Any = values[()] if () in values else _nest(values)
         {"context": context, "param": params}.get(d.kind, args)[d.name] = value
+    for node in topological(checked.loss):
+        if isinstance(node, Apply) and node.fn == "ctc_loss":
+            _fit_alignments(node, drawn, declared, rng)
     return args, context, params
+
+
+def _fit_alignments(node: Apply, drawn: dict, declared: set, rng: np.random.Generator) -> None:
+    """Labels and lengths of `ctc_loss(scores, labels, input_lengths, label_lengths)` that an
+    alignment fits (changed in place), where all three are leaves drawn without a domain."""
+    keys = [(a.name, a.path) if isinstance(a, Arg) else None for a in node.args[1:4]]
+    if any(k is None or k not in drawn or k in declared for k in keys):
+        return
+    labels, input_lengths, label_lengths = (drawn[k] for k in keys)
+    blank = dict(node.attrs).get("blank", 0)
+    steps, classes = _scores_sizes(node, drawn)
+    if classes < 2 or steps < 1 or labels.ndim != 2:
+        return
+    others = np.array([c for c in range(classes) if c != blank])
+    for b in range(labels.shape[0]):
+        labels[b] = others[rng.integers(0, len(others), labels.shape[1])]
+        n = int(rng.integers(1, labels.shape[1] + 1)) if labels.shape[1] else 0
+        while n and n + int(np.sum(labels[b, 1:n] == labels[b, : n - 1])) > steps:
+            n -= 1
+        need = n + int(np.sum(labels[b, 1:n] == labels[b, : n - 1]))
+        label_lengths[b] = n
+        input_lengths[b] = rng.integers(max(need, 1), steps + 1)
+
+
+def _scores_sizes(node: Apply, drawn: dict) -> tuple[int, int]:
+    scores = node.args[0]
+    if not isinstance(scores, Arg) or (scores.name, scores.path) not in drawn:
+        return 0, 0
+    shape = np.shape(drawn[(scores.name, scores.path)])
+    return (int(shape[1]), int(shape[2])) if len(shape) == 3 else (0, 0)
 
 
 def _nest(flat: dict[tuple[str, ...], Any]) -> dict:

@@ -157,16 +157,22 @@ def _fail_min(ci, size):
     )
 
 
-def _check_index(k, x, size):
+def _check_index(k, x, size, unchecked=None):
     """Every value of an int argument read as an index lies in [0, size) (read where the values
-    are there to read: not under jit, tf.function or torch.compile)."""
+    are there to read). Under jit, tf.function or torch.compile: an assertion in the graph where
+    the framework keeps one, else a flag in `unchecked` that makes the loss NaN."""
     span = _be.value_range(x)
-    if span is None or (span[0] >= 0 and span[1] < size):
-        return x
     read = _READS[k]
+    of = f"an axis of size {size}" if read["dim"] is None else f"{read['dim']}, which is {size} {read['where']}"
+    if span is None:
+        if unchecked is None:
+            return x
+        message = f"E812: {read['what']} holds a value, outside [0, {size}): it indexes {of}".rstrip()
+        return _be.traced_index_guard(x, size, f"{message} ({_SPEC})", unchecked)
+    if span[0] >= 0 and span[1] < size:
+        return x
     bad = span[0] if span[0] < 0 else span[1]
     at = list(_be.where_value(x, bad))
-    of = f"an axis of size {size}" if read["dim"] is None else f"{read['dim']}, which is {size} {read['where']}"
     help = (
         "indices are not counted from the end; to leave samples out (PyTorch's ignore_index), guard "
         f"the read: `where({read['label']} >= 0, -pick(logp, {read['label']}), 0.0)`, as lossdsl.std's "
@@ -176,6 +182,11 @@ def _check_index(k, x, size):
     )
     message = f"{read['what']} holds {bad} at {at}, outside [0, {size}): it indexes {of}".rstrip()
     raise LossArgumentError("E812", message, read["at"], help)
+
+
+def _guard_indices(loss, unchecked):
+    """The loss, or NaN where an index check that could not raise found a value out of range."""
+    return _be.guard_indices(loss, unchecked) if unchecked else loss
 
 
 def _record(i, value, paths):

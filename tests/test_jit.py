@@ -230,3 +230,91 @@ def test_check_values_under_xla_is_refused_rather_than_silently_dropped(rng):
     # Without check_values XLA compiles the loss as before (the check is off under tracing).
     plain = lossdsl.compile(_PICK, backend="tensorflow")
     np.testing.assert_allclose(float(tf.function(plain, jit_compile=True)(z, good)), float(plain(z, good)), rtol=1e-5)
+
+
+# ---- without check_values: an id outside its axis under tracing is E812 or NaN, never a number ------
+
+def _traced_paths():
+    """(name, framework, run(f, z, k) -> loss as a float) for every way a loss is traced."""
+    def jax_jit(f, z, k):
+        import jax
+
+        return float(jax.jit(f)(_tensor("jax", z), _tensor("jax", k)))
+
+    def tf_function(f, z, k, xla=False):
+        import tensorflow as tf
+
+        return float(tf.function(f, jit_compile=xla)(_tensor("tensorflow", z), _tensor("tensorflow", k)))
+
+    def torch_compile(f, z, k, backend="aot_eager"):
+        import torch
+
+        return float(torch.compile(f, fullgraph=True, backend=backend)(_tensor("torch", z), _tensor("torch", k)))
+
+    def torch_func_vmap(f, z, k):
+        import torch
+
+        per_row = torch.func.vmap(lambda zz, kk: f(zz[None], kk[None]))(_tensor("torch", z), _tensor("torch", k))
+        return float(per_row.mean())
+
+    return [
+        ("jax.jit", "jax", jax_jit),
+        ("tf.function", "tensorflow", tf_function),
+        ("tf.function(jit_compile=True)", "tensorflow", lambda f, z, k: tf_function(f, z, k, xla=True)),
+        ("torch.compile(aot_eager)", "torch", torch_compile),
+        ("torch.compile(inductor)", "torch", lambda f, z, k: torch_compile(f, z, k, backend="inductor")),
+        ("torch.func.vmap", "torch", torch_func_vmap),
+    ]
+
+
+@pytest.mark.parametrize("name, framework, run", _traced_paths(), ids=[p[0] for p in _traced_paths()])
+def test_an_id_outside_its_axis_under_tracing_gives_e812_or_nan_never_a_number(name, framework, run, rng):
+    """The index check cannot raise while a compiler traces; there the framework's own gather
+    would clamp (XLA), read garbage (GPUs) or fail with its own error. An in-graph assertion
+    says E812 where the framework keeps one, and the loss is NaN where it does not."""
+    pytest.importorskip(framework)
+    z = rng.normal(size=(3, 4)).astype(np.float32)
+    f = lossdsl.compile(_PICK, backend=framework)
+    good = np.array([0, 1, 3])
+    np.testing.assert_allclose(run(f, z, good), float(to_numpy(f(_tensor(framework, z), _tensor(framework, good)))),
+                               rtol=1e-6)
+    for bad in (np.array([0, 7, 1]), np.array([0, -1, 1])):
+        try:
+            value = run(f, z, bad)
+        except LossError as e:  # the values were there to read after all
+            assert e.first.code == "E812", str(e)
+            continue
+        except Exception as e:  # the framework's runtime error carrying the check's text
+            text = str(e)
+            assert "E812: target `k` holds a value, outside [0, 4)" in text, text[-2000:]
+            continue
+        assert np.isnan(value), f"{name} gave {value} for ids {bad.tolist()}"
+
+
+@needs("jax")
+def test_a_nan_loss_from_a_bad_id_under_jit_has_a_zero_gradient(rng):
+    """No step is taken on a batch whose ids are wrong: the gradient is 0, not NaN or a clamped read's."""
+    import jax
+    import jax.numpy as jnp
+
+    z = jnp.asarray(rng.normal(size=(3, 4)).astype(np.float32))
+    f = lossdsl.compile(_PICK, backend="jax")
+    value, grad = jax.jit(jax.value_and_grad(f))(z, jnp.asarray([0, 7, 1]))
+    assert np.isnan(float(value)) and np.all(np.asarray(grad) == 0)
+    value, grad = jax.jit(jax.value_and_grad(f))(z, jnp.asarray([0, 3, 1]))
+    want_value, want_grad = jax.value_and_grad(f)(z, jnp.asarray([0, 3, 1]))
+    np.testing.assert_allclose(float(value), float(want_value), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(grad), np.asarray(want_grad), rtol=1e-5, atol=1e-7)
+
+
+@needs("jax")
+def test_a_segment_id_outside_its_groups_under_jit_gives_nan(rng):
+    """A group id read by a segment reduction (group_weighted_cce) as well as by a gather."""
+    import jax
+    import jax.numpy as jnp
+
+    f = lossdsl.compile(GROUP, backend="jax")
+    logits, y, g = group_data(rng)
+    args = (jnp.asarray(logits), jnp.asarray(y))
+    np.testing.assert_allclose(float(jax.jit(f)(*args, jnp.asarray(g))), float(f(*args, jnp.asarray(g))), rtol=1e-6)
+    assert np.isnan(float(jax.jit(f)(*args, jnp.asarray(np.where(g == 1, 7, 0)))))

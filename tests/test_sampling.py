@@ -80,14 +80,7 @@ def test_every_example_gives_a_plausible_loss_on_drawn_inputs(path, rng):
     assert value >= 0 or negated_reward, f"{path.name}: {value}"
 
 
-# Left out, as their inputs are not yet drawn from what the loss needs of them: the CTC loss
-# (input and label lengths drawn as plain ints, which no alignment may fit: a loss of inf) and
-# the generalized IoU (boxes drawn as normal values, not with x1 <= x2 and y1 <= y2: about two
-# draws in five give a hull of the wrong sign and a large negative value).
-STD_DRAWN = [p for p in sorted(lossdsl.std.path(n) for n in lossdsl.std.names()) if p.stem not in ("ctc", "giou")]
-
-
-@pytest.mark.parametrize("path", STD_DRAWN, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(lossdsl.std.path(n) for n in lossdsl.std.names()), ids=lambda p: p.stem)
 def test_every_std_loss_gives_a_plausible_loss_on_drawn_inputs(path, rng):
     checked = lossdsl.check(path)
     args, context, params = random_inputs(checked, rng)
@@ -103,3 +96,21 @@ def test_a_kl_divergence_draws_distributions_and_a_hinge_draws_distances(rng):
     np.testing.assert_allclose(args["p"].sum(-1), 1.0)
     args, _, _ = random_inputs(lossdsl.check(lossdsl.std.path("hinge_embedding")), rng, {"B": 64, "D": 4})
     assert np.all(args["x"] >= 0) and set(np.unique(args["y"])) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ctc_draws_lengths_an_alignment_fits_and_boxes_with_ordered_corners(seed):
+    """A CTC sample fits when its labels are not the blank and its steps hold the labels plus a
+    blank between each repeated pair; boxes have x1 < x2 and y1 < y2 (`lossdsl run --random`)."""
+    rng = np.random.default_rng(seed)
+    args, _, _ = random_inputs(lossdsl.check(lossdsl.std.path("ctc")), rng, {"B": 16, "T": 6, "C": 3, "L": 4})
+    for labels, n, steps in zip(args["labels"], args["label_lengths"], args["input_lengths"]):
+        used = labels[:n]
+        assert 1 <= n and np.all(used != 0) and n + np.sum(used[1:] == used[:-1]) <= steps <= 6, (labels, n, steps)
+    assert np.isfinite(lossdsl.std.compile("ctc", backend="numpy")(**args))
+    for name in ("giou", "diou", "ciou"):
+        args, _, _ = random_inputs(lossdsl.check(lossdsl.std.path(name)), rng, {"B": 32})
+        for boxes in (args["boxes"], args["gt"]):
+            assert np.all(boxes[:, 0] < boxes[:, 2]) and np.all(boxes[:, 1] < boxes[:, 3]), name
+        value = lossdsl.std.compile(name, backend="numpy")(**args)
+        assert 0 <= value <= (3 if name == "ciou" else 2), (name, value)

@@ -365,3 +365,31 @@ def test_standalone_modules_define_every_name_their_code_reads(backend):
     for name, path in SPECS.items():
         text = generate_source(path, backend, standalone=True)
         assert not _undefined_globals(text), (name, _undefined_globals(text))
+
+
+@needs("jax")
+def test_standalone_under_jit_gives_nan_for_an_id_outside_its_axis(tmp_path, rng):
+    """As the compiled loss: where the index check cannot raise, the loss is NaN, never a
+    number read through a clamped id (docs/language.md §3)."""
+    import jax
+    import jax.numpy as jnp
+
+    m = _load(tmp_path, INDEXED, "jax", "indexed_jax")
+    f = lossdsl.compile(INDEXED, backend="jax")
+    z, y, x = _good(rng)
+    x = jax.tree_util.tree_map(jnp.asarray, x)
+    run = jax.jit(lambda z, y, x: m.loss(z, y, x))
+    np.testing.assert_allclose(float(run(jnp.asarray(z), jnp.asarray(y), x)),
+                               float(f(jnp.asarray(z), jnp.asarray(y), x)), rtol=1e-6)
+    assert np.isnan(float(run(jnp.asarray(z), jnp.asarray([0, 3, 1, 1]), x)))
+
+
+@needs("tensorflow")
+def test_standalone_under_tf_function_asserts_e812_for_an_id_outside_its_axis(tmp_path, rng):
+    import tensorflow as tf
+
+    m = _load(tmp_path, INDEXED, "tensorflow", "indexed_tf")
+    z, y, x = _good(rng)
+    x = tf.nest.map_structure(tf.constant, x)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"E812: target `y` holds a value, outside \[0, 3\)"):
+        tf.function(lambda z, y, x: m.loss(z, y, x))(tf.constant(z), tf.constant([0, 3, 1, 1]), x)

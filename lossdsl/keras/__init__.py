@@ -14,8 +14,9 @@ ids, time weights, features) reach it one of two ways:
 
 - **packed into `y_true`**: `Loss(spec, y_true=["y", "group"])` and
   `fit(x, pack(loss, y=y, group=ids))`. Only what unpacks it may read that `y_true`: metrics
-  through `loss.metric("accuracy")` or `Metric(..., like=loss)`; a plain metric or
-  `class_weight` is refused (E813) rather than computed on the packed columns.
+  through `loss.metric("accuracy")` or `Metric(..., like=loss)`; a plain metric is refused
+  (E813) when the model is compiled, `class_weight` at the first step, rather than computed
+  on the packed columns.
 
 Params are Keras variables, so a callback can change them between steps without a retrace
 (`UpdateParams`, or `loss.set_params` from any callback). `get_config`/`from_config` carry the
@@ -28,10 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from . import compile_check
 from .loss import Loss
 from .metadata import MetadataModel
 from .metrics import Metric
 from .params import UpdateParams
+
+compile_check.install()
 
 __all__ = ["Loss", "MetadataModel", "Metric", "UpdateParams", "pack"]
 

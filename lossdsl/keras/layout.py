@@ -135,8 +135,10 @@ class Layout:
         )
 
     # ---- y_true -> fields ----
-    def unpack(self, y_true, y_pred) -> dict[str, Any]:
-        """Every field of the spec, by name, from `y_true` and the model's metadata."""
+    def unpack(self, y_true, y_pred, whole: list | None = None) -> dict[str, Any]:
+        """Every field of the spec, by name, from `y_true` and the model's metadata. Where an
+        int field packed into the float y_true cannot be read (a traced step), an in-graph
+        "all whole numbers" flag is appended to `whole` (see `refuse_fractional_ids`)."""
         if isinstance(y_true, Mapping):
             return self.from_dict(y_true)
         if self.order is None:
@@ -151,7 +153,7 @@ class Layout:
                     "(`inputs=[...]` with `lossdsl.keras.MetadataModel`)",
                 )
             return {self.fields[0].name: self.cast_field(self.fields[0], y_true)}
-        out = self.split(y_true, y_pred) if self.packed else {}
+        out = self.split(y_true, y_pred, whole) if self.packed else {}
         if self.inputs:
             metadata = current_metadata()
             for n in self.inputs:
@@ -191,7 +193,7 @@ class Layout:
             )
         return {d.name: self.cast_field(d, y_true[d.name]) for d in self.fields}
 
-    def split(self, y_true, y_pred) -> dict[str, Any]:
+    def split(self, y_true, y_pred, whole: list | None = None) -> dict[str, Any]:
         widths = self.widths(tuple(y_pred.shape))  # static sizes; the batch may be unknown
         out: dict[str, Any] = {}
         start = 0
@@ -204,7 +206,7 @@ class Layout:
                 if leaf.path:
                     target = target.setdefault(p, {})
             if leaf.type.dtype is INT:
-                refuse_fractional_ids(label, leaf, part)
+                refuse_fractional_ids(label, leaf, part, whole)
             target[leaf.path[-1] if leaf.path else leaf.decl.name] = cast_to(leaf.type.dtype, part)
         return out
 
@@ -351,14 +353,19 @@ def refuse_float_ids(decl, value, holder: str = "the model's inputs hold") -> No
         )
 
 
-def refuse_fractional_ids(label: str, leaf, part) -> None:
+def refuse_fractional_ids(label: str, leaf, part, whole: list | None = None) -> None:
     """An int field packed into the float y_true: where its values can be read (a direct call,
     eager Keras) one that is not a whole number is refused, not rounded. `pack` refuses float
-    ids before they are packed; under a traced `fit` the values are not there to read."""
+    ids before they are packed; under a traced `fit` the values are not there to read, and
+    an in-graph flag goes to `whole` instead: the loss is NaN where it is false."""
     from ..backends import get_backend
 
     values = get_backend(keras.backend.backend()).host_values(part)
-    if values is None or not values.size:
+    if values is None:
+        if whole is not None:
+            whole.append(keras.ops.all(keras.ops.equal(part, keras.ops.round(part))))
+        return
+    if not values.size:
         return
     fractional = values[values != np.round(values)]
     if fractional.size:

@@ -144,11 +144,13 @@ class Loss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         with refusing_cleanly():
             self._look_at_caller()
-            fields = self.layout.unpack(y_true, y_pred)
+            whole: list = []  # under a traced step: "the packed ids are whole numbers" flags
+            fields = self.layout.unpack(y_true, y_pred, whole)
         params = {k: v.value for k, v in self._lending.state.values.items()}
-        return self.compiled(
+        out = self.compiled(
             **{self.layout.pred: y_pred}, **fields, **params, reduction="none" if self._per_sample else "mean"
         )
+        return out if not whole else nan_unless(whole, out)
 
     def _look_at_caller(self) -> None:
         """Remember the model that trains with this loss (for `set_params` on JAX), and refuse
@@ -212,6 +214,16 @@ def refuse_plain_metrics(loss: Loss, model) -> None:
                     help=f"wrap it: `metrics=[loss.metric({label!r})]`, or send the metadata through the "
                     "model's inputs (`Loss(..., inputs=[...])` with `lossdsl.keras.MetadataModel`)",
                 )
+
+
+def nan_unless(flags: list, loss):
+    """`loss` where every flag holds, else NaN with a zero gradient: a packed id that is not a
+    whole number, seen only inside a traced step, is never rounded into a number that looks
+    right (docs/integrations.md)."""
+    ok = flags[0]
+    for flag in flags[1:]:
+        ok = keras.ops.logical_and(ok, flag)
+    return keras.ops.where(ok, loss, keras.ops.full_like(loss, float("nan")))
 
 
 def default_name(source: Source) -> str:

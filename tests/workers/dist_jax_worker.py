@@ -57,6 +57,7 @@ def main() -> int:
         np.testing.assert_allclose(g2, ref_g, rtol=1e-4, atol=1e-6, err_msg=f"{name}: gradient under jit")
         checked += 1
     checked += reductions(mesh)
+    checked += bad_id_on_one_replica(mesh)
     print(f"jax: {checked} scenarios OK")
     return 0
 
@@ -89,6 +90,21 @@ def reductions(mesh) -> int:
         np.testing.assert_allclose(g, ref_g, rtol=1e-4, atol=1e-6, err_msg=f"{body}: gradient")
         n += 1
     return n
+
+
+def bad_id_on_one_replica(mesh) -> int:
+    """An id outside its axis on one replica only, where no check can raise (shard_map traces):
+    the loss is NaN on every replica, with a zero gradient, never the other replicas' number."""
+    spec = "pred z: float[B, C]\ntarget k: int[B]\nloss = mean(-pick(log_softmax(z), k))\n"
+    sharded = lossdsl.compile(spec, backend="jax", sharded="B")
+    shmap = jax.shard_map(lambda a, b: sharded(a, b), mesh=mesh, in_specs=(P("batch"), P("batch")), out_specs=P())
+    z = jnp.asarray(np.random.default_rng(2).normal(size=(8, 4)), jnp.float32)
+    good = jnp.asarray([0, 1, 2, 3, 0, 1, 2, 3])
+    ref = lossdsl.compile(spec, backend="jax")(z, good)
+    np.testing.assert_allclose(shmap(z, good), ref, rtol=1e-5, err_msg="in-range ids under shard_map")
+    v, g = jax.value_and_grad(lambda a: shmap(a, good.at[7].set(9)))(z)
+    assert np.isnan(float(v)) and np.all(np.asarray(g) == 0), (v, g)
+    return 1
 
 
 if __name__ == "__main__":

@@ -72,9 +72,18 @@ def main() -> int:
     # ---- packed y_true: plain metrics and class_weight are refused; wrapped metrics are right
     packed_loss = lossdsl.keras.Loss(PER_SAMPLE, y_true=["y", "group"], spec_name="per_sample.loss")
     packed = lossdsl.keras.pack(packed_loss, y=y, group=group)
+    # Refused when the model is compiled: Keras builds (JAX, torch: traces) its compiled metrics
+    # before the loss is first called, where a plain metric would fail with its own shape error.
+    for metrics in (["accuracy"], ["mse"], [keras.metrics.MeanAbsoluteError()]):
+        label = {"accuracy": "accuracy", "mse": "mse"}.get(metrics[0], "mean_absolute_error")
+        refused("E813", f"the metric `{label}`", lambda: dense().compile(optimizer="adam", loss=packed_loss,
+                                                                        metrics=metrics))
+    refused("E813", "`mse`", lambda: dense().compile(optimizer="adam", loss=packed_loss, weighted_metrics=["mse"]))
     m = dense()
-    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=packed_loss, metrics=["accuracy"])
-    refused("E813", "accuracy", lambda: m.fit(x, packed, epochs=1, verbose=0))
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=packed_loss, metrics=[packed_loss.metric("mse", name="mse")])
+    m.fit(x, packed, epochs=1, batch_size=96, verbose=0)
+    result = m.evaluate(x, packed, batch_size=96, verbose=0, return_dict=True)
+    np.testing.assert_allclose(result["mse"], np.mean((m.predict(x, verbose=0) - y) ** 2), rtol=1e-5)
     m = dense()
     m.compile(optimizer=keras.optimizers.Adam(0.01), loss=packed_loss)
     refused("E813", "class_weight", lambda: m.fit(x, packed, epochs=1, verbose=0, class_weight={0: 1.0, 1: 2.0, 2: 1.0}))
@@ -147,6 +156,46 @@ def main() -> int:
         xla = lossdsl.keras.MetadataModel(dense())
         xla.compile(optimizer="adam", loss=checked_loss, jit_compile=True)
         refused("E812", "jit_compile=False", lambda: xla.fit(inputs, y, epochs=1, verbose=0))
+
+    # ---- without check_values: inside fit an out-of-range group id (given through the inputs)
+    # and a fractional id in a y_true packed by hand are refused (E812 / E803) where the values
+    # can be read, and make the loss NaN where they cannot (a traced step, XLA), never a number.
+    def right_or_nan(code, make, fit_data, jit_compile):
+        mdl = make()
+        xla = backend == "tensorflow" and mdl.jit_compile  # "auto" as Keras resolved it
+        try:
+            h = mdl.fit(*fit_data, epochs=1, batch_size=96, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()])
+        except lossdsl.LossError as e:  # an eager step (Keras on torch)
+            assert e.first.code == code, str(e)
+            return "refused"
+        except Exception as e:  # a graph assertion (tf.function without XLA) carrying the text
+            assert code in str(e) and not xla, str(e)[-2000:]
+            return "asserted"
+        assert np.isnan(h.history["loss"][-1]), (jit_compile, h.history)
+        return "nan" if backend != "tensorflow" or xla else "nan without XLA"
+
+    plain_loss = lossdsl.keras.Loss(PER_SAMPLE, inputs=["group"], spec_name="per_sample.loss")
+    for jit_compile in ("auto", False, True) if backend == "tensorflow" else ("auto",):
+        def make_meta():
+            mdl = lossdsl.keras.MetadataModel(dense())
+            mdl.compile(optimizer=keras.optimizers.Adam(0.01), loss=plain_loss, jit_compile=jit_compile)
+            return mdl
+
+        def make_packed():
+            mdl = dense()
+            mdl.compile(optimizer=keras.optimizers.Adam(0.01), loss=packed_loss, jit_compile=jit_compile)
+            return mdl
+
+        seen = right_or_nan("E812", make_meta, ({"x": x, "group": np.where(group == 1, 7, 0)}, y), jit_compile)
+        assert seen in {"torch": ["refused"], "jax": ["nan"]}.get(backend, ["asserted", "nan"]), (jit_compile, seen)
+        hand_packed = np.concatenate([y, (group + 0.4)[:, None]], 1).astype("float32")
+        seen = right_or_nan("E803", make_packed, (x, hand_packed), jit_compile)
+        assert seen in (["refused"] if backend == "torch" else ["nan", "nan without XLA"]), (jit_compile, seen)
+        # ids in range train as before: a finite loss that falls
+        h = make_meta().fit(inputs, y, epochs=3, batch_size=96, verbose=0)
+        assert np.all(np.isfinite(h.history["loss"])) and h.history["loss"][-1] < h.history["loss"][0], h.history
+        h = make_packed().fit(x, packed, epochs=3, batch_size=96, verbose=0)
+        assert np.all(np.isfinite(h.history["loss"])) and h.history["loss"][-1] < h.history["loss"][0], h.history
 
     # ---- set_params from a user's own callback reaches the compiled step, on every backend:
     # with a learning rate of 0 each epoch's loss shows the scale the callback set.
