@@ -142,6 +142,7 @@ class TensorflowPrinter(Printer):
         "nll": {"mean", "none", "weighted_mean"},
         "lm_head": {"stats", "reduced"},
         "ce": {"mean"},
+        "weighted_ce": {"mean"},
     }
 
     def _kernel_mse(self, node, a, b):
@@ -165,6 +166,9 @@ class TensorflowPrinter(Printer):
     def _kernel_ce(self, node, z, y, ls, ignore=None):
         smoothing = self.unless_zero(node, 0, ls)
         return f"rt.smoothed_ce({z}, {y}, {smoothing}, {ignore if node.attr('ignore') else None})"
+
+    def _kernel_weighted_ce(self, node, z, y, w, seen, total, ls, ignore):
+        return f"rt.weighted_ce({z}, {y}, {w}, {seen}, {total}, {self.unless_zero(node, 0, ls)}, {ignore})"
 
     def _kernel_lm_head(self, node, h, W, *rest):
         if node.attr("sharded"):
@@ -450,9 +454,30 @@ def _runtime(tf) -> types.SimpleNamespace:
         count = tf.reduce_sum(tf.cast(valid, per.dtype))
         return tf.reduce_sum(tf.where(valid, per, tf.zeros_like(per))) / tf.maximum(count, 1.0)
 
+    def weighted_ce(z, y, w, seen, total, smoothing, ignore):
+        """Class-weighted softmax cross-entropy through tf.nn's fused op, over `total` (the sum of
+        `seen`, each sample's weight, 0 where its label is `ignore`), 0 where no weight is seen;
+        label smoothing (None: none) with its term -sum(w * log_softmax(z)) as sum(w) *
+        logsumexp(z) - sum(w * z): no [B, C] log-softmax (a product and a sum rather than a
+        matvec: no TF32 on a GPU)."""
+        valid = tf.not_equal(y, ignore)
+        k = tf.where(valid, y, tf.zeros_like(y))
+        per = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=k, logits=z)
+        zeros = tf.zeros_like(per)
+        num = tf.reduce_sum(tf.where(valid, seen * per, zeros))  # an ignored row's logits are never read
+        if smoothing is not None:
+            lse = per + tf.gather(z, k, batch_dims=1)
+            smooth = tf.reduce_sum(w) * lse - tf.reduce_sum(z * w, axis=-1)
+            classes = tf.cast(tf.shape(z)[-1], z.dtype)
+            smoothed = tf.reduce_sum(tf.where(valid, smooth, zeros))
+            num = (1.0 - smoothing) * num + smoothing / classes * smoothed
+        # 0 where the total is not positive, with gradient 0: one op on the tape
+        return tf.math.divide_no_nan(num, tf.where(total > 0.0, total, tf.zeros_like(total)))
+
     return types.SimpleNamespace(
         weighted_mean_of=weighted_mean_of,
         smoothed_ce=smoothed_ce,
+        weighted_ce=weighted_ce,
         maximum=maximum,
         minimum=minimum,
         logaddexp=logaddexp,

@@ -225,7 +225,7 @@ class TorchPrinter(Printer):
         )
         return self.fused_or_decomposed(node, fused, conditions)
 
-    def _kernel_weighted_ce(self, node, z, y, w, total, ls, ignore):
+    def _kernel_weighted_ce(self, node, z, y, w, seen, total, ls, ignore):
         # Over the weights of the labels seen, 0 (not torch's NaN) where none is: the division's
         # operand is 1 there, so its gradient is 0 too (docs/language.md §6).
         n_ls, n_k = self.hyper_number(node, 0), self.hyper_number(node, 1)
