@@ -30,6 +30,8 @@ class TensorflowPrinter(Printer):
     backend = "tensorflow"
     imports = ("import tensorflow as tf",)
     ONES_ON_TAPE = "tf.where(tf.zeros_like({x}, dtype=tf.bool), {x}, tf.ones_like({x}))"
+    # `x ** 2.0` under XLA is a product; `x ** tensor` stays exp(log) with the exponent's gradient
+    NUMBER_EXPONENTS = True
     FUNCTIONS = {
         "abs": "tf.abs({x})",
         "sign": "tf.sign({x})",

@@ -9,22 +9,12 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from lossdsl import lm_head as lm_head_settings
-from lossdsl.ir import Apply, Arg, Const, DimSize, SliceItem
-from lossdsl.types import FLOAT
+from lossdsl.ir import Apply, Const, DimSize, SliceItem
 
-from .base import PREC_POW, Backend, LocalCollectives, Printer, same_padding
+from .base import Backend, LocalCollectives, Printer, same_padding
 
 if TYPE_CHECKING:
     from lossdsl.codegen import DerivedBackward
-
-
-def _param_exponent(node) -> Arg | None:
-    """The exponent of `x ^ e` where e is a scalar float param."""
-    if isinstance(node, Apply) and node.fn == "pow":
-        e = node.args[1]
-        if isinstance(e, Arg) and e.kind == "param" and e.type.rank == 0 and e.type.dtype is FLOAT:
-            return e
-    return None
 
 
 class TorchPrinter(Printer):
@@ -36,6 +26,7 @@ class TorchPrinter(Printer):
     SCALAR_OK = {"where": frozenset({"a", "b"})}
     #: the generated compute may be an autograd.Function with a derived backward (lossdsl/autodiff.py)
     FUSED_BACKWARD = True
+    NUMBER_EXPONENTS = True
     ONES_ON_TAPE = "torch.where(torch.zeros_like({x}, dtype=torch.bool), {x}, 1.0)"
     FUNCTIONS = {
         "abs": "torch.abs({x})",
@@ -150,24 +141,6 @@ class TorchPrinter(Printer):
     @staticmethod
     def _reduction(node: Apply) -> str:
         return "" if node.attr("reduction") == "mean" else ", reduction='none'"
-
-    # `x ** 2.0` is a square and `x ** 1.5` one pass; `x ** tensor` is a general power, forward and
-    # backward, several times slower eager and under torch.compile. A scalar float param as the
-    # exponent is therefore printed as its Python number where the caller gave one.
-    @classmethod
-    def number_params(cls, node):
-        exp = _param_exponent(node)
-        return super().number_params(node) + ((exp.name,) if exp is not None else ())
-
-    def binary(self, node):
-        exp = _param_exponent(node)
-        if exp is None:
-            return super().binary(node)
-        base, prec = self._p(node.args[0])
-        if prec <= PREC_POW:
-            base = f"({base})"
-        tensor = self.expr(exp)
-        return f"{base} ** (n_{exp.name} if n_{exp.name} is not None else {tensor})", PREC_POW
 
     def _kernel_mse(self, node, a, b):
         return f"F.mse_loss({a}, {b}{self._reduction(node)})"
