@@ -278,17 +278,45 @@ def _runtime(tf) -> types.SimpleNamespace:
         loss = ctc_alpha(log_probs, labels, input_lengths, fitted, blank)
         return tf.where(unfit, tf.constant(float("inf"), log_probs.dtype), loss)
 
-    def maximum(a, b):
-        # Value of tf.maximum; at a tie each side gets half the gradient (docs/language.md §4).
-        # Ints have no gradient (and no half).
-        if not tf.as_dtype(getattr(a, "dtype", tf.float32)).is_floating:
-            return tf.maximum(a, b)
-        return tf.where(tf.equal(a, b), a * 0.5 + b * 0.5, tf.maximum(a, b))
+    def unbroadcast(grad, like):
+        # the gradient of a broadcast operand: summed over the axes it was broadcast along
+        if grad.shape == like.shape and grad.shape.is_fully_defined():
+            return grad
+        shape = tf.shape(like)
+        axes, _ = tf.raw_ops.BroadcastGradientArgs(s0=shape, s1=tf.shape(grad))
+        return tf.reshape(tf.reduce_sum(grad, axes), shape)
 
-    def minimum(a, b):
-        if not tf.as_dtype(getattr(a, "dtype", tf.float32)).is_floating:
-            return tf.minimum(a, b)
-        return tf.where(tf.equal(a, b), a * 0.5 + b * 0.5, tf.minimum(a, b))
+    def tie_split(op, first_wins, first_alone):
+        # The value of tf.maximum (tf.minimum); at a tie each side gets half the gradient
+        # (docs/language.md §4), the other side 0 (selected, not multiplied: an infinite gradient
+        # stays off it). One op on the tape: a `where` of the tie and both sides' gradients under
+        # it were five, and under XLA kept the box losses' slices from fusing.
+        @tf.custom_gradient
+        def split(a, b):
+            def grad(g):
+                zeros, half = tf.zeros_like(g), 0.5 * g
+                alone, wins = first_alone(a, b), first_wins(a, b)
+                ga = tf.where(alone, g, tf.where(wins, half, zeros))
+                gb = tf.where(wins, tf.where(alone, zeros, half), g)
+                return unbroadcast(ga, a), unbroadcast(gb, b)
+
+            return op(a, b), grad
+
+        def call(a, b):
+            # Ints have no gradient (and no half).
+            dtype = a.dtype if tf.is_tensor(a) else getattr(b, "dtype", tf.float32)
+            if not tf.as_dtype(dtype).is_floating:
+                return op(a, b)
+            if not tf.is_tensor(a):
+                a = tf.convert_to_tensor(a, b.dtype)
+            if not tf.is_tensor(b):
+                b = tf.convert_to_tensor(b, a.dtype)
+            return split(a, b)
+
+        return call
+
+    maximum = tie_split(tf.maximum, tf.greater_equal, tf.greater)
+    minimum = tie_split(tf.minimum, tf.less_equal, tf.less)
 
     def logaddexp(a, b):
         # TensorFlow has none: shifted by the larger operand (held constant, so each operand's
