@@ -332,12 +332,23 @@ def _runtime(tf) -> types.SimpleNamespace:
             + tf.where(empty, tf.constant(-float("inf"), s.dtype), tf.zeros_like(s))
         )
 
+    @tf.custom_gradient
+    def atan2_op(y, x):
+        def grad(g):
+            # (x, -y) / (x² + y²), and 0 at the origin (docs/language.md §4; tf.math.atan2's
+            # gradient is NaN there): divide_no_nan reads 0 where the denominator is 0.
+            r2 = tf.square(x) + tf.square(y)
+            return unbroadcast(tf.math.divide_no_nan(g * x, r2), y), unbroadcast(tf.math.divide_no_nan(-g * y, r2), x)
+
+        return tf.math.atan2(y, x), grad
+
     def atan2(y, x):
-        # Gradient 0 at the origin (docs/language.md §4; tf.math.atan2 gives NaN): the origin's
-        # lanes read the point (1, 0) in the differentiated branch and take the plain value.
-        origin = tf.logical_and(tf.equal(y, 0), tf.equal(x, 0))
-        safe = tf.math.atan2(tf.where(origin, tf.zeros_like(y), y), tf.where(origin, tf.ones_like(x), x))
-        return tf.where(origin, tf.stop_gradient(tf.math.atan2(y, x)), safe)
+        # The value of tf.math.atan2, one op on the tape (the origin's `where`s were eleven).
+        if not tf.is_tensor(y):
+            y = tf.convert_to_tensor(y, x.dtype)
+        if not tf.is_tensor(x):
+            x = tf.convert_to_tensor(x, y.dtype)
+        return atan2_op(y, x)
 
     def take_along(x, idx, axis):
         return tf.experimental.numpy.take_along_axis(x, idx, axis)
