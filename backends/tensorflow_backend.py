@@ -286,18 +286,19 @@ def _runtime(tf) -> types.SimpleNamespace:
         axes, _ = tf.raw_ops.BroadcastGradientArgs(s0=shape, s1=tf.shape(grad))
         return tf.reshape(tf.reduce_sum(grad, axes), shape)
 
-    def tie_split(op, first_wins, first_alone):
+    def tie_split(op, first_wins):
         # The value of tf.maximum (tf.minimum); at a tie each side gets half the gradient
         # (docs/language.md §4), the other side 0 (selected, not multiplied: an infinite gradient
         # stays off it). One op on the tape: a `where` of the tie and both sides' gradients under
-        # it were five, and under XLA kept the box losses' slices from fusing.
+        # it were five, and under XLA kept the box losses' slices from fusing (as a gradient of
+        # four `where`s did; this one of three lets them fuse).
         @tf.custom_gradient
         def split(a, b):
             def grad(g):
-                zeros, half = tf.zeros_like(g), 0.5 * g
-                alone, wins = first_alone(a, b), first_wins(a, b)
-                ga = tf.where(alone, g, tf.where(wins, half, zeros))
-                gb = tf.where(wins, tf.where(alone, zeros, half), g)
+                tie, wins, zeros = tf.equal(a, b), first_wins(a, b), tf.zeros_like(g)
+                shared = tf.where(tie, 0.5 * g, g)
+                ga = tf.where(wins, shared, zeros)
+                gb = tf.where(wins, tf.where(tie, shared, zeros), g)
                 return unbroadcast(ga, a), unbroadcast(gb, b)
 
             return op(a, b), grad
@@ -315,8 +316,8 @@ def _runtime(tf) -> types.SimpleNamespace:
 
         return call
 
-    maximum = tie_split(tf.maximum, tf.greater_equal, tf.greater)
-    minimum = tie_split(tf.minimum, tf.less_equal, tf.less)
+    maximum = tie_split(tf.maximum, tf.greater_equal)
+    minimum = tie_split(tf.minimum, tf.less_equal)
 
     def logaddexp(a, b):
         # TensorFlow has none: shifted by the larger operand (held constant, so each operand's
