@@ -335,6 +335,11 @@ class Printer:
                 return text
         return self._p(node.attr("decomposed"))
 
+    def _kernel_weighted_ce(self, node: Apply, z: str, y: str, w: str, seen: str, total: str, ls: str, ignore: str):
+        """Class-weighted cross-entropy through the run time's `weighted_ce` (on a backend that
+        declares the kernel), with no smoothing term where `label_smoothing` is the number 0."""
+        return f"rt.weighted_ce({z}, {y}, {w}, {seen}, {total}, {self.unless_zero(node, 0, ls)}, {ignore})"
+
     # The language-model head (lossdsl/lm_head.py): every backend prints the same call, and its
     # run time computes the statistics over chunks of the vocabulary with a custom gradient.
     def _kernel_lm_head(self, node: Apply, h: str, W: str, *rest: str) -> str:

@@ -77,9 +77,6 @@ class JaxPrinter(NumpyPrinter):
         smoothing = self.unless_zero(node, 0, ls)
         return f"rt.smoothed_ce({z}, {y}, {smoothing}, {ignore if node.attr('ignore') else None})"
 
-    def _kernel_weighted_ce(self, node, z, y, w, seen, total, ls, ignore):
-        return f"rt.weighted_ce({z}, {y}, {w}, {seen}, {total}, {self.unless_zero(node, 0, ls)}, {ignore})"
-
 
 def _runtime(jax, jnp) -> types.SimpleNamespace:
     @jax.custom_jvp

@@ -169,9 +169,6 @@ class TensorflowPrinter(Printer):
         smoothing = self.unless_zero(node, 0, ls)
         return f"rt.smoothed_ce({z}, {y}, {smoothing}, {ignore if node.attr('ignore') else None})"
 
-    def _kernel_weighted_ce(self, node, z, y, w, seen, total, ls, ignore):
-        return f"rt.weighted_ce({z}, {y}, {w}, {seen}, {total}, {self.unless_zero(node, 0, ls)}, {ignore})"
-
     def _kernel_lm_head(self, node, h, W, *rest):
         if node.attr("sharded"):
             # MirroredStrategy mirrors every variable: no replica holds only its part of W.
