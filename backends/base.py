@@ -188,6 +188,11 @@ class Printer:
 
     #: fused losses this backend prints as one framework call: kernel -> reductions (kernels.py)
     KERNELS: dict[str, set[str]] = {}
+    #: a scalar float param as an exponent (`x ^ gamma`) printed as its Python number where the
+    #: caller gave one (`n_<name>`): `x ** 2.0` is a square and `x ** 1.5` one pass, where
+    #: `x ** tensor` is a general power, several times slower forward and backward (and its
+    #: gradient to the exponent, a logarithm, is computed too)
+    NUMBER_EXPONENTS = False
     #: keyword names of the framework's reductions
     AXIS_KW = "axis"
     KEEPDIMS_KW = "keepdims"
@@ -259,6 +264,12 @@ class Printer:
         return "(" + ", ".join(map(str, axis)) + ")"
 
     def binary(self, node: Apply) -> tuple[str, int]:
+        exp = _param_exponent(node) if self.NUMBER_EXPONENTS else None
+        if exp is not None:
+            base, p = self._p(node.args[0])
+            if p <= PREC_POW:
+                base = f"({base})"
+            return f"{base} ** (n_{exp.name} if n_{exp.name} is not None else {self.expr(exp)})", PREC_POW
         op, prec = self.OPERATORS[node.fn]
         a, b = node.args
         sa, pa = self._p(a)
@@ -324,6 +335,11 @@ class Printer:
                 return text
         return self._p(node.attr("decomposed"))
 
+    def _kernel_weighted_ce(self, node: Apply, z: str, y: str, w: str, seen: str, total: str, ls: str, ignore: str):
+        """Class-weighted cross-entropy through the run time's `weighted_ce` (on a backend that
+        declares the kernel), with no smoothing term where `label_smoothing` is the number 0."""
+        return f"rt.weighted_ce({z}, {y}, {w}, {seen}, {total}, {self.unless_zero(node, 0, ls)}, {ignore})"
+
     # The language-model head (lossdsl/lm_head.py): every backend prints the same call, and its
     # run time computes the statistics over chunks of the vocabulary with a custom gradient.
     def _kernel_lm_head(self, node: Apply, h: str, W: str, *rest: str) -> str:
@@ -369,7 +385,8 @@ class Printer:
         at run time where the caller gave a tensor): a kernel's hyperparameters."""
         if isinstance(node, Apply) and node.fn == "kernel":
             return tuple(p for p in node.attr("hyper_params") or () if p is not None)
-        return ()
+        exp = _param_exponent(node) if cls.NUMBER_EXPONENTS else None
+        return (exp.name,) if exp is not None else ()
 
     def hyper_number(self, node: Apply, i: int) -> str:
         """Hyperparameter `i` of a kernel as the generated code's Python number: the literal, or
@@ -719,6 +736,15 @@ class LocalCollectives:
 def axis_tuple(node: Apply) -> tuple[int, ...]:
     axis = node.attr("axis")
     return tuple(axis) if isinstance(axis, tuple) else (axis,)
+
+
+def _param_exponent(node: Node) -> Arg | None:
+    """The exponent of `x ^ e` where e is a scalar float param."""
+    if isinstance(node, Apply) and node.fn == "pow":
+        e = node.args[1]
+        if isinstance(e, Arg) and e.kind == "param" and e.type.rank == 0 and e.type.dtype is FLOAT:
+            return e
+    return None
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:

@@ -55,7 +55,12 @@ class JaxPrinter(NumpyPrinter):
 
     # -pick(log_softmax(z), y) as logsumexp(z) - z[y]: the same value, and a gradient
     # (softmax - one_hot) that needs no log_softmax of the whole [B, C] (as optax computes it)
-    KERNELS = {"nll": {"none", "mean", "weighted_mean"}, "ce": {"mean"}, "lm_head": {"stats"}}
+    KERNELS = {
+        "nll": {"none", "mean", "weighted_mean"},
+        "ce": {"mean"},
+        "weighted_ce": {"mean"},
+        "lm_head": {"stats"},
+    }
 
     def _kernel_nll(self, node, z, y, w=None):
         per = f"jax.nn.logsumexp({z}, axis=-1) - jnp.take_along_axis({z}, jnp.expand_dims({y}, -1), axis=-1)[..., 0]"
@@ -154,6 +159,22 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
             return jnp.mean(per)
         return jnp.sum(jnp.where(valid, per, 0.0)) / jnp.maximum(jnp.sum(valid), 1).astype(per.dtype)
 
+    def weighted_ce(z, y, w, seen, total, smoothing, ignore):
+        """Class-weighted softmax cross-entropy over `total` (the sum of `seen`, each sample's
+        weight, 0 where its label is `ignore`), 0 where no weight is seen, with label smoothing
+        (None: none). Its term -sum(w * log_softmax(z)) is sum(w) * logsumexp(z) - sum(w * z):
+        no [B, C] log-softmax (a product and a sum rather than a matvec: no TF32 on a GPU)."""
+        valid = y != ignore
+        k = jnp.where(valid, y, 0)
+        lse = jax.nn.logsumexp(z, axis=-1)
+        nll = lse - jnp.take_along_axis(z, k[..., None], axis=-1)[..., 0]
+        num = jnp.sum(jnp.where(valid, seen * nll, 0.0))  # an ignored row's logits are never read
+        if smoothing is not None:
+            smooth = jnp.where(valid, jnp.sum(w) * lse - jnp.sum(z * w, axis=-1), 0.0)
+            num = (1.0 - smoothing) * num + smoothing / z.shape[-1] * jnp.sum(smooth)
+        positive = total > 0.0
+        return jnp.where(positive, num / jnp.where(positive, total, 1.0), 0.0)
+
     def conv(x, w, stride, same):
         n = x.ndim - 2
         layout = "NC" + "HW"[:n]
@@ -191,6 +212,7 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         ctc_loss=ctc_loss,
         scan=scan,
         smoothed_ce=smoothed_ce,
+        weighted_ce=weighted_ce,
         lm_head=_lm_head_runtime(jax, jnp),  # the language-model head (lossdsl/lm_head.py)
     )
 

@@ -30,6 +30,8 @@ class TensorflowPrinter(Printer):
     backend = "tensorflow"
     imports = ("import tensorflow as tf",)
     ONES_ON_TAPE = "tf.where(tf.zeros_like({x}, dtype=tf.bool), {x}, tf.ones_like({x}))"
+    # `x ** 2.0` under XLA is a product; `x ** tensor` stays exp(log) with the exponent's gradient
+    NUMBER_EXPONENTS = True
     FUNCTIONS = {
         "abs": "tf.abs({x})",
         "sign": "tf.sign({x})",
@@ -142,6 +144,7 @@ class TensorflowPrinter(Printer):
         "nll": {"mean", "none", "weighted_mean"},
         "lm_head": {"stats", "reduced"},
         "ce": {"mean"},
+        "weighted_ce": {"mean"},
     }
 
     def _kernel_mse(self, node, a, b):
@@ -272,17 +275,46 @@ def _runtime(tf) -> types.SimpleNamespace:
         loss = ctc_alpha(log_probs, labels, input_lengths, fitted, blank)
         return tf.where(unfit, tf.constant(float("inf"), log_probs.dtype), loss)
 
-    def maximum(a, b):
-        # Value of tf.maximum; at a tie each side gets half the gradient (docs/language.md §4).
-        # Ints have no gradient (and no half).
-        if not tf.as_dtype(getattr(a, "dtype", tf.float32)).is_floating:
-            return tf.maximum(a, b)
-        return tf.where(tf.equal(a, b), a * 0.5 + b * 0.5, tf.maximum(a, b))
+    def unbroadcast(grad, like):
+        # the gradient of a broadcast operand: summed over the axes it was broadcast along
+        if grad.shape == like.shape and grad.shape.is_fully_defined():
+            return grad
+        shape = tf.shape(like)
+        axes, _ = tf.raw_ops.BroadcastGradientArgs(s0=shape, s1=tf.shape(grad))
+        return tf.reshape(tf.reduce_sum(grad, axes), shape)
 
-    def minimum(a, b):
-        if not tf.as_dtype(getattr(a, "dtype", tf.float32)).is_floating:
-            return tf.minimum(a, b)
-        return tf.where(tf.equal(a, b), a * 0.5 + b * 0.5, tf.minimum(a, b))
+    def tie_split(op, first_wins):
+        # The value of tf.maximum (tf.minimum); at a tie each side gets half the gradient
+        # (docs/language.md §4), the other side 0 (selected, not multiplied: an infinite gradient
+        # stays off it). One op on the tape: a `where` of the tie and both sides' gradients under
+        # it were five, and under XLA kept the box losses' slices from fusing (as a gradient of
+        # four `where`s did; this one of three lets them fuse).
+        @tf.custom_gradient
+        def split(a, b):
+            def grad(g):
+                tie, wins, zeros = tf.equal(a, b), first_wins(a, b), tf.zeros_like(g)
+                shared = tf.where(tie, 0.5 * g, g)
+                ga = tf.where(wins, shared, zeros)
+                gb = tf.where(wins, tf.where(tie, shared, zeros), g)
+                return unbroadcast(ga, a), unbroadcast(gb, b)
+
+            return op(a, b), grad
+
+        def call(a, b):
+            # Ints have no gradient (and no half).
+            dtype = a.dtype if tf.is_tensor(a) else getattr(b, "dtype", tf.float32)
+            if not tf.as_dtype(dtype).is_floating:
+                return op(a, b)
+            if not tf.is_tensor(a):
+                a = tf.convert_to_tensor(a, b.dtype)
+            if not tf.is_tensor(b):
+                b = tf.convert_to_tensor(b, a.dtype)
+            return split(a, b)
+
+        return call
+
+    maximum = tie_split(tf.maximum, tf.greater_equal)
+    minimum = tie_split(tf.minimum, tf.less_equal)
 
     def logaddexp(a, b):
         # TensorFlow has none: shifted by the larger operand (held constant, so each operand's
@@ -298,12 +330,23 @@ def _runtime(tf) -> types.SimpleNamespace:
             + tf.where(empty, tf.constant(-float("inf"), s.dtype), tf.zeros_like(s))
         )
 
+    @tf.custom_gradient
+    def atan2_op(y, x):
+        def grad(g):
+            # (x, -y) / (x² + y²), and 0 at the origin (docs/language.md §4; tf.math.atan2's
+            # gradient is NaN there): divide_no_nan reads 0 where the denominator is 0.
+            r2 = tf.square(x) + tf.square(y)
+            return unbroadcast(tf.math.divide_no_nan(g * x, r2), y), unbroadcast(tf.math.divide_no_nan(-g * y, r2), x)
+
+        return tf.math.atan2(y, x), grad
+
     def atan2(y, x):
-        # Gradient 0 at the origin (docs/language.md §4; tf.math.atan2 gives NaN): the origin's
-        # lanes read the point (1, 0) in the differentiated branch and take the plain value.
-        origin = tf.logical_and(tf.equal(y, 0), tf.equal(x, 0))
-        safe = tf.math.atan2(tf.where(origin, tf.zeros_like(y), y), tf.where(origin, tf.ones_like(x), x))
-        return tf.where(origin, tf.stop_gradient(tf.math.atan2(y, x)), safe)
+        # The value of tf.math.atan2, one op on the tape (the origin's `where`s were eleven).
+        if not tf.is_tensor(y):
+            y = tf.convert_to_tensor(y, x.dtype)
+        if not tf.is_tensor(x):
+            x = tf.convert_to_tensor(x, y.dtype)
+        return atan2_op(y, x)
 
     def take_along(x, idx, axis):
         return tf.experimental.numpy.take_along_axis(x, idx, axis)
@@ -452,9 +495,30 @@ def _runtime(tf) -> types.SimpleNamespace:
         count = tf.reduce_sum(tf.cast(valid, per.dtype))
         return tf.reduce_sum(tf.where(valid, per, tf.zeros_like(per))) / tf.maximum(count, 1.0)
 
+    def weighted_ce(z, y, w, seen, total, smoothing, ignore):
+        """Class-weighted softmax cross-entropy through tf.nn's fused op, over `total` (the sum of
+        `seen`, each sample's weight, 0 where its label is `ignore`), 0 where no weight is seen;
+        label smoothing (None: none) with its term -sum(w * log_softmax(z)) as sum(w) *
+        logsumexp(z) - sum(w * z): no [B, C] log-softmax (a product and a sum rather than a
+        matvec: no TF32 on a GPU)."""
+        valid = tf.not_equal(y, ignore)
+        k = tf.where(valid, y, tf.zeros_like(y))
+        per = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=k, logits=z)
+        zeros = tf.zeros_like(per)
+        num = tf.reduce_sum(tf.where(valid, seen * per, zeros))  # an ignored row's logits are never read
+        if smoothing is not None:
+            lse = per + tf.gather(z, k, batch_dims=1)
+            smooth = tf.reduce_sum(w) * lse - tf.reduce_sum(z * w, axis=-1)
+            classes = tf.cast(tf.shape(z)[-1], z.dtype)
+            smoothed = tf.reduce_sum(tf.where(valid, smooth, zeros))
+            num = (1.0 - smoothing) * num + smoothing / classes * smoothed
+        # 0 where the total is not positive, with gradient 0: one op on the tape
+        return tf.math.divide_no_nan(num, tf.where(total > 0.0, total, tf.zeros_like(total)))
+
     return types.SimpleNamespace(
         weighted_mean_of=weighted_mean_of,
         smoothed_ce=smoothed_ce,
+        weighted_ce=weighted_ce,
         maximum=maximum,
         minimum=minimum,
         logaddexp=logaddexp,

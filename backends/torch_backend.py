@@ -9,22 +9,12 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from lossdsl import lm_head as lm_head_settings
-from lossdsl.ir import Apply, Arg, Const, DimSize, SliceItem
-from lossdsl.types import FLOAT
+from lossdsl.ir import Apply, Const, DimSize, SliceItem
 
-from .base import PREC_POW, Backend, LocalCollectives, Printer, same_padding
+from .base import Backend, LocalCollectives, Printer, same_padding
 
 if TYPE_CHECKING:
     from lossdsl.codegen import DerivedBackward
-
-
-def _param_exponent(node) -> Arg | None:
-    """The exponent of `x ^ e` where e is a scalar float param."""
-    if isinstance(node, Apply) and node.fn == "pow":
-        e = node.args[1]
-        if isinstance(e, Arg) and e.kind == "param" and e.type.rank == 0 and e.type.dtype is FLOAT:
-            return e
-    return None
 
 
 class TorchPrinter(Printer):
@@ -36,6 +26,7 @@ class TorchPrinter(Printer):
     SCALAR_OK = {"where": frozenset({"a", "b"})}
     #: the generated compute may be an autograd.Function with a derived backward (lossdsl/autodiff.py)
     FUSED_BACKWARD = True
+    NUMBER_EXPONENTS = True
     ONES_ON_TAPE = "torch.where(torch.zeros_like({x}, dtype=torch.bool), {x}, 1.0)"
     FUNCTIONS = {
         "abs": "torch.abs({x})",
@@ -151,24 +142,6 @@ class TorchPrinter(Printer):
     def _reduction(node: Apply) -> str:
         return "" if node.attr("reduction") == "mean" else ", reduction='none'"
 
-    # `x ** 2.0` is a square and `x ** 1.5` one pass; `x ** tensor` is a general power, forward and
-    # backward, several times slower eager and under torch.compile. A scalar float param as the
-    # exponent is therefore printed as its Python number where the caller gave one.
-    @classmethod
-    def number_params(cls, node):
-        exp = _param_exponent(node)
-        return super().number_params(node) + ((exp.name,) if exp is not None else ())
-
-    def binary(self, node):
-        exp = _param_exponent(node)
-        if exp is None:
-            return super().binary(node)
-        base, prec = self._p(node.args[0])
-        if prec <= PREC_POW:
-            base = f"({base})"
-        tensor = self.expr(exp)
-        return f"{base} ** (n_{exp.name} if n_{exp.name} is not None else {tensor})", PREC_POW
-
     def _kernel_mse(self, node, a, b):
         return f"F.mse_loss({a}, {b}{self._reduction(node)})"
 
@@ -225,7 +198,7 @@ class TorchPrinter(Printer):
         )
         return self.fused_or_decomposed(node, fused, conditions)
 
-    def _kernel_weighted_ce(self, node, z, y, w, total, ls, ignore):
+    def _kernel_weighted_ce(self, node, z, y, w, seen, total, ls, ignore):
         # Over the weights of the labels seen, 0 (not torch's NaN) where none is: the division's
         # operand is 1 there, so its gradient is 0 too (docs/language.md §6).
         n_ls, n_k = self.hyper_number(node, 0), self.hyper_number(node, 1)
@@ -904,7 +877,7 @@ class TorchBackend(Backend):
         ):  # under torch.func.vmap/grad
             return None
         lo, hi = torch.aminmax(x)
-        if x.device.type == "cpu":
+        if x.is_cpu:  # (`is_cpu` is a flag: `device.type` builds a device object, 1 µs a call)
             return lo.item(), hi.item()  # no transfer: two reads cost less than a stack
         return tuple(torch.stack((lo, hi)).tolist())  # one transfer from the device
 
@@ -913,7 +886,7 @@ class TorchBackend(Backend):
         # catches up, at every call: a device-side assertion fails the stream instead, with the
         # message, and the call returns at once. The CPU keeps the host check and its LossError.
         torch = self.torch
-        if x.device.type == "cpu" or x.numel() == 0 or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        if x.is_cpu or x.numel() == 0 or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return False
         self._assert_in_range(x, size, message)
         return True

@@ -62,9 +62,9 @@ KERNELS: dict[str, Kernel] = {
         # softmax cross-entropy with label smoothing and, where `ignore` is set, an ignored label:
         # the mean over the samples not ignored, 0 when every sample is (docs/language.md §6)
         Kernel("ce", ("z", "y"), ("label_smoothing", "ignore_index")),
-        # the same with a weight per class, over the weights of the labels seen (0 where none is),
-        # `total` that sum of weights
-        Kernel("weighted_ce", ("z", "y", "class_w", "total"), ("label_smoothing", "ignore_index")),
+        # the same with a weight per class, over the weights of the labels seen (0 where none is):
+        # `seen` each sample's (0 where ignored), `total` their sum
+        Kernel("weighted_ce", ("z", "y", "class_w", "seen", "total"), ("label_smoothing", "ignore_index")),
     )
 }
 
@@ -504,7 +504,7 @@ def _weighted_ce(node: Node):
     ls = _weighted_terms(num, guard, valid, w, w_y.x, z_seen, y_seen)
     if ls is None or len(y_seen) != 1 or y_seen[0] is not y:
         return None
-    return (z_seen[0], y, w_y.x, total), (ls, k)
+    return (z_seen[0], y, w_y.x, w, total), (ls, k)
 
 
 def select(node: Node) -> Node:

@@ -77,6 +77,16 @@ def test_maximum_with_a_literal_splits_the_tie_too(backend):
     np.testing.assert_array_equal(g["a"], [0.5, 1.0, 0.0])
 
 
+@pytest.mark.parametrize("fn", ["maximum", "minimum"])
+@pytest.mark.parametrize("backend", GRAD)
+def test_a_scalar_broadcast_against_a_vector_gets_the_sum_of_its_shares(backend, fn):
+    src = f"pred a: float[N]\npred c: float\nloss = sum({fn}(a, c))\n"
+    v, g = run(src, backend, a=vec(1.0, 2.0, 3.0), c=np.array(2.0))
+    assert v == (2.0 + 2.0 + 3.0 if fn == "maximum" else 1.0 + 2.0 + 2.0)
+    np.testing.assert_array_equal(g["a"], [0.0, 0.5, 1.0] if fn == "maximum" else [1.0, 0.5, 0.0])
+    assert float(g["c"]) == 1.5
+
+
 @pytest.mark.parametrize("backend", GRAD)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("derived", [False, True], ids=["framework-grad", "derived-backward"])

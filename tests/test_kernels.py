@@ -29,9 +29,10 @@ CALLS: dict[str, dict[str, str]] = {
               "bce_logits": "F.binary_cross_entropy_with_logits(", "soft_ce": "F.cross_entropy(",
               "nll": "F.cross_entropy(", "ce": "F.cross_entropy(", "weighted_ce": "F.cross_entropy("},
     "tensorflow": {"mse": "tf.math.squared_difference(", "bce_logits": "tf.nn.sigmoid_cross_entropy_with_logits(",
-                   "nll": "tf.nn.sparse_softmax_cross_entropy_with_logits(", "ce": "rt.smoothed_ce("},
+                   "nll": "tf.nn.sparse_softmax_cross_entropy_with_logits(", "ce": "rt.smoothed_ce(",
+                   "weighted_ce": "rt.weighted_ce("},
     # -pick(log_softmax(z), k) as logsumexp(z) - z[k]
-    "jax": {"nll": "jax.nn.logsumexp(", "ce": "rt.smoothed_ce("},
+    "jax": {"nll": "jax.nn.logsumexp(", "ce": "rt.smoothed_ce(", "weighted_ce": "rt.weighted_ce("},
 }
 ALL_CALLS = sorted({call for calls in CALLS.values() for call in calls.values()})
 # torch's derived backward for the whole loss (lossdsl/autodiff.py)
@@ -180,7 +181,17 @@ CASES = {
         "let wk = where(valid, w[k], 0.0)\nlet nll = where(valid, -pick(logp, k), 0.0)\n"
         "let smooth = where(valid, -sum(w * logp, axis=C), 0.0)\nlet total = sum(wk)\n"
         "loss = where(total > 0, ((1 - ls) * sum(wk * nll) + ls / C * sum(smooth)) / total, 0.0)\n",
-        "weighted_ce", {"torch"}, lambda x: _weighted_ce(x, 0.2, -1),
+        "weighted_ce", ALL_THREE, lambda x: _weighted_ce(x, 0.2, -1),
+        r"F\.cross_entropy\(v_z, v_k, weight=c_w, ignore_index=n_ignore, label_smoothing=n_ls, reduction='sum'\)"),
+    # The same as shipped (smoothing 0 by default): TensorFlow and JAX then skip the smoothing term
+    # (a Python test on the number; tests/test_kernels.py's parity cases run that path).
+    "ce_weighted_ignored": Case(
+        "pred z: float[B, C]\ntarget k: int[B]\ncontext w: float[C]\nparam ls: float = 0.0\n"
+        "param ignore: int = -1\nlet logp = log_softmax(z, axis=C)\nlet valid = k != ignore\n"
+        "let wk = where(valid, w[k], 0.0)\nlet nll = where(valid, -pick(logp, k), 0.0)\n"
+        "let smooth = where(valid, -sum(w * logp, axis=C), 0.0)\nlet total = sum(wk)\n"
+        "loss = where(total > 0, ((1 - ls) * sum(wk * nll) + ls / C * sum(smooth)) / total, 0.0)\n",
+        "weighted_ce", ALL_THREE, lambda x: _weighted_ce(x, 0.0, -1),
         r"F\.cross_entropy\(v_z, v_k, weight=c_w, ignore_index=n_ignore, label_smoothing=n_ls, reduction='sum'\)"),
     "soft_ce": Case("pred z: float[B, C]\ntarget y: float[B, C]\nloss = -sum(y * log_softmax(z), axis=C)\n",
                     "soft_ce", {"torch"}, lambda x: -np.sum(x["y"] * _log_softmax(x["z"]), axis=1),

@@ -449,6 +449,19 @@ def test_cross_entropy_with_every_label_ignored_is_zero(backend):
         np.testing.assert_array_equal(grads["logits"], np.zeros((3, 4)))
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weighted_cross_entropy_with_no_weight_seen_is_zero(backend, smoothing):
+    # every label ignored, or a weight of 0 on every label seen: 0, not torch's NaN, fused or not
+    f = compile_for(lossdsl.std.path("weighted_cross_entropy"), backend, {"class_w": np.array([0.0, 1.0, 2.0, 3.0])},
+                    {"label_smoothing": smoothing})
+    for y in (np.full(3, -100), np.array([0, -100, 0])):
+        value, grads = value_and_grads(f, backend, {"logits": np.ones((3, 4)), "y": y}, ["logits"])
+        assert float(value) == 0.0
+        if backend != "numpy":
+            np.testing.assert_array_equal(grads["logits"], np.zeros((3, 4)))
+
+
 def test_a_one_unit_model_head_for_a_vector_pred_says_how_to_fix_it():
     f = lossdsl.compile(EXAMPLES / "weighted_mse.loss", backend="numpy")
     with pytest.raises(LossError) as info:
