@@ -593,7 +593,7 @@ def _lm_head_runtime(tf):
         return tf.raw_ops.Empty(shape=shape, dtype=dtype, init=True)
 
     def add_rows(x, rows, part):
-        """x[rows] += part (a row of part to each row of x named, repeats adding up), in x's own
+        """x[rows] += part (a row of part to each row of x named, no row named twice), in x's own
         memory (TensorFlow has no in-place matrix product, and `x + part` would hold x twice);
         x must come from `buffer` (or a reshape of it) and have no other reader. Differentiable:
         the gradient of a sum, which reads no value of x."""
@@ -680,7 +680,10 @@ def _lm_head_runtime(tf):
                     if slope is not None:
                         hot = hot * tf.gather_nd(slope, at)
                     dh = dh + hot[:, None] * tf.gather(W, at[:, 1])
-                    byclass = add_rows(tf.reshape(gW, tf.shape(W)), at[:, 1], hot[:, None] * hc)
+                    # one row a class named (InplaceAdd on a GPU adds repeated rows concurrently)
+                    named, which = tf.unique(at[:, 1])
+                    per_class = tf.math.unsorted_segment_sum(hot[:, None] * hc, which, tf.size(named))
+                    byclass = add_rows(tf.reshape(gW, tf.shape(W)), named, per_class)
                     gW = tf.ensure_shape(tf.reshape(byclass, tf.shape(gW)), gW.shape)
                     if b is not None:
                         gb = tf.tensor_scatter_nd_add(gb, at[:, 1:], hot)
