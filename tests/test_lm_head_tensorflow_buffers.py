@@ -16,7 +16,7 @@ from lossdsl import lm_head
 
 tf = pytest.importorskip("tensorflow")
 
-N, D = 150, 24  # chunks of 64, 64 and 22 tokens; dW in slabs of 512 classes
+N, D = 150, 48  # chunks of 128 and 22 tokens; dW in slabs of 512 classes
 CHUNKED = {"chunk": 16, "min_logits": 0}
 DENSE = {"min_logits": 1 << 62}
 PLAIN = (
@@ -33,7 +33,7 @@ SOFTCAP = (
 
 def _inputs(v: int, rng):
     y = rng.integers(0, v, size=N)
-    y[[0, 70, 149]] = -100  # ignored in the first, a middle and the last chunk
+    y[[0, 70, 149]] = -100  # ignored in the first chunk (twice) and in the last
     y[[1, 2]] = [0, v - 1]
     return {"h": rng.normal(size=(N, D)), "W": rng.normal(size=(v, D)), "b": rng.normal(size=v)}, y
 
