@@ -612,7 +612,7 @@ def _lm_head_runtime(tf):
         TensorFlow ops of h and W, so nested tapes differentiate them again."""
         n, v = int(h.shape[0]), int(W.shape[0])
         # at least 128 tokens a chunk: each chunk adds a product to all of dW, a pass over it (with
-        # 64, those passes took the time to 1.1-1.2 times tf.nn's; with 128, under it)
+        # 64, those passes took the time to 1.1-1.2 times tf.nn's; with 128, about tf.nn's)
         rows = max(lm_head_settings.token_rows(n, v, step), min(n, 128))
         floats = (h, W) + ((b,) if b is not None else ())
         if idx is not None:
