@@ -17,6 +17,7 @@ does not import tensorflow; `TensorflowBackend.load()` does."""
 
 from __future__ import annotations
 
+import math
 import types
 from typing import Any
 
@@ -643,6 +644,32 @@ def _lm_head_runtime(tf):
             return dense(h, W, b, idx, stats, softcap)
         return chunked(h, W, b, idx, stats, softcap, step)
 
+    def slab_rows(rows, v, d):
+        """Rows of dW a slab: a power of two (so that it shares a large factor with V) whose
+        product [slab, D] takes at most a quarter of a chunk's [rows, V] logits, but no more
+        than 32 slabs (each is an operation in the loop's body)."""
+        most = max(1, rows * v // (4 * d))
+        slab = 1 << (most.bit_length() - 1)
+        least = -(-v // 32)
+        return min(v, max(slab, 1 << (least - 1).bit_length()))
+
+    def buffer(shape, dtype):
+        """A new zero tensor that `add_rows` may write into: `Empty` is stateful, so no graph
+        optimisation folds it into a constant shared between calls."""
+        return tf.raw_ops.Empty(shape=shape, dtype=dtype, init=True)
+
+    def add_rows(x, rows, part):
+        """x[rows] += part (a row of part to each row of x named, no row named twice), in x's own
+        memory (TensorFlow has no in-place matrix product, and `x + part` would hold x twice);
+        x must come from `buffer` (or a reshape of it) and have no other reader. Differentiable:
+        the gradient of a sum, which reads no value of x."""
+
+        @tf.custom_gradient
+        def added(x, part):
+            return tf.raw_ops.InplaceAdd(x=x, i=rows, v=part), lambda up: (up, tf.gather(up, rows))
+
+        return added(x, part)
+
     def folded(h, W, b, idx, stats, softcap, token_loss, captured, per_token, reduction, step):
         """A head whose per-token loss `token_loss` is summed (lossdsl/lm_head_loss.py): a
         `tf.while_loop` over chunks of tokens, each with all its classes, evaluates the per-token
@@ -650,8 +677,9 @@ def _lm_head_runtime(tf):
         buffer) and db from its softmax; the gradient only scales them. The prepared tensors are
         TensorFlow ops of h and W, so nested tapes differentiate them again."""
         n, v = int(h.shape[0]), int(W.shape[0])
-        # at least 64 tokens a chunk: each chunk adds a product to all of dW, which costs a pass over it
-        rows = max(lm_head_settings.token_rows(n, v, step), min(n, 64))
+        # at least 128 tokens a chunk: each chunk adds a product to all of dW, a pass over it (with
+        # 64, those passes took the time to 1.1-1.2 times tf.nn's; with 128, about tf.nn's)
+        rows = max(lm_head_settings.token_rows(n, v, step), min(n, 128))
         floats = (h, W) + ((b,) if b is not None else ())
         if idx is not None:
             idx = tf.cast(idx, tf.int32)
@@ -664,7 +692,7 @@ def _lm_head_runtime(tf):
             h, W = xs[0], xs[1]
             b = xs[2] if len(xs) > 2 else None
 
-            def chunk(i, total, gh, gb, *gW):
+            def chunk(i, total, gh, gb, gW):
                 s = i * rows
                 hc = h[s : s + rows]
                 z = tf.linalg.matmul(hc, W, transpose_b=True)
@@ -683,7 +711,9 @@ def _lm_head_runtime(tf):
                     at = tf.stack([tf.range(tf.shape(ic)[0]), tf.clip_by_value(ic, 0, v - 1)], axis=1)
                     picked = tf.gather_nd(z, at) * inside
                 m = tf.stop_gradient(tf.reduce_max(z, axis=1))
-                e = tf.exp(z - m[:, None])
+                # z's last reader: it may then take over z's memory (one [rows, V] tensor at a time)
+                with tf.control_dependencies([x for x in (m, rowsum, picked) if x is not None]):
+                    e = tf.exp(z - m[:, None])
                 norm = tf.reduce_sum(e, axis=1)
                 lse = m + tf.math.log(norm)
                 cols = lm_head_settings.columns(
@@ -696,40 +726,58 @@ def _lm_head_runtime(tf):
                 g = {k: (zero + as_float(d) * scale if d is not None else zero) for k, d in zip(stats, grads)}
                 g_logp, g_mean, g_sum = (g.get(k, zero) for k in ("logp", "mean_logp", "sum_logp"))
                 a = g.get("lse", zero) - g_logp - g_mean - v * g_sum  # the coefficient of softmax
-                dz = e * (a / norm)[:, None]
+                dz = e * (a / norm)[:, None]  # e's last reader: it may take over e's memory
                 if rowsum is not None:
                     dz = dz + (g_mean / v + g_sum)[:, None]
-                if idx is not None:
-                    dz = tf.tensor_scatter_nd_add(dz, at, g_logp * inside)
                 if slope is not None:
                     dz = dz * slope
-                # dW in slabs of classes: each product adds a slab, not a whole [V, D] temporary
-                gW = [
-                    w + tf.linalg.matmul(dz[:, j * slab : (j + 1) * slab], hc, transpose_a=True)
-                    for j, w in enumerate(gW)
-                ]
+                # dW in slabs of classes (`gW` groups `group` rows of dW a row), each added in place
+                # before the next slab's product is made: a slab's product is the only temporary
+                for j in range(0, v, slab):
+                    with tf.control_dependencies([gW]):
+                        part = tf.linalg.matmul(dz[:, j : j + slab], hc, transpose_a=True)
+                    gW = add_rows(gW, tf.range(j // group, min(j + slab, v) // group), tf.reshape(part, [-1, wide]))
                 gb = gb + tf.reduce_sum(dz, axis=0) if b is not None else gb
-                return (i + 1, total + tf.reduce_sum(zero + loss), gh.write(i, tf.linalg.matmul(dz, W)), gb, *gW)
+                with tf.control_dependencies([gW]):
+                    dh = tf.linalg.matmul(dz, W)
+                if idx is not None:
+                    # the picked logit's term, one row of dh and of dW a token (never in dz, which
+                    # a scatter would copy)
+                    hot = g_logp * inside
+                    if slope is not None:
+                        hot = hot * tf.gather_nd(slope, at)
+                    dh = dh + hot[:, None] * tf.gather(W, at[:, 1])
+                    # one row a class named (InplaceAdd on a GPU adds repeated rows concurrently)
+                    named, which = tf.unique(at[:, 1])
+                    per_class = tf.math.unsorted_segment_sum(hot[:, None] * hc, which, tf.size(named))
+                    byclass = add_rows(tf.reshape(gW, tf.shape(W)), named, per_class)
+                    gW = tf.ensure_shape(tf.reshape(byclass, tf.shape(gW)), gW.shape)
+                    if b is not None:
+                        gb = tf.tensor_scatter_nd_add(gb, at[:, 1:], hot)
+                gh = add_rows(gh, tf.range(s // tokens, (s + tf.shape(hc)[0]) // tokens), tf.reshape(dh, [-1, tall]))
+                return (i + 1, total + tf.reduce_sum(zero + loss), gh, gb, gW)
 
             count = -(-n // rows)
             scale = 1.0 / n if reduction == "mean" else 1.0
             d = int(W.shape[1]) if W.shape[1] is not None else rows
-            slab = -(-v // max(1, min(8, -(-d // rows))))  # a slab of dW: at most a chunk's logits
-            slabs = [tf.zeros_like(W[j : j + slab]) for j in range(0, v, slab)]
+            slab = slab_rows(rows, v, d)
+            # dW and dh in place in views of `group` (`tokens`) of their rows a row: a slab (a
+            # chunk) is whole rows of the view, added by one operation
+            group, tokens = math.gcd(v, slab), math.gcd(n, rows)
+            wide, tall = group * tf.shape(W)[1], tokens * tf.shape(h)[1]
             bias = tf.zeros_like(b) if b is not None else tf.zeros([], h.dtype)
             init = (
                 tf.constant(0),
                 tf.zeros([], h.dtype),
-                tf.TensorArray(h.dtype, size=count, infer_shape=False),
+                buffer(tf.stack([n // tokens, tall]), h.dtype),
                 bias,
-                *slabs,
+                buffer(tf.stack([v // group, wide]), W.dtype),
             )
             # One chunk at a time: TensorFlow would otherwise run up to ten at once.
-            _, total, gh, gb, *gW = tf.while_loop(
+            _, total, gh, gb, gW = tf.while_loop(
                 lambda i, *_: i < count, chunk, init, parallel_iterations=1, maximum_iterations=count
             )
-            gh = gh.concat() if n else tf.zeros_like(h)
-            gW = tf.concat(gW, axis=0) if len(gW) > 1 else gW[0]
+            gh, gW = tf.reshape(gh, tf.shape(h)), tf.reshape(gW, tf.shape(W))
             total = total * scale
 
             def grad(up):

@@ -39,7 +39,8 @@ autodiff, any derivative order); the chunk size comes from `chunk_size(N, D, V)`
 overridable with `options(chunk=..., min_logits=...)` or the environment variables
 LOSSDSL_LM_HEAD_CHUNK and LOSSDSL_LM_HEAD_MIN_LOGITS.
 
-Split vocabulary (`sharded="V"`, V the first axis of W; docs/distributed.md): the sharding pass
+Split vocabulary (`sharded="V"`, V the first axis of W, or the second of a W given as [D, V];
+docs/distributed.md): the sharding pass
 selects the head first (`shard_vocabulary`), with the attribute `sharded`, so that the log-softmax
 along V never has to see the whole vocabulary. Each replica computes its shard's statistics over
 its own chunks and `global_statistics` combines them with three collectives (the maximum of the
@@ -371,10 +372,9 @@ def _kind(n: Node, kinds: list[str]) -> str:
 
 
 def _split_vocabulary(head: _Head, sym: str) -> bool:
-    """Whether the head's classes, and only they, run along `sym` (h holds no part of it); W given
-    as [V, D] and h of rank 2."""
-    if head.transposed or head.h.type.rank != 2:
-        return False
+    """Whether the head's classes, and only they, run along `sym` (h holds no part of it): W's
+    first axis, or its second where W is given as [D, V] (the kernel then reads each replica's
+    columns transposed); h of any rank, its tokens read as rows on every replica alike."""
     return head.W.type.shape[0] == Dim(sym) and all(d.sym != sym for d in head.h.type.shape + head.W.type.shape[1:])
 
 

@@ -1,6 +1,7 @@
 """A language-model head with its vocabulary split across replicas (`sharded="V"`, V the first
-axis of W; docs/distributed.md): each replica holds its rows of W and b, and the value and the
-gradients to h and to its own rows equal the single-device loss's in float64 — torch with two
+axis of W, or the second of a W given as [D, V]; h of rank 2 or 3; docs/distributed.md): each
+replica holds its rows (columns) of W and its part of b, and the value and the gradients to h and
+to its own part equal the single-device loss's in float64 — torch with two
 gloo processes holding unequal parts (23 and 17 of 40 classes), JAX under shard_map over four
 host devices; both chunked (chunks that divide no part) and as one chunk of the local classes.
 The cases are in tests/workers/dist_vocab_workers.py."""
@@ -48,10 +49,12 @@ def test_torch_split_vocabulary_over_two_processes_equals_one_device(tmp_path):
             lo, hi = res["rows"]
             np.testing.assert_allclose(res["value"], value, rtol=1e-10, atol=1e-12, err_msg=f"{what}: value")
             for p in preds:
-                want = grads[p][lo:hi] if p in ("W", "b") else grads[p]  # its own rows; dh whole
+                axis = w.vocabulary_axis(p, grads[p])
+                # its own rows (columns of a [D, V] W); dh whole
+                want = grads[p] if axis is None else grads[p][lo:hi] if axis == 0 else grads[p][:, lo:hi]
                 np.testing.assert_allclose(res["grads"][p], want, rtol=1e-9, atol=1e-12, err_msg=f"{what}: d{p}")
             checked += 1
-    assert checked == 2 * len(reference) == 16
+    assert checked == 2 * len(reference) == 24
     for got in ranks:
         assert "holds 40" in got["label_out_of_range"] and "[0, 40)" in got["label_out_of_range"]
 
@@ -71,7 +74,7 @@ def test_jax_split_vocabulary_under_shard_map_equals_one_device():
         stdin=subprocess.DEVNULL,
     )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    assert "jax vocabulary: 8 cases OK" in r.stdout
+    assert "jax vocabulary: 12 cases OK" in r.stdout
 
 
 # ---- what the sharding pass makes of a split vocabulary -------------------------------------

@@ -17,7 +17,7 @@ import lossdsl
 from lossdsl import lm_head
 from lossdsl.ir import topological
 
-N, D, V = 70, 6, 40  # several chunks of tokens on torch (32 + 32 + 6) and TensorFlow (64 + 6)
+N, D, V = 140, 6, 40  # several chunks of tokens on torch (4 x 32 + 12) and TensorFlow (128 + 12)
 SIZES = {"chunk": 7, "min_logits": 0}
 HEAD = "pred h: float[N, D]\npred W: float[V, D]\ntarget y: int[N]\n"
 VARIANTS = {
@@ -73,7 +73,7 @@ def _inputs(name: str, rng) -> tuple[dict, dict]:
     x["y"][:3] = [0, V - 1, 35]
     context = {}
     if name == "ignore_index":
-        x["y"][[4, 40, 69]] = -100  # in the first chunk of tokens, a middle one and the last
+        x["y"][[4, 70, 139]] = -100  # in the first chunk of tokens, a middle one and the last
     if name == "token_and_class_weights":
         x["tw"] = rng.uniform(0.5, 2.0, size=N)
         context["cw"] = rng.uniform(0.5, 2.0, size=V)

@@ -1,11 +1,13 @@
 """Workers for the split-vocabulary tests (`sharded="V"` on a language-model head): each replica
-holds its rows of W (and b), h and the labels are the same on every replica, and the value and
+holds its rows of W (its columns where W is given as [D, V]) and its part of b, h (of rank 2 or
+3) and the labels are the same on every replica, and the value and
 the gradients to h and to the replica's own rows must equal the single-device loss's, in float64.
 
 The cases run on both sides of the chunking threshold (chunks of 7 classes, which divide no
 replica's part, and one chunk of the local classes), for plain cross-entropy, label smoothing in
 its sum and mean forms with a z-loss, a bias and soft-capping, token weights with an ignore index,
-and a per-token loss (`reduction="none"`) under a random upstream gradient."""
+a per-token loss (`reduction="none"`) under a random upstream gradient, W as [D, V] with a z-loss,
+and h of rank 3 with a bias and label smoothing."""
 
 from __future__ import annotations
 
@@ -34,6 +36,17 @@ SPECS = {
     "per_token_ignore_index": HEAD
     + "let logp = log_softmax(h @ transpose(W), axis=V)\nloss = where(y >= 0, -pick(logp, y), 0.0)\n",
 }
+# W given as [D, V] (split along its columns), and h of rank 3 (B x T = N tokens)
+SPECS["transposed_weight_zloss"] = (
+    "pred h: float[N, D]\npred W: float[D, V]\ntarget y: int[N]\nlet z = h @ W\n"
+    "loss = mean(-pick(log_softmax(z, axis=V), y) + 0.001 * square(logsumexp(z, axis=V)))\n"
+)
+SPECS["tokens_of_rank_3_bias_smoothing"] = (
+    "pred h: float[B, T, D]\npred W: float[V, D]\npred b: float[V]\ntarget y: int[B, T]\n"
+    "let logp = log_softmax(h @ transpose(W) + b, axis=V)\n"
+    "loss = mean(0.9 * -pick(logp, y) - 0.1 * mean(logp, axis=V))\n"
+)
+B, T = 3, 4  # B * T = N
 SIZES = {"chunked": {"chunk": 7, "min_logits": 0}, "one_chunk": {"chunk": 0, "min_logits": 1 << 40}}
 
 
@@ -44,6 +57,10 @@ def cases():
         rng = np.random.default_rng(100 + k)
         x = {"h": rng.normal(size=(N, D)), "W": rng.normal(size=(V, D)), "y": rng.integers(0, V, size=N)}
         x["y"][:4] = [0, V - 1, 19, 20]  # the first class, the last, and both sides of a shard boundary
+        if "float[D, V]" in spec:
+            x["W"] = x["W"].T.copy()
+        if "float[B, T, D]" in spec:
+            x["h"], x["y"] = x["h"].reshape(B, T, D), x["y"].reshape(B, T)
         preds = ["h", "W"]
         if "pred b" in spec:
             x["b"] = rng.normal(size=V)
@@ -60,9 +77,23 @@ def cases():
     return out
 
 
+def vocabulary_axis(name: str, value) -> int | None:
+    """The axis of an argument along V (split across the replicas), None if it has none."""
+    if name == "b":
+        return 0
+    if name == "W":
+        return list(value.shape).index(V)
+    return None
+
+
 def split(x: dict, lo: int, hi: int) -> dict:
-    """A replica's arguments: its rows of W and b, the rest whole."""
-    return {k: (v[lo:hi] if k in ("W", "b") else v) for k, v in x.items()}
+    """A replica's arguments: its part of W (rows, or columns of a [D, V] W) and of b, the rest whole."""
+    out = dict(x)
+    for k, v in x.items():
+        axis = vocabulary_axis(k, v)
+        if axis is not None:
+            out[k] = v[lo:hi] if axis == 0 else v[:, lo:hi]
+    return out
 
 
 def torch_vjp(f, x, preds, upstream):
@@ -145,7 +176,9 @@ def jax_main() -> int:
             with lm_head.options(**sizes):
                 f = lossdsl.compile(spec, backend="jax", sharded="V", group="vocab")
             names = list(x)
-            specs = tuple(P("vocab") if k in ("W", "b") else P() for k in names)
+            specs = tuple(
+                P(*[None] * axis, "vocab") if (axis := vocabulary_axis(k, x[k])) is not None else P() for k in names
+            )
             per_token = bool(upstream.ndim)
 
             def local(*values, f=f, names=names, per_token=per_token):
