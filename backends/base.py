@@ -220,7 +220,7 @@ class Printer:
             out[p.name] = "[" + ", ".join(self.expr(a) for a in node.args) + "]"
         for p, a in zip([] if spec.variadic else spec.tensor_params, node.args):
             if (
-                isinstance(a, (Const, DimSize))
+                (isinstance(a, (Const, DimSize)) or self.literal_arithmetic(a))
                 and p.name not in self.SCALAR_OK.get(node.fn, ())
                 and id(a) not in self.names
             ):
@@ -248,12 +248,28 @@ class Printer:
         out["dtype"] = self.dtype_name(node.type.dtype)
         return out
 
+    _LITERAL_OPS = frozenset({"add", "sub", "mul", "div", "neg"})
+
+    def literal_arithmetic(self, node: Node) -> bool:
+        """Arithmetic of literals only (`0.9 * 1.0`, left by a derivative's seed of 1): printed as
+        Python arithmetic, it is a number, so where a framework function wants a tensor it is
+        passed as one literal is (`const_arg`), in the compute dtype rather than the default one."""
+        if isinstance(node, Const):
+            return id(node) not in self.names
+        return (
+            isinstance(node, Apply)
+            and node.fn in self._LITERAL_OPS
+            and id(node) not in self.names
+            and all(self.literal_arithmetic(a) for a in node.args)
+        )
+
     def dtype_name(self, dtype) -> str:
         """The generated code's name for a dtype: `_cdt` (the compute dtype), `_INT` or `_BOOL`."""
         return {FLOAT: "_cdt", INT: "_INT", BOOL: "_BOOL"}[dtype]
 
-    def const_arg(self, const: Const | DimSize, node: Apply) -> str:
-        """A literal (or a dimension size) passed to a framework function that wants a tensor."""
+    def const_arg(self, const: Node, node: Apply) -> str:
+        """A literal (a dimension size, or arithmetic of literals) passed to a framework function
+        that wants a tensor."""
         return self._p(const)[0]
 
     def axes(self, axis) -> str:

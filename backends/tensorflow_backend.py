@@ -117,6 +117,8 @@ class TensorflowPrinter(Printer):
     }
 
     def const_arg(self, const, node: Apply) -> str:
+        if isinstance(const, Apply):  # arithmetic of literals: a Python number, made a tensor as one
+            return f"_k({self._p(const)[0]}, {self.dtype_name(const.type.dtype)})"
         if not isinstance(const, Const):  # a size, maybe only known while the graph runs
             return f"tf.cast({self._p(const)[0]}, {self.dtype_name(const.type.dtype)})"
         return f"_k({self._print_Const(const)[0]}, {self.dtype_name(const.type.dtype)})"

@@ -133,3 +133,22 @@ def test_second_derivatives_through_the_buffers_equal_the_dense_ones(rng):
 
     expected = second(_compiled_dense(SOFTCAP))
     np.testing.assert_allclose(second(_compiled(SOFTCAP, CHUNKED)), expected, rtol=1e-9, atol=1e-12)
+
+
+SMOOTHED = (
+    "pred h: float[N, D]\npred W: float[V, D]\npred b: float[V]\ntarget y: int[N]\n"
+    "let logp = log_softmax(h @ transpose(W) + b, axis=V)\n"
+    "let keep = y != -100\n"
+    "loss = sum(where(keep, 0.9 * -pick(logp, y) - 0.1 * mean(logp, axis=V), 0.0)) / sum(float(keep))\n"
+)
+
+
+def test_a_smoothed_and_guarded_loss_in_float64_runs_traced_with_the_dense_gradients(rng):
+    # the per-token derivative holds a literal branch (`where(keep, 0.9, 0.0)`): in float64 it must
+    # be a float64 tensor, not TensorFlow's default float32 for a Python number
+    x, y = _inputs(997, rng)
+    dense = _grads(_compiled_dense(SMOOTHED), x, y, ["h", "W", "b"], True)
+    chunked = _grads(_compiled(SMOOTHED, CHUNKED), x, y, ["h", "W", "b"], True)
+    np.testing.assert_allclose(chunked[0], dense[0], rtol=1e-12)
+    for p in ("h", "W", "b"):
+        np.testing.assert_allclose(chunked[1][p], dense[1][p], rtol=1e-10, atol=1e-13, err_msg=f"d/d{p}")
