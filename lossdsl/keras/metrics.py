@@ -14,7 +14,7 @@ import numpy as np
 from ..diagnostics import Diagnostic, LossError
 from ..loading import load_source
 from .layout import Layout, error
-from .loss import Loss, default_name
+from .loss import Loss, default_name, nan_unless
 from .metadata import current_metadata, refusing_cleanly
 
 
@@ -97,11 +97,12 @@ class Metric(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         ops = keras.ops
         with refusing_cleanly():
-            available = self.source_layout.unpack(y_true, y_pred)
+            whole: list = []  # under a traced step: "the packed ids are whole numbers" flags
+            available = self.source_layout.unpack(y_true, y_pred, whole)
             args = {d.name: self._field(d.name, available) for d in self.own.fields}
             ids = self._field(self.by, available) if self.by is not None else None
         value = self.compiled(**{self.own.pred: y_pred}, **args, reduction="none" if self.per_sample else "mean")
-        value = ops.cast(value, self.dtype)
+        value = ops.cast(value if not whole else nan_unless(whole, value), self.dtype)
         batch = ops.cast(ops.shape(y_pred)[0], self.dtype)
         if not self.per_sample:  # a batch mean: weigh it by the batch size
             self.total.assign_add(value * batch)

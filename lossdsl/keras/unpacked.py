@@ -38,18 +38,29 @@ class Unpacked(keras.metrics.Metric):
         inner = keras_metric(metric, self.leaf.type, pred_rank)
         super().__init__(name=name or inner.name)
         self.inner = inner
+        # set when a packed id seen inside a traced step was not a whole number (it would have
+        # been rounded): the result is then NaN, never a number computed from a rounded id
+        self.fractional = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="fractional_ids")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        value: Any = self.source_layout.unpack(y_true, y_pred)
+        whole: list = []  # under a traced step: "the packed ids are whole numbers" flags
+        value: Any = self.source_layout.unpack(y_true, y_pred, whole)
         for part in self.label.split("."):
             value = value[part]
+        if whole:  # a fractional id: the metric is NaN until reset, as the loss is for that batch
+            ok = whole[0]
+            for flag in whole[1:]:
+                ok = keras.ops.logical_and(ok, flag)
+            self.fractional.assign(keras.ops.maximum(self.fractional, 1.0 - keras.ops.cast(ok, "float32")))
         return self.inner.update_state(value, y_pred, sample_weight=sample_weight)
 
     def result(self):
-        return self.inner.result()
+        inner = self.inner.result()
+        return keras.ops.where(self.fractional > 0, keras.ops.full_like(inner, float("nan")), inner)
 
     def reset_state(self):
         self.inner.reset_state()
+        self.fractional.assign(0.0)
 
     def get_config(self) -> dict:
         return {
