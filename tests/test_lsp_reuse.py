@@ -129,15 +129,27 @@ def generated(blocks: int) -> str:
     return "\n".join(head + body + ["loss = " + " + ".join(f"t{k}" for k in range(blocks))]) + "\n"
 
 
-def test_a_param_default_edited_replays_every_let_and_checks_the_same(monkeypatch):
+@pytest.fixture
+def rechecked(monkeypatch):
+    """Called once a first check is done: the names of the `let`s checked again from then on
+    (the ones not replayed), in order."""
+
+    def start() -> list[str]:
+        checked: list[str] = []
+        real = LetMemo.record
+        monkeypatch.setattr(
+            LetMemo, "record", lambda self, name, ex, check: checked.append(name) or real(self, name, ex, check)
+        )
+        return checked
+
+    return start
+
+
+def test_a_param_default_edited_replays_every_let_and_checks_the_same(rechecked):
     text = generated(6)
     parser, memo = IncrementalParser(), LetMemo()
     outcome(text, parser, memo)
-    checked: list[str] = []
-    real = LetMemo.record
-    monkeypatch.setattr(
-        LetMemo, "record", lambda self, name, ex, check: checked.append(name) or real(self, name, ex, check)
-    )
+    checked = rechecked()
     edited = text.replace("alpha:  float = 0.5", "alpha:  float = 0.75")
     assert outcome(edited, parser, memo) == outcome(edited)
     assert checked == []
@@ -147,15 +159,11 @@ def test_a_param_default_edited_replays_every_let_and_checks_the_same(monkeypatc
     assert checked == ["h3", "t3"]
 
 
-def test_a_syntax_error_typed_and_mended_checks_again_only_what_reads_the_statement(monkeypatch):
+def test_a_syntax_error_typed_and_mended_checks_again_only_what_reads_the_statement(rechecked):
     text = generated(6)
     parser, memo = IncrementalParser(), LetMemo()
     outcome(text, parser, memo)
-    checked: list[str] = []
-    real = LetMemo.record
-    monkeypatch.setattr(
-        LetMemo, "record", lambda self, name, ex, check: checked.append(name) or real(self, name, ex, check)
-    )
+    checked = rechecked()
     broken = text.replace("let ce2 = -pick(", "let ce2 = -pick(+")
     assert outcome(broken, parser, memo) == outcome(broken)
     assert checked == ["t2"]  # `ce2` failed to parse: what reads it is checked again
@@ -164,15 +172,11 @@ def test_a_syntax_error_typed_and_mended_checks_again_only_what_reads_the_statem
     assert checked == ["ce2", "t2"]  # parsed again, so checked again; the rest replayed
 
 
-def test_a_def_edited_checks_again_the_lets_that_call_it(monkeypatch):
+def test_a_def_edited_checks_again_the_lets_that_call_it(rechecked):
     text = generated(4)
     parser, memo = IncrementalParser(), LetMemo()
     outcome(text, parser, memo)
-    checked: list[str] = []
-    real = LetMemo.record
-    monkeypatch.setattr(
-        LetMemo, "record", lambda self, name, ex, check: checked.append(name) or real(self, name, ex, check)
-    )
+    checked = rechecked()
     for body in ("a > 2", "a ^ 2 + undefined", "a ^ 2"):
         edited = text.replace("def sq(a) = a ^ 2", f"def sq(a) = {body}")
         assert outcome(edited, parser, memo) == outcome(edited)
@@ -193,7 +197,7 @@ def test_a_changed_declared_type_checks_everything_again():
         assert outcome(text, parser, memo) == outcome(text)
 
 
-def test_a_size_fixed_otherwise_checks_again_the_lets_after_it(monkeypatch):
+def test_a_size_fixed_otherwise_checks_again_the_lets_after_it(rechecked):
     text = "\n".join(
         [
             "pred  yhat: float[B]",
@@ -208,11 +212,7 @@ def test_a_size_fixed_otherwise_checks_again_the_lets_after_it(monkeypatch):
     parser, memo = IncrementalParser(), LetMemo()
     first = outcome(text, parser, memo)
     assert [f[0] for f in first["findings"]] == ["E402"]  # N is 3 from `w + z`, and 4 here
-    checked: list[str] = []
-    real = LetMemo.record
-    monkeypatch.setattr(
-        LetMemo, "record", lambda self, name, ex, check: checked.append(name) or real(self, name, ex, check)
-    )
+    checked = rechecked()
     edited = text.replace("let a = w + z", "let a = w + w")
     assert outcome(edited, parser, memo) == outcome(edited)
     assert outcome(edited, parser, memo)["findings"] == []
