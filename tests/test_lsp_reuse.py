@@ -129,6 +129,16 @@ def generated(blocks: int) -> str:
     return "\n".join(head + body + ["loss = " + " + ".join(f"t{k}" for k in range(blocks))]) + "\n"
 
 
+def each_edit_and_back_checks_as_a_whole(text: str, *edits: str) -> None:
+    """After a first check of `text`, each edit and then `text` again give, replayed, what a
+    fresh check of the whole file gives."""
+    parser, memo = IncrementalParser(), LetMemo()
+    outcome(text, parser, memo)
+    for edited in edits:
+        assert outcome(edited, parser, memo) == outcome(edited)
+        assert outcome(text, parser, memo) == outcome(text)
+
+
 @pytest.fixture
 def rechecked(monkeypatch):
     """Called once a first check is done: the names of the `let`s checked again from then on
@@ -186,15 +196,12 @@ def test_a_def_edited_checks_again_the_lets_that_call_it(rechecked):
 
 def test_a_changed_declared_type_checks_everything_again():
     text = generated(3)
-    parser, memo = IncrementalParser(), LetMemo()
-    outcome(text, parser, memo)
-    for edited in (
+    each_edit_and_back_checks_as_a_whole(
+        text,
         text.replace("target y:      float[B]", "target y:      float[C]"),
         text.replace("pred   yhat:   float[B]", "pred   yhat:   int[B]  "),
         text.replace("let r1 =", "let s1 ="),
-    ):
-        assert outcome(edited, parser, memo) == outcome(edited)
-        assert outcome(text, parser, memo) == outcome(text)
+    )
 
 
 def test_a_size_fixed_otherwise_checks_again_the_lets_after_it(rechecked):
@@ -240,12 +247,9 @@ def test_a_let_read_before_its_line_is_checked_again_with_the_let_that_reads_it(
             "loss = mean(c)",
         ]
     )
-    parser, memo = IncrementalParser(), LetMemo()
-    outcome(text, parser, memo)
-    for edited in (
+    each_edit_and_back_checks_as_a_whole(
+        text,
         text.replace("target y: float[B]", "target y: float[C]"),
         text.replace("let b = yhat - y", "let b = yhat > y"),
         text.replace("let a = b * 2.0", "let a = b * 3.0"),
-    ):
-        assert outcome(edited, parser, memo) == outcome(edited)
-        assert outcome(text, parser, memo) == outcome(text)
+    )
