@@ -353,6 +353,14 @@ def refuse_float_ids(decl, value, holder: str = "the model's inputs hold") -> No
         )
 
 
+def all_of(flags: list):
+    """The in-graph flags of one batch (e.g. "the packed ids are whole numbers") and-ed together."""
+    ok = flags[0]
+    for flag in flags[1:]:
+        ok = keras.ops.logical_and(ok, flag)
+    return ok
+
+
 def refuse_fractional_ids(label: str, leaf, part, whole: list | None = None) -> None:
     """An int field packed into the float y_true: where its values can be read (a direct call,
     eager Keras) one that is not a whole number is refused, not rounded. `pack` refuses float

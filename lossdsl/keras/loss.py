@@ -12,7 +12,7 @@ from ..diagnostics import Diagnostic, LossError
 from ..loading import load_source
 from ..source import Source
 from ..types import BOOL, INT, TensorType
-from .layout import Layout, error, refuse_float_ids
+from .layout import Layout, all_of, error, refuse_float_ids
 from .metadata import calling_model, refusing_cleanly
 from .params import Lending, ParamState
 from .unpacked import Unpacked
@@ -220,10 +220,7 @@ def nan_unless(flags: list, loss):
     """`loss` where every flag holds, else NaN with a zero gradient: a packed id that is not a
     whole number, seen only inside a traced step, is never rounded into a number that looks
     right (docs/integrations.md)."""
-    ok = flags[0]
-    for flag in flags[1:]:
-        ok = keras.ops.logical_and(ok, flag)
-    return keras.ops.where(ok, loss, keras.ops.full_like(loss, float("nan")))
+    return keras.ops.where(all_of(flags), loss, keras.ops.full_like(loss, float("nan")))
 
 
 def default_name(source: Source) -> str:

@@ -8,7 +8,7 @@ from typing import Any, cast
 import keras
 
 from ..types import INT
-from .layout import Layout
+from .layout import Layout, all_of
 
 
 def keras_metric(identifier: Any, target_type, pred_rank: int) -> keras.metrics.Metric:
@@ -48,10 +48,8 @@ class Unpacked(keras.metrics.Metric):
         for part in self.label.split("."):
             value = value[part]
         if whole:  # a fractional id: the metric is NaN until reset, as the loss is for that batch
-            ok = whole[0]
-            for flag in whole[1:]:
-                ok = keras.ops.logical_and(ok, flag)
-            self.fractional.assign(keras.ops.maximum(self.fractional, 1.0 - keras.ops.cast(ok, "float32")))
+            bad = 1.0 - keras.ops.cast(all_of(whole), "float32")
+            self.fractional.assign(keras.ops.maximum(self.fractional, bad))
         return self.inner.update_state(value, y_pred, sample_weight=sample_weight)
 
     def result(self):
