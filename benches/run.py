@@ -33,6 +33,10 @@ from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One thread per framework, and the process's CPU time as the clock: a ratio then measures the
+# work each side does, not how the scheduler shared a busy machine with other jobs that round.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 import numpy as np  # noqa: E402
 
@@ -49,10 +53,27 @@ QUICK = False
 # ---- timing -----------------------------------------------------------------------------------
 
 def _time_block(fn: Callable, number: int) -> float:
-    start = time.perf_counter()
+    """Seconds of the process's CPU time (every thread of it) per call."""
+    start = time.process_time()
     for _ in range(number):
         fn()
-    return (time.perf_counter() - start) / number
+    return (time.process_time() - start) / number
+
+
+def one_thread(framework: str) -> None:
+    """The framework's compute on one thread (JAX's is set by XLA_FLAGS above, before its import)."""
+    if framework == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+    elif framework == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # already initialised in this process: set before its first op
+            pass
 
 
 def compare(base: Callable, dsl: Callable, *, target_s: float = 0.1, repeats: int = 11) -> dict:
@@ -209,6 +230,8 @@ def tf_baselines():
 
 def convert(framework: str, arrays: dict) -> dict:
     from lossdsl.runner import to_backend
+
+    one_thread(framework)
 
     return {k: to_backend(framework, v, "float32") for k, v in arrays.items()}
 

@@ -551,8 +551,9 @@ def _spec(spec: str):
 
 def pairs(framework: str, quick: bool, compiled: bool):
     """(label, baseline name, baseline closure, lossdsl closure) per row the framework has a function for."""
-    from run import agree, convert, value_grad_closures
+    from run import agree, convert, one_thread, value_grad_closures
 
+    one_thread(framework)  # before the framework's first op
     fns = FNS[framework]()
     if framework != "torch":  # the losses the framework does not ship, by hand (benches/std_reference.py)
         from std_reference import reference_fns
