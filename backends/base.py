@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from lossdsl import lm_head
 from lossdsl.ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem
-from lossdsl.types import BOOL, FLOAT, INT, Dim
+from lossdsl.types import BOOL, FLOAT, INT, Dim, TensorType
 
 if TYPE_CHECKING:
     from lossdsl.codegen import DerivedBackward
@@ -453,6 +453,29 @@ class Printer:
         return self.spell(node)
 
     _fn_cast_int = _fn_cast_float
+
+    def _fn_sigmoid_grad(self, node: Apply) -> str | tuple[str, int]:
+        g, y = node.args
+        one = Const(TensorType(FLOAT), node.span, 1.0)
+        t = node.type
+        return self._p(
+            Apply(t, node.span, "mul", (g, Apply(t, node.span, "mul", (y, Apply(t, node.span, "sub", (one, y))))))
+        )
+
+    def _fn_tanh_grad(self, node: Apply) -> str | tuple[str, int]:
+        g, y = node.args
+        one = Const(TensorType(FLOAT), node.span, 1.0)
+        t = node.type
+        return self._p(
+            Apply(t, node.span, "mul", (g, Apply(t, node.span, "sub", (one, Apply(t, node.span, "square", (y,))))))
+        )
+
+    def _fn_relu_grad(self, node: Apply) -> str | tuple[str, int]:
+        # where(x <= 0, 0, g): a NaN x passes g, as the frameworks' relu backward does
+        g, x = node.args
+        zero = Const(TensorType(FLOAT), node.span, 0.0)
+        le = Apply(TensorType(BOOL, x.type.shape), node.span, "le", (x, zero))
+        return self._p(Apply(node.type, node.span, "where", (le, zero, g)))
 
     # ---- indexing ----
     def index_items(self, node: Index) -> str:

@@ -268,6 +268,26 @@ class TorchPrinter(Printer):
         g, x = node.args
         return f"{self.fields_of(g)}.sum_to_size({self.shape_of(x)})"
 
+    def _fn_relu_grad(self, node: Apply) -> str | tuple[str, int]:
+        g, x = node.args
+        if g.type.shape != x.type.shape or isinstance(g, Const):
+            return super()._fn_relu_grad(node)
+        # relu's own backward: one pass, where a select (torch.where) is many times slower on the CPU
+        return f"torch.ops.aten.threshold_backward({self.expr(g)}, {self.expr(x)}, 0.0)"
+
+    def _fn_sigmoid_grad(self, node: Apply) -> str | tuple[str, int]:
+        return self._fused_grad(node, "sigmoid_backward") or super()._fn_sigmoid_grad(node)
+
+    def _fn_tanh_grad(self, node: Apply) -> str | tuple[str, int]:
+        return self._fused_grad(node, "tanh_backward") or super()._fn_tanh_grad(node)
+
+    def _fused_grad(self, node: Apply, op: str) -> str | None:
+        # torch's own backward kernel of the function (one pass), where g is a tensor of y's shape
+        g, y = node.args
+        if g.type.shape != y.type.shape or isinstance(g, Const):
+            return None
+        return f"torch.ops.aten.{op}({self.expr(g)}, {self.expr(y)})"
+
     def _fn_unreduce(self, node: Apply) -> str:
         g, x = node.args
         return f"rt.unreduce({self.expr(g)}, {node.attr('axis')!r}, {node.attr('keepdims')!r}, {self.shape_of(x)})"

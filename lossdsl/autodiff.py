@@ -45,9 +45,21 @@ def supported(root: Node) -> bool:
 class _Builder:
     def __init__(self, span):
         self.span = span
+        # One node per (function, operands, attributes): a term two rules build alike (`g / y`
+        # in both gradients of a quotient) is computed once in the backward.
+        self._made: dict[tuple, Apply] = {}
 
     def ap(self, fn: str, args, t: TensorType, attrs=()) -> Apply:
-        return Apply(t, self.span, fn, tuple(args), tuple(attrs))
+        args, attrs = tuple(args), tuple(attrs)
+        try:
+            key = (fn, tuple(id(a) for a in args), attrs, t)
+            hash(key)
+        except TypeError:  # an unhashable attribute: a node of its own
+            return Apply(t, self.span, fn, args, attrs)
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = Apply(t, self.span, fn, args, attrs)
+        return made
 
     def c(self, v: float) -> Const:
         return Const(TensorType(FLOAT), self.span, float(v))
@@ -70,7 +82,7 @@ class _Builder:
                 c, inner, side = masked
                 scaled = self.mul(self.c(k), inner)
                 return self.where(c, scaled, self.c(0.0), t) if side else self.where(c, self.c(0.0), scaled, t)
-            return self.ap("mul", (self.c(k), x), t)
+            return self.scale(k, x) if x.type.shape == t.shape else self.ap("mul", (self.c(k), x), t)
         for x, y in ((a, b), (b, a)):
             masked = _masked(x)
             if masked is not None and y.type.shape == t.shape == x.type.shape:
@@ -78,8 +90,38 @@ class _Builder:
                 c, inner, side = masked
                 scaled = self.mul(self.mul(self.c(k), inner), y)
                 return self.where(c, scaled, self.c(0.0), t) if side else self.where(c, self.c(0.0), scaled, t)
-        prod = self.ap("mul", (a, b), t)
-        return prod if k == 1.0 else self.ap("mul", (self.c(k), prod), t)
+        if k != 1.0:  # the factor where it costs least: on the smaller operand, before it is spread out
+            if _absorbs(b, t) and not _absorbs(a, t):
+                b = self.scale(k, b)
+            else:
+                a = self.scale(k, a)
+        return self.ap("mul", (a, b), t)
+
+    def scale(self, k: float, x: Node) -> Node:
+        """k * x with the literal moved into the cheapest place `_absorbs` finds: a reduced
+        gradient spread out by `unreduce` is scaled before it is spread (a pass over B values,
+        not B * D), a product or quotient on the factor that can take it."""
+        ka, rest = _split_const(x)
+        if rest is None:
+            return self.c(k * ka)
+        if ka != 1.0:
+            k, x = k * ka, rest
+        if k == 1.0:
+            return x
+        masked = _masked(x)
+        if masked is not None:  # k * where(c, m, 0) is where(c, k * m, 0)
+            c, inner, side = masked
+            scaled = self.scale(k, inner)
+            return self.where(c, scaled, self.c(0.0), x.type) if side else self.where(c, self.c(0.0), scaled, x.type)
+        if isinstance(x, Apply) and len(x.type.shape) > 0:
+            for i in FUNCTIONS[x.fn].linear_in:
+                if _absorbs(x.args[i], x.type):
+                    args = list(x.args)
+                    args[i] = self.scale(k, args[i])
+                    return self.ap(x.fn, args, x.type, x.attrs)
+        if k == -1.0:
+            return self.ap("neg", (x,), x.type)
+        return self.ap("mul", (self.c(k), x), x.type)
 
     def div(self, a, b, t=None):
         return self.ap("div", (a, b), t or _bcast(a, b))
@@ -102,6 +144,9 @@ class _Builder:
         return self.ap("sub", (a, b), t or _bcast(a, b))
 
     def neg(self, a):
+        """-a: the sign folded into a literal factor or moved where `scale` moves one, else a negation."""
+        if _split_const(a)[0] != 1.0 or (isinstance(a, Apply) and _absorbs(a, a.type)):
+            return self.scale(-1.0, a)
         return self.ap("neg", (a,), a.type)
 
     def where(self, c, a, b, t):
@@ -122,6 +167,22 @@ class _Builder:
     def float_like(self, a: Node, b: Node) -> TensorType:
         """The float type of a and b broadcast together."""
         return TensorType(FLOAT, _bcast(a, b).shape)
+
+
+def _absorbs(x: Node, t: TensorType) -> bool:
+    """A literal factor of a value of type t costs less on x's side: x is a literal, has fewer
+    axes than t (a reduced gradient, a per-sample term), or is linear in an operand that absorbs
+    it (`unreduce` of a reduced gradient, a product, a quotient's numerator)."""
+    if isinstance(x, Const):
+        return not isinstance(x.value, bool)
+    if len(x.type.shape) < len(t.shape):
+        return True
+    if isinstance(x, Apply):
+        masked = _masked(x)
+        if masked is not None:
+            return _absorbs(masked[1], t)
+        return any(_absorbs(x.args[i], t) for i in FUNCTIONS[x.fn].linear_in)
+    return False
 
 
 def _is_where_of(x: Node, c: Node, t: TensorType) -> bool:

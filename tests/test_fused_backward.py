@@ -31,9 +31,12 @@ def test_a_loss_without_a_fused_kernel_gets_a_derived_backward():
 
 
 @needs("torch")
-def test_derived_and_autograd_gradients_agree_including_kinks(rng):
+def test_derived_and_autograd_gradients_agree_including_kinks(monkeypatch, rng):
     import torch
 
+    import lossdsl.codegen
+
+    monkeypatch.setattr(lossdsl.codegen, "FUSED_MIN_ELEMENTS", 1)  # the derived backward at this size too
     yhat = rng.normal(size=(6, 4)) * 3
     y = yhat.copy()
     y[0, :] = yhat[0, :] - np.array([0.0, 1.0, 2.0, -1.0])  # r at 0, and at the knots of where and relu
@@ -42,6 +45,7 @@ def test_derived_and_autograd_gradients_agree_including_kinks(rng):
         f = lossdsl.compile(ROBUST, backend="torch", fused_backward=fused)
         a = torch.tensor(yhat, requires_grad=True)
         v = f(a, torch.tensor(y))
+        assert (type(v.grad_fn).__name__ == "_LossBackward") == fused
         v.backward()
         grads.append((float(v), a.grad.numpy().copy()))
     assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-12)
@@ -146,3 +150,65 @@ def test_kl_div_guards_its_target_once_and_its_backward_is_one_masked_product(rn
     want = np.sum(np.where(p > 0, p * (np.log(safe) - np.where(p > 0, log_q, 0.0)), 0.0), axis=1)
     np.testing.assert_allclose(value.detach().numpy(), want, rtol=1e-12)
     np.testing.assert_array_equal(x.grad.numpy(), -p)
+
+
+SMOOTH_UNITS = ("pred x: float[B, D]\ntarget y: float[B, D]\n"
+                "loss = mean(relu(1 - y * x)^2 + sigmoid(x) * y + tanh(x - y), axis=D)\n")
+
+
+@needs("torch")
+def test_relu_sigmoid_and_tanh_gradients_are_torchs_own_backward_kernels(monkeypatch, rng):
+    """Each is one pass over the data in the derived backward (a mask made, cast and multiplied
+    was three, and torch.where is many times slower than either on the CPU), with the gradients
+    of torch's autograd, relu's kink included."""
+    import torch
+
+    import lossdsl.codegen
+
+    monkeypatch.setattr(lossdsl.codegen, "FUSED_MIN_ELEMENTS", 1)
+    f = lossdsl.compile(SMOOTH_UNITS, backend="torch")
+    backward = f.source.split("def backward(", 1)[1].split("\ndef ", 1)[0]
+    for kernel in ("threshold_backward", "sigmoid_backward", "tanh_backward"):
+        assert f"torch.ops.aten.{kernel}(" in backward, backward
+    assert "> 0.0).to(" not in backward and "1.0 - t" not in backward, backward
+    x = rng.normal(size=(7, 5))
+    y = np.sign(rng.normal(size=(7, 5)))
+    x[0, :] = y[0, :]  # 1 - y * x exactly 0: relu's kink
+    grads = []
+    for fused in (True, False):
+        g = lossdsl.compile(SMOOTH_UNITS, backend="torch", fused_backward=fused)
+        a = torch.tensor(x, requires_grad=True)
+        per_sample = g(a, torch.tensor(y), reduction="none")
+        assert (type(per_sample.grad_fn).__name__ == "_LossBackward") == fused
+        v = per_sample.sum()
+        (d,) = torch.autograd.grad(v, [a])
+        grads.append((float(v), d.numpy()))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-12)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-12, atol=1e-15)
+
+
+@needs("torch")
+def test_a_literal_factor_scales_the_reduced_gradient_before_it_is_spread_out():
+    """d/dx mean(relu(1 - y * x)^2) is -2 * relu(1 - y * x) * y / D: the -2 / D multiplies the
+    incoming per-sample gradient (B values), not a tensor of B * D, and the sign is no pass of
+    its own."""
+    import lossdsl.std
+
+    f = lossdsl.compile(lossdsl.std.path("squared_hinge"), backend="torch")
+    backward = f.source.split("def backward(", 1)[1].split("\ndef ", 1)[0]
+    assert "rt.unreduce(-2.0 * (_g / " in backward, backward
+    assert "return -" not in backward and "-(" not in backward and "2.0 * (rt.unreduce" not in backward, backward
+
+
+def test_a_term_two_gradient_rules_build_alike_is_built_once():
+    """x * x gives x the gradient g * x from each operand: one node, added to itself."""
+    from lossdsl import pipeline
+    from lossdsl.autodiff import derive
+    from lossdsl.ir import Apply, Arg, topological
+
+    root = pipeline.lower(lossdsl.check("pred x: float[N]\nloss = sum(x * x * 3.0)\n")).root
+    x = next(n for n in topological(root) if isinstance(n, Arg) and n.name == "x")
+    derivative = derive(root, [x])
+    assert derivative is not None
+    grad = derivative.grads[("x", ())]
+    assert isinstance(grad, Apply) and grad.fn == "add" and grad.args[0] is grad.args[1]

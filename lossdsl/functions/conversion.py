@@ -146,14 +146,41 @@ _BACKWARD = {
     "grad_args": (),
     "shape_only": (1,),
 }
-define("sum_to", (Param("g"), Param("like")), "internal", identity, "g summed down to the shape of `like`", **_BACKWARD)
+_LINEAR_IN_G = {**_BACKWARD, "linear_in": (0,)}
+define(
+    "sum_to", (Param("g"), Param("like")), "internal", identity, "g summed down to the shape of `like`", **_LINEAR_IN_G
+)
 define(
     "unreduce",
     (Param("g"), Param("like")),
     "internal",
     identity,
     "the gradient of a reduction spread back over the reduced axes of `like`",
-    **_BACKWARD,
+    **_LINEAR_IN_G,
+)
+define(
+    "relu_grad",
+    (Param("g"), Param("x")),
+    "internal",
+    identity,
+    "the gradient of relu: 0 where x <= 0, else g (one pass, as the frameworks' own relu backward)",
+    **{**_LINEAR_IN_G, "shape_only": ()},
+)
+define(
+    "sigmoid_grad",
+    (Param("g"), Param("y")),
+    "internal",
+    identity,
+    "the gradient of sigmoid from its value y: g * y * (1 - y) (one pass, as the frameworks' own)",
+    **{**_LINEAR_IN_G, "shape_only": ()},
+)
+define(
+    "tanh_grad",
+    (Param("g"), Param("y")),
+    "internal",
+    identity,
+    "the gradient of tanh from its value y: g * (1 - y^2) (one pass, as the frameworks' own)",
+    **{**_LINEAR_IN_G, "shape_only": ()},
 )
 define(
     "index_grad",

@@ -105,7 +105,8 @@ define(
     same_type,
     "max(x, 0)",
     grad="0 at x = 0",
-    vjp=_unary(lambda b, n, x: b.as_float(b.cmp("gt", x, b.c(0.0)))),  # 0 at 0: §4
+    # 0 at 0 (§4); one pass, not a mask made, cast and multiplied
+    vjp=lambda b, n, g, give: give(n.args[0], b.ap("relu_grad", (g, n.args[0]), n.args[0].type.with_dtype(FLOAT))),
     value_range=lambda a, n: (max(0.0, a[0][0]), INF),
     fold=lambda a: max(a, 0),
     **_EACH,
@@ -233,7 +234,7 @@ define(
     "elementwise",
     to_float,
     "hyperbolic tangent",
-    vjp=_unary(lambda b, n, x: b.sub(b.c(1.0), b.ap("square", (n,), n.type))),
+    vjp=lambda b, n, g, give: give(n.args[0], b.ap("tanh_grad", (g, n), n.type)),
     value_range=iv.constant(-1.0, 1.0),
     fold=math.tanh,
     **_EACH,
@@ -244,7 +245,7 @@ define(
     "elementwise",
     to_float,
     "1 / (1 + e^-x)",
-    vjp=_unary(lambda b, n, x: b.mul(n, b.sub(b.c(1.0), n))),
+    vjp=lambda b, n, g, give: give(n.args[0], b.ap("sigmoid_grad", (g, n), n.type)),
     value_range=iv.constant(0.0, 1.0),
     fold=_sigmoid,
     **_EACH,

@@ -180,6 +180,9 @@ class Function:
     keep_dtype: tuple[int, ...] = ()  # operands that keep their own dtype (conditions, indices)
     index_operands: Callable[[Apply], list[tuple[Node, Dim]]] | None = None
     shape_only: tuple[int, ...] = ()  # operands read for their shape alone (codegen saves only that)
+    # operands the function is linear in, each alone (k * f(x, y) = f(k * x, y)): the derived
+    # backward moves a literal factor into the cheapest of them (lossdsl/autodiff.py)
+    linear_in: tuple[int, ...] = ()
     # A polynomial or piecewise-linear function of its operands: agreeing at enough points means
     # agreeing everywhere, so kernel selection may evaluate it (lossdsl/kernels.py).
     kernel_arith: bool = False
