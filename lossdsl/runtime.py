@@ -445,6 +445,7 @@ class CompiledLoss:
         self._call_decls = checked.call_args
         self._param_decls = checked.of_kind("param")
         self._n_call = len(self._call_decls)
+        self._call_names = {d.name: None for d in self._call_decls}  # in the order of the declarations
         self._slots = {d.name: i for i, d in enumerate(self._call_decls)}
         self._slots.update({d.name: self._n_call + j for j, d in enumerate(self._param_decls)})
         self._defaults = (DEFAULT,) * len(self._param_decls)
@@ -507,6 +508,25 @@ class CompiledLoss:
 
     # ---- calling ----
     def __call__(self, *args: Any, reduction: str = "mean", sample_weight: Any = None, **kwargs: Any) -> Any:
+        # The common call (the API's mean of a loss whose entry computes it, every argument
+        # given, params at their values) goes straight to the generated entry: its checks are
+        # the checks.
+        if (
+            reduction == "mean"
+            and self._fused_mean
+            and sample_weight is None
+            and self._dist is None
+            and self.domain_check is None
+            and len(args) + len(kwargs) == self._n_call
+        ):
+            if not kwargs:
+                reduced = self._entry(*args, *self._defaults, _mean=True)
+            elif not args and kwargs.keys() == self._call_names.keys():
+                reduced = self._entry(*[kwargs[name] for name in self._call_names], *self._defaults, _mean=True)
+            else:
+                reduced = None
+            if reduced is not None:
+                return reduced
         return self.call_with(None, *args, reduction=reduction, sample_weight=sample_weight, **kwargs)
 
     def call_with(

@@ -91,6 +91,28 @@ def test_call_positionally_by_name_and_params_by_keyword(rng):
     np.testing.assert_allclose(f(yhat, y, smoothing=0.1), np_ce(yhat, y, w, 0.1).mean())
 
 
+@needs("torch")
+def test_the_direct_call_to_a_fused_mean_binds_and_checks_as_the_general_one(rng):
+    """The common call (every argument, the API's mean) goes straight to the generated entry:
+    by position or by name, params at their current values, the same errors."""
+    import torch
+
+    import lossdsl.std
+
+    f = lossdsl.compile(lossdsl.std.path("huber"), backend="torch")
+    yhat, y = torch.tensor(rng.normal(size=(6, 3)) * 2), torch.tensor(rng.normal(size=(6, 3)))
+    for delta in (1.0, 0.5):
+        want = torch.nn.functional.huber_loss(yhat, y, delta=delta)
+        torch.testing.assert_close(f(yhat, y), want)
+        torch.testing.assert_close(f(y=y, yhat=yhat), want)
+        torch.testing.assert_close(f(yhat, y, reduction="none").mean(), want)
+        f.set_params(delta=0.5)
+    misnamed = err_of(f, yhat=yhat, yy=y).first
+    assert misnamed.code == "E802" and "`y`" in misnamed.help
+    assert err_of(f, yhat.long(), y).first.code == err_of(f, yhat=yhat.long(), y=y).first.code == "E803"
+    assert err_of(f, yhat, y[:, :2]).first.code == "E805"
+
+
 def test_params_bound_at_compile_and_changed_without_recompiling(rng):
     yhat, y, w = data(rng)
     f = lossdsl.compile(CE, backend="numpy", context={"class_w": w}, params={"smoothing": 0.2})
