@@ -508,23 +508,24 @@ class CompiledLoss:
 
     # ---- calling ----
     def __call__(self, *args: Any, reduction: str = "mean", sample_weight: Any = None, **kwargs: Any) -> Any:
-        # The common call (the API's mean of a loss whose entry computes it, every argument
-        # given, params at their values) goes straight to the generated entry: its checks are
-        # the checks.
+        # The common call (every argument given, params at their values, the API's mean of a
+        # per-sample loss whose entry computes it, or a scalar loss) goes straight to the
+        # generated entry: its checks are the checks.
         if (
             reduction == "mean"
-            and self._fused_mean
+            and (self._fused_mean or not self._per_sample)
             and sample_weight is None
             and self._dist is None
             and self.domain_check is None
             and len(args) + len(kwargs) == self._n_call
         ):
-            if not kwargs:
-                reduced = self._entry(*args, *self._defaults, _mean=True)
-            elif not args and kwargs.keys() == self._call_names.keys():
-                reduced = self._entry(*[kwargs[name] for name in self._call_names], *self._defaults, _mean=True)
-            else:
-                reduced = None
+            if kwargs:
+                if args or kwargs.keys() != self._call_names.keys():
+                    return self.call_with(None, *args, reduction=reduction, **kwargs)
+                args, kwargs = tuple([kwargs[name] for name in self._call_names]), {}
+            if not self._per_sample:
+                return self._entry(*args, *self._defaults)
+            reduced = self._entry(*args, *self._defaults, _mean=True)
             if reduced is not None:
                 return reduced
         return self.call_with(None, *args, reduction=reduction, sample_weight=sample_weight, **kwargs)

@@ -111,6 +111,15 @@ def test_the_direct_call_to_a_fused_mean_binds_and_checks_as_the_general_one(rng
     assert misnamed.code == "E802" and "`y`" in misnamed.help
     assert err_of(f, yhat.long(), y).first.code == err_of(f, yhat=yhat.long(), y=y).first.code == "E803"
     assert err_of(f, yhat, y[:, :2]).first.code == "E805"
+    # no samples: the entry leaves the mean to the general call, by position and by name alike
+    empty = torch.zeros(0, 3, dtype=torch.float64)
+    torch.testing.assert_close(f(yhat=empty, y=empty), f(empty, empty))
+    # a scalar loss: its value, whichever way it is called
+    g = lossdsl.compile("pred a: float[N]\ntarget b: float[N]\nloss = mean((a - b)^2)\n", backend="torch")
+    a, b = yhat[:, 0], y[:, 0]
+    torch.testing.assert_close(g(a, b), g(b=b, a=a))
+    torch.testing.assert_close(g(a, b), torch.mean((a - b) ** 2))
+    assert err_of(g, a=a, c=b).first.code == "E802"
 
 
 def test_params_bound_at_compile_and_changed_without_recompiling(rng):
