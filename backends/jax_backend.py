@@ -149,7 +149,7 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         # jax.nn.relu's rule (gradient 0 at 0, docs/language.md §4) is a `max` with a select of a
         # broadcast 0: XLA on the CPU fuses the max into a following reduction and writes the 0s
         # out as a whole array first. A `where` has the same value and gradient and no such array.
-        return jnp.where(x <= 0, 0.0, x)
+        return jnp.where(x <= 0, 0, x)  # an int 0: an int x stays int
 
     @jax.custom_jvp
     def atan2(y, x):

@@ -1,7 +1,7 @@
-"""The JAX backend's own rules for `softplus`, `log_sigmoid`, `logaddexp`, `atan2` and `norm`
-(backends/jax_backend.py): under `jax.jit` the value and gradient compute the transcendental
-function once (JAX's own rules compute it two or three times), and the derivatives, to the
-second, are the functions' own, at the points docs/language.md §4 names too."""
+"""The JAX backend's own rules for `softplus`, `log_sigmoid`, `logaddexp`, `atan2`, `norm` and
+`relu` (backends/jax_backend.py): under `jax.jit` the value and gradient compute the
+transcendental function once (JAX's own rules compute it two or three times), and the
+derivatives, to the second, are the functions' own, at the points docs/language.md §4 names too."""
 
 from __future__ import annotations
 
@@ -109,3 +109,17 @@ def test_atan2_derivatives_are_finite_at_the_origin_and_arctan2s_elsewhere():
     np.testing.assert_allclose(g[1:], ref, rtol=1e-12)
     np.testing.assert_allclose(h[1:], ref_h, rtol=1e-12)
     assert float(f(y, x=x)) == pytest.approx(float(np.sum(np.arctan2(np.asarray(y), np.asarray(x)) ** 2)))
+
+
+def test_relu_of_an_int_is_an_int_index_and_of_a_float_has_gradient_0_at_0():
+    import jax
+    import jax.numpy as jnp
+
+    src = "pred x: float[B, C]\ninput k: int[B]\nloss = pick(x, relu(k - 1)) + relu(sum(x, axis=C) - 3.0)\n"
+    f = lossdsl.compile(src, backend="jax")
+    x = jnp.asarray([[1.0, 2.0, 0.0], [1.0, 1.0, 1.0], [4.0, 5.0, 6.0]])
+    k = jnp.asarray([0, 2, 3])
+    np.testing.assert_array_equal(np.asarray(f(x, k, reduction="none")), [1.0, 1.0, 6.0 + 12.0])
+    grad = np.asarray(jax.grad(lambda p: f(p, k, reduction="sum"))(x))
+    # the first two rows sum to exactly 3: relu's gradient is 0 there (docs/language.md §4)
+    np.testing.assert_array_equal(grad, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 2.0]])
