@@ -4,7 +4,11 @@ module), plus the conventions of docs/language.md §4 where JAX differs:
 - `abs` at 0 has gradient 0 (jnp.abs gives 1): `jnp.abs` with a custom JVP, sign(x);
 - `clip` at its bounds gives x a gradient of 1 (jnp.clip gives 0.5);
 - `norm` at 0 has gradient 0 (jnp.linalg.norm gives NaN);
-- `atan2` at the origin has gradient 0 (jnp.arctan2 gives NaN).
+- `atan2` at the origin has gradient 0 (jnp.arctan2 gives NaN);
+- `logaddexp` of two -inf has gradient 0 (jnp.logaddexp gives NaN).
+
+Where a rule is JAX's own but costs more under `jax.jit` than the function needs, the runtime
+has its own (`logaddexp`, `softplus`, `relu`, `atan2`, `norm`): each says why.
 
 The pure `compute` function is jitted (dimension sizes and the dtype are static),
 so an eager call costs one dispatch; inside a user's `jax.jit` it simply inlines.
@@ -39,10 +43,10 @@ class JaxPrinter(NumpyPrinter):
         "atan2": "rt.atan2({y}, {x})",
         "logaddexp": "rt.logaddexp({a}, {b})",
         "clip": "rt.clip({x}, {lo}, {hi})",
-        "relu": "jax.nn.relu({x})",
+        "relu": "rt.relu({x})",
         "sigmoid": "jax.nn.sigmoid({x})",
-        "log_sigmoid": "jax.nn.log_sigmoid({x})",
-        "softplus": "jax.nn.softplus({x})",
+        "log_sigmoid": "rt.log_sigmoid({x})",
+        "softplus": "rt.softplus({x})",
         "logsumexp": "jax.nn.logsumexp({x}, axis={axes}, keepdims={keepdims})",
         "softmax": "jax.nn.softmax({x}, axis={axis})",
         "log_softmax": "jax.nn.log_softmax({x}, axis={axis})",
@@ -95,26 +99,82 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         inside = (x >= lo) & (x <= hi)
         return jnp.where(inside, x, jnp.minimum(jnp.maximum(x, lo), hi))
 
+    def exp_and_sigmoid(d):
+        """exp(-|d|) and sigmoid(d) from it: one exponential for a value and its gradient. -|d|
+        is a `where` so that its derivative at 0 is -1 (sigmoid's derivative there 1/4, as
+        everywhere else: second derivatives differentiate this)."""
+        e = jnp.exp(jnp.where(d >= 0, -d, d))
+        return e, jnp.where(d >= 0, 1.0, e) / (1.0 + e)
+
+    # The rules below return the function itself as the value, so that a second derivative
+    # differentiates the same rule again; XLA computes the exponential they share once.
+
+    @jax.custom_jvp
+    def softplus(x):
+        # jax.nn.softplus is jnp.logaddexp(x, 0): under jax.jit its rule's value and gradient
+        # take three exponentials where one does
+        e, _ = exp_and_sigmoid(x)
+        return jnp.where(x >= 0, x, 0.0) + jnp.log1p(e)
+
+    @softplus.defjvp
+    def _softplus_jvp(primals, tangents):
+        (x,), (t,) = primals, tangents
+        _, share = exp_and_sigmoid(x)
+        return softplus(x), share * t
+
+    def logaddexp_parts(a, b):
+        """a - b (0 where both are -inf, where it is NaN: the transpose of the gradient's
+        `where` would multiply 0 by it), exp(-|a - b|) and sigmoid(a - b), each operand's share
+        e^a / (e^a + e^b) of the gradient, from the value's own exponential (jnp.logaddexp's
+        rule takes two more). The value's rule and the gradient's spell them alike: XLA
+        computes them once."""
+        both_minus_inf = jnp.maximum(a, b) == -jnp.inf
+        d = jnp.where(both_minus_inf, 0.0, a - b)
+        return both_minus_inf, d, *exp_and_sigmoid(d)
+
+    @jax.custom_jvp
+    def logaddexp(a, b):
+        # Where both are -inf the value is -inf and the gradient 0 (docs/language.md §4;
+        # jnp.logaddexp's is NaN there); where both are +inf (a - b is NaN) the value is +inf.
+        _, d, e, _ = logaddexp_parts(a, b)
+        return jnp.where(jnp.isnan(d), a + b, jnp.where(d >= 0, a, b) + jnp.log1p(e))
+
+    @logaddexp.defjvp
+    def _logaddexp_jvp(primals, tangents):
+        (a, b), (ta, tb) = primals, tangents
+        both_minus_inf, _, _, share = logaddexp_parts(a, b)
+        return logaddexp(a, b), jnp.where(both_minus_inf, 0.0, tb + share * (ta - tb))
+
+    def relu(x):
+        # jax.nn.relu's rule (gradient 0 at 0, docs/language.md §4) is a `max` with a select of a
+        # broadcast 0: XLA on the CPU fuses the max into a following reduction and writes the 0s
+        # out as a whole array first. A `where` has the same value and gradient and no such array.
+        return jnp.where(x <= 0, 0, x)  # an int 0: an int x stays int
+
+    @jax.custom_jvp
     def atan2(y, x):
+        return jnp.arctan2(y, x)
+
+    @atan2.defjvp
+    def _atan2_jvp(primals, tangents):
         # Gradient 0 at the origin (docs/language.md §4; jnp.arctan2 gives NaN): the origin's
-        # lanes read the point (1, 0) in the differentiated branch and take the plain value.
-        origin = (y == 0) & (x == 0)
-        safe = jnp.arctan2(jnp.where(origin, 0.0, y), jnp.where(origin, 1.0, x))
-        return jnp.where(origin, jax.lax.stop_gradient(jnp.arctan2(y, x)), safe)
+        # lanes divide by a safe 1 and take 0. One arctan2, where a `where` around the
+        # differentiated branch computes two.
+        (y, x), (ty, tx) = primals, tangents
+        r2 = x * x + y * y
+        origin = r2 == 0
+        return atan2(y, x), jnp.where(origin, 0.0, (x * ty - y * tx) / jnp.where(origin, 1.0, r2))
 
     def norm(x, p, axis, keepdims):
         if p == 1:
             return jnp.sum(abs_(x), axis=axis, keepdims=keepdims)
-        s = jnp.sum(jnp.abs(x) ** p, axis=axis, keepdims=keepdims)
+        # |x|^2 as x * x and the root as sqrt for p = 2: a general power is a pow in XLA, and
+        # |x|'s sign in the gradient one more product
+        s = jnp.sum(x * x if p == 2 else jnp.abs(x) ** p, axis=axis, keepdims=keepdims)
         nonzero = s > 0
         # The root's gradient is infinite at 0: feed it a safe 1 there and select 0.
-        return jnp.where(nonzero, jnp.where(nonzero, s, 1.0) ** (1.0 / p), 0.0)
-
-    def logaddexp(a, b):
-        # jnp.logaddexp's gradient is NaN where both operands are -inf: there the value is -inf
-        # and the gradient 0 (docs/language.md §4), the operands read 0 in the differentiated branch.
-        both = (a == -jnp.inf) & (b == -jnp.inf)
-        return jnp.where(both, -jnp.inf, jnp.logaddexp(jnp.where(both, 0.0, a), jnp.where(both, 0.0, b)))
+        safe = jnp.where(nonzero, s, 1.0)
+        return jnp.where(nonzero, jnp.sqrt(safe) if p == 2 else safe ** (1.0 / p), 0.0)
 
     def segment_sum(v, ids, groups):
         flat_ids = ids.reshape(-1)
@@ -206,6 +266,9 @@ def _runtime(jax, jnp) -> types.SimpleNamespace:
         atan2=atan2,
         norm=norm,
         logaddexp=logaddexp,
+        softplus=softplus,
+        log_sigmoid=lambda x: -softplus(-x),
+        relu=relu,
         segment_sum=segment_sum,
         segment_mean=numpy_like_segment_mean(jnp, segment_sum),
         weighted_mean_of=weighted_mean_of,
