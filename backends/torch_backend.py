@@ -190,11 +190,12 @@ class TorchPrinter(Printer):
         n_k = self.hyper_number(node, 1)
         if self.hyper_is_param(node, 1):
             conditions.append(f"{n_k} is not None")
-        # The sum over the labels not ignored, over their count: 0, not torch's NaN, when every
-        # label is ignored (docs/language.md §6).
+        # torch's own mean over the labels not ignored; 0, not torch's NaN, when every label is
+        # ignored (docs/language.md §6): the `where` passes the mean a zero gradient there, and
+        # torch's backward leaves every ignored row at 0. Not `reduction='sum'` over the count:
+        # with smoothing, torch.compile makes a backward kernel half as fast of that form.
         fused = (
-            f"F.cross_entropy({z}, {y}, ignore_index={n_k}{smoothing}, reduction='sum')"
-            f" / torch.clamp(torch.sum({y} != {n_k}), min=1)"
+            f"torch.where(torch.sum({y} != {n_k}) > 0, F.cross_entropy({z}, {y}, ignore_index={n_k}{smoothing}), 0.0)"
         )
         return self.fused_or_decomposed(node, fused, conditions)
 
