@@ -58,6 +58,11 @@ class Runtime:
         # Keep the index check alive under jit / tf.function / torch.compile (compile(check_values=True)).
         self.check_values = False
         self._index_texts = [self._index_text(read) for read in index_reads]
+        # Each leaf's label and dtype as plain strings: what a param's conversion reads. Under
+        # torch.compile every attribute read while tracing becomes a guard checked at each call;
+        # a leaf's `label` property and its dtype enum's `value` cost about ten each.
+        self._labels = [leaf.label for leaf in leaves]
+        self._dtypes = [leaf.type.dtype.value for leaf in leaves]
 
     def namespace(self) -> dict[str, Any]:
         be = self.backend
@@ -340,31 +345,32 @@ class Runtime:
         be = self.backend
         if given is not None:
             leaf = self.leaves[i]
-            return self._convert_static(leaf, given[leaf.label], cdt, like)
+            return self._convert_static(i, given[leaf.label], cdt, like)
         key = (i, str(cdt), be.device_key(like))
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         leaf = self.leaves[i]
         value = self.context[leaf.label]
-        value = self._convert_static(leaf, value, cdt, like)
+        value = self._convert_static(i, value, cdt, like)
         if be.may_cache():
             self._cache[key] = value
         return value
 
-    def _convert_static(self, leaf: Leaf, value: Any, cdt: Any, like: Any) -> Any:
-        """A context tensor or param default in the compute dtype, on `like`'s device. It is cached,
-        so the backend makes it outside any trace (a traced value must not outlive its trace)."""
-        return self.backend.constant(value, leaf.type.dtype.value, cdt, like)
+    def _convert_static(self, i: int, value: Any, cdt: Any, like: Any) -> Any:
+        """Leaf `i`'s context tensor or param default in the compute dtype, on `like`'s device. It is
+        cached, so the backend makes it outside any trace (a traced value must not outlive its trace)."""
+        return self.backend.constant(value, self._dtypes[i], cdt, like)
 
     def param(self, i: int, value: Any, cdt: Any, like: Any) -> Any:
-        leaf = self.leaves[i]
         if value is DEFAULT:
             key = (i, str(cdt), self.backend.device_key(like))
             hit = self._cache.get(key)
             if hit is not None:
                 return hit
-            if leaf.label not in self.params:
+            label = self._labels[i]
+            if label not in self.params:
+                leaf = self.leaves[i]
                 raise self._error(
                     f"param `{leaf.label}` has no value: it has no default and was not bound",
                     None,
@@ -373,10 +379,11 @@ class Runtime:
                     help=f"pass it at the call (`{leaf.label}=...`) or bind it once with "
                     f"`lossdsl.compile(..., params={{'{leaf.label}': ...}})`",
                 ) from None
-            out = self._convert_static(leaf, self.params[leaf.label], cdt, like)
+            out = self._convert_static(i, self.params[label], cdt, like)
             if self.backend.may_cache():
                 self._cache[key] = out
             return out
+        leaf = self.leaves[i]
         x = self._tensor(i, value)
         kind = self.backend.dtype_kind(x)
         want = leaf.type.dtype.value
@@ -399,12 +406,12 @@ class Runtime:
         `delta=`), or None where the caller gave a tensor: the decomposed form then runs, with
         no read from the device."""
         if value is DEFAULT:
-            value = self.params.get(self.leaves[i].label)
+            value = self.params.get(self._labels[i])
         if getattr(value, "ndim", None) == 0 and hasattr(value, "item") and not self.backend.is_tensor(value):
             value = value.item()  # a NumPy scalar, as from a config file (never the framework's tensor: a read)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None
-        return float(value) if self.leaves[i].type.dtype is FLOAT else int(value)
+        return float(value) if self._dtypes[i] == "float" else int(value)
 
     def clear_cache(self) -> None:
         self._cache.clear()

@@ -168,7 +168,9 @@ CASES = {
         "let logp = log_softmax(z, axis=C)\nlet valid = k != ignore\n"
         "loss = sum((1 - ls) * where(valid, -pick(logp, k), 0.0) + ls * where(valid, -mean(logp, axis=C), 0.0))"
         " / maximum(sum(float(valid)), 1.0)\n", "ce", ALL_THREE, lambda x: _ce(x, 0.2, -1),
-        r"F\.cross_entropy\([^()]*ignore_index=n_ignore, label_smoothing=n_ls, reduction='sum'\)"),
+        # torch's own mean, 0 where every label is ignored
+        r"torch\.where\(torch\.sum\(v_k != n_ignore\) > 0,"
+        r" F\.cross_entropy\(v_z, v_k, ignore_index=n_ignore, label_smoothing=n_ls\), 0\.0\)"),
     "ce_smoothed_literal": Case(
         "pred z: float[B, C]\ntarget k: int[B]\nlet logp = log_softmax(z, axis=C)\n"
         "loss = mean(0.9 * -pick(logp, k) + 0.1 * -mean(logp, axis=C))\n", "ce", ALL_THREE, lambda x: _ce(x, 0.1),

@@ -14,7 +14,7 @@ from lossdsl import LossError
 from lossdsl.sampling import random_inputs
 
 from conftest import EXAMPLES, check_err, check_ok, codes, needs, spec
-from harness import BACKENDS, GRAD_BACKENDS, assert_close, compile_for, value_and_grads
+from harness import BACKENDS, GRAD_BACKENDS, assert_close, compile_for, compiled_value_and_grad, value_and_grads
 
 MISSING_LABEL = spec("""
     pred   yhat: float[B]
@@ -440,13 +440,19 @@ def _convert(backend, value):
     return convert(backend, value, "float64")
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_cross_entropy_with_every_label_ignored_is_zero(backend):
-    f = compile_for(lossdsl.std.path("cross_entropy"), backend)
-    value, grads = value_and_grads(f, backend, {"logits": np.ones((3, 4)), "y": np.full(3, -100)}, ["logits"])
+def test_cross_entropy_with_every_label_ignored_is_zero(backend, smoothing):
+    f = compile_for(lossdsl.std.path("cross_entropy"), backend, params={"label_smoothing": smoothing})
+    x = {"logits": np.ones((3, 4)), "y": np.full(3, -100)}
+    value, grads = value_and_grads(f, backend, x, ["logits"])
     assert float(value) == 0.0
     if backend != "numpy":
         np.testing.assert_array_equal(grads["logits"], np.zeros((3, 4)))
+    if backend in GRAD_BACKENDS:  # the same under the framework's compiler
+        value, grad = compiled_value_and_grad(f, backend, x, "logits")
+        assert float(value) == 0.0
+        np.testing.assert_array_equal(grad, np.zeros((3, 4)))
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])

@@ -91,3 +91,17 @@ def test_a_loss_with_params_given_as_numbers_compiles_to_one_graph_and_leaves_no
     (eager_grad,) = torch.autograd.grad(eager, [x2])
     torch.testing.assert_close(compiled(args[0]), eager)
     torch.testing.assert_close(grad, eager_grad)
+
+
+@needs("torch")
+def test_default_params_under_torch_compile_are_guarded_without_reading_the_specs_leaves():
+    """Each guard is checked at every call of the compiled loss: a param's conversion reads its
+    label and dtype as plain strings, not through the spec's leaves (a property and an enum)."""
+    import torch
+
+    f = lossdsl.compile(lossdsl.std.path("tversky"), backend="torch")  # three params, all default
+    y = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(lambda z: f(z, y))(torch.zeros(2, 3))
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert not [g.name for g in explained.out_guards if ".leaves" in g.name]
