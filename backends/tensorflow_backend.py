@@ -33,6 +33,9 @@ class TensorflowPrinter(Printer):
     ONES_ON_TAPE = "tf.where(tf.zeros_like({x}, dtype=tf.bool), {x}, tf.ones_like({x}))"
     # `x ** 2.0` under XLA is a product; `x ** tensor` stays exp(log) with the exponent's gradient
     NUMBER_EXPONENTS = True
+    # An eager call runs the compute as one graph (TensorflowBackend.wrap_compute): the API's mean
+    # of a per-sample loss is then inside it, not a few more eager ops and their gradients.
+    API_MEAN_IN_COMPUTE = True
     FUNCTIONS = {
         "abs": "tf.abs({x})",
         "sign": "tf.sign({x})",
@@ -888,6 +891,48 @@ class TensorflowCollectives(LocalCollectives):
         return per_replica_share(loss)
 
 
+class GraphCompute:
+    """The compute of an eager call run as one graph: one dispatch on the tape, where op by op
+    each operation and each operation of its gradient is a dispatch of its own, most of an
+    eager call's time at a loss's usual sizes. A graph is traced once per shape and dtype of the
+    tensors and per value of the static arguments (the last `statics` of the call: the compute
+    dtype, sizes, params given as Python numbers), and kept; a call is one dictionary lookup
+    away from it (a `tf.function`'s own dispatch binds and canonicalises every argument, which
+    costs about what a small loss's graph does). Inside a caller's `tf.function` (Keras's `fit`,
+    `jit_compile=True`) the plain compute is traced into the caller's graph."""
+
+    def __init__(self, tf, plain, statics: int):
+        self.tf = tf
+        self.plain = plain
+        self.statics = statics
+        self.graphs: dict[tuple, Any] = {}
+        self.traced = tf.function(plain, autograph=False)  # any other call: a variable among the args
+        self.eager_tensor = type(tf.constant(0))
+
+    def __call__(self, *args, **kwargs):
+        tf = self.tf
+        if not tf.executing_eagerly():
+            return self.plain(*args, **kwargs)
+        split = len(args) - self.statics
+        tensors, statics = args[:split], args[split:]
+        if kwargs or not all(type(x) is self.eager_tensor for x in tensors):
+            return self.traced(*args, **kwargs)
+        key = (statics, tuple((tuple(x.shape), x.dtype) for x in tensors))
+        try:
+            graph = self.graphs.get(key)
+        except TypeError:  # a static argument that is no dictionary key
+            return self.traced(*args)
+        if graph is None:
+            plain = self.plain
+
+            def run(*tensors):
+                return plain(*tensors, *statics)
+
+            graph = tf.function(run, autograph=False).get_concrete_function(*tensors)
+            self.graphs[key] = graph
+        return graph(*tensors)
+
+
 class TensorflowBackend(Backend):
     name = "tensorflow"
     aliases = ("tf",)
@@ -927,8 +972,11 @@ class TensorflowBackend(Backend):
 
     def value_range(self, x: Any) -> tuple[int, int] | None:
         tf = self.tf
-        if not tf.executing_eagerly() or not hasattr(x, "numpy") or int(tf.size(x)) == 0:
+        if not tf.executing_eagerly() or not hasattr(x, "numpy") or x.shape.num_elements() == 0:
             return None  # inside a tf.function: the graph's own gather checks (on CPU) remain
+        if x.device.endswith("CPU:0"):  # in host memory: read where it lies, no op dispatched
+            a = x.numpy()
+            return int(a.min()), int(a.max())
         lo, hi = tf.stack((tf.reduce_min(x), tf.reduce_max(x))).numpy().tolist()
         return int(lo), int(hi)
 
@@ -1024,7 +1072,9 @@ class TensorflowBackend(Backend):
         return self.tf.autograph.experimental.do_not_convert(fn)
 
     def wrap_compute(self, fn, static_args, *, sharded: bool = False):
-        return self.tf.autograph.experimental.do_not_convert(fn)
+        # A sharded loss is left to the caller: its collectives run in the strategy's replica context.
+        plain = self.tf.autograph.experimental.do_not_convert(fn)
+        return plain if sharded else GraphCompute(self.tf, plain, len(static_args))
 
     def collectives(self, group=None, *, source_name: str = ""):
         return TensorflowCollectives(self.tf)
