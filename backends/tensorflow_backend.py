@@ -159,17 +159,18 @@ class TensorflowPrinter(Printer):
 
     def _kernel_bce_logits(self, node, z, y, pos_weight=None):
         d = f"tf.nn.sigmoid_cross_entropy_with_logits(labels={y}, logits={z})"
-        plain = f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
-        if pos_weight is None:
-            return plain
-        # tf.nn.weighted_cross_entropy_with_logits weighs differently at 0: a weight other than 1
-        # is decomposed; a weight of 1 (a literal, or a param given as the number 1) is no weight.
-        if node.attr("hyper_params"):
-            n = self.hyper_number(node, 0)
-            if not self.hyper_is_param(node, 0):
-                return plain if n == "1.0" else None
-            return self.fused_or_decomposed(node, plain, [f"{n} == 1.0"])
-        return None
+        hyper = bool(node.attr("hyper_params"))  # a literal or a param, not another expression
+        if pos_weight is not None and not (
+            hyper and not self.hyper_is_param(node, 0) and self.hyper_number(node, 0) == "1.0"
+        ):
+            weighted = f"rt.weighted_bce({z}, {y}, {pos_weight})"
+            # a weight of 1 is no weight, and the call without one is faster
+            d = (
+                f"({d} if {self.hyper_number(node, 0)} == 1.0 else {weighted})"
+                if hyper and self.hyper_is_param(node, 0)
+                else weighted
+            )
+        return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
 
     def _kernel_ce(self, node, z, y, ls, ignore=None):
         smoothing = self.unless_zero(node, 0, ls)
@@ -483,6 +484,28 @@ def _runtime(tf) -> types.SimpleNamespace:
         count = tf.reshape(count, tf.concat([tf.shape(count), tf.ones([total.shape.rank - 1], tf.int32)], 0))
         return total / tf.maximum(count, 1.0)
 
+    def exp_minus_abs(z):
+        # exp(-|z|), its exponent a `where` so that its derivative at 0 is one side's (-1), not
+        # abs's 0: what is built from it below is then differentiable at 0 once more
+        return tf.exp(tf.where(z >= 0, -z, z))
+
+    def sigmoid_of_minus(z):
+        e = exp_minus_abs(z)
+        return tf.where(z >= 0, e, tf.ones_like(e)) / (1.0 + e)
+
+    @tf.custom_gradient
+    def softplus_of_minus(z):
+        # log(1 + exp(-z)) as tf.nn's weighted cross-entropy computes it, log1p(exp(-|z|)) + relu(-z),
+        # with derivative -σ(-z) at z = 0 too (that relu's and abs's gradients are 0 there). σ(-z)
+        # from the same exp (XLA's own logistic costs several times more).
+        return tf.math.log1p(exp_minus_abs(z)) + tf.nn.relu(-z), lambda g: -g * sigmoid_of_minus(z)
+
+    def weighted_bce(z, y, w):
+        # -(w y log σ(z) + (1 - y) log σ(-z)) as tf.nn.weighted_cross_entropy_with_logits writes it,
+        # (1 - y) z + (1 + (w - 1) y) softplus(-z): one exp forward and backward, where
+        # tf.math.softplus under XLA takes a logistic for its gradient, as two log-sigmoids do
+        return (1.0 - y) * z + (1.0 + (w - 1.0) * y) * softplus_of_minus(z)
+
     def weighted_mean_of(loss, w):
         return tf.reduce_sum(w * loss) / tf.reduce_sum(w)
 
@@ -522,6 +545,7 @@ def _runtime(tf) -> types.SimpleNamespace:
         return tf.math.divide_no_nan(num, tf.where(total > 0.0, total, tf.zeros_like(total)))
 
     return types.SimpleNamespace(
+        weighted_bce=weighted_bce,
         weighted_mean_of=weighted_mean_of,
         smoothed_ce=smoothed_ce,
         weighted_ce=weighted_ce,

@@ -336,6 +336,37 @@ def test_fused_kernel_gives_the_value_and_gradient_of_the_decomposed_form(name, 
         assert_close(grads[p], ref_grads[p], "float64", f"{name} d/d{p}")
 
 
+@pytest.mark.parametrize("name", ["bce_pos_weight_mean", "bce_pos_weight"])
+def test_a_positive_class_weight_is_one_softplus_on_tensorflow(name, rng, monkeypatch):
+    """tf.nn.weighted_cross_entropy_with_logits's formula with one exp (backends/tensorflow_backend.py,
+    `weighted_bce`; tf.nn's own gradient at 0 misses half of its softplus), not the decomposed
+    form's two log-sigmoids, with the decomposed form's value, gradients (to the weight too) and
+    second derivatives; the weight as a number of 1 is the plain fused call."""
+    _require("tensorflow")
+    import tensorflow as tf
+
+    f = lossdsl.compile(CASES[name].src, backend="tensorflow")
+    assert "rt.weighted_bce(" in f.source and "log_sigmoid" not in f.source, f.source
+    assert "tf.nn.sigmoid_cross_entropy_with_logits(" in f.source, f.source
+    plain = compile_unfused(CASES[name].src, "tensorflow", monkeypatch)
+    args, _ = inputs(name, rng)  # z = 0 at one element: the kink of tf.nn's form
+    z, y, v = tf.constant(args["z"]), tf.constant(args["y"]), tf.constant(rng.normal(size=args["z"].shape))
+    pw = tf.Variable(3.0, dtype=tf.float64)
+
+    def derivatives(loss):
+        with tf.GradientTape(persistent=True) as outer:
+            outer.watch(z)
+            with tf.GradientTape(persistent=True) as inner:
+                inner.watch(z)
+                value = tf.reduce_sum(loss(z, y, pw=pw))
+            gz, gw = inner.gradient(value, [z, pw])
+            along = tf.reduce_sum(gz * v)
+        return [t.numpy() for t in (value, gz, gw, outer.gradient(along, z))]
+
+    for got, want, what in zip(derivatives(f), derivatives(plain), ["value", "d/dz", "d/dpw", "Hessian-vector"]):
+        assert_close(got, want, "float64", f"{name}: {what}")
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.mean_fused_on])
 def test_the_fused_mean_over_the_samples_gives_the_value_and_gradient_of_the_decomposed_mean(
