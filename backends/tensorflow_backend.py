@@ -915,48 +915,6 @@ class TensorflowCollectives(LocalCollectives):
         return per_replica_share(loss)
 
 
-class GraphCompute:
-    """The compute of an eager call run as one graph: one dispatch on the tape, where op by op
-    each operation and each operation of its gradient is a dispatch of its own, most of an
-    eager call's time at a loss's usual sizes. A graph is traced once per shape and dtype of the
-    tensors and per value of the static arguments (the last `statics` of the call: the compute
-    dtype, sizes, params given as Python numbers), and kept; a call is one dictionary lookup
-    away from it (a `tf.function`'s own dispatch binds and canonicalises every argument, which
-    costs about what a small loss's graph does). Inside a caller's `tf.function` (Keras's `fit`,
-    `jit_compile=True`) the plain compute is traced into the caller's graph."""
-
-    def __init__(self, tf, plain, statics: int):
-        self.tf = tf
-        self.plain = plain
-        self.statics = statics
-        self.graphs: dict[tuple, Any] = {}
-        self.traced = tf.function(plain, autograph=False)  # any other call: a variable among the args
-        self.eager_tensor = type(tf.constant(0))
-
-    def __call__(self, *args, **kwargs):
-        tf = self.tf
-        if not tf.executing_eagerly():
-            return self.plain(*args, **kwargs)
-        split = len(args) - self.statics
-        tensors, statics = args[:split], args[split:]
-        if kwargs or not all(type(x) is self.eager_tensor for x in tensors):
-            return self.traced(*args, **kwargs)
-        key = (statics, tuple((tuple(x.shape), x.dtype) for x in tensors))
-        try:
-            graph = self.graphs.get(key)
-        except TypeError:  # a static argument that is no dictionary key
-            return self.traced(*args)
-        if graph is None:
-            plain = self.plain
-
-            def run(*tensors):
-                return plain(*tensors, *statics)
-
-            graph = tf.function(run, autograph=False).get_concrete_function(*tensors)
-            self.graphs[key] = graph
-        return graph(*tensors)
-
-
 class TensorflowBackend(Backend):
     name = "tensorflow"
     aliases = ("tf",)
@@ -1096,9 +1054,45 @@ class TensorflowBackend(Backend):
         return self.tf.autograph.experimental.do_not_convert(fn)
 
     def wrap_compute(self, fn, static_args, *, sharded: bool = False):
-        # A sharded loss is left to the caller: its collectives run in the strategy's replica context.
-        plain = self.tf.autograph.experimental.do_not_convert(fn)
-        return plain if sharded else GraphCompute(self.tf, plain, len(static_args))
+        """The compute of an eager call run as one graph: one dispatch on the tape, where op by op
+        each operation and each operation of its gradient is a dispatch of its own, most of an
+        eager call's time at a loss's usual sizes. A graph is traced once per shape and dtype of
+        the tensors and per value of the static arguments (the last `len(static_args)` of the
+        call: the compute dtype, sizes, params given as Python numbers), and kept; a call is one
+        dictionary lookup away from it (a `tf.function`'s own dispatch binds and canonicalises
+        every argument, which costs about what a small loss's graph does). A call with a
+        variable among its tensors takes a `tf.function`. Inside a caller's `tf.function`
+        (Keras's `fit`, `jit_compile=True`) the plain compute is traced into the caller's graph.
+        A sharded loss is left to the caller: its collectives run in the strategy's replica context."""
+        tf = self.tf
+        plain = tf.autograph.experimental.do_not_convert(fn)
+        if sharded:
+            return plain
+        statics, traced = len(static_args), tf.function(plain, autograph=False)
+        graphs: dict[tuple, Any] = {}
+        eager_tensor = type(tf.constant(0))
+
+        def compute(*args, **kwargs):
+            if not tf.executing_eagerly():
+                return plain(*args, **kwargs)
+            split = len(args) - statics
+            tensors, static = args[:split], args[split:]
+            if kwargs or not all(type(x) is eager_tensor for x in tensors):
+                return traced(*args, **kwargs)
+            key = (static, tuple((tuple(x.shape), x.dtype) for x in tensors))
+            try:
+                graph = graphs.get(key)
+            except TypeError:  # a static argument that is no dictionary key
+                return traced(*args)
+            if graph is None:
+
+                def run(*tensors):
+                    return plain(*tensors, *static)
+
+                graph = graphs[key] = tf.function(run, autograph=False).get_concrete_function(*tensors)
+            return graph(*tensors)
+
+        return compute
 
     def collectives(self, group=None, *, source_name: str = ""):
         return TensorflowCollectives(self.tf)

@@ -1,5 +1,5 @@
 """An eager TensorFlow call runs the loss's compute as one graph (backends/tensorflow_backend.py,
-`GraphCompute`): traced once per shape, dtype and static argument (a param given as a Python
+`TensorflowBackend.wrap_compute`): traced once per shape, dtype and static argument (a param given as a Python
 number), then called; a param given as a variable takes a `tf.function`; inside a caller's
 `tf.function` the compute is traced into the caller's graph. Values, gradients and second
 derivatives are those of the loss wherever it runs."""
