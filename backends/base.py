@@ -193,6 +193,10 @@ class Printer:
     #: `x ** tensor` is a general power, several times slower forward and backward (and its
     #: gradient to the exponent, a logarithm, is computed too)
     NUMBER_EXPONENTS = False
+    #: whether a per-sample loss's mean over the samples (the API's default reduction) is printed
+    #: in the module (`compute_mean`) even where it reaches no fused call: a backend that runs the
+    #: compute as one graph call (TensorFlow eager) then runs the mean inside it too
+    API_MEAN_IN_COMPUTE = False
     #: keyword names of the framework's reductions
     AXIS_KW = "axis"
     KEEPDIMS_KW = "keepdims"

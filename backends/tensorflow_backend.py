@@ -33,6 +33,9 @@ class TensorflowPrinter(Printer):
     ONES_ON_TAPE = "tf.where(tf.zeros_like({x}, dtype=tf.bool), {x}, tf.ones_like({x}))"
     # `x ** 2.0` under XLA is a product; `x ** tensor` stays exp(log) with the exponent's gradient
     NUMBER_EXPONENTS = True
+    # An eager call runs the compute as one graph (TensorflowBackend.wrap_compute): the API's mean
+    # of a per-sample loss is then inside it, not a few more eager ops and their gradients.
+    API_MEAN_IN_COMPUTE = True
     FUNCTIONS = {
         "abs": "tf.abs({x})",
         "sign": "tf.sign({x})",
@@ -156,17 +159,18 @@ class TensorflowPrinter(Printer):
 
     def _kernel_bce_logits(self, node, z, y, pos_weight=None):
         d = f"tf.nn.sigmoid_cross_entropy_with_logits(labels={y}, logits={z})"
-        plain = f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
-        if pos_weight is None:
-            return plain
-        # tf.nn.weighted_cross_entropy_with_logits weighs differently at 0: a weight other than 1
-        # is decomposed; a weight of 1 (a literal, or a param given as the number 1) is no weight.
-        if node.attr("hyper_params"):
-            n = self.hyper_number(node, 0)
-            if not self.hyper_is_param(node, 0):
-                return plain if n == "1.0" else None
-            return self.fused_or_decomposed(node, plain, [f"{n} == 1.0"])
-        return None
+        hyper = bool(node.attr("hyper_params"))  # a literal or a param, not another expression
+        if pos_weight is not None and not (
+            hyper and not self.hyper_is_param(node, 0) and self.hyper_number(node, 0) == "1.0"
+        ):
+            weighted = f"rt.weighted_bce({z}, {y}, {pos_weight})"
+            # a weight of 1 is no weight, and the call without one is faster
+            d = (
+                f"({d} if {self.hyper_number(node, 0)} == 1.0 else {weighted})"
+                if hyper and self.hyper_is_param(node, 0)
+                else weighted
+            )
+        return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
 
     def _kernel_ce(self, node, z, y, ls, ignore=None):
         smoothing = self.unless_zero(node, 0, ls)
@@ -480,6 +484,28 @@ def _runtime(tf) -> types.SimpleNamespace:
         count = tf.reshape(count, tf.concat([tf.shape(count), tf.ones([total.shape.rank - 1], tf.int32)], 0))
         return total / tf.maximum(count, 1.0)
 
+    def exp_minus_abs(z):
+        # exp(-|z|), its exponent a `where` so that its derivative at 0 is one side's (-1), not
+        # abs's 0: what is built from it below is then differentiable at 0 once more
+        return tf.exp(tf.where(z >= 0, -z, z))
+
+    def sigmoid_of_minus(z):
+        e = exp_minus_abs(z)
+        return tf.where(z >= 0, e, tf.ones_like(e)) / (1.0 + e)
+
+    @tf.custom_gradient
+    def softplus_of_minus(z):
+        # log(1 + exp(-z)) as tf.nn's weighted cross-entropy computes it, log1p(exp(-|z|)) + relu(-z),
+        # with derivative -σ(-z) at z = 0 too (that relu's and abs's gradients are 0 there). σ(-z)
+        # from the same exp (XLA's own logistic costs several times more).
+        return tf.math.log1p(exp_minus_abs(z)) + tf.nn.relu(-z), lambda g: -g * sigmoid_of_minus(z)
+
+    def weighted_bce(z, y, w):
+        # -(w y log σ(z) + (1 - y) log σ(-z)) as tf.nn.weighted_cross_entropy_with_logits writes it,
+        # (1 - y) z + (1 + (w - 1) y) softplus(-z): one exp forward and backward, where
+        # tf.math.softplus under XLA takes a logistic for its gradient, as two log-sigmoids do
+        return (1.0 - y) * z + (1.0 + (w - 1.0) * y) * softplus_of_minus(z)
+
     def weighted_mean_of(loss, w):
         return tf.reduce_sum(w * loss) / tf.reduce_sum(w)
 
@@ -519,6 +545,7 @@ def _runtime(tf) -> types.SimpleNamespace:
         return tf.math.divide_no_nan(num, tf.where(total > 0.0, total, tf.zeros_like(total)))
 
     return types.SimpleNamespace(
+        weighted_bce=weighted_bce,
         weighted_mean_of=weighted_mean_of,
         smoothed_ce=smoothed_ce,
         weighted_ce=weighted_ce,
@@ -927,8 +954,11 @@ class TensorflowBackend(Backend):
 
     def value_range(self, x: Any) -> tuple[int, int] | None:
         tf = self.tf
-        if not tf.executing_eagerly() or not hasattr(x, "numpy") or int(tf.size(x)) == 0:
+        if not tf.executing_eagerly() or not hasattr(x, "numpy") or x.shape.num_elements() == 0:
             return None  # inside a tf.function: the graph's own gather checks (on CPU) remain
+        if x.device.endswith("CPU:0"):  # in host memory: read where it lies, no op dispatched
+            a = x.numpy()
+            return int(a.min()), int(a.max())
         lo, hi = tf.stack((tf.reduce_min(x), tf.reduce_max(x))).numpy().tolist()
         return int(lo), int(hi)
 
@@ -1024,7 +1054,45 @@ class TensorflowBackend(Backend):
         return self.tf.autograph.experimental.do_not_convert(fn)
 
     def wrap_compute(self, fn, static_args, *, sharded: bool = False):
-        return self.tf.autograph.experimental.do_not_convert(fn)
+        """The compute of an eager call run as one graph: one dispatch on the tape, where op by op
+        each operation and each operation of its gradient is a dispatch of its own, most of an
+        eager call's time at a loss's usual sizes. A graph is traced once per shape and dtype of
+        the tensors and per value of the static arguments (the last `len(static_args)` of the
+        call: the compute dtype, sizes, params given as Python numbers), and kept; a call is one
+        dictionary lookup away from it (a `tf.function`'s own dispatch binds and canonicalises
+        every argument, which costs about what a small loss's graph does). A call with a
+        variable among its tensors takes a `tf.function`. Inside a caller's `tf.function`
+        (Keras's `fit`, `jit_compile=True`) the plain compute is traced into the caller's graph.
+        A sharded loss is left to the caller: its collectives run in the strategy's replica context."""
+        tf = self.tf
+        plain = tf.autograph.experimental.do_not_convert(fn)
+        if sharded:
+            return plain
+        statics, traced = len(static_args), tf.function(plain, autograph=False)
+        graphs: dict[tuple, Any] = {}
+        eager_tensor = type(tf.constant(0))
+
+        def compute(*args, **kwargs):
+            if not tf.executing_eagerly():
+                return plain(*args, **kwargs)
+            split = len(args) - statics
+            tensors, static = args[:split], args[split:]
+            if kwargs or not all(type(x) is eager_tensor for x in tensors):
+                return traced(*args, **kwargs)
+            key = (static, tuple((tuple(x.shape), x.dtype) for x in tensors))
+            try:
+                graph = graphs.get(key)
+            except TypeError:  # a static argument that is no dictionary key
+                return traced(*args)
+            if graph is None:
+
+                def run(*tensors):
+                    return plain(*tensors, *static)
+
+                graph = graphs[key] = tf.function(run, autograph=False).get_concrete_function(*tensors)
+            return graph(*tensors)
+
+        return compute
 
     def collectives(self, group=None, *, source_name: str = ""):
         return TensorflowCollectives(self.tf)

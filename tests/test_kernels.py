@@ -299,6 +299,8 @@ def test_the_generated_code_calls_the_fused_kernel_exactly_where_the_backend_shi
     call = CALLS[backend].get(case.kernel)
     if backend in case.mean_fused_on:
         assert call is not None and call in mean, f"{backend}'s mean over the samples does not call {call}:\n{mean}"
+    elif printer_for(backend).API_MEAN_IN_COMPUTE:  # every per-sample loss's mean, the same calls as its loss
+        assert not mean or call is None or (call in mean) == (call in fused), f"{backend}'s mean for {name}:\n{mean}"
     else:
         assert not mean, f"a compute_mean on {backend} with no fused call for {name}:\n{mean}"
     if backend in case.fused_on:
@@ -334,6 +336,37 @@ def test_fused_kernel_gives_the_value_and_gradient_of_the_decomposed_form(name, 
         assert set(grads) == set(preds)
     for p in grads:
         assert_close(grads[p], ref_grads[p], "float64", f"{name} d/d{p}")
+
+
+@pytest.mark.parametrize("name", ["bce_pos_weight_mean", "bce_pos_weight"])
+def test_a_positive_class_weight_is_one_softplus_on_tensorflow(name, rng, monkeypatch):
+    """tf.nn.weighted_cross_entropy_with_logits's formula with one exp (backends/tensorflow_backend.py,
+    `weighted_bce`; tf.nn's own gradient at 0 misses half of its softplus), not the decomposed
+    form's two log-sigmoids, with the decomposed form's value, gradients (to the weight too) and
+    second derivatives; the weight as a number of 1 is the plain fused call."""
+    _require("tensorflow")
+    import tensorflow as tf
+
+    f = lossdsl.compile(CASES[name].src, backend="tensorflow")
+    assert "rt.weighted_bce(" in f.source and "log_sigmoid" not in f.source, f.source
+    assert "tf.nn.sigmoid_cross_entropy_with_logits(" in f.source, f.source
+    plain = compile_unfused(CASES[name].src, "tensorflow", monkeypatch)
+    args, _ = inputs(name, rng)  # z = 0 at one element: the kink of tf.nn's form
+    z, y, v = tf.constant(args["z"]), tf.constant(args["y"]), tf.constant(rng.normal(size=args["z"].shape))
+    pw = tf.Variable(3.0, dtype=tf.float64)
+
+    def derivatives(loss):
+        with tf.GradientTape(persistent=True) as outer:
+            outer.watch(z)
+            with tf.GradientTape(persistent=True) as inner:
+                inner.watch(z)
+                value = tf.reduce_sum(loss(z, y, pw=pw))
+            gz, gw = inner.gradient(value, [z, pw])
+            along = tf.reduce_sum(gz * v)
+        return [t.numpy() for t in (value, gz, gw, outer.gradient(along, z))]
+
+    for got, want, what in zip(derivatives(f), derivatives(plain), ["value", "d/dz", "d/dpw", "Hessian-vector"]):
+        assert_close(got, want, "float64", f"{name}: {what}")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
