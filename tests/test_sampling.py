@@ -64,7 +64,7 @@ def test_signs_are_minus_one_or_one_and_dice_labels_lie_in_0_1(rng):
     args, _, _ = random_inputs(lossdsl.check(lossdsl.std.path("cosine_embedding")), rng, {"B": 64})
     assert set(np.unique(args["y"])) == {-1.0, 1.0}
     args, _, _ = random_inputs(lossdsl.check(lossdsl.std.path("dice")), rng, {"B": 64})
-    assert set(np.unique(args["y"])) == {0.0, 1.0}
+    assert ((args["y"] >= 0.0) & (args["y"] <= 1.0)).all()  # its declared domain, soft labels included
     value = lossdsl.std.compile("dice", backend="numpy")(**args)
     assert 0 <= value <= 1
 
