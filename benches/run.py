@@ -20,6 +20,7 @@ hand in the framework otherwise.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime
 import os
 import platform
@@ -58,6 +59,23 @@ def _time_block(fn: Callable, number: int) -> float:
     for _ in range(number):
         fn()
     return (time.process_time() - start) / number
+
+
+def _keep_freed_memory() -> None:
+    """glibc gives a freed block of 128 KiB or more back to the system, and the next call's
+    tensor of that size faults its pages in again: which side of a comparison pays that depends
+    on the order of its allocations, not on its work (a cross-entropy measured 1.59× with it,
+    1.10× without, same code). Freed tensors up to 32 MiB stay in the heap for both sides."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to set
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest
+    libc.mallopt(m_trim_threshold, 1 << 30)
+
+
+_keep_freed_memory()
 
 
 def one_thread(framework: str) -> None:
@@ -612,10 +630,11 @@ def std_section() -> list[str]:
         "equivalent spellings) against the framework's function, or the same formula by hand in the framework "
         "where it ships none (benches/std_reference.py for TensorFlow and JAX): value and gradient with respect "
         f"to the first pred, float32, at the \"small\" sizes: B={b}, D={d}, C={c} (pairwise losses B=64, boxes "
-        "8192, segmentation 4×256×10, the rest a quarter of the users' table's sizes). Median of 5 interleaved "
-        "rounds of about 20 ms each, min–max in brackets. Eager is torch eager, TensorFlow eager and "
-        "`jax.value_and_grad` called op by op (lossdsl's compute is jitted inside, the baseline is not); compiled "
-        "is `torch.compile`, `tf.function(jit_compile=True)` and `jax.jit`. At these sizes a call takes "
+        "8192, segmentation 4×256×10, the rest a quarter of the users' table's sizes). The process's CPU time, "
+        "one thread per framework, median of 5 interleaved rounds of about 20 ms each, min–max in brackets. "
+        "Eager is torch eager, TensorFlow eager and `jax.value_and_grad` called op by op (lossdsl's compute is "
+        "jitted inside on JAX and one traced graph on TensorFlow, the baseline is not); compiled is "
+        "`torch.compile`, `tf.function(jit_compile=True)` and `jax.jit`. At these sizes a call takes "
         "microseconds to a few milliseconds, so the per-call cost of the argument checks (the overhead table) "
         "weighs more than in the users' table.",
         "",
@@ -625,34 +644,86 @@ def std_section() -> list[str]:
 
 STD_NOTES = """How to read this table, and the rows above 1.05×:
 
-- **Noise.** It was measured on a shared 2-core virtual machine with other jobs running (load
-  average 3 to 4); a row's range is often 0.5–2×, and the rows whose whole range is above 1.05×
-  are not the same from one run of this command to the next (`hinge_embedding`, torch eager:
-  7.38× (3.31–8.50) in one run, 1.00× (0.42–1.59) in the next). What follows is about the rows
-  above 1.05× over their whole range in two runs.
-- **Sizes.** At the small sizes a call takes 50 µs to 3 ms, so what each call costs beyond the
-  compute counts: the argument checks (a few µs, the overhead table), an int label's range
-  check (9.5 µs: one `aminmax` and a read of the result), and on torch eager the derived
-  backward's `autograd.Function` (a Python backward) at 65536 elements and more. These are
-  constant per call: they do not grow with the inputs. Torch eager `squared_hinge` (1.54×,
-  1.53×), `cosine_embedding` (1.95×, 1.49×) and `jaccard` (1.39×, 1.11×) are calls of 0.2–1 ms
-  where they weigh; not profiled one by one.
-- **`weighted_cross_entropy`** on TensorFlow (eager 4.6×, 2.6×) and JAX (`jax.jit` 2.0×, 2.1×):
-  the spec computes its smoothing term `sum(class_w * logp, axis=C)` (a B×C product and sum,
-  and its backward) even when `label_smoothing` is 0; only torch has a fused call for the
-  class-weighted form (the `weighted_ce` kernel: `F.cross_entropy(weight=, reduction='sum')`
-  over the weights seen; torch eager 2.18× in the run before it, 1.11× after). Before that kernel,
-  torch.profiler, torch eager, per call: lossdsl ran 8 `mul`s, 24 `where`s and a `scatter_add_`
-  (the gather's backward) where `F.cross_entropy(weight=)` runs one log-softmax, one `nll_loss`
-  and their backwards; with it, one log-softmax and one `nll_loss` too, plus the weights seen
-  (a gather, a `where` and a sum over B) and the int label's range check.
-- **Box losses on TensorFlow** (`giou`, `ciou`: 1.5–4.8× eager and compiled in both runs): likely
-  the language's `maximum` and `minimum`, which split the gradient at ties (docs/language.md §4)
-  in a few ops where `tf.maximum` is one, as in graph distance's eager TensorFlow row in the
-  extra tables; not profiled.
-- **`focal` under TensorFlow's `jit_compile`** (2.2×, 1.6×): the hand-written form computes the
-  same terms (`sigmoid` and the fused cross-entropy). The cause is not known: not profiled. On
-  torch, `torch._dynamo.explain` shows one graph and no break.
+- **The clock.** Each ratio is of the process's CPU time (`time.process_time`, all its threads),
+  one thread per framework (`torch.set_num_threads(1)`, TensorFlow's intra- and inter-op pools
+  of one thread, `XLA_FLAGS` with one Eigen thread), baseline and lossdsl interleaved. CPU time
+  leaves out the time the scheduler gave other jobs, so a ratio holds on a loaded machine
+  (checked: the same ratios with two busy loops running alongside); caches and memory bandwidth
+  are still shared, so read each median with its range, and a row above 1.05× in one run and
+  not in the next as noise. Freed tensors up to 32 MiB stay in the process's heap
+  (`mallopt`): otherwise glibc gives each back to the system and the next call faults its
+  pages in again, and which side pays for that depends on the order of its allocations (torch
+  eager cross-entropy measured 1.59× with it and 1.10× without, the same code).
+- **Per-call cost.** At these sizes a call takes 50 µs to 3 ms, and what a call costs beyond
+  the compute counts: the argument checks (about 1 µs for two arguments, the overhead table),
+  an int label's range check (about 3 µs on the CPU) and, under `torch.compile`, the guards on
+  the loss's argument checks (about 5 µs a call against 2 µs for `F.smooth_l1_loss`: the
+  `TorchDynamo Cache Lookup` event of torch.profiler, the only event that differed). On a
+  50 µs loss (torch eager `mse`, `huber`, `smooth_l1` and their spellings, 1.06–1.10×) that
+  is what is left: the same fused call (`F.mse_loss`, `F.huber_loss(..., delta=...)`) with
+  the same operations in torch.profiler, and 3–4 µs of Python around it. The cross-entropies
+  (1.09–1.18×) are `F.cross_entropy` plus the label range check and, for an ignored label or
+  class weights, the count or the weights seen (a few small operations over B).
+- **`torch.where` on the CPU.** PyTorch's CPU `where` and comparisons cost several times a
+  multiplication (one thread, float32: 1M elements with a random mask, `where` 3.8–4.1 ms
+  against 0.09–0.12 ms for `x * y`; 256K elements with a mask 98% true, `where` 116 µs, `x > 0`
+  94 µs, `x * y` 33 µs). The language's `where` guarantee (docs/language.md §4) is a `where`
+  per guarded operand, and the torch eager rows that stay above 1.05× are the guarded ones
+  (torch.profiler, per call): `kl_div` (8 `where`s against `F.kl_div`'s one `xlogy`; the
+  spec's term is exactly 0 where `p` is 0, even where `log_q` is `-inf`, which `F.kl_div` makes
+  NaN), `cosine_embedding` (28 against 7: the guard of the cosine's divisor is made once per
+  branch's condition, so the cosine is computed twice, eager and under `torch.compile`),
+  `multi_margin` (9 `where`s where torch has one fused `multi_margin_loss`), `nt_xent` and
+  `supcon` (21 and 15 against 9). The derived backward's gradient of `relu` is torch's own
+  `threshold_backward` for this reason (one pass), and `sigmoid`'s and `tanh`'s are
+  `sigmoid_backward` and `tanh_backward`.
+- **The derived backward** (torch eager, 65536 pred elements and more) now puts a literal factor
+  on the reduced gradient before it is spread back (`-2 / D` on B values, not on B × D), builds a
+  term two rules make alike once, and uses the fused gradients above; against torch's autograd
+  on the same compute (`squared_hinge`, `hinge`: 1.22× and 1.36× at 65536 elements before, 0.80×
+  and 0.93× after; at 1M elements 1.12× and 1.32× before, 0.44–0.68× and 0.65–0.78× after).
+  Where it saves no pass over the data it costs its Python backward: `jaccard` (1.08× plain,
+  1.18× derived, same run); `dice` and `tversky` declare their labels in [0, 1] so that their
+  denominators need no `maximum` to be known positive (the `maximum` and its gradient were
+  most of their 1.2×).
+- **TensorFlow eager** calls the compute as one traced graph (one dispatch forward, one
+  backward, where op by op each operation and each of its gradient's was one: 41 ops a call
+  for cross-entropy against the baseline's 8), traced once per shape, dtype and static
+  argument (docs/backends.md). Every eager TensorFlow row is now at or under the baseline,
+  most well under it (the baselines dispatch op by op).
+- **Box losses under TensorFlow's `jit_compile`** (`diou`, `ciou`, `giou`: 1.2–1.9×): XLA
+  fuses as many kernels as for the hand-written form, but the gradient of each box's four
+  column slices is a pad-and-add fusion that recomputes every per-box gradient expression for
+  each of the four columns (diou, 8192 boxes: 435 µs against 232 µs); the language's tie-split
+  `maximum`/`minimum` gradients are most of the rest (320 µs with `tf.maximum`). One `unstack`
+  per box tensor shared by its reads takes the hand-written form from 228 to 182 µs; codegen
+  does not bind one yet.
+- **JAX under `jax.jit`**: `logaddexp`, `softplus`, `log_sigmoid` and `atan2` have rules that
+  compute one transcendental for value and gradient (`nt_xent` 1.9× → 0.95×, `log_cosh` 1.13×
+  → 0.77×, `ciou` 1.27× → 0.97×); `relu` is a select (XLA fused `jax.nn.relu` into the
+  following reduction after writing an array of zeros: `hinge` 1.27× → 1.01×) and `norm`'s
+  p = 2 a product and a root (`triplet`). `hinge_embedding` (about 1.2×) is the spec's own
+  form, two selects and an add to match torch where a label is neither 1 nor -1: the
+  hand-written form spelled with the same selects measures 1.40× against optax's.
+- **Not profiled**: torch eager `circle` (1.27×), `lovasz_hinge` (1.13×), `multiclass_hinge`
+  (1.21×), `sparsemax` (1.11×), `msle` (1.14×: two `torch.maximum`s, whose tie-splitting
+  gradient is several comparisons and `where`s, against `torch.clamp`); `torch.compile`
+  `giou`/`diou` (1.4×: the code before this table's changes measures the same, 1.45–1.48×, in
+  this harness; the 0.47×/1.07× of the table before were wall-clock noise), `softmax_focal`
+  (1.17×); TensorFlow `jit_compile` `listnet` (1.35×) and `mse` with its spellings
+  (1.13–1.17×: one `reduce_mean` over every element against keras's mean per row, then over
+  the rows; which XLA compiles faster was not measured).
+- **JAX `smooth_l1`** (1.09–1.17×): the bench captures the target as a constant of the jitted
+  step, and XLA folds the target guarded per branch (docs/language.md §4) into a second
+  constant array; with the target passed as an argument of the jitted step it measured 1.03×
+  against 1.01× for the hand-written form with the same guards.
+- **torch.compile**: cross-entropy with an ignored label is `F.cross_entropy`'s own mean under a
+  `where` on the count (0 when every label is ignored); inductor compiled the sum-over-count form's
+  backward with smoothing into a column-wise kernel (519 µs against 348 µs); a gather along an
+  axis with `arange`s on the others (`lovasz_softmax`) is one `torch.gather`. `lovasz_softmax`
+  (1.2×) sorts stably, as docs/language.md requires for ties (384 µs against 308 µs unstable);
+  `hinge_embedding` (1.2×) is the per-sample mean then the API's mean: inductor stores two bool
+  masks between the two reductions (one mean by hand: 2.41 ms, two: 3.01 ms).
 """.splitlines()
 
 
@@ -699,10 +770,12 @@ NOTES = """## What the numbers say, and what was done about them
   are about 1 (graph distance has more primitives, from the `norm` and `maximum` conventions;
   XLA fuses them).
 - **Noise, and how to re-run**: every ratio here is from one shared, noisy 2-core virtual
-  machine (other jobs ran alongside; single rounds moved by 2× and more). Medians of interleaved
-  rounds are the figures to read, and the min–max range says how far to trust each. Re-run a
-  section on a quiet machine with `OMP_NUM_THREADS=1 python benches/run.py --only users` (or
-  `overhead`, `check`, ...): it replaces that section of this file and leaves the rest.
+  machine (other jobs ran alongside; single rounds moved by 2× and more). This harness now
+  times the process's CPU time, which other jobs do not add to (the std and overhead tables
+  were measured so); a section dated before 2026-12-02 was timed by the wall clock. Medians
+  of interleaved rounds are the figures to read, and the min–max range says how far to trust each. Re-run a section with
+  `OMP_NUM_THREADS=1 python benches/run.py --only users` (or `std`, `overhead`, `check`, ...):
+  it replaces that section of this file and leaves the rest.
 - **What users run** (the first section): kernel selection now sees the losses as shipped. The
   IR is put in a normal form first (`lossdsl/canonical.py`), so `(y - yhat)^2`, `r * r`,
   `abs(r)^2`, `1.0 > d` and `logsumexp(z) - pick(z, y)` reach the pattern their textbook
@@ -715,8 +788,9 @@ NOTES = """## What the numbers say, and what was done about them
   (through `tf.nn`'s fused op on TensorFlow) with no `log_softmax` of the whole batch and no
   smoothing term when the smoothing is 0. `weighted_cross_entropy` is
   `F.cross_entropy(..., weight=class_w, reduction='sum')` over the weights of the labels seen
-  (its guarded form is the `weighted_ce` kernel's pattern); on TensorFlow and JAX it is still
-  op by op, its smoothing term computed when the smoothing is 0.
+  (its guarded form is the `weighted_ce` kernel's pattern); on TensorFlow and JAX the same
+  kernel is a fused sparse cross-entropy weighed by the labels' class weights, with no
+  smoothing term when the smoothing is the number 0.
 - **Compiled torch losses with params** (triplet 4.7×, focal 2.7×, cross-entropy with label
   smoothing 1.9×, margin ranking 1.9× in the table before): `torch._dynamo.explain` showed 1 to 4
   graph breaks per call, all `ndarray.dtype`: a param given as a Python number (its default
