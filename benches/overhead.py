@@ -128,4 +128,7 @@ def traced_guard_rows(quick: bool = False) -> list[str]:
 
 
 if __name__ == "__main__":
+    from run import keep_freed_memory
+
+    keep_freed_memory()
     print("\n".join(table("--quick" in sys.argv)))

@@ -61,7 +61,7 @@ def _time_block(fn: Callable, number: int) -> float:
     return (time.process_time() - start) / number
 
 
-def _keep_freed_memory() -> None:
+def keep_freed_memory() -> None:
     """glibc gives a freed block of 128 KiB or more back to the system, and the next call's
     tensor of that size faults its pages in again: which side of a comparison pays that depends
     on the order of its allocations, not on its work (a cross-entropy measured 1.59× with it,
@@ -74,8 +74,6 @@ def _keep_freed_memory() -> None:
     libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest
     libc.mallopt(m_trim_threshold, 1 << 30)
 
-
-_keep_freed_memory()
 
 
 def one_thread(framework: str) -> None:
@@ -844,6 +842,7 @@ def machine() -> list[str]:
 
 def main() -> int:
     global QUICK
+    keep_freed_memory()  # the timing process only: a test that imports this module keeps glibc's defaults
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     ap.add_argument("--only", choices=["std", "users", "overhead", "eager", "compiled", "compile", "check", "seeds", "memory", "where"])

@@ -618,6 +618,8 @@ if __name__ == "__main__":
     a = ap.parse_args()
     import run
 
+    run.keep_freed_memory()
+
     run.QUICK = a.quick
     SIZE = a.size
     rows = (a.row or []) + ([r[0] for r in ROWS if r[2] in MORE_KINDS] if a.rest else [])
