@@ -671,8 +671,7 @@ STD_NOTES = """How to read this table, and the rows above 1.05×:
   spec's term is exactly 0 where `p` is 0, even where `log_q` is `-inf`, which `F.kl_div` makes
   NaN), `cosine_embedding` (28 against 7: the guard of the cosine's divisor is made once per
   branch's condition, so the cosine is computed twice, eager and under `torch.compile`),
-  `multi_margin` (9 `where`s where torch has one fused `multi_margin_loss`), `nt_xent` and
-  `supcon` (21 and 15 against 9). The derived backward's gradient of `relu` is torch's own
+  `nt_xent` and `supcon` (21 and 15 against 9). The derived backward's gradient of `relu` is torch's own
   `threshold_backward` for this reason (one pass), and `sigmoid`'s and `tanh`'s are
   `sigmoid_backward` and `tanh_backward`.
 - **The derived backward** (torch eager, 65536 pred elements and more) now puts a literal factor
