@@ -915,6 +915,12 @@ class TensorflowCollectives(LocalCollectives):
         return per_replica_share(loss)
 
 
+# How many traced graphs an eager loss keeps (per shape, dtype and static argument): a param
+# given as a new Python number at each call (a schedule) or ever-new shapes trace again, but do
+# not grow memory without bound.
+EAGER_GRAPHS_KEPT = 64
+
+
 class TensorflowBackend(Backend):
     name = "tensorflow"
     aliases = ("tf",)
@@ -1089,6 +1095,8 @@ class TensorflowBackend(Backend):
                 def run(*tensors):
                     return plain(*tensors, *static)
 
+                if len(graphs) >= EAGER_GRAPHS_KEPT:  # many shapes or param values: the oldest goes
+                    del graphs[next(iter(graphs))]
                 graph = graphs[key] = tf.function(run, autograph=False).get_concrete_function(*tensors)
             return graph(*tensors)
 

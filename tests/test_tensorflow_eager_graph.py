@@ -72,6 +72,22 @@ def test_an_eager_call_traces_the_compute_once_per_shape_and_dtype_and_then_runs
 
 
 @needs("tensorflow")
+def test_an_eager_loss_keeps_a_bounded_number_of_graphs_and_traces_a_dropped_one_again(rng, monkeypatch):
+    import tensorflow as tf
+
+    from lossdsl.backends import tensorflow_backend
+
+    monkeypatch.setattr(tensorflow_backend, "EAGER_GRAPHS_KEPT", 2)
+    f = lossdsl.std.compile("cosine", backend="tensorflow")
+    calls = _counting_norm(monkeypatch, f)
+    for rows, traces in [(2, 1), (3, 2), (4, 3), (4, 3), (2, 4)]:  # 2 was dropped when 4 came
+        a, b = rng.normal(size=(rows, 3)), rng.normal(size=(rows, 3))
+        value, _ = _value_and_grad(tf, f, tf.constant(a), tf.constant(b))
+        assert len(calls) == 2 * traces, f"{len(calls) // 2} traces after {rows} rows"
+        np.testing.assert_allclose(value, _cosine(a, b), rtol=1e-12)
+
+
+@needs("tensorflow")
 def test_a_param_as_a_python_number_a_tensor_or_a_variable_gives_its_own_value_and_gradient_eagerly(rng):
     import tensorflow as tf
 
