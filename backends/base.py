@@ -429,6 +429,17 @@ class Printer:
             return "None" if float(n) == 0.0 else tensor
         return f"({tensor} if {n} != 0.0 else None)"
 
+    def unless_one(self, node: Apply, i: int, plain: str, weighted: str) -> str:
+        """`weighted` by hyperparameter `i` (BCE's `pos_weight`), or `plain` where the weight is the
+        number 1 (a literal, or a param given as 1): no weight, and the call without one is faster.
+        A weight that is another expression is always `weighted`."""
+        if not node.attr("hyper_params"):
+            return weighted
+        n = self.hyper_number(node, i)
+        if not self.hyper_is_param(node, i):
+            return plain if n == "1.0" else weighted
+        return f"({plain} if {n} == 1.0 else {weighted})"
+
     def fused_or_decomposed(self, node: Apply, fused: str, conditions: list[str]) -> str:
         """`fused` where the run-time `conditions` on param hyperparameters hold (a Python number,
         in the call's range), else the decomposed IR: one Python test, no device read."""

@@ -159,17 +159,8 @@ class TensorflowPrinter(Printer):
 
     def _kernel_bce_logits(self, node, z, y, pos_weight=None):
         d = f"tf.nn.sigmoid_cross_entropy_with_logits(labels={y}, logits={z})"
-        hyper = bool(node.attr("hyper_params"))  # a literal or a param, not another expression
-        if pos_weight is not None and not (
-            hyper and not self.hyper_is_param(node, 0) and self.hyper_number(node, 0) == "1.0"
-        ):
-            weighted = f"rt.weighted_bce({z}, {y}, {pos_weight})"
-            # a weight of 1 is no weight, and the call without one is faster
-            d = (
-                f"({d} if {self.hyper_number(node, 0)} == 1.0 else {weighted})"
-                if hyper and self.hyper_is_param(node, 0)
-                else weighted
-            )
+        if pos_weight is not None:
+            d = self.unless_one(node, 0, d, f"rt.weighted_bce({z}, {y}, {pos_weight})")
         return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
 
     def _kernel_ce(self, node, z, y, ls, ignore=None):

@@ -162,15 +162,10 @@ class TorchPrinter(Printer):
         return self._positive_knot(node, "F.smooth_l1_loss", a, b, "beta")
 
     def _kernel_bce_logits(self, node, z, y, pos_weight=None):
-        plain = f"F.binary_cross_entropy_with_logits({z}, {y}{self._reduction(node)}"
-        weighted = f"{plain}, pos_weight={pos_weight})"
-        hyper = bool(node.attr("hyper_params"))  # a literal or a param, not another expression
-        if pos_weight is None or (hyper and not self.hyper_is_param(node, 0) and self.hyper_number(node, 0) == "1.0"):
-            return plain + ")"
-        if hyper and self.hyper_is_param(node, 0):
-            # a weight of 1 is no weight, and the call without one is faster
-            return f"({plain}) if {self.hyper_number(node, 0)} == 1.0 else {weighted})"
-        return weighted
+        call = f"F.binary_cross_entropy_with_logits({z}, {y}{self._reduction(node)}"
+        if pos_weight is None:
+            return call + ")"
+        return self.unless_one(node, 0, call + ")", f"{call}, pos_weight={pos_weight})")
 
     def _kernel_soft_ce(self, node, z, y):
         return f"F.cross_entropy({z}, {y}, reduction='none')"  # y: probabilities per class
@@ -270,11 +265,8 @@ class TorchPrinter(Printer):
         return f"{self.fields_of(g)}.sum_to_size({self.shape_of(x)})"
 
     def _fn_relu_grad(self, node: Apply) -> str | tuple[str, int]:
-        g, x = node.args
-        if g.type.shape != x.type.shape or isinstance(g, Const):
-            return super()._fn_relu_grad(node)
-        # relu's own backward: one pass, where a select (torch.where) is many times slower on the CPU
-        return f"torch.ops.aten.threshold_backward({self.expr(g)}, {self.expr(x)}, 0.0)"
+        # a select (torch.where) would be many times slower on the CPU
+        return self._fused_grad(node, "threshold_backward", ", 0.0") or super()._fn_relu_grad(node)
 
     def _fn_sigmoid_grad(self, node: Apply) -> str | tuple[str, int]:
         return self._fused_grad(node, "sigmoid_backward") or super()._fn_sigmoid_grad(node)
@@ -282,12 +274,13 @@ class TorchPrinter(Printer):
     def _fn_tanh_grad(self, node: Apply) -> str | tuple[str, int]:
         return self._fused_grad(node, "tanh_backward") or super()._fn_tanh_grad(node)
 
-    def _fused_grad(self, node: Apply, op: str) -> str | None:
-        # torch's own backward kernel of the function (one pass), where g is a tensor of y's shape
-        g, y = node.args
-        if g.type.shape != y.type.shape or isinstance(g, Const):
+    def _fused_grad(self, node: Apply, op: str, extra: str = "") -> str | None:
+        # torch's own backward kernel of the function (one pass), where g is a tensor of the
+        # shape of the value it reads (x for relu, y for sigmoid and tanh)
+        g, v = node.args
+        if g.type.shape != v.type.shape or isinstance(g, Const):
             return None
-        return f"torch.ops.aten.{op}({self.expr(g)}, {self.expr(y)})"
+        return f"torch.ops.aten.{op}({self.expr(g)}, {self.expr(v)}{extra})"
 
     def _fn_unreduce(self, node: Apply) -> str:
         g, x = node.args
