@@ -130,6 +130,7 @@ def torch_worker(rank: int, world: int, init: str, out_dir: str, parts: list[int
     lo = sum(parts[:rank])
     hi = lo + parts[rank]
     result = {}
+    done = False
     try:
         for name, (spec, x, preds, upstream) in cases().items():
             for size_name, sizes in SIZES.items():
@@ -149,9 +150,14 @@ def torch_worker(rank: int, world: int, init: str, out_dir: str, parts: list[int
             result["label_out_of_range"] = "accepted"
         except lossdsl.LossError as e:
             result["label_out_of_range"] = e.first.message
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+        done = True
     finally:
         dist.destroy_process_group()
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    if done:
+        from dist_workers import exit_skipping_teardown
+
+        exit_skipping_teardown()
 
 
 def jax_main() -> int:

@@ -111,11 +111,16 @@ def ddp_worker(rank: int, world: int, rendezvous: str, out_dir: str):
     finally:
         dist.destroy_process_group()
     if done:
-        # The results are on disk. Skip the interpreter's teardown, where gloo's threads can abort
-        # the process ("terminate called without an active exception") after the work is done.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        exit_skipping_teardown()
+
+
+def exit_skipping_teardown():
+    """End a spawned worker whose results are on disk without the interpreter's teardown, where
+    gloo's threads can abort the process ("terminate called without an active exception") after
+    the work is done."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def uninitialised_error() -> str:
