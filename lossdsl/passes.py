@@ -14,7 +14,8 @@ In order:
                  `where(cond, operand, safe)`, so the lanes the branch does not take see
                  a safe value and their gradient is exactly 0 rather than 0 * inf = NaN;
                  so is every float argument the branch reads (it may be NaN in those lanes),
-                 after kernel selection, which leaves a fused loss whole
+                 after kernel selection, which leaves a fused loss whole; a value several
+                 branches read is guarded once, under the `or` of their conditions
   constants      scalar expressions of literals folded to one literal
   casts          int and bool operands of float arithmetic converted explicitly, so no
                  backend's own promotion rules (TensorFlow's int/int -> float64) leak
@@ -25,11 +26,25 @@ In order:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import cast
 
 from .checked import CheckedModule
 from .functions import ELEMENTWISE, FUNCTIONS, REDUCES, ROWS, NoRule
-from .ir import Apply, Arg, Const, DimSize, Gather, Index, Node, SliceItem, apply, rebuild, rewrite_bottom_up
+from .ir import (
+    Apply,
+    Arg,
+    Const,
+    DimSize,
+    Gather,
+    Index,
+    Node,
+    SliceItem,
+    apply,
+    rebuild,
+    rewrite_bottom_up,
+    topological,
+)
 from .kernels import select_kernels
 from .sharding import globalize
 from .types import BOOL, FLOAT, INT, ONE, DType, TensorType
@@ -75,26 +90,98 @@ def guard_wheres(root: Node, *, domains: bool = True, data: bool = False) -> Nod
     """`domains`: guard the operands of ops with a restricted domain; `data`: guard the float
     arguments a branch reads (run after kernel selection, so that a fused loss, which treats
     its own lanes, is left whole)."""
-    memo: dict[tuple[int, int], Node] = {}
-    conds: dict[tuple[int, int], Node] = {}  # (id cond, id other) -> and(cond, other), shared
+    return _WhereGuards(root, domains=domains, data=data).run()
 
-    def both(a: Node | None, b: Node) -> Node:
+
+Read = Callable[[Node, "Node | None"], Node]
+
+
+class _WhereGuards:
+    """One run of the pass. Each node is visited under the condition of the lanes its reader
+    needs (None: every lane), and its restricted operands are guarded under that condition.
+
+    A node read under several conditions (a `let` that two branches use) would be rebuilt, and
+    computed, once per condition. When every read of it is under some condition, it is instead
+    guarded once, under the `or` of them (`_share_reads`), and computed once. Values and
+    gradients are those of the per-condition copies in every lane:
+    - a lane some reading branch takes: the `or` holds, so the node sees its true operands and
+      has the value that branch's copy had. Every other branch reading it does not take the
+      lane, and still guards under its own condition the ops it applies after the node, so it
+      sends the node gradient 0 there, as its copy did. The node's value there is the one the
+      taking branch computes with, so NaN or inf there is that branch's own (docs/language.md
+      §4: NaN or inf in a lane the loss takes propagates). (Only a taking branch that turns an
+      infinite value finite, exp(-inf) = 0, lets another reader's partials meet the inf where
+      its copy saw a safe value; §4 promises the exact 0 for a value only one branch uses.)
+    - a lane no reading branch takes: the `or` fails, the node sees the safe values, as each
+      copy did, and every reader sends it gradient 0, which its guards pass on as 0.
+    A read that does not make its branch's value depend on the node (inside a `where`'s
+    condition, or by an op that gives no gradient, such as a comparison) does not need the node
+    finite, so it counts as a read under no condition: such a node keeps a copy per condition.
+    """
+
+    def __init__(self, root: Node, *, domains: bool, data: bool) -> None:
+        self.root = root
+        self.domains = domains
+        self.data = data
+        self.memo: dict[tuple[int, int], Node] = {}
+        # Conditions built here, keyed by what they are built of, so each is built once and its
+        # id stays valid for `memo`; an `or` an earlier run built is found again.
+        self.conds: dict[tuple, Node] = {}
+        for n in topological(root):
+            if isinstance(n, Apply) and n.fn == "or":
+                self.conds.setdefault(("or", id(n.args[0]), id(n.args[1])), n)
+        # id(node) -> (the `or` it is guarded under, the ids of the conditions it stands for)
+        self.shared: dict[int, tuple[Node, set[int]]] = {}
+
+    def run(self) -> Node:
+        self._share_reads()
+        return self.visit(self.root, None)
+
+    # ---- conditions ----
+
+    def both(self, a: Node | None, b: Node) -> Node:
         if a is None:
             return b
-        key = (id(a), id(b))
-        if key not in conds:
+        key = ("and", id(a), id(b))
+        if key not in self.conds:
             shape = a.type.shape if len(a.type.shape) >= len(b.type.shape) else b.type.shape
             if not (_fits(a, shape) and _fits(b, shape)):
                 return b
-            conds[key] = apply("and", (a, b), TensorType(BOOL, shape), b.span)
-        return conds[key]
+            self.conds[key] = apply("and", (a, b), TensorType(BOOL, shape), b.span)
+        return self.conds[key]
 
-    def negate(c: Node) -> Node:
-        key = (id(c), -1)
-        if key not in conds:
-            conds[key] = apply("not", (c,), c.type, c.span)
-        return conds[key]
+    def either(self, conds: list[Node], node: Node) -> Node | None:
+        """The `or` of the conditions `node` is read under, or None where one does not fit it."""
+        if not all(_fits(c, node.type.shape) for c in conds):
+            return None
+        # A condition that implies another (`and(c, d)` beside `c`) adds no lanes.
+        kept = [c for c in conds if not any(d is not c and _implies(c, d) for d in conds)] or list(conds)
+        kept.reverse()  # the reads came last reader first: the `or` names them in source order
+        out = kept[0]
+        for c in kept[1:]:
+            key = ("or", id(out), id(c))
+            if key not in self.conds:
+                self.conds[key] = apply("or", (out, c), TensorType(BOOL, _broadcast(out, c)), c.span)
+            out = self.conds[key]
+        return out
 
+    def negate(self, c: Node) -> Node:
+        key = ("not", id(c))
+        if key not in self.conds:
+            self.conds[key] = apply("not", (c,), c.type, c.span)
+        return self.conds[key]
+
+    def interned(self, cond: Node | None) -> Node | None:
+        """One node for each indexing of a condition (an axis added for a reduction or a row)."""
+        if not isinstance(cond, Index):
+            return cond
+        return self.conds.setdefault(("index", id(cond.x), cond.items), cond)
+
+    @staticmethod
+    def fitted(cond: Node | None, shape) -> Node | None:
+        return cond if cond is not None and _fits(cond, shape) else None
+
+    @staticmethod
     def guard(node: Node, cond: Node | None, safe, span) -> Node:
         # The guard takes the span of the operation it protects, not of its operand: a `let`
         # bound to the operand keeps naming the operand in the generated code.
@@ -102,26 +189,68 @@ def guard_wheres(root: Node, *, domains: bool = True, data: bool = False) -> Nod
             return node
         return apply("where", (cond, node, _safe_const(node, safe)), node.type, span)
 
-    def visit(node: Node, cond: Node | None) -> Node:
+    # ---- the two walks ----
+
+    def _share_reads(self) -> None:
+        """Which nodes are guarded once under an `or`: readers before what they read, so the
+        conditions a node is read under are all known when it is reached. The reads are found
+        by `_visit` itself, so they are the ones `visit` makes."""
+        order = topological(self.root)
+        in_conditions: set[int] = set()
+        for n in order:
+            if isinstance(n, Apply) and n.fn == "where":
+                topological(n.args[0], seen=in_conditions)
+        reads: dict[int, list[Node | None]] = {id(self.root): [None]}
+
+        def recorder(reader: Node) -> Read:
+            gives_gradient = reader.type.dtype is FLOAT
+
+            def record(child: Node, cond: Node | None) -> Node:
+                if child.inputs and id(child) not in in_conditions:
+                    seen = reads.setdefault(id(child), [])
+                    cond = cond if gives_gradient else None
+                    if not any(c is cond for c in seen):
+                        seen.append(cond)
+                return child
+
+            return record
+
+        for node in reversed(order):
+            if not node.inputs or id(node) in in_conditions:
+                continue
+            under = reads[id(node)]
+            if len(under) > 1 and all(c is not None for c in under):
+                conds = cast("list[Node]", under)
+                either = self.either(conds, node)
+                if either is not None:
+                    self.shared[id(node)] = (either, {id(c) for c in conds})
+                    under = [either]
+            record = recorder(node)
+            for cond in under:
+                self._visit(node, cond, record)
+
+    def visit(self, node: Node, cond: Node | None) -> Node:
         if not node.inputs:
             return node
+        if id(node) in self.shared and cond is not None:
+            either, stands_for = self.shared[id(node)]
+            if id(cond) in stands_for:  # (any other read keeps its own copy)
+                cond = either
         key = (id(node), id(cond) if cond is not None else 0)
-        if key in memo:
-            return memo[key]
-        out = _visit(node, cond)
-        memo[key] = out
-        return out
+        if key not in self.memo:
+            self.memo[key] = self._visit(node, cond, self.visit)
+        return self.memo[key]
 
-    def fitted(cond: Node | None, shape) -> Node | None:
-        return cond if cond is not None and _fits(cond, shape) else None
-
-    def _visit(node: Node, cond: Node | None) -> Node:
+    def _visit(self, node: Node, cond: Node | None, read: Read) -> Node:
+        """`node` under `cond`, its operands read through `read` with the condition of each."""
+        fitted, guard = self.fitted, self.guard
         if isinstance(node, Apply) and node.fn == "where":
             c, a, b = node.args
-            c2 = visit(c, fitted(cond, c.type.shape))
-            taken = both(fitted(cond, node.type.shape), c2)
-            not_taken = both(fitted(cond, node.type.shape), negate(c2))
-            return rebuild(node, (c2, visit(a, fitted(taken, a.type.shape)), visit(b, fitted(not_taken, b.type.shape))))
+            c2 = self.visit(c, fitted(cond, c.type.shape))
+            outer = fitted(cond, node.type.shape)
+            taken = self.both(outer, c2)
+            not_taken = self.both(outer, self.negate(c2))
+            return rebuild(node, (c2, read(a, fitted(taken, a.type.shape)), read(b, fitted(not_taken, b.type.shape))))
         if isinstance(node, Apply):
             f = FUNCTIONS[node.fn]
             domain = f.safe_of(node)
@@ -130,32 +259,32 @@ def guard_wheres(root: Node, *, domains: bool = True, data: bool = False) -> Nod
                 new_args = []
                 for i, a in enumerate(node.args):
                     ca = fitted(cond, a.type.shape)
-                    a2 = visit(a, ca)
+                    a2 = read(a, ca)
                     if i in domain:
-                        if domains:
+                        if self.domains:
                             a2 = guard(a2, ca, domain[i], node.span)
-                    elif data and _is_data(a) and node.type.dtype is FLOAT:
+                    elif self.data and _is_data(a) and node.type.dtype is FLOAT:
                         # (a comparison's operands need none: no gradient flows through a bool)
                         a2 = guard(a2, ca, 0, node.span)
                     new_args.append(a2)
                 return rebuild(node, tuple(new_args))
             if lanes == REDUCES and cond is not None:
                 x = node.args[0]
-                cx = _expand_for_reduction(cond, node, x)
-                x2 = visit(x, cx)
+                cx = self.interned(_expand_for_reduction(cond, node, x))
+                x2 = read(x, cx)
                 if 0 in domain:
-                    if domains:
+                    if self.domains:
                         x2 = guard(x2, cx, domain[0], node.span)
-                elif data and _is_data(x):
+                elif self.data and _is_data(x):
                     x2 = guard(x2, cx, 0, node.span)
                 return rebuild(node, (x2,))
             if lanes == ROWS and cond is not None:
                 x, idx = node.args
                 cidx = fitted(cond, idx.type.shape)
-                crow = _append_axis(cidx) if cidx is not None else None
-                x2 = visit(x, fitted(crow, x.type.shape) if crow is not None else None)
-                idx2 = visit(idx, cidx)
-                if domains and 1 in domain:
+                crow = self.interned(_append_axis(cidx)) if cidx is not None else None
+                x2 = read(x, fitted(crow, x.type.shape) if crow is not None else None)
+                idx2 = read(idx, cidx)
+                if self.domains and 1 in domain:
                     idx2 = guard(idx2, cidx, domain[1], node.span)
                 return rebuild(node, (x2, idx2))
         if isinstance(node, Gather) and cond is not None:
@@ -163,14 +292,30 @@ def guard_wheres(root: Node, *, domains: bool = True, data: bool = False) -> Nod
             new_idx = []
             for ix in node.indices:
                 cix = fitted(cond, ix.type.shape) if _fits(cond, idx_shape) else None
-                ix2 = visit(ix, cix)
-                new_idx.append(guard(ix2, cix, 0, node.span) if domains else ix2)
-            return rebuild(node, (visit(node.x, None),) + tuple(new_idx))
+                ix2 = read(ix, cix)
+                new_idx.append(guard(ix2, cix, 0, node.span) if self.domains else ix2)
+            return rebuild(node, (read(node.x, None),) + tuple(new_idx))
         # Ops that mix lanes (softmax, cumsum, @, indexing...): a lane's guard says nothing
         # about the lanes it reads, so only nested `where`s below are guarded.
-        return rebuild(node, tuple(visit(a, None) for a in node.inputs))
+        return rebuild(node, tuple(read(a, None) for a in node.inputs))
 
-    return visit(root, None)
+
+def _implies(c: Node, d: Node) -> bool:
+    """`c` holds only where `d` does, as seen from how they are built (`and`, `or`)."""
+    if c is d:
+        return True
+    if isinstance(c, Apply) and c.fn == "and" and any(_implies(a, d) for a in c.args):
+        return True
+    return isinstance(d, Apply) and d.fn == "or" and any(_implies(c, a) for a in d.args)
+
+
+def _broadcast(a: Node, b: Node) -> tuple:
+    """The shape of `a` and `b` broadcast together (both fit one shape, so sizes agree)."""
+    sa, sb = a.type.shape, b.type.shape
+    n = max(len(sa), len(sb))
+    sa = (ONE,) * (n - len(sa)) + tuple(sa)
+    sb = (ONE,) * (n - len(sb)) + tuple(sb)
+    return tuple(x if x != ONE else y for x, y in zip(sa, sb))
 
 
 def _is_data(node: Node) -> bool:
