@@ -12,6 +12,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import needs, spec
+from harness import BACKENDS, GRAD_BACKENDS, assert_close, compile_for, value_and_grads
 
 import lossdsl
 import lossdsl.codegen
@@ -20,9 +22,6 @@ from lossdsl.api import generate_source
 from lossdsl.ir import Apply, Node, topological
 from lossdsl.pipeline import backend_class
 from lossdsl.pipeline import lower as lower_for
-
-from conftest import needs, spec
-from harness import BACKENDS, GRAD_BACKENDS, assert_close, compile_for, value_and_grads
 
 THRESHOLD = 64  # the derived backward's threshold, moved here to run both sides cheaply
 SIZES = (THRESHOLD - 1, THRESHOLD + 1)
