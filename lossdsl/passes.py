@@ -104,16 +104,16 @@ class _WhereGuards:
     computed, once per condition. When every read of it is under some condition, it is instead
     guarded once, under the `or` of them (`_share_reads`), and computed once. Values and
     gradients are those of the per-condition copies in every lane:
+    - each reader sees the node through a select on its own condition, `where(cond, node, 0)`:
+      in its own lanes the value its copy had, elsewhere 0, as finite as its copy's safe value,
+      and its gradient to the node there is exactly 0 (a select, not a product, so also where
+      the node is inf for a lane another branch takes). The ops it applies after the node are
+      guarded under its own condition as before.
     - a lane some reading branch takes: the `or` holds, so the node sees its true operands and
-      has the value that branch's copy had. Every other branch reading it does not take the
-      lane, and still guards under its own condition the ops it applies after the node, so it
-      sends the node gradient 0 there, as its copy did. The node's value there is the one the
-      taking branch computes with, so NaN or inf there is that branch's own (docs/language.md
-      §4: NaN or inf in a lane the loss takes propagates). (Only a taking branch that turns an
-      infinite value finite, exp(-inf) = 0, lets another reader's partials meet the inf where
-      its copy saw a safe value; §4 promises the exact 0 for a value only one branch uses.)
+      has the value that branch's copy had, and its gradient is that branch's.
     - a lane no reading branch takes: the `or` fails, the node sees the safe values, as each
-      copy did, and every reader sends it gradient 0, which its guards pass on as 0.
+      copy did, and gets gradient 0 from every reader, which its guards pass on as 0.
+    The selects cost one pass over the node per reader; the node's own work is done once.
     A read that does not make its branch's value depend on the node (inside a `where`'s
     condition, or by an op that gives no gradient, such as a comparison) does not need the node
     finite, so it counts as a read under no condition: such a node keeps a copy per condition.
@@ -140,7 +140,7 @@ class _WhereGuards:
     # ---- conditions ----
 
     def both(self, a: Node | None, b: Node) -> Node:
-        if a is None:
+        if a is None or a is b:
             return b
         key = ("and", id(a), id(b))
         if key not in self.conds:
@@ -232,14 +232,20 @@ class _WhereGuards:
     def visit(self, node: Node, cond: Node | None) -> Node:
         if not node.inputs:
             return node
-        if id(node) in self.shared and cond is not None:
-            either, stands_for = self.shared[id(node)]
-            if id(cond) in stands_for:  # (any other read keeps its own copy)
-                cond = either
         key = (id(node), id(cond) if cond is not None else 0)
-        if key not in self.memo:
-            self.memo[key] = self._visit(node, cond, self.visit)
-        return self.memo[key]
+        if key in self.memo:
+            return self.memo[key]
+        out = self._visit(node, cond, self.visit)
+        shared = self.shared.get(id(node))
+        if out is not node and shared is not None and id(cond) in shared[1] and cond is not shared[0]:
+            # Guards under this reader's condition would make it a copy of its own (any read not
+            # counted in the `or` keeps one). Instead the one copy under the `or`, seen by this
+            # reader only in its own lanes: elsewhere it reads 0 and sends back exactly 0.
+            out = self.visit(node, shared[0])
+            if node.type.dtype is FLOAT:
+                out = self.guard(out, cond, 0, node.span)
+        self.memo[key] = out
+        return out
 
     def _visit(self, node: Node, cond: Node | None, read: Read) -> Node:
         """`node` under `cond`, its operands read through `read` with the condition of each."""

@@ -76,13 +76,14 @@ def test_cosine_embedding_computes_its_dot_and_norms_once(backend):
     # `c` is read under `y == 1` and under `y == -1`: one cosine, guarded under their `or`.
     counts = fns(lowered(str(lossdsl.std.path("cosine_embedding")), backend))
     assert (counts["dot"], counts["sum"], counts["sqrt"], counts["div"]) == (1, 2, 2, 1), counts
-    assert counts["or"] == 1 and counts["where"] == 5, counts  # 3 guards, the 2 branches
+    # 3 guards under the `or`, each branch's select of `c` in its own lanes, the 2 branches
+    assert counts["or"] == 1 and counts["where"] == 7, counts
 
 
 def test_the_generated_code_computes_the_cosine_once():
     code = generate_source(lossdsl.std.path("cosine_embedding"), backend="torch")
     compute = code.split("def compute(", 1)[1].split("\ndef ", 1)[0]
-    assert compute.count("torch.sqrt(") == 2 and compute.count("torch.where(") == 5, compute
+    assert compute.count("torch.sqrt(") == 2 and compute.count("torch.where(") == 7, compute
 
 
 def test_a_let_two_branches_read_is_guarded_once_under_either_condition():
@@ -126,6 +127,31 @@ def test_a_let_some_read_does_not_need_finite_keeps_a_copy_per_condition(loss):
 
 
 # ---- the same values and gradients ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", GRAD_BACKENDS)
+def test_a_branch_gets_gradient_zero_where_another_branch_takes_an_infinite_shared_value(backend, threshold):
+    # `s` is -inf where p = 0, a lane the first branch takes (exp(-inf) = 0, finite) and the
+    # second does not: the second's product with `s` must still send q exactly 0 there.
+    src = """
+        pred   q: float[B]
+        target p: float[B]
+        target y: float[B]
+        let s = log(p)
+        loss = sum(where(y == 1, exp(s), 0.0) + where(y == 2, s * q, 0.0))
+    """
+    assert fns(lowered(src))["log"] == 1
+    for n in SIZES:
+        y = np.resize([1.0, 2.0, 0.0], n)
+        p = np.resize([0.0, 0.5, 2.0, 3.0], n)
+        p[y == 2] = 1.5
+        q = np.linspace(-1.0, 1.0, n)
+        value, grads = run(src, backend, {"q": q, "p": p, "y": y}, ["q"])
+        want = np.where(y == 1, p, 0.0) + np.where(y == 2, np.log(np.where(y == 2, p, 1.0)) * q, 0.0)
+        assert_close(value, want.sum(), "float64", f"{backend} value, n={n}")
+        assert np.all(np.isfinite(grads["q"])), grads["q"]
+        assert np.all(grads["q"][y != 2] == 0.0)
+        assert_close(grads["q"], np.where(y == 2, np.log(1.5), 0.0), "float64", f"{backend} gradient, n={n}")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
