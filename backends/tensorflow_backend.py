@@ -36,6 +36,10 @@ class TensorflowPrinter(Printer):
     # An eager call runs the compute as one graph (TensorflowBackend.wrap_compute): the API's mean
     # of a per-sample loss is then inside it, not a few more eager ops and their gradients.
     API_MEAN_IN_COMPUTE = True
+    # Under XLA the gradient of each column slice `b[:, k]` is a pad of the whole tensor, and the
+    # fusion of their sum computes every column's upstream expression once per column; the
+    # gradient of one unstack is one stack of the columns' gradients.
+    SPLITS_COLUMNS = True
     FUNCTIONS = {
         "abs": "tf.abs({x})",
         "sign": "tf.sign({x})",
@@ -190,6 +194,9 @@ class TensorflowPrinter(Printer):
         if node.attr("reduction") == "weighted_mean":
             return f"rt.weighted_mean_of({d}, tf.gather({w}, {y}))"
         return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
+
+    def split_columns(self, x: str, size: int) -> str:
+        return f"tf.unstack({x}, num={size}, axis=-1)"
 
     def _print_Gather(self, node: Gather) -> tuple[str, int]:
         x = self.expr(node.x)
