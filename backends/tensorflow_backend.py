@@ -159,7 +159,13 @@ class TensorflowPrinter(Printer):
 
     def _kernel_mse(self, node, a, b):
         d = f"tf.math.squared_difference({a}, {b})"
-        return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
+        if node.attr("reduction") != "mean":
+            return d
+        if max(x.type.rank for x in node.args) >= 2:
+            # The mean of the rows' means (every row has as many elements): XLA on CPU reduces
+            # a matrix to one number through square tiles, across rows, and row by row faster.
+            return f"tf.reduce_mean(tf.reduce_mean({d}, axis=-1))"
+        return f"tf.reduce_mean({d})"
 
     def _kernel_bce_logits(self, node, z, y, pos_weight=None):
         d = f"tf.nn.sigmoid_cross_entropy_with_logits(labels={y}, logits={z})"
