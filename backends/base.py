@@ -102,6 +102,8 @@ class Printer:
     FUNCTIONS: dict[str, str] = {}
     #: operators printed as Python operators (the framework's tensors overload them)
     OPERATORS = _BINARY
+    #: a tensor read column by column is split once (`split_columns`, lossdsl/columns.py)
+    SPLITS_COLUMNS = False
 
     def __init__(self, names: dict[int, str]):
         self.names = names
@@ -512,6 +514,11 @@ class Printer:
         if p < PREC_ATOM:
             s = f"({s})"
         return f"{s}[{self.index_items(node)}]", PREC_ATOM
+
+    def split_columns(self, x: str, size: int) -> str:
+        """One call giving the `size` columns of `x` (split along its last axis, that axis
+        dropped), for a backend that sets SPLITS_COLUMNS."""
+        raise Unsupported("this backend reads each column with its own slice")
 
     def _print_Gather(self, node: Gather) -> tuple[str, int]:
         s, p = self._p(node.x)

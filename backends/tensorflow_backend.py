@@ -36,6 +36,10 @@ class TensorflowPrinter(Printer):
     # An eager call runs the compute as one graph (TensorflowBackend.wrap_compute): the API's mean
     # of a per-sample loss is then inside it, not a few more eager ops and their gradients.
     API_MEAN_IN_COMPUTE = True
+    # Under XLA the gradient of each column slice `b[:, k]` is a pad of the whole tensor, and the
+    # fusion of their sum computes every column's upstream expression once per column; the
+    # gradient of one unstack is one stack of the columns' gradients.
+    SPLITS_COLUMNS = True
     FUNCTIONS = {
         "abs": "tf.abs({x})",
         "sign": "tf.sign({x})",
@@ -141,11 +145,12 @@ class TensorflowPrinter(Printer):
         return self.FUNCTIONS["matmul"].format(**self.fields(node))
 
     # ---- fused losses (lossdsl/kernels.py); their gradients meet docs/language.md §4 at the kinks ----
-    # Not soft_ce: tf.nn.softmax_cross_entropy_with_logits's gradient is softmax - labels, which is
-    # the gradient of -sum(y * log_softmax(z)) only when the labels sum to 1 (the parity suite,
-    # whose labels are arbitrary, caught it).
+    # soft_ce is not tf.nn.softmax_cross_entropy_with_logits: its gradient is softmax - labels, which
+    # is the gradient of -sum(y * log_softmax(z)) only when the labels sum to 1 (the parity suite,
+    # whose labels are arbitrary, caught it); rt.soft_ce has the gradient for any labels.
     KERNELS = {
         "mse": {"mean", "none"},
+        "soft_ce": {"none"},
         "bce_logits": {"mean", "none"},
         "nll": {"mean", "none", "weighted_mean"},
         "lm_head": {"stats", "reduced"},
@@ -155,13 +160,22 @@ class TensorflowPrinter(Printer):
 
     def _kernel_mse(self, node, a, b):
         d = f"tf.math.squared_difference({a}, {b})"
-        return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
+        if node.attr("reduction") != "mean":
+            return d
+        if max(x.type.rank for x in node.args) >= 2:
+            # The mean of the rows' means (every row has as many elements): XLA on CPU reduces
+            # a matrix to one number through square tiles, across rows, and row by row faster.
+            return f"tf.reduce_mean(tf.reduce_mean({d}, axis=-1))"
+        return f"tf.reduce_mean({d})"
 
     def _kernel_bce_logits(self, node, z, y, pos_weight=None):
         d = f"tf.nn.sigmoid_cross_entropy_with_logits(labels={y}, logits={z})"
         if pos_weight is not None:
             d = self.unless_one(node, 0, d, f"rt.weighted_bce({z}, {y}, {pos_weight})")
         return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
+
+    def _kernel_soft_ce(self, node, z, y):
+        return f"rt.soft_ce({z}, {y})"
 
     def _kernel_ce(self, node, z, y, ls, ignore=None):
         smoothing = self.unless_zero(node, 0, ls)
@@ -190,6 +204,9 @@ class TensorflowPrinter(Printer):
         if node.attr("reduction") == "weighted_mean":
             return f"rt.weighted_mean_of({d}, tf.gather({w}, {y}))"
         return f"tf.reduce_mean({d})" if node.attr("reduction") == "mean" else d
+
+    def split_columns(self, x: str, size: int) -> str:
+        return f"tf.unstack({x}, num={size}, axis=-1)"
 
     def _print_Gather(self, node: Gather) -> tuple[str, int]:
         x = self.expr(node.x)
@@ -500,6 +517,22 @@ def _runtime(tf) -> types.SimpleNamespace:
     def weighted_mean_of(loss, w):
         return tf.reduce_sum(w * loss) / tf.reduce_sum(w)
 
+    @tf.custom_gradient
+    def soft_ce(z, y):
+        # -sum(y * log_softmax(z)) over the last axis, with its gradient for labels of any sum,
+        # softmax(z) * sum(y) - y, in one op on the tape: autodiff through log_softmax writes
+        # -g * y out and sums it again, and under XLA computes the softmax's exp twice. The
+        # gradient reads only z and y (a second derivative sees all of it); XLA shares the
+        # softmax's reductions and exp with the forward's log_softmax.
+        logp = tf.nn.log_softmax(z)
+
+        def grad(g):
+            g = g[..., None]
+            total = tf.reduce_sum(y, axis=-1, keepdims=True)
+            return g * (tf.nn.softmax(z) * total - y), -g * tf.nn.log_softmax(z)
+
+        return -tf.reduce_sum(y * logp, axis=-1), grad
+
     def smoothed_ce(z, y, smoothing, ignore):
         """Softmax cross-entropy through tf.nn's fused op, with label smoothing (None: none) as
         `ls * (z[y] - mean(z))` added to it, the mean over the labels not equal to `ignore`
@@ -539,6 +572,7 @@ def _runtime(tf) -> types.SimpleNamespace:
         weighted_bce=weighted_bce,
         weighted_mean_of=weighted_mean_of,
         smoothed_ce=smoothed_ce,
+        soft_ce=soft_ce,
         weighted_ce=weighted_ce,
         maximum=maximum,
         minimum=minimum,

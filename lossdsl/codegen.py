@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .checked import CheckedModule, Leaf
+from .columns import ColumnSplit, column_splits
 from .functions import FUNCTIONS, index_uses
 from .ir import Apply, Arg, Const, DimSize, Index, Node, topological
 from .source import Span
@@ -105,13 +106,58 @@ def _let_namer(checked: CheckedModule, order: list[Node]):
     return let_name_of
 
 
+def _fresh(base: str, taken: set[str]) -> str:
+    var, k = base, 2
+    while var in taken:
+        var, k = f"{base}_{k}", k + 1
+    taken.add(var)
+    return var
+
+
+def _emit_split(split: ColumnSplit, printer, names, taken, let_name_of, lines, temp_prefix) -> None:
+    """One split of a tensor read column by column, unpacked into a variable per column read
+    (the `let` it is bound to, where it is one); every read of a column is that variable."""
+    targets = []
+    for k in range(split.size):
+        reads = split.reads.get(k)
+        if not reads:
+            targets.append("_")
+            continue
+        let_name = next((m for m in (let_name_of(r) if let_name_of else None for r in reads) if m), None)
+        if let_name is not None:
+            var = _fresh(f"l_{let_name}", taken)
+        else:
+            temp = 1
+            while f"{temp_prefix}{temp}" in taken:
+                temp += 1
+            var = _fresh(f"{temp_prefix}{temp}", taken)
+        targets.append(var)
+        names.update((id(r), var) for r in reads)
+    lines(f"{', '.join(targets)} = {printer.split_columns(printer.expr(split.base), split.size)}")
+
+
 def _emit(
-    order, root, printer, names, taken, let_name_of, uses, lines, force, temp_prefix="t", skip=frozenset()
+    order,
+    root,
+    printer,
+    names,
+    taken,
+    let_name_of,
+    uses,
+    lines,
+    force,
+    temp_prefix="t",
+    skip=frozenset(),
+    splits: dict[int, ColumnSplit] | None = None,
 ) -> None:
-    """Assignments for the nodes that get a variable: a `let`, a node used twice, a forced one."""
+    """Assignments for the nodes that get a variable: a `let`, a node used twice, a forced one,
+    a tensor's columns where `splits` (lossdsl/columns.py) says they come from one split."""
     temp = sum(1 for v in taken if v.startswith(temp_prefix) and v[len(temp_prefix) :].isdigit())
     for n in order:
         if isinstance(n, (Arg, Const, DimSize)) or n is root or id(n) in names or id(n) in skip:
+            continue
+        if splits and id(n) in splits:
+            _emit_split(splits[id(n)], printer, names, taken, let_name_of, lines, temp_prefix)
             continue
         let_name = let_name_of(n) if let_name_of else None
         if let_name is None and uses.get(id(n), 0) < 2 and id(n) not in force:
@@ -353,7 +399,9 @@ def _write_compute(checked: CheckedModule, root: Node, printer_cls, derivative, 
     # The plain compute: one framework call per node, the framework's autodiff.
     plain_names = dict(arg_names)
     body = _Lines(1)
-    _emit(order, root, printer_cls(plain_names), plain_names, set(arg_names.values()), let_name_of, uses, body, set())
+    printer = printer_cls(plain_names)
+    splits = column_splits(order, root) if printer.SPLITS_COLUMNS else None
+    _emit(order, root, printer, plain_names, set(arg_names.values()), let_name_of, uses, body, set(), splits=splits)
     body(f"return {printer_cls(plain_names).expr(root)}")
     if derivative is None:
         lines = [f"def {name}({', '.join(params)}):", *body.lines]

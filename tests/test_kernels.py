@@ -30,6 +30,7 @@ CALLS: dict[str, dict[str, str]] = {
               "nll": "F.cross_entropy(", "ce": "F.cross_entropy(", "weighted_ce": "F.cross_entropy("},
     "tensorflow": {"mse": "tf.math.squared_difference(", "bce_logits": "tf.nn.sigmoid_cross_entropy_with_logits(",
                    "nll": "tf.nn.sparse_softmax_cross_entropy_with_logits(", "ce": "rt.smoothed_ce(",
+                   "soft_ce": "rt.soft_ce(",
                    "weighted_ce": "rt.weighted_ce("},
     # -pick(log_softmax(z), k) as logsumexp(z) - z[k]
     "jax": {"nll": "jax.nn.logsumexp(", "ce": "rt.smoothed_ce(", "weighted_ce": "rt.weighted_ce("},
@@ -196,13 +197,13 @@ CASES = {
         "weighted_ce", ALL_THREE, lambda x: _weighted_ce(x, 0.0, -1),
         r"F\.cross_entropy\(v_z, v_k, weight=c_w, ignore_index=n_ignore, label_smoothing=n_ls, reduction='sum'\)"),
     "soft_ce": Case("pred z: float[B, C]\ntarget y: float[B, C]\nloss = -sum(y * log_softmax(z), axis=C)\n",
-                    "soft_ce", {"torch"}, lambda x: -np.sum(x["y"] * _log_softmax(x["z"]), axis=1),
+                    "soft_ce", {"torch", "tensorflow"}, lambda x: -np.sum(x["y"] * _log_softmax(x["z"]), axis=1),
                     r"F\.cross_entropy\([^()]*reduction='none'\)"),
     # Soft-label cross-entropy whose minus the normal form folded into a sum (poly-1's form).
     "soft_ce_minus_folded": Case(
         "pred z: float[B, C]\ntarget y: float[B, C]\n"
         "loss = 2.0 * sum(y * (1 - softmax(z, axis=C)), axis=C) - sum(y * log_softmax(z, axis=C), axis=C)\n",
-        "soft_ce", {"torch"}, lambda x: 2.0 * np.sum(x["y"] * (1 - np.exp(_log_softmax(x["z"]))), axis=1)
+        "soft_ce", {"torch", "tensorflow"}, lambda x: 2.0 * np.sum(x["y"] * (1 - np.exp(_log_softmax(x["z"]))), axis=1)
         - np.sum(x["y"] * _log_softmax(x["z"]), axis=1),
         r"\+ F\.cross_entropy\(v_z, v_y, reduction='none'\)"),
     "nll": Case("pred z: float[B, C]\ntarget k: int[B]\nloss = mean(-pick(log_softmax(z), k))\n", "nll",
