@@ -199,6 +199,10 @@ class Printer:
     #: in the module (`compute_mean`) even where it reaches no fused call: a backend that runs the
     #: compute as one graph call (TensorFlow eager) then runs the mean inside it too
     API_MEAN_IN_COMPUTE = False
+    #: the same where the normal form makes that mean and a per-sample mean one mean
+    #: (`mean(mean(x, axis=D))` is `mean(x)`): one reduction, where a compiler (torch.compile)
+    #: keeps what the per-sample mean reads until the second one
+    API_MEAN_WHEN_MERGED = False
     #: keyword names of the framework's reductions
     AXIS_KW = "axis"
     KEEPDIMS_KW = "keepdims"
@@ -493,6 +497,12 @@ class Printer:
         zero = Const(TensorType(FLOAT), node.span, 0.0)
         le = Apply(TensorType(BOOL, x.type.shape), node.span, "le", (x, zero))
         return self._p(Apply(node.type, node.span, "where", (le, zero, g)))
+
+    def api_mean_choice(self, preds: list[str], min_elements: int, one_mean: str, per_sample: str) -> str:
+        """The API's mean where it is one mean with the per-sample one (API_MEAN_WHEN_MERGED) and
+        the per-sample compute has a derived backward from `min_elements` pred elements on: the
+        call `one_mean`, or the mean of the call `per_sample` where that backward is faster."""
+        return one_mean
 
     # ---- indexing ----
     def index_items(self, node: Index) -> str:

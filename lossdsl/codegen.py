@@ -364,6 +364,8 @@ class _Compute:
     static_args: list[str]
     dims_needed: list[str]  # the dimension symbols compute reads
     numbers: list[str] = field(default_factory=list)  # params a fused call takes as Python numbers
+    derived_preds: list[str] = field(default_factory=list)  # with a derived backward: the preds it takes
+    reduced_kernel: bool = False  # whether it reaches a fused call that reduces
 
 
 def _numbers(order: list[Node], printer_cls) -> list[str]:
@@ -402,7 +404,7 @@ def _write_compute(checked: CheckedModule, root: Node, printer_cls, derivative, 
     printer = printer_cls(plain_names)
     splits = column_splits(order, root) if printer.SPLITS_COLUMNS else None
     _emit(order, root, printer, plain_names, set(arg_names.values()), let_name_of, uses, body, set(), splits=splits)
-    body(f"return {printer_cls(plain_names).expr(root)}")
+    body(f"return {printer.expr(root)}")
     if derivative is None:
         lines = [f"def {name}({', '.join(params)}):", *body.lines]
     else:
@@ -412,7 +414,9 @@ def _write_compute(checked: CheckedModule, root: Node, printer_cls, derivative, 
             root, order, derivative, used_args, printer, names, let_name_of, leaf_names, static_args, uses
         )
         lines = [f"def _plain({', '.join(params)}):", *body.lines, "", "", *printer.derived_compute(plan)]
-    return _Compute(lines, arg_names, params, static_args, dims_needed, numbers)
+    reduced = any(isinstance(n, Apply) and n.fn == "kernel" and n.attr("reduction") != "none" for n in order)
+    derived_preds = plan.preds if derivative is not None else []
+    return _Compute(lines, arg_names, params, static_args, dims_needed, numbers, derived_preds, reduced)
 
 
 class _EntryWriter:
@@ -482,7 +486,11 @@ class _EntryWriter:
             # there, and where the batch size is unknown until the graph runs, the caller reduces.
             e("if _mean:")
             e(f"if _known_positive({self.printer.dim(root.type.shape[0])}):", 2)
-            e("return " + guard.format(f"compute_mean({', '.join(mean.params)})"), 3)
+            call = f"compute_mean({', '.join(mean.params)})"
+            if compute.derived_preds and not mean.reduced_kernel:  # one mean, or a derived backward
+                per_sample = f"compute({', '.join(compute.params)})"
+                call = self.printer.api_mean_choice(compute.derived_preds, FUSED_MIN_ELEMENTS, call, per_sample)
+            e("return " + guard.format(call), 3)
             e("return None", 2)
         e("return " + guard.format(f"compute({', '.join(compute.params)})"))
 

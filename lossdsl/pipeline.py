@@ -158,16 +158,19 @@ class Lowered:
     mean_root: Node | None = None
 
 
-def _api_mean(checked: CheckedModule, kernels: dict[str, set[str]], always: bool = False) -> Node | None:
+def _api_mean(
+    checked: CheckedModule, kernels: dict[str, set[str]], always: bool = False, merged: bool = False
+) -> Node | None:
     """`mean(loss, axis=0)` lowered for a backend, where it reaches a reducing fused call (or
-    `always`): the normal form (lossdsl/canonical.py) turns the mean of per-sample means into one
-    mean, so `mean(huber(...), axis=D)` under the API's mean is `F.huber_loss(...)` itself."""
+    `always`, or `merged` where it is one mean with the per-sample mean): the normal form
+    (lossdsl/canonical.py) turns the mean of per-sample means into one mean, so
+    `mean(huber(...), axis=D)` under the API's mean is `F.huber_loss(...)` itself."""
     loss = checked.loss
     if not (kernels or always) or loss.type.rank != 1 or loss.type.dtype is not FLOAT:
         return None
     mean = apply("mean", (loss,), TensorType(FLOAT, ()), loss.span, (("axis", (0,)), ("keepdims", False)))
     root = lower_ir(replace(checked, loss=mean), kernels=kernels)
-    if always:
+    if always or (merged and isinstance(root, Apply) and root.fn == "mean" and root.args[0].type.rank > 1):
         return root
     for n in topological(root):
         if isinstance(n, Apply) and n.fn == "kernel" and n.attr("reduction") != "none":
@@ -188,7 +191,11 @@ def lower(
     printer = backend.printer
     kernels = printer.KERNELS
     root = lower_ir(checked, kernels=kernels, sharded=sharded, made_global=made_global)
-    mean_root = _api_mean(checked, kernels, printer.API_MEAN_IN_COMPUTE) if sharded is None else None
+    mean_root = (
+        _api_mean(checked, kernels, printer.API_MEAN_IN_COMPUTE, printer.API_MEAN_WHEN_MERGED)
+        if sharded is None
+        else None
+    )
     if not (fused_backward and printer.FUSED_BACKWARD):
         return Lowered(root, None, made_global, mean_root)
     derivative = _derive_for_preds(root)

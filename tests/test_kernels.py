@@ -302,6 +302,9 @@ def test_the_generated_code_calls_the_fused_kernel_exactly_where_the_backend_shi
         assert call is not None and call in mean, f"{backend}'s mean over the samples does not call {call}:\n{mean}"
     elif printer_for(backend).API_MEAN_IN_COMPUTE:  # every per-sample loss's mean, the same calls as its loss
         assert not mean or call is None or (call in mean) == (call in fused), f"{backend}'s mean for {name}:\n{mean}"
+    elif mean and printer_for(backend).API_MEAN_WHEN_MERGED:  # a per-sample mean and the API's, as one mean
+        last = mean.strip().splitlines()[-1]
+        assert ", axis=D)" in case.src and "dim=" not in last, f"not one mean on {backend} for {name}:\n{mean}"
     else:
         assert not mean, f"a compute_mean on {backend} with no fused call for {name}:\n{mean}"
     if backend in case.fused_on:
