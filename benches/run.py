@@ -669,8 +669,9 @@ STD_NOTES = """How to read this table, and the rows above 1.05×:
   per guarded operand, and the torch eager rows that stay above 1.05× are the guarded ones
   (torch.profiler, per call): `kl_div` (8 `where`s against `F.kl_div`'s one `xlogy`; the
   spec's term is exactly 0 where `p` is 0, even where `log_q` is `-inf`, which `F.kl_div` makes
-  NaN), `cosine_embedding` (28 against 7: the guard of the cosine's divisor is made once per
-  branch's condition, so the cosine is computed twice, eager and under `torch.compile`),
+  NaN), `cosine_embedding` (26 against 7 in one value and gradient: the cosine is computed once,
+  guarded under the `or` of its two branches' conditions, and each branch reads it through a
+  select on its own; before, it was computed once per branch: 1.45× eager, 1.19× compiled),
   `nt_xent` and `supcon` (21 and 15 against 9). The derived backward's gradient of `relu` is torch's own
   `threshold_backward` for this reason (one pass), and `sigmoid`'s and `tanh`'s are
   `sigmoid_backward` and `tanh_backward`.
@@ -688,13 +689,18 @@ STD_NOTES = """How to read this table, and the rows above 1.05×:
   for cross-entropy against the baseline's 8), traced once per shape, dtype and static
   argument (docs/backends.md). Every eager TensorFlow row is now at or under the baseline,
   most well under it (the baselines dispatch op by op).
-- **Box losses under TensorFlow's `jit_compile`** (`diou`, `ciou`, `giou`: 1.2–1.9×): XLA
-  fuses as many kernels as for the hand-written form, but the gradient of each box's four
-  column slices is a pad-and-add fusion that recomputes every per-box gradient expression for
-  each of the four columns (diou, 8192 boxes: 435 µs against 232 µs); the language's tie-split
-  `maximum`/`minimum` gradients are most of the rest (320 µs with `tf.maximum`). One `unstack`
-  per box tensor shared by its reads takes the hand-written form from 228 to 182 µs; codegen
-  does not bind one yet.
+- **Box losses: one split per box tensor.** The gradient of each of a box's four column
+  slices `b[:, k]` is a zero tensor of the box's size with its column set. Under TensorFlow's
+  `jit_compile`, XLA made their sum a pad-and-add fusion that recomputed every per-box gradient
+  expression for each of the four columns (diou, 8192 boxes: 435 µs against 232 µs); under
+  `torch.compile`, inductor made it a loop over the columns holding every column's expression
+  (giou's backward graph twice the hand-written form's). A tensor read column by column is now
+  split once (lossdsl/columns.py: `tf.unstack`, torch's `unbind(-1)`), whose gradient is one
+  stack. Same-process before/after: TensorFlow `jit_compile` diou 1.66–1.87× → 0.81–0.86×, giou
+  1.21× → 0.56–0.60×, ciou 1.31–1.38× → 0.92–0.96×; `torch.compile` giou 1.41× → 1.04×, diou
+  1.39× → 1.04×, ciou 1.15× → 1.01× (25 interleaved rounds). What is left under
+  `torch.compile` is the language's tie-splitting `maximum`/`minimum` gradients for the union
+  and the hull, against the baseline's `clamp`.
 - **JAX under `jax.jit`**: `logaddexp`, `softplus`, `log_sigmoid` and `atan2` have rules that
   compute one transcendental for value and gradient (`nt_xent` 1.9× → 0.95×, `log_cosh` 1.13×
   → 0.77×, `ciou` 1.27× → 0.97×); `relu` is a select (XLA fused `jax.nn.relu` into the
@@ -709,18 +715,21 @@ STD_NOTES = """How to read this table, and the rows above 1.05×:
   (1.21×: two comparisons for the true class's mask where the baseline makes one, 320 µs
   against 194 µs), `msle` (1.14×: `torch.maximum`'s tie-splitting gradient, a comparison, a
   `where` and a `masked_fill`, against `torch.clamp`'s one `where`), `jaccard` (1.19×: the
-  derived backward's Python function, for no pass saved; 1.08× on the plain path);
-  `torch.compile` `giou`/`diou` (1.4×: one forward and one backward graph on each side, and the
-  difference is the backward graph, 317 µs against 236 µs for giou, which holds the tie-splitting
-  gradients of its `maximum`s and `minimum`s; the code before this table's changes measures the
-  same 1.45–1.48× in this harness, the 0.47×/1.07× of the table before were wall-clock noise),
-  `softmax_focal` (1.17×: its two graphs are no slower than the baseline's; the rest is the
-  guards, `TorchDynamo Cache Lookup` 21 µs a call); TensorFlow `jit_compile` `mse` and its
-  spellings (1.13–1.17×: in the optimized HLO lossdsl has fewer fusions, 4 against 6, and one
-  `reduce` over every element where keras's form reduces each row and then the rows: the only
-  difference) and `listnet` (1.35×: 11 fusions and two `exp`s against 8 and one, because
-  `tf.nn.softmax_cross_entropy_with_logits`'s gradient, `softmax - labels`, holds only for
-  labels that sum to 1, which the spec does not assume).
+  derived backward's Python function, for no pass saved; 1.08× on the plain path).
+- **Profiled and fixed.** `torch.compile` `softmax_focal` (1.17–1.24× → 1.05×): inductor
+  computed the gradient of `F.cross_entropy(..., reduction='none')` as a sum over a one-hot
+  with the row's whole gradient recomputed for each class; under `torch.compile` a per-sample
+  cross-entropy is now a gather of `log_softmax`, whose gradient is one scatter, as the
+  baseline's (eager keeps `F.cross_entropy`). What is left is dynamo's guards: 144 leaf guards
+  against 17, `TorchDynamo Cache Lookup` 17 µs against 8 µs a call. TensorFlow `jit_compile`
+  `mse` and its spellings (1.13–1.17× → 0.94–1.01×): lossdsl's HLO reduced the whole matrix in
+  one `reduce-window` of 32×32 tiles across rows, where keras's reduces each row and then the
+  rows; the mean of a tensor of two or more axes is now printed as the mean of its row means
+  (245–250 µs → 217–218 µs, keras 214–218 µs). TensorFlow `listnet` (1.35× → 0.96–1.10×): 11
+  fusions and two `exp`s against 8 and one, because autodiff wrote `-g * y` out and summed it
+  again; the soft-label cross-entropy is now a custom gradient `softmax(z) * sum(y) - y`, right
+  for labels of any sum (which `tf.nn.softmax_cross_entropy_with_logits`'s `softmax - labels`
+  is not), 9 fusions and one `exp`, the extra fusion the labels' row sum.
 - **The rows at 1.06–1.16× compiled.** `torch.compile` (torch.profiler, per call): for
   `charbonnier` and `tversky` the compiled graphs take what the baseline's take, and the
   difference is `TorchDynamo Cache Lookup` (70 µs and 23 µs a call: the guards above); the
@@ -742,9 +751,13 @@ STD_NOTES = """How to read this table, and the rows above 1.05×:
   `where` on the count (0 when every label is ignored); inductor compiled the sum-over-count form's
   backward with smoothing into a column-wise kernel (519 µs against 348 µs); a gather along an
   axis with `arange`s on the others (`lovasz_softmax`) is one `torch.gather`. `lovasz_softmax`
-  (1.2×) sorts stably, as docs/language.md requires for ties (384 µs against 308 µs unstable);
-  `hinge_embedding` (1.2×) is the per-sample mean then the API's mean: inductor stores two bool
-  masks between the two reductions (one mean by hand: 2.41 ms, two: 3.01 ms).
+  (1.2×) sorts stably, as docs/language.md requires for ties (384 µs against 308 µs unstable).
+  `hinge_embedding` (1.2× → 1.0×) was the per-sample mean then the API's mean, and inductor
+  stored two bool masks between the two reductions (one mean by hand: 2.41 ms, two: 3.01 ms):
+  where the normal form makes the two one mean, torch now computes that one mean, under
+  `torch.compile` and eager below 65536 pred elements; eager above it, the API's mean of the
+  per-sample compute with its derived backward stays faster (`squared_hinge` at 1M elements:
+  0.74× against 0.99× with one mean).
 """.splitlines()
 
 

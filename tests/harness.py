@@ -85,3 +85,14 @@ def compiled_value_and_grad(f, backend: str, x: dict, pred: str, **call):
 
         v, g = step(args)
     return to_numpy(v), to_numpy(g)
+
+
+def assert_eager_and_compiled(f, backend: str, x: dict, pred: str, want_value, want_grad) -> None:
+    """The API's default call gives `want_value` and, with respect to `pred`, `want_grad` in
+    float64, eager and under the backend's compiler (`compiled_value_and_grad`)."""
+    value, grads = value_and_grads(f, backend, x, [pred])
+    assert_close(value, want_value, "float64", "value")
+    assert_close(grads[pred], want_grad, "float64", "gradient")
+    value, grad = compiled_value_and_grad(f, backend, x, pred)
+    assert_close(value, want_value, "float64", "compiled value")
+    assert_close(grad, want_grad, "float64", "compiled gradient")

@@ -9,15 +9,14 @@ import ast
 
 import numpy as np
 import pytest
+from conftest import needs, spec
+from harness import BACKENDS, assert_close, value_and_grads
 
 import lossdsl
 from lossdsl.api import generate_source
 from lossdsl.columns import column_splits
 from lossdsl.ir import topological
 from lossdsl.pipeline import backend_class
-
-from conftest import needs, spec
-from harness import BACKENDS, assert_close, value_and_grads
 
 # Every column of each box read by name, as the std box losses do.
 BOXES = spec("""
