@@ -613,6 +613,9 @@ USERS_NOTE = [
 STD_TITLE = "Every std loss on every framework, eager and compiled (small inputs)"
 
 
+STD_REPEATS = 9  # rounds per row: a median of 5 moved by 10% between runs on a shared 2-core machine
+
+
 def std_section() -> list[str]:
     """Every row of benches/std_losses.py on torch, TensorFlow and JAX, eager and compiled, at the
     "small" sizes: a compile per row and framework is most of the run's time, so this table is
@@ -629,7 +632,8 @@ def std_section() -> list[str]:
         "where it ships none (benches/std_reference.py for TensorFlow and JAX): value and gradient with respect "
         f"to the first pred, float32, at the \"small\" sizes: B={b}, D={d}, C={c} (pairwise losses B=64, boxes "
         "8192, segmentation 4×256×10, the rest a quarter of the users' table's sizes). The process's CPU time, "
-        "one thread per framework, median of 5 interleaved rounds of about 20 ms each, min–max in brackets. "
+        f"one thread per framework, median of {STD_REPEATS} interleaved rounds of about 20 ms each, min–max in "
+        "brackets. "
         "Eager is torch eager, TensorFlow eager and `jax.value_and_grad` called op by op (lossdsl's compute is "
         "jitted inside on JAX and one traced graph on TensorFlow, the baseline is not); compiled is "
         "`torch.compile`, `tf.function(jit_compile=True)` and `jax.jit`. At these sizes a call takes "
@@ -637,7 +641,7 @@ def std_section() -> list[str]:
         "weighs more than in the users' table.",
         "",
     ]
-    return note + std_losses.table(QUICK, target_s=0.02, repeats=5) + [""] + STD_NOTES
+    return note + std_losses.table(QUICK, target_s=0.02, repeats=STD_REPEATS) + [""] + STD_NOTES
 
 
 STD_NOTES = """How to read this table, and the rows above 1.05×:
@@ -652,6 +656,14 @@ STD_NOTES = """How to read this table, and the rows above 1.05×:
   (`mallopt`): otherwise glibc gives each back to the system and the next call faults its
   pages in again, and which side pays for that depends on the order of its allocations (torch
   eager cross-entropy measured 1.59× with it and 1.10× without, the same code).
+- **This run's noise.** The machine was noisier for this table than for the one before it
+  (same command, same clock): rows whose generated code did not change moved by up to 0.3×,
+  and some ranges span 2× and more. TensorFlow eager `margin_ranking`, `poisson_nll` and
+  cross-entropy, for example, read 1.1–1.2× here against 0.8–1.0× before; the code before this
+  table's changes, run alternately with the current code by
+  `python benches/std_losses.py --size small --framework tensorflow --eager --row ...`,
+  measured 1.23–1.34×, 1.12–1.15× and 1.16× against the current code's 1.32–1.61×, 1.07–1.17×
+  and 1.08–1.20×. Read a row above 1.05× whose range reaches below 1.0 as not told apart.
 - **Per-call cost.** At these sizes a call takes 50 µs to 3 ms, and what a call costs beyond
   the compute counts: the argument checks (about 1 µs for two arguments, the overhead table),
   an int label's range check (about 3 µs on the CPU) and, under `torch.compile`, the guards on
