@@ -177,12 +177,12 @@ class TorchPrinter(Printer):
             return f"F.cross_entropy({z}, {y}, weight={w})"
         if node.attr("reduction") == "mean":
             return f"F.cross_entropy({z}, {y})"
-        # Per sample under torch.compile: inductor sums the gradient of F.cross_entropy's one-hot
-        # over the classes with the row's whole gradient computed again for each class; the
-        # gradient of a gather is a scatter into zeros, read once (softmax_focal, 1024 x 250:
-        # the backward graph 1.4x the hand-written form's).
-        gathered = f"-torch.gather(torch.log_softmax({z}, 1), 1, {y}.unsqueeze(1)).squeeze(1)"
-        return f"({gathered} if torch.compiler.is_compiling() else F.cross_entropy({z}, {y}, reduction='none'))"
+        # Per sample under torch.compile, the decomposed form: inductor sums the gradient of
+        # F.cross_entropy's one-hot over the classes with the row's whole gradient computed again
+        # for each class; the gradient of the decomposed form's gather is a scatter into zeros,
+        # read once (softmax_focal, 1024 x 250: the backward graph 1.4x the hand-written form's).
+        decomposed = self._p(node.attr("decomposed"))[0]
+        return f"({decomposed} if torch.compiler.is_compiling() else F.cross_entropy({z}, {y}, reduction='none'))"
 
     def _kernel_ce(self, node, z, y, ls, ignore=None):
         # torch computes no smoothing term when label_smoothing is 0, and takes both as numbers.

@@ -23,6 +23,7 @@ from .checked import CheckedModule, Leaf
 from .columns import ColumnSplit, column_splits
 from .functions import FUNCTIONS, index_uses
 from .ir import Apply, Arg, Const, DimSize, Index, Node, topological
+from .kernels import reduces_in_a_kernel
 from .source import Span
 from .types import FLOAT, INT, Dim
 
@@ -106,15 +107,7 @@ def _let_namer(checked: CheckedModule, order: list[Node]):
     return let_name_of
 
 
-def _fresh(base: str, taken: set[str]) -> str:
-    var, k = base, 2
-    while var in taken:
-        var, k = f"{base}_{k}", k + 1
-    taken.add(var)
-    return var
-
-
-def _emit_split(split: ColumnSplit, printer, names, taken, let_name_of, lines, temp_prefix) -> None:
+def _emit_split(split: ColumnSplit, printer, names, let_name_of, lines, new_var) -> None:
     """One split of a tensor read column by column, unpacked into a variable per column read
     (the `let` it is bound to, where it is one); every read of a column is that variable."""
     targets = []
@@ -124,13 +117,7 @@ def _emit_split(split: ColumnSplit, printer, names, taken, let_name_of, lines, t
             targets.append("_")
             continue
         let_name = next((m for m in (let_name_of(r) if let_name_of else None for r in reads) if m), None)
-        if let_name is not None:
-            var = _fresh(f"l_{let_name}", taken)
-        else:
-            temp = 1
-            while f"{temp_prefix}{temp}" in taken:
-                temp += 1
-            var = _fresh(f"{temp_prefix}{temp}", taken)
+        var = new_var(let_name)
         targets.append(var)
         names.update((id(r), var) for r in reads)
     lines(f"{', '.join(targets)} = {printer.split_columns(printer.expr(split.base), split.size)}")
@@ -153,15 +140,10 @@ def _emit(
     """Assignments for the nodes that get a variable: a `let`, a node used twice, a forced one,
     a tensor's columns where `splits` (lossdsl/columns.py) says they come from one split."""
     temp = sum(1 for v in taken if v.startswith(temp_prefix) and v[len(temp_prefix) :].isdigit())
-    for n in order:
-        if isinstance(n, (Arg, Const, DimSize)) or n is root or id(n) in names or id(n) in skip:
-            continue
-        if splits and id(n) in splits:
-            _emit_split(splits[id(n)], printer, names, taken, let_name_of, lines, temp_prefix)
-            continue
-        let_name = let_name_of(n) if let_name_of else None
-        if let_name is None and uses.get(id(n), 0) < 2 and id(n) not in force:
-            continue
+
+    def new_var(let_name: str | None) -> str:
+        """`l_<let>` (numbered where taken) for a `let`, else the next free temporary."""
+        nonlocal temp
         if let_name is not None:
             var = f"l_{let_name}"
             k = 2
@@ -174,6 +156,18 @@ def _emit(
                 temp += 1
                 var = f"{temp_prefix}{temp}"
         taken.add(var)
+        return var
+
+    for n in order:
+        if isinstance(n, (Arg, Const, DimSize)) or n is root or id(n) in names or id(n) in skip:
+            continue
+        if splits and id(n) in splits:
+            _emit_split(splits[id(n)], printer, names, let_name_of, lines, new_var)
+            continue
+        let_name = let_name_of(n) if let_name_of else None
+        if let_name is None and uses.get(id(n), 0) < 2 and id(n) not in force:
+            continue
+        var = new_var(let_name)
         lines(f"{var} = {printer.expr(n)}")
         names[id(n)] = var
 
@@ -414,7 +408,7 @@ def _write_compute(checked: CheckedModule, root: Node, printer_cls, derivative, 
             root, order, derivative, used_args, printer, names, let_name_of, leaf_names, static_args, uses
         )
         lines = [f"def _plain({', '.join(params)}):", *body.lines, "", "", *printer.derived_compute(plan)]
-    reduced = any(isinstance(n, Apply) and n.fn == "kernel" and n.attr("reduction") != "none" for n in order)
+    reduced = reduces_in_a_kernel(root)
     derived_preds = plan.preds if derivative is not None else []
     return _Compute(lines, arg_names, params, static_args, dims_needed, numbers, derived_preds, reduced)
 

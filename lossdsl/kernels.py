@@ -76,6 +76,11 @@ def yields_to_derived(name: str) -> bool:
     return kernel is not None and kernel.yields_to_derived
 
 
+def reduces_in_a_kernel(root: Node) -> bool:
+    """Whether the lowered IR `root` reaches a fused call that reduces (not reduction "none")."""
+    return any(isinstance(n, Apply) and n.fn == "kernel" and n.attr("reduction") != "none" for n in topological(root))
+
+
 def hyper_nodes(node: Apply) -> tuple[Node, ...]:
     """The hyperparameter operands of a kernel node (literals or params), in `Kernel.hypers` order."""
     n = len(node.attr("hyper_params") or ())

@@ -34,7 +34,7 @@ from .codegen import Generated, generate
 from .diagnostics import Diagnostic, LossError
 from .frontend import check_parsed
 from .ir import Apply, Arg, Node, apply, topological
-from .kernels import yields_to_derived
+from .kernels import reduces_in_a_kernel, yields_to_derived
 from .loading import load_source
 from .parser import ParseResult, parse_source
 from .passes import lower as lower_ir
@@ -172,10 +172,7 @@ def _api_mean(
     root = lower_ir(replace(checked, loss=mean), kernels=kernels)
     if always or (merged and isinstance(root, Apply) and root.fn == "mean" and root.args[0].type.rank > 1):
         return root
-    for n in topological(root):
-        if isinstance(n, Apply) and n.fn == "kernel" and n.attr("reduction") != "none":
-            return root
-    return None
+    return root if reduces_in_a_kernel(root) else None
 
 
 def lower(
